@@ -1,0 +1,155 @@
+"""Per-entity evaluation: the one code path shared by the live worker and the backtest.
+
+The engine owns no I/O. Given an entity's state (or ``None`` for a new
+entity) and a validated event, it drops re-sent events, runs every detector
+that applies, and turns their signals into :class:`riskflow.alerts.Alert`
+records with deterministic ids. The caller persists the returned state (a
+changelog-backed table when live, a dict in a backtest) and emits the alerts.
+
+>>> from riskflow.schema import parse_event
+>>> from detectors.rules import load_pack
+>>> eng = Engine(load_pack().detectors)
+>>> raw = (b'{"schema": "riskflow.event/v1", "event_id": "e1", "event_type": "amac.notice",'
+...        b' "entity_id": "PFM-1", "entity_kind": "private_fund_manager", "region": "330100",'
+...        b' "event_time": "2025-04-01T10:00:00+08:00", "source": "amac", "payload": {"notice": "lost_contact"}}')
+>>> out = eng.process(None, parse_event(raw))
+>>> [a.rule_id for a in out.alerts]
+['pf.amac_lost_contact']
+>>> eng.process(out.state, parse_event(raw)).duplicate
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from detectors.base import Detector
+from riskflow.alerts import Alert, alert_id, utc_now_iso
+from riskflow.schema import Event
+
+_DIGEST = 8  # bytes of an event-id digest kept for de-duplication
+
+
+class EntityState(msgspec.Struct, kw_only=True):
+    """Everything RiskFlow remembers about one entity; msgpack-serialisable."""
+
+    entity_id: str
+    entity_kind: str = ""
+    region: str = ""
+    watermark: float = 0.0  # latest event time seen for this entity (POSIX seconds)
+    events: int = 0
+    recent_ids: bytes = b""  # ring of 8-byte digests of recent event ids, newest last
+    detectors: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(EntityState)
+
+
+def encode_state(state: EntityState) -> bytes:
+    return _state_encoder.encode(state)
+
+
+def decode_state(data: bytes) -> EntityState:
+    return _state_decoder.decode(data)
+
+
+def _digest(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=_DIGEST).digest()
+
+
+def _seen(blob: bytes, digest: bytes) -> bool:
+    i = blob.find(digest)
+    while i != -1:
+        if i % _DIGEST == 0:
+            return True
+        i = blob.find(digest, i + 1)
+    return False
+
+
+@dataclass(slots=True)
+class Outcome:
+    state: EntityState
+    alerts: list[Alert]
+    duplicate: bool = False
+
+
+class Engine:
+    """Runs a set of detectors over one entity's events.
+
+    ``dedup_window`` is how many recent event ids per entity are remembered:
+    an event whose id is among them is a duplicate (re-sent by a producer, or
+    redelivered after a crash) and changes nothing.
+    """
+
+    def __init__(
+        self,
+        detectors: Sequence[Detector],
+        *,
+        dedup_window: int = 64,
+        pack_version: str = "",
+        clock: Callable[[], str] = utc_now_iso,
+    ) -> None:
+        self.detectors = list(detectors)
+        self.dedup_window = dedup_window
+        self.pack_version = pack_version
+        self.clock = clock
+        self._by_type: dict[str, list[Detector]] = {}
+
+    def _for_event(self, event: Event) -> list[Detector]:
+        key = event.event_type + "\x1f" + event.entity_kind
+        found = self._by_type.get(key)
+        if found is None:
+            found = self._by_type[key] = [d for d in self.detectors if d.applies_to(event)]
+        return found
+
+    def process(self, state: EntityState | None, event: Event) -> Outcome:
+        if state is None:
+            state = EntityState(entity_id=event.entity_id)
+        if self.dedup_window:
+            digest = _digest(event.event_id)
+            if _seen(state.recent_ids, digest):
+                return Outcome(state, [], duplicate=True)
+            blob = state.recent_ids + digest
+            state.recent_ids = blob[-self.dedup_window * _DIGEST :]
+        state.entity_kind = event.entity_kind
+        state.region = event.region
+        state.events += 1
+        if event.ts > state.watermark:
+            state.watermark = event.ts
+        alerts: list[Alert] = []
+        dstates = state.detectors
+        for det in self._for_event(event):
+            new, signals = det.process(dstates.get(det.id, None) or det.init_state(), event)
+            if new is None:
+                dstates.pop(det.id, None)
+            else:
+                dstates[det.id] = new
+            for sig in signals:
+                alerts.append(self._alert(det, sig, event))
+        return Outcome(state, alerts)
+
+    def _alert(self, det: Detector, sig: Any, event: Event) -> Alert:
+        d = det.describe
+        return Alert(
+            alert_id=alert_id(sig.detector_id, event.entity_id, sig.key),
+            entity_id=event.entity_id,
+            entity_kind=event.entity_kind,
+            region=event.region,
+            rule_id=sig.detector_id,
+            severity=sig.severity,
+            title_zh=d.name_zh,
+            title_en=d.name_en,
+            dimension=d.dimension,
+            mode=det.mode,
+            evidence=sig.evidence,
+            event_id=event.event_id,
+            event_time=event.event_time.isoformat(),
+            detected_at=self.clock(),
+            rule_pack_version=self.pack_version,
+        )

@@ -1,0 +1,3 @@
+from riskflow.cli import main
+
+raise SystemExit(main())

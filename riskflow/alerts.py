@@ -1,0 +1,59 @@
+"""The alert record emitted on ``riskflow.alerts`` and its deterministic id.
+
+An alert id depends only on what fired (detector id, entity, and the
+detector's own key for the finding), never on wall-clock time, worker or
+replay speed: a replay, a restart or a redelivered batch re-creates the same
+id, and every sink upserts by it.
+
+>>> alert_id("pf.guaranteed_return", "PF-1", "ev-9") == alert_id("pf.guaranteed_return", "PF-1", "ev-9")
+True
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from typing import Any, Final
+
+import msgspec
+
+ALERT_SCHEMA: Final = "riskflow.alert/v1"
+SEVERITIES: Final = ("low", "medium", "high", "critical")
+
+
+def alert_id(detector_id: str, entity_id: str, key: str) -> str:
+    """A 32-hex-digit id from what fired: same finding, same id."""
+    raw = f"{detector_id}\x1f{entity_id}\x1f{key}".encode()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+class Alert(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """One officer-facing finding. ``detected_at`` is the only wall-clock field."""
+
+    alert_id: str
+    schema: str = ALERT_SCHEMA
+    entity_id: str
+    entity_kind: str
+    region: str
+    rule_id: str
+    severity: str
+    title_zh: str
+    title_en: str
+    dimension: str = ""
+    mode: str = "live"
+    evidence: dict[str, Any] = msgspec.field(default_factory=dict)
+    event_id: str = ""
+    event_time: str
+    detected_at: str = ""
+    rule_pack_version: str = ""
+
+    def to_json(self) -> bytes:
+        return msgspec.json.encode(self)
+
+
+def decode_alert(data: bytes) -> Alert:
+    return msgspec.json.decode(data, type=Alert)
+
+
+def utc_now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``riskflow`` CLI, one module each."""

@@ -1,0 +1,387 @@
+"""The RiskFlow event contract (``shared/EVENTS.md`` v1): parsing and validation.
+
+Every message on an input topic goes through :func:`parse_event`. It either
+returns a typed :class:`Event` or raises :class:`InvalidEvent` carrying a
+machine-readable ``reason`` (one of :data:`REASONS`, a small fixed set that is
+safe as a metric label) and a human-readable ``detail``.
+
+msgspec was chosen by measurement (``bench/parse.py``): it decodes and
+validates in one C pass, several times faster than stdlib ``json`` plus
+hand-written checks.
+
+>>> ev = parse_event(b'{"schema": "riskflow.event/v1", "event_id": "e1", '
+...     b'"event_type": "amac.notice", "entity_id": "PFM-1", '
+...     b'"entity_kind": "private_fund_manager", "region": "330100", '
+...     b'"event_time": "2025-04-01T10:00:00+08:00", "source": "amac", '
+...     b'"payload": {"notice": "lost_contact"}}')
+>>> ev.payload.notice, ev.region_name_en
+('lost_contact', 'Hangzhou')
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+SCHEMA_ID: Final = "riskflow.event/v1"
+
+#: Zhejiang's cities, GB/T 2260 code -> (English, Chinese).
+REGIONS: Final[dict[str, tuple[str, str]]] = {
+    "330100": ("Hangzhou", "杭州"),
+    "330200": ("Ningbo", "宁波"),
+    "330300": ("Wenzhou", "温州"),
+    "330400": ("Jiaxing", "嘉兴"),
+    "330500": ("Huzhou", "湖州"),
+    "330600": ("Shaoxing", "绍兴"),
+    "330700": ("Jinhua", "金华"),
+    "330800": ("Quzhou", "衢州"),
+    "330900": ("Zhoushan", "舟山"),
+    "331000": ("Taizhou", "台州"),
+    "331100": ("Lishui", "丽水"),
+}
+
+ENTITY_KINDS: Final = (
+    "private_fund_manager",
+    "private_fund",
+    "bank",
+    "small_loan_company",
+    "financing_guarantee",
+    "pawnshop",
+    "financial_leasing",
+    "commercial_factoring",
+    "trading_venue",
+    "p2p_platform",
+    "enterprise",
+)
+#: Entity kinds whose events travel on the fund-events topic; the rest are institutions.
+FUND_KINDS: Final = frozenset({"private_fund_manager", "private_fund"})
+
+#: Reasons an input message is rejected. A fixed set: used as a metric label.
+REASONS: Final = (
+    "oversized",
+    "not_utf8",
+    "malformed_json",
+    "not_an_object",
+    "unsupported_schema",
+    "invalid_envelope",
+    "unknown_event_type",
+    "unknown_entity_kind",
+    "unknown_region",
+    "invalid_time",
+    "future_time",
+    "invalid_payload",
+    "duplicate_event",
+)
+
+Region = Literal[
+    "330100", "330200", "330300", "330400", "330500", "330600",
+    "330700", "330800", "330900", "331000", "331100",
+]  # fmt: skip
+EntityKind = Literal[
+    "private_fund_manager", "private_fund", "bank", "small_loan_company",
+    "financing_guarantee", "pawnshop", "financial_leasing",
+    "commercial_factoring", "trading_venue", "p2p_platform", "enterprise",
+]  # fmt: skip
+
+# Field types shared by payloads. Money is CNY, bounded so that an absurd
+# number (1e300) is rejected instead of poisoning sums.
+Money = Annotated[float, Meta(ge=0, le=1e14)]
+Ratio = Annotated[float, Meta(ge=0, le=1e4)]
+ShortStr = Annotated[str, Meta(min_length=1, max_length=256)]
+Text = Annotated[str, Meta(max_length=8192)]
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class Payload(Struct, frozen=True, kw_only=True):
+    """Base class of every event payload. Unknown fields are ignored (forward compatible)."""
+
+
+class EntityRegistered(Payload, frozen=True, kw_only=True):
+    name: ShortStr
+    registered_capital: Money
+    legal_rep: ShortStr
+    address: Text
+    parent_id: Id | None = None
+    amac_code: ShortStr | None = None
+
+
+class EntityChanged(Payload, frozen=True, kw_only=True):
+    field: Literal["legal_rep", "address", "shareholder", "executive", "business_scope", "registered_capital"]
+    old: Any = None
+    new: Any = None
+
+
+class PrudentialReport(Payload, frozen=True, kw_only=True):
+    period_end: _dt.date
+    capital_adequacy_ratio: Ratio | None = None
+    npl_ratio: Ratio | None = None
+    liquidity_coverage_ratio: Ratio | None = None
+    provision_coverage_ratio: Ratio | None = None
+    guarantee_leverage: Ratio | None = None
+    loan_balance: Money | None = None
+    net_assets: Annotated[float, Meta(ge=-1e14, le=1e14)] | None = None
+    borrowed_funds: Money | None = None
+    largest_borrower_share: Ratio | None = None
+    related_party_loans: Money | None = None
+
+
+class FundRegistered(Payload, frozen=True, kw_only=True):
+    fund_id: Id
+    manager_id: Id
+    fund_type: Literal["securities", "equity", "venture", "other"]
+    structure: Literal["contractual", "partnership", "corporate"]
+    target_size: Money | None = None
+
+
+class FundSubscription(Payload, frozen=True, kw_only=True):
+    fund_id: Id
+    investor_id: Id
+    investor_type: Literal["individual", "institution"]
+    amount: Money
+    investor_financial_assets: Money | None = None
+
+
+class FundRedemptionRequested(Payload, frozen=True, kw_only=True):
+    fund_id: Id
+    request_id: Id
+    investor_id: Id
+    amount: Money
+
+
+class FundRedemptionPaid(Payload, frozen=True, kw_only=True):
+    fund_id: Id
+    request_id: Id
+    amount: Money
+
+
+class FundNavReported(Payload, frozen=True, kw_only=True):
+    fund_id: Id
+    nav: Annotated[float, Meta(ge=0, le=1e6)]
+    period_end: _dt.date
+
+
+class FilingSubmitted(Payload, frozen=True, kw_only=True):
+    filing: Literal["monthly", "quarterly", "annual", "major_event"]
+    period_end: _dt.date
+
+
+class AdvertisementPublished(Payload, frozen=True, kw_only=True):
+    channel: ShortStr
+    promised_return: Annotated[float, Meta(ge=0, le=100)] | None = None
+    guaranteed: bool | None = None
+    min_investment: Money | None = None
+    text: Text | None = None
+
+
+class ComplaintFiled(Payload, frozen=True, kw_only=True):
+    channel: ShortStr
+    category: Literal["redemption_refused", "false_promotion", "fraud", "lost_contact", "other"]
+    amount_involved: Money | None = None
+
+
+class LawsuitFiled(Payload, frozen=True, kw_only=True):
+    role: Literal["defendant", "plaintiff"]
+    cause: ShortStr
+    amount: Money | None = None
+
+
+class OpinionPublished(Payload, frozen=True, kw_only=True):
+    sentiment: Annotated[float, Meta(ge=-1, le=1)]
+    reach: Annotated[int, Meta(ge=0)] | None = None
+    keywords: Annotated[list[ShortStr], Meta(max_length=256)] | None = None
+
+
+class FlowTransfer(Payload, frozen=True, kw_only=True):
+    direction: Literal["in", "out"]
+    amount: Money
+    counterparty_id: Id | None = None
+    related_party: bool | None = None
+    channel: ShortStr | None = None
+
+
+class AmacNotice(Payload, frozen=True, kw_only=True):
+    notice: Literal[
+        "lost_contact",
+        "abnormal_operation",
+        "false_filing",
+        "material_omission",
+        "bottom_line_violation",
+        "cancelled",
+    ]
+
+
+class EnforcementAction(Payload, frozen=True, kw_only=True):
+    action: Literal["warning", "fine", "suspension", "licence_revoked"]
+    reason: Text | None = None
+
+
+class GridReport(Payload, frozen=True, kw_only=True):
+    observation: Literal["office_closed", "crowd_gathering", "staff_evacuated", "signage_removed", "normal"]
+    note: Text | None = None
+
+
+#: The v1 catalogue: event_type -> payload type.
+CATALOGUE: Final[dict[str, type[Payload]]] = {
+    "entity.registered": EntityRegistered,
+    "entity.changed": EntityChanged,
+    "report.prudential": PrudentialReport,
+    "fund.registered": FundRegistered,
+    "fund.subscription": FundSubscription,
+    "fund.redemption_requested": FundRedemptionRequested,
+    "fund.redemption_paid": FundRedemptionPaid,
+    "fund.nav_reported": FundNavReported,
+    "filing.submitted": FilingSubmitted,
+    "advertisement.published": AdvertisementPublished,
+    "complaint.filed": ComplaintFiled,
+    "lawsuit.filed": LawsuitFiled,
+    "opinion.published": OpinionPublished,
+    "flow.transfer": FlowTransfer,
+    "amac.notice": AmacNotice,
+    "enforcement.action": EnforcementAction,
+    "grid.report": GridReport,
+}
+EVENT_TYPES: Final = tuple(CATALOGUE)
+
+
+class _Envelope(Struct, frozen=True):
+    schema: str
+    event_id: Id
+    event_type: str
+    entity_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    entity_kind: str
+    region: str
+    event_time: Annotated[_dt.datetime, Meta(tz=True)]
+    source: Annotated[str, Meta(min_length=1, max_length=64)]
+    payload: msgspec.Raw
+
+
+class Event(Struct, frozen=True, kw_only=True):
+    """A validated event. ``ts`` is ``event_time`` as POSIX seconds, for window maths."""
+
+    schema: str = SCHEMA_ID
+    event_id: str
+    event_type: str
+    entity_id: str
+    entity_kind: str
+    region: str
+    event_time: _dt.datetime
+    source: str
+    payload: Payload
+    ts: float
+
+    @property
+    def region_name_en(self) -> str:
+        return REGIONS[self.region][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as its v1 wire object (without the derived ``ts``)."""
+        return {
+            "schema": self.schema,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "entity_id": self.entity_id,
+            "entity_kind": self.entity_kind,
+            "region": self.region,
+            "event_time": self.event_time.isoformat(),
+            "source": self.source,
+            "payload": msgspec.to_builtins(self.payload),
+        }
+
+
+class InvalidEvent(ValueError):
+    """A message that breaks the contract. ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_payload_decoders = {k: msgspec.json.Decoder(v) for k, v in CATALOGUE.items()}
+_ENTITY_KINDS = frozenset(ENTITY_KINDS)
+
+DEFAULT_MAX_BYTES: Final = 64 * 1024
+DEFAULT_MAX_FUTURE_SECONDS: Final = 86_400.0
+
+
+def _envelope_reason(msg: str) -> str:
+    if "$.event_time" in msg:
+        return "invalid_time"
+    if "$.schema" in msg:
+        return "unsupported_schema"
+    if msg.startswith("Expected `object`, got"):
+        return "not_an_object"
+    return "invalid_envelope"
+
+
+def parse_event(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+    now: float | None = None,
+) -> Event:
+    """Decode and validate one message. Raises :class:`InvalidEvent` with a reason.
+
+    ``max_future_seconds`` bounds how far ``event_time`` may lie ahead of the
+    wall clock ``now``: a clock that is days ahead would otherwise close every
+    event-time window early.
+    """
+    if len(data) > max_bytes:
+        raise InvalidEvent("oversized", f"{len(data)} bytes > limit {max_bytes}")
+    try:
+        env = _envelope_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(_envelope_reason(str(exc)), str(exc)) from None
+    except msgspec.DecodeError as exc:
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise InvalidEvent("not_utf8", str(uexc)) from None
+        raise InvalidEvent("malformed_json", str(exc)) from None
+    if env.schema != SCHEMA_ID:
+        raise InvalidEvent("unsupported_schema", f"schema {env.schema!r} is not {SCHEMA_ID!r}")
+    decoder = _payload_decoders.get(env.event_type)
+    if decoder is None:
+        raise InvalidEvent("unknown_event_type", f"event_type {env.event_type[:80]!r} is not in v1")
+    if env.entity_kind not in _ENTITY_KINDS:
+        raise InvalidEvent("unknown_entity_kind", f"entity_kind {env.entity_kind[:80]!r}")
+    if env.region not in REGIONS:
+        raise InvalidEvent("unknown_region", f"region {env.region[:80]!r} is not a Zhejiang city")
+    try:
+        payload = decoder.decode(env.payload)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidEvent("invalid_payload", f"{env.event_type}: {exc}".replace("$.", "payload.")) from None
+    ts = env.event_time.timestamp()
+    limit = (time.time() if now is None else now) + max_future_seconds
+    if ts > limit:
+        raise InvalidEvent("future_time", f"event_time {env.event_time.isoformat()} is in the future")
+    return Event(
+        schema=env.schema,
+        event_id=env.event_id,
+        event_type=env.event_type,
+        entity_id=env.entity_id,
+        entity_kind=env.entity_kind,
+        region=env.region,
+        event_time=env.event_time,
+        source=env.source,
+        payload=payload,
+        ts=ts,
+    )
+
+
+def encode_event(event: Event | dict[str, Any]) -> bytes:
+    """Serialise an event (or a v1 wire dict) to the bytes a producer sends."""
+    obj = event.to_dict() if isinstance(event, Event) else event
+    return msgspec.json.encode(obj)
+
+
+def topic_role(entity_kind: str) -> str:
+    """``"fund"`` or ``"institution"``: which input topic carries this kind's events."""
+    return "fund" if entity_kind in FUND_KINDS else "institution"

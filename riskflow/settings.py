@@ -1,0 +1,69 @@
+"""RiskFlow's one settings object. Only entry points (CLI, worker, demo) read it.
+
+Every field is read from an environment variable ``RISKFLOW_<FIELD>`` (upper
+case); the README's configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Immutable runtime configuration.
+
+    >>> Settings(kafka_bootstrap="k1:9092").kafka_bootstrap
+    'k1:9092'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RISKFLOW_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="RISKFLOW_KAFKA_BOOTSTRAP: host:port[,host:port] of the Kafka cluster. "
+        "Unset: `riskflow demo` starts the embedded Tansu broker on a free loopback port.",
+    )
+    app_id: str = Field("riskflow", description="RISKFLOW_APP_ID: Faust app id = consumer group and changelog prefix.")
+    topic_institution_events: str = Field(
+        "riskflow.institution-events", description="RISKFLOW_TOPIC_INSTITUTION_EVENTS: input topic, institutions."
+    )
+    topic_fund_events: str = Field(
+        "riskflow.fund-events", description="RISKFLOW_TOPIC_FUND_EVENTS: input topic, private fund managers and funds."
+    )
+    topic_alerts: str = Field("riskflow.alerts", description="RISKFLOW_TOPIC_ALERTS: output topic of alerts.")
+    topic_deadletter: str = Field(
+        "riskflow.deadletter", description="RISKFLOW_TOPIC_DEADLETTER: rejected messages with their reason."
+    )
+    partitions: int = Field(4, ge=1, description="RISKFLOW_PARTITIONS: partitions of the input topics and tables.")
+    replication_factor: int = Field(1, ge=1, description="RISKFLOW_REPLICATION_FACTOR: of topics RiskFlow creates.")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="RISKFLOW_METRICS_PORT: port of the Prometheus /metrics endpoint (0: none)."
+    )
+    metrics_host: str = Field("127.0.0.1", description="RISKFLOW_METRICS_HOST: address /metrics listens on.")
+    web_port: int = Field(6066, ge=0, le=65535, description="RISKFLOW_WEB_PORT: Faust's web server port (0: off).")
+    batch_size: int = Field(
+        1000, ge=1, description="RISKFLOW_BATCH_SIZE: events taken from the stream and processed as one batch."
+    )
+    batch_timeout: float = Field(
+        0.1, gt=0, description="RISKFLOW_BATCH_TIMEOUT: seconds to wait for a batch to fill before processing it."
+    )
+    session_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="RISKFLOW_SESSION_TIMEOUT: group session timeout, s (Tansu waits half of it on join).",
+    )
+    fetch_max_wait: float = Field(
+        0.05, gt=0, description="RISKFLOW_FETCH_MAX_WAIT: longest a fetch may wait at the broker, seconds."
+    )
+    max_event_bytes: int = Field(65536, ge=256, description="RISKFLOW_MAX_EVENT_BYTES: larger messages are rejected.")
+    max_future_seconds: float = Field(
+        86400.0, ge=0, description="RISKFLOW_MAX_FUTURE_SECONDS: event_time this far beyond the wall clock is rejected."
+    )
+    dedup_window: int = Field(
+        64, ge=0, description="RISKFLOW_DEDUP_WINDOW: recent event ids remembered per entity to drop re-sent events."
+    )
+    data_dir: Path = Field(Path(".riskflow"), description="RISKFLOW_DATA_DIR: local state (Faust data, alert store).")
+    log_level: str = Field("info", description="RISKFLOW_LOG_LEVEL: debug, info, warning or error.")

@@ -1,0 +1,58 @@
+"""The Faust application, configured from :class:`riskflow.settings.Settings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.transport.drivers import aiokafka as _faust_aiokafka
+from prometheus_client import CollectorRegistry
+
+from riskflow.settings import Settings
+
+_FETCH_MAX_WAIT_MS = {"value": 1500}
+_orig_create_worker_consumer = _faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _create_worker_consumer(self: Any, transport: Any) -> Any:
+    # Faust hard-codes fetch_max_wait_ms=1500 for its group consumer; the
+    # broker may hold every fetch that long, which alone costs ~1.2 s of
+    # latency (shared/KAFKA-NOTES.md). Set it before the consumer starts.
+    consumer = _orig_create_worker_consumer(self, transport)
+    consumer._fetch_max_wait_ms = _FETCH_MAX_WAIT_MS["value"]
+    return consumer
+
+
+_faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    """A Faust app for ``settings``; Faust's sensors report into ``registry``."""
+    if not settings.kafka_bootstrap:
+        raise ValueError("the worker needs RISKFLOW_KAFKA_BOOTSTRAP (riskflow demo starts a broker itself)")
+    _FETCH_MAX_WAIT_MS["value"] = int(settings.fetch_max_wait * 1000)
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(","))
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+        datadir=str(settings.data_dir / "faust"),
+        web_enabled=settings.web_port != 0,
+        web_port=settings.web_port or 6066,
+        web_host="127.0.0.1",
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+    )
+    if registry is not None:
+        app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    return app

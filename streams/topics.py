@@ -1,0 +1,30 @@
+"""Topic declarations. Inputs are keyed by ``entity_id``; values are raw bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from riskflow.settings import Settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    inputs: faust.TopicT  # both input topics, consumed by one agent
+    alerts: faust.TopicT
+    deadletter: faust.TopicT
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    return Topics(
+        inputs=app.topic(
+            settings.topic_institution_events,
+            settings.topic_fund_events,
+            partitions=settings.partitions,
+            **raw,  # type: ignore[arg-type]
+        ),
+        alerts=app.topic(settings.topic_alerts, partitions=settings.partitions, **raw),  # type: ignore[arg-type]
+        deadletter=app.topic(settings.topic_deadletter, partitions=1, **raw),  # type: ignore[arg-type]
+    )
