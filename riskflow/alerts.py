@@ -46,6 +46,19 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=False):
     event_time: str
     detected_at: str = ""
     rule_pack_version: str = ""
+    model_version: str = ""
+    # Risk context (filled by the risk index, detectors/risk): level 风险等级
+    # (red/orange/yellow/green), index 风险指数 0-100, tags 风险标签, people
+    # affected 影响人数 and CNY involved 影响金额.
+    risk_level: str = ""
+    risk_index: float = 0.0
+    risk_tags: list[str] = msgspec.field(default_factory=list)
+    affected_people: int = 0
+    affected_amount: float = 0.0
+    # Episode folding: the same alert_id is re-emitted with a higher revision as
+    # repeated hits fold into it; sinks keep the highest revision.
+    revision: int = 1
+    episode: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(self)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import faust
 from prometheus_client import CollectorRegistry
 
-from detectors.engine import Engine
+from detectors.factory import build_processor
 from detectors.pipeline import BatchProcessor
 from detectors.rules import RulePack
 from riskflow.metrics import Metrics
@@ -32,9 +32,11 @@ def build_topology(
     app = create_app(settings, registry)
     topics = declare_topics(app, settings)
     table = declare_tables(app, settings)
-    engine = Engine(pack.detectors, dedup_window=settings.dedup_window, pack_version=pack.version)
-    processor = BatchProcessor(
-        engine, max_bytes=settings.max_event_bytes, max_future_seconds=settings.max_future_seconds
+    processor = build_processor(
+        pack,
+        dedup_window=settings.dedup_window,
+        max_bytes=settings.max_event_bytes,
+        max_future_seconds=settings.max_future_seconds,
     )
     wire_agents(
         app,

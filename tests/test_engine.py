@@ -53,7 +53,8 @@ def test_alert_fields_and_deterministic_id() -> None:
     assert a.evidence == {"guaranteed": True}
     assert a.event_time.startswith("2025-04-01T10:00:00")
     assert a.detected_at and a.rule_pack_version == "v-test"
-    again = Engine(load_pack().detectors).process(None, parse_event(ev("advertisement.published", {"channel": "x", "guaranteed": True})))
+    ad = ev("advertisement.published", {"channel": "x", "guaranteed": True})
+    again = Engine(load_pack().detectors).process(None, parse_event(ad))
     assert again.alerts[0].alert_id == a.alert_id
 
 

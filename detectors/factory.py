@@ -1,0 +1,29 @@
+"""The one place that assembles detectors into a processor.
+
+The live worker (``streams/topology.py``) and every offline entry point
+(backtest, benchmarks) call :func:`build_processor`, so they run the very same
+detectors, rule pack and parameters.
+
+>>> from detectors.rules import load_pack
+>>> bp = build_processor(load_pack())
+>>> len(bp.engine.detectors) >= 3
+True
+"""
+
+from __future__ import annotations
+
+from detectors.engine import Engine
+from detectors.pipeline import BatchProcessor
+from detectors.rules import RulePack
+from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS
+
+
+def build_processor(
+    pack: RulePack,
+    *,
+    dedup_window: int = 64,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+) -> BatchProcessor:
+    engine = Engine(pack.detectors, dedup_window=dedup_window, pack_version=pack.version)
+    return BatchProcessor(engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds)
