@@ -18,7 +18,7 @@ from riskflow.kafka import ensure_topics
 from riskflow.replay import produce, route
 from riskflow.schema import encode_event
 from riskflow.settings import Settings
-from riskflow.simulate import DEFAULT_START, simulate
+from riskflow.sim import DEFAULT_START, simulate
 
 log = logging.getLogger(__name__)
 

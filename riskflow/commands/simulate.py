@@ -1,41 +1,71 @@
+"""``riskflow simulate``: write a labelled event history (JSONL or .jsonl.gz)."""
+
 from __future__ import annotations
 
 import argparse
-import gzip
-from pathlib import Path
-
-import msgspec
+import datetime as _dt
+import sys
+import time
 
 from riskflow.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="generate a labelled event history (JSONL)")
-    p.add_argument("--entities", type=int, default=200)
-    p.add_argument("--days", type=int, default=90)
+    p = sub.add_parser("simulate", help="generate a labelled event history (JSONL, .gz)")
+    p.add_argument("--entities", type=int, default=200, help="population size (default 200)")
+    p.add_argument("--days", type=float, default=90, help="length of the history in days (default 90)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="events file (.jsonl or .jsonl.gz)")
+    p.add_argument(
+        "--start",
+        default=None,
+        help="first day, YYYY-MM-DD (China Standard Time; default 2025-01-01); the history must end in the past",
+    )
+    p.add_argument(
+        "--scenarios",
+        default=None,
+        help="scenario mix as NAME=SHARE,... (share of the population; 0 disables; default: each scenario's own "
+        "share); `--scenarios list` prints the library",
+    )
+    p.add_argument("--intensity", type=float, default=1.0, help="scale of every scenario signal rate (default 1)")
+    p.add_argument("--out", help="events file (.jsonl or .jsonl.gz)")
     p.add_argument("--labels", default=None, help="ground-truth labels file (.jsonl)")
     p.set_defaults(func=run)
 
 
-def _write(path: str, rows: list[dict]) -> None:
-    enc = msgspec.json.Encoder()
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(Path(path), "wb") as f:
-        for r in rows:
-            f.write(enc.encode(r) + b"\n")
-
-
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.simulate import simulate
+    from riskflow.sim import CST, DEFAULT_START, SCENARIOS, generate, parse_mix
+    from riskflow.sim.writer import write_events, write_labels
 
-    events, labels = simulate(entities=args.entities, days=args.days, seed=args.seed)
-    _write(args.out, events)
+    if args.scenarios == "list":
+        for name, cls in SCENARIOS.items():
+            first = (cls.__doc__ or "").strip().splitlines()[0]
+            print(f"{name:26s} share {cls.share:<6g} kinds {','.join(cls.kinds)[:40]:40s} {first}")
+        return 0
+    if not args.out:
+        raise SystemExit("riskflow simulate: --out is required")
+    start = DEFAULT_START
+    if args.start:
+        start = _dt.datetime.combine(_dt.date.fromisoformat(args.start), _dt.time(), CST)
+    end = start + _dt.timedelta(days=args.days)
+    if end > _dt.datetime.now(_dt.UTC):
+        raise SystemExit(
+            f"riskflow simulate: the history would end on {end.date()}, in the future (workers reject future "
+            "event times); pass an earlier --start or fewer --days"
+        )
+    try:
+        mix = parse_mix(args.scenarios) if args.scenarios else None
+    except ValueError as exc:
+        raise SystemExit(f"riskflow simulate: {exc}") from None
+    t0 = time.perf_counter()
+    h = generate(args.entities, args.days, args.seed, start, mix, args.intensity)
+    n = write_events(h.events, args.out)
     if args.labels:
-        _write(args.labels, labels)
+        write_labels(h.labels, args.labels)
+    dt = time.perf_counter() - t0
     print(
-        f"wrote {len(events)} events to {args.out}"
-        + (f", {len(labels)} labels to {args.labels}" if args.labels else "")
+        f"wrote {n} events to {args.out}"
+        + (f", {len(h.labels)} labels to {args.labels}" if args.labels else "")
+        + f" in {dt:.1f}s ({n / max(dt, 1e-9):,.0f} events/s)",
+        file=sys.stderr,
     )
     return 0
