@@ -67,3 +67,31 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path(".riskflow"), description="RISKFLOW_DATA_DIR: local state (Faust data, alert store).")
     log_level: str = Field("info", description="RISKFLOW_LOG_LEVEL: debug, info, warning or error.")
+    # Alert store and live feed (riskflow/store, riskflow/feed).
+    store_url: str | None = Field(
+        None,
+        description="RISKFLOW_STORE_URL: alert store, `postgresql://user:pass@host/db` or a SQLite file path. "
+        "Unset: SQLite file `alerts.sqlite3` in the data dir.",
+    )
+    store_group: str | None = Field(
+        None, description="RISKFLOW_STORE_GROUP: consumer group of the alert sink (default: `<app_id>-alert-store`)."
+    )
+    feed_host: str = Field("127.0.0.1", description="RISKFLOW_FEED_HOST: address the officers' feed listens on.")
+    feed_port: int = Field(8080, ge=0, le=65535, description="RISKFLOW_FEED_PORT: port of the feed and its JSON API.")
+    feed_tokens: str = Field(
+        "",
+        description="RISKFLOW_FEED_TOKENS: API tokens, comma-separated `token:role:name` (role viewer, officer "
+        "or admin). Unset: `riskflow feed` makes one officer token per run and logs it.",
+    )
+    snooze_max_days: float = Field(
+        30.0,
+        gt=0,
+        description="RISKFLOW_SNOOZE_MAX_DAYS: longest snooze an officer may set (nothing is hidden forever).",
+    )
+
+    def store_target(self) -> str:
+        """Where the alert store is: ``store_url`` or the SQLite file in ``data_dir``."""
+        return self.store_url or str(self.data_dir / "alerts.sqlite3")
+
+    def store_group_id(self) -> str:
+        return self.store_group or f"{self.app_id}-alert-store"

@@ -1,0 +1,560 @@
+"""The durable alert store: one SQL implementation over DB-API, a small dialect per database.
+
+Alerts are upserted by ``alert_id`` and keep their highest ``revision`` (an
+episode that grows re-sends its alert with a higher revision); re-delivering an
+alert changes nothing. Each alert has an officer lifecycle::
+
+    open -> acknowledged -> assigned -> resolved
+      \\-> snoozed (reason, officer, expiry) -> open again when the snooze expires
+
+and every transition is written to an audit trail (who, when, note) in the same
+transaction as the status change. Every write bumps a store-wide change
+sequence (``seq``): the live feed polls ``changes_since(seq)``, which sees the
+sink's inserts, officers' actions and CLI commands alike, whichever process made them.
+
+>>> from riskflow.alerts import Alert
+>>> from riskflow.store import open_store
+>>> s = open_store(":memory:")
+>>> a = Alert(alert_id="a1", entity_id="PF-1", entity_kind="private_fund", region="330100",
+...           rule_id="pf.guaranteed_return", severity="high", title_zh="承诺保本保收益",
+...           title_en="Guaranteed-return promise", event_time="2025-01-01T00:00:00+08:00")
+>>> s.upsert_alerts([a]), s.upsert_alerts([a])
+(['a1'], [])
+>>> s.transition("a1", "ack", actor="li.na", note="looking").status
+'acknowledged'
+>>> [e.action for e in s.audit("a1")]
+['ack']
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, Final
+
+import msgspec
+
+from riskflow.alerts import Alert
+
+STATUSES: Final = ("open", "acknowledged", "assigned", "snoozed", "resolved")
+ACTIONS: Final = ("ack", "assign", "resolve", "snooze", "reopen")
+# action -> (statuses it may start from, status it leads to)
+TRANSITIONS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
+    "ack": (("open", "snoozed"), "acknowledged"),
+    "assign": (("open", "acknowledged", "assigned", "snoozed"), "assigned"),
+    "resolve": (("open", "acknowledged", "assigned", "snoozed"), "resolved"),
+    "snooze": (("open", "acknowledged", "assigned"), "snoozed"),
+    "reopen": (("acknowledged", "assigned", "snoozed", "resolved"), "open"),
+}
+SYSTEM_ACTOR: Final = "system"
+
+
+class TransitionError(ValueError):
+    """An action that the alert's current status does not allow, or a bad argument."""
+
+
+class NotFound(KeyError):
+    """No alert with that id."""
+
+
+class AlertRow(msgspec.Struct, kw_only=True):
+    """An alert as stored: the alert record plus its lifecycle state."""
+
+    alert: Alert
+    status: str = "open"
+    assignee: str = ""
+    snooze_until: str = ""
+    snooze_reason: str = ""
+    updated_at: str = ""
+    seq: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = msgspec.to_builtins(self.alert)
+        d.update(
+            status=self.status,
+            assignee=self.assignee,
+            snooze_until=self.snooze_until,
+            snooze_reason=self.snooze_reason,
+            updated_at=self.updated_at,
+            seq=self.seq,
+        )
+        return d
+
+
+class AuditEntry(msgspec.Struct, kw_only=True):
+    """One lifecycle transition: who did what, when, from which status to which, and why."""
+
+    alert_id: str
+    at: str
+    actor: str
+    action: str
+    from_status: str
+    to_status: str
+    note: str = ""
+
+
+class Revision(msgspec.Struct, kw_only=True):
+    """One received revision of an alert: the points of an entity's risk-index history."""
+
+    alert_id: str
+    revision: int
+    event_time: str
+    rule_id: str
+    risk_index: float
+    risk_level: str
+
+
+def now_iso() -> str:
+    """UTC wall clock in the store's one timestamp format (so that strings compare as times)."""
+    return to_utc_iso(_dt.datetime.now(_dt.UTC))
+
+
+def to_utc_iso(t: _dt.datetime | str) -> str:
+    """A timestamp with an offset, in UTC and the store's format.
+
+    >>> to_utc_iso("2026-01-02T08:00:00+08:00")
+    '2026-01-02T00:00:00.000+00:00'
+    """
+    if isinstance(t, str):
+        t = _dt.datetime.fromisoformat(t)
+    if t.tzinfo is None:
+        raise ValueError("timestamp without a UTC offset")
+    return t.astimezone(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+_COLUMNS: Final = (
+    "alert_id, revision, entity_id, entity_kind, region, rule_id, severity, risk_level, risk_index, "
+    "event_time, detected_at, body, status, assignee, snooze_until, snooze_reason, updated_at, seq"
+)
+
+
+class Dialect:
+    """What differs between databases: connecting, parameter style, DDL types.
+
+    Subclasses live one per file (``sqlite.py``, ``postgres.py``) and register by URL scheme.
+    """
+
+    name: ClassVar[str] = ""
+    schemes: ClassVar[tuple[str, ...]] = ()
+    registry: ClassVar[dict[str, type[Dialect]]] = {}
+    autoinc_pk: ClassVar[str] = "INTEGER PRIMARY KEY"
+    placeholder: ClassVar[str] = "?"
+    for_update: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        for s in cls.schemes:
+            Dialect.registry[s] = cls
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def connect(self) -> Any:  # a DB-API 2 connection
+        raise NotImplementedError
+
+    def begin(self, cur: Any) -> None:
+        """Start a transaction (where the driver does not start one by itself)."""
+
+    def sql(self, q: str) -> str:
+        return q if self.placeholder == "?" else q.replace("?", self.placeholder)
+
+    def describe(self) -> str:
+        return f"{self.name}:{self.url}"
+
+
+class AlertStore:
+    """Alerts, their lifecycle and audit trail in one SQL database (see the module doc)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._conn = dialect.connect()
+        self._lock = threading.RLock()
+        self._create_schema()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """One transaction on the store's connection; commits on success, rolls back on error."""
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                self.dialect.begin(cur)
+                yield cur
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()
+                raise
+            finally:
+                cur.close()
+
+    def _x(self, cur: Any, q: str, params: Sequence[Any] = ()) -> Any:
+        cur.execute(self.dialect.sql(q), tuple(params))
+        return cur
+
+    def _create_schema(self) -> None:
+        pk = self.dialect.autoinc_pk
+        ddl = [
+            "CREATE TABLE IF NOT EXISTS rf_meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)",
+            """CREATE TABLE IF NOT EXISTS rf_alerts (
+                alert_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, entity_id TEXT NOT NULL,
+                entity_kind TEXT NOT NULL, region TEXT NOT NULL, rule_id TEXT NOT NULL, severity TEXT NOT NULL,
+                risk_level TEXT NOT NULL, risk_index DOUBLE PRECISION NOT NULL, event_time TEXT NOT NULL,
+                detected_at TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, assignee TEXT NOT NULL,
+                snooze_until TEXT NOT NULL, snooze_reason TEXT NOT NULL, updated_at TEXT NOT NULL,
+                seq BIGINT NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS rf_alerts_seq ON rf_alerts (seq)",
+            "CREATE INDEX IF NOT EXISTS rf_alerts_entity ON rf_alerts (entity_id)",
+            "CREATE INDEX IF NOT EXISTS rf_alerts_time ON rf_alerts (event_time)",
+            """CREATE TABLE IF NOT EXISTS rf_revisions (
+                alert_id TEXT NOT NULL, revision INTEGER NOT NULL, entity_id TEXT NOT NULL,
+                event_time TEXT NOT NULL, rule_id TEXT NOT NULL, risk_index DOUBLE PRECISION NOT NULL,
+                risk_level TEXT NOT NULL, PRIMARY KEY (alert_id, revision))""",
+            "CREATE INDEX IF NOT EXISTS rf_revisions_entity ON rf_revisions (entity_id)",
+            f"""CREATE TABLE IF NOT EXISTS rf_audit (
+                id {pk}, alert_id TEXT NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                from_status TEXT NOT NULL, to_status TEXT NOT NULL, note TEXT NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS rf_audit_alert ON rf_audit (alert_id)",
+        ]
+        with self._tx() as cur:
+            for q in ddl:
+                self._x(cur, q)
+            self._x(cur, "INSERT INTO rf_meta (k, v) VALUES ('seq', 0) ON CONFLICT (k) DO NOTHING")
+
+    def _next_seq(self, cur: Any, n: int) -> int:
+        """Reserve ``n`` change numbers; returns the last. The counter row stays locked until
+        commit, so change numbers become visible to readers in order (no gaps to skip past)."""
+        row = self._x(cur, "UPDATE rf_meta SET v = v + ? WHERE k = 'seq' RETURNING v", (n,)).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> AlertStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the sink's side ----------------------------------------------------------------------
+    def upsert_alerts(self, alerts: Iterable[Alert]) -> list[str]:
+        """Insert new alerts and newer revisions in one transaction; returns the ids that changed.
+
+        An alert whose revision is not higher than the stored one is ignored (redelivery). A
+        higher revision of a resolved alert re-opens it: the episode grew after it was closed.
+        """
+        latest: dict[str, Alert] = {}
+        for a in alerts:
+            cur_a = latest.get(a.alert_id)
+            if cur_a is None or a.revision > cur_a.revision:
+                latest[a.alert_id] = a
+        if not latest:
+            return []
+        changed: list[str] = []
+        with self._tx() as cur:
+            have: dict[str, tuple[int, str]] = {}
+            ids = list(latest)
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT alert_id, revision, status FROM rf_alerts WHERE alert_id IN ({marks})"
+                for aid, rev, status in self._x(cur, q, chunk).fetchall():
+                    have[aid] = (int(rev), status)
+            todo = [a for a in latest.values() if a.alert_id not in have or a.revision > have[a.alert_id][0]]
+            if not todo:
+                return []
+            seq = self._next_seq(cur, len(todo)) - len(todo)
+            at = now_iso()
+            for a in todo:
+                seq += 1
+                body = a.to_json().decode()
+                rev_row = (a.alert_id, a.revision, a.entity_id, a.event_time, a.rule_id, a.risk_index, a.risk_level)
+                self._x(
+                    cur,
+                    "INSERT INTO rf_revisions (alert_id, revision, entity_id, event_time, rule_id, risk_index,"
+                    " risk_level) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, revision) DO NOTHING",
+                    rev_row,
+                )
+                fields = (a.entity_id, a.entity_kind, a.region, a.rule_id, a.severity, a.risk_level, a.risk_index)
+                if a.alert_id not in have:
+                    self._x(
+                        cur,
+                        f"INSERT INTO rf_alerts ({_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                        (
+                            a.alert_id,
+                            a.revision,
+                            *fields,
+                            a.event_time,
+                            a.detected_at,
+                            body,
+                            "open",
+                            "",
+                            "",
+                            "",
+                            at,
+                            seq,
+                        ),
+                    )
+                else:
+                    old_status = have[a.alert_id][1]
+                    status = "open" if old_status == "resolved" else old_status
+                    self._x(
+                        cur,
+                        "UPDATE rf_alerts SET revision = ?, entity_id = ?, entity_kind = ?, region = ?, rule_id = ?,"
+                        " severity = ?, risk_level = ?, risk_index = ?, event_time = ?, detected_at = ?, body = ?,"
+                        " status = ?, updated_at = ?, seq = ? WHERE alert_id = ? AND revision < ?",
+                        (
+                            a.revision,
+                            *fields,
+                            a.event_time,
+                            a.detected_at,
+                            body,
+                            status,
+                            at,
+                            seq,
+                            *(a.alert_id, a.revision),
+                        ),
+                    )
+                    if status != old_status:
+                        self._audit(
+                            cur,
+                            a.alert_id,
+                            at,
+                            SYSTEM_ACTOR,
+                            "reopen",
+                            old_status,
+                            status,
+                            f"new revision {a.revision} after resolution",
+                        )
+                changed.append(a.alert_id)
+        return changed
+
+    def _audit(self, cur: Any, aid: str, at: str, actor: str, action: str, frm: str, to: str, note: str) -> None:
+        self._x(
+            cur,
+            "INSERT INTO rf_audit (alert_id, at, actor, action, from_status, to_status, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (aid, at, actor, action, frm, to, note),
+        )
+
+    # -- officers' side -----------------------------------------------------------------------
+    def transition(
+        self,
+        alert_id: str,
+        action: str,
+        *,
+        actor: str,
+        note: str = "",
+        assignee: str = "",
+        until: str | _dt.datetime | None = None,
+        reason: str = "",
+        max_snooze: _dt.timedelta = _dt.timedelta(days=90),
+        now: _dt.datetime | None = None,
+    ) -> AlertRow:
+        """Apply a lifecycle action and record it in the audit trail; returns the new row.
+
+        ``snooze`` needs a ``reason`` and an ``until`` in the future, at most ``max_snooze``
+        ahead: nothing is suppressed forever. ``assign`` needs an ``assignee``.
+        """
+        if action not in TRANSITIONS:
+            raise TransitionError(f"unknown action {action!r}; one of {', '.join(TRANSITIONS)}")
+        if not actor.strip():
+            raise TransitionError("an action needs the officer's name")
+        t_now = now or _dt.datetime.now(_dt.UTC)
+        sets: dict[str, str] = {}
+        if action == "assign":
+            if not assignee.strip():
+                raise TransitionError("assign needs an assignee")
+            sets["assignee"] = assignee.strip()
+        if action == "snooze":
+            if not reason.strip():
+                raise TransitionError("snooze needs a reason")
+            if until is None:
+                raise TransitionError("snooze needs an expiry (until)")
+            try:
+                u = _dt.datetime.fromisoformat(until) if isinstance(until, str) else until
+            except ValueError as e:
+                raise TransitionError(f"bad snooze expiry {until!r}") from e
+            if u.tzinfo is None:
+                raise TransitionError("snooze expiry needs a UTC offset")
+            if u <= t_now:
+                raise TransitionError("snooze expiry must be in the future")
+            if u - t_now > max_snooze:
+                raise TransitionError(f"snooze longer than the maximum of {max_snooze.days} days")
+            sets["snooze_until"] = to_utc_iso(u)
+            sets["snooze_reason"] = reason.strip()
+        else:
+            sets["snooze_until"] = ""
+            sets["snooze_reason"] = ""
+        allowed, to = TRANSITIONS[action]
+        with self._tx() as cur:
+            row = self._x(
+                cur, "SELECT status FROM rf_alerts WHERE alert_id = ?" + self.dialect.for_update, (alert_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(alert_id)
+            frm = row[0]
+            if frm not in allowed:
+                raise TransitionError(f"cannot {action} an alert that is {frm}")
+            seq = self._next_seq(cur, 1)
+            at = to_utc_iso(t_now)
+            assigns = ", ".join(f"{k} = ?" for k in sets)
+            self._x(
+                cur,
+                f"UPDATE rf_alerts SET status = ?, {assigns}, updated_at = ?, seq = ? WHERE alert_id = ?",
+                (to, *sets.values(), at, seq, alert_id),
+            )
+            text = note.strip()
+            if action == "snooze":
+                text = f"until {sets['snooze_until']}: {sets['snooze_reason']}" + (f" — {text}" if text else "")
+            elif action == "assign":
+                text = f"to {sets['assignee']}" + (f" — {text}" if text else "")
+            self._audit(cur, alert_id, at, actor.strip(), action, frm, to, text)
+        return self.get(alert_id)
+
+    def expire_snoozes(self, now: _dt.datetime | None = None) -> list[str]:
+        """Re-open every alert whose snooze has run out; returns their ids."""
+        at = to_utc_iso(now or _dt.datetime.now(_dt.UTC))
+        with self._tx() as cur:
+            ids = [
+                r[0]
+                for r in self._x(
+                    cur, "SELECT alert_id FROM rf_alerts WHERE status = 'snoozed' AND snooze_until <= ?", (at,)
+                ).fetchall()
+            ]
+            if not ids:
+                return []
+            seq = self._next_seq(cur, len(ids)) - len(ids)
+            for aid in ids:
+                seq += 1
+                self._x(
+                    cur,
+                    "UPDATE rf_alerts SET status = 'open', snooze_until = '', snooze_reason = '', updated_at = ?,"
+                    " seq = ? WHERE alert_id = ?",
+                    (at, seq, aid),
+                )
+                self._audit(cur, aid, at, SYSTEM_ACTOR, "snooze_expired", "snoozed", "open", "snooze expired")
+        return ids
+
+    # -- reading ------------------------------------------------------------------------------
+    def _rows(self, where: str, params: Sequence[Any], order: str, limit: int | None) -> list[AlertRow]:
+        q = f"SELECT {_COLUMNS} FROM rf_alerts {where} ORDER BY {order}"
+        if limit is not None:
+            q += f" LIMIT {int(limit)}"
+        with self._tx() as cur:
+            rows = self._x(cur, q, params).fetchall()
+        return [
+            AlertRow(
+                alert=msgspec.json.decode(r[11], type=Alert),
+                status=r[12],
+                assignee=r[13],
+                snooze_until=r[14],
+                snooze_reason=r[15],
+                updated_at=r[16],
+                seq=int(r[17]),
+            )
+            for r in rows
+        ]
+
+    def get(self, alert_id: str) -> AlertRow:
+        rows = self._rows("WHERE alert_id = ?", (alert_id,), "alert_id", None)
+        if not rows:
+            raise NotFound(alert_id)
+        return rows[0]
+
+    def list(
+        self,
+        *,
+        region: str | None = None,
+        level: str | None = None,
+        entity_kind: str | None = None,
+        rule_id: str | None = None,
+        status: str | None = None,
+        entity_id: str | None = None,
+        severity: str | None = None,
+        limit: int = 200,
+        order: str = "event_time",
+    ) -> list[AlertRow]:
+        """Alerts matching every given filter, newest event first (or highest ``risk_index``)."""
+        conds: list[str] = []
+        params: list[Any] = []
+        for col, val in (
+            ("region", region),
+            ("risk_level", level),
+            ("entity_kind", entity_kind),
+            ("rule_id", rule_id),
+            ("status", status),
+            ("entity_id", entity_id),
+            ("severity", severity),
+        ):
+            if val:
+                conds.append(f"{col} = ?")
+                params.append(val)
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        orders = {
+            "event_time": "event_time DESC, alert_id",
+            "risk_index": "risk_index DESC, event_time DESC, alert_id",
+            "seq": "seq DESC",
+        }
+        if order not in orders:
+            raise ValueError(f"order: one of {', '.join(orders)}")
+        return self._rows(where, params, orders[order], limit)
+
+    def changes_since(self, seq: int, limit: int = 500) -> list[AlertRow]:
+        """Alerts changed after change number ``seq``, oldest change first."""
+        return self._rows("WHERE seq > ?", (seq,), "seq", limit)
+
+    def last_seq(self) -> int:
+        with self._tx() as cur:
+            return int(self._x(cur, "SELECT v FROM rf_meta WHERE k = 'seq'").fetchone()[0])
+
+    def audit(self, alert_id: str) -> list[AuditEntry]:
+        with self._tx() as cur:
+            rows = self._x(
+                cur,
+                "SELECT alert_id, at, actor, action, from_status, to_status, note FROM rf_audit"
+                " WHERE alert_id = ? ORDER BY id",
+                (alert_id,),
+            ).fetchall()
+        return [
+            AuditEntry(alert_id=r[0], at=r[1], actor=r[2], action=r[3], from_status=r[4], to_status=r[5], note=r[6])
+            for r in rows
+        ]
+
+    def history(self, entity_id: str, limit: int = 1000) -> list[Revision]:
+        """Every received alert revision of an entity in event-time order: its risk-index history."""
+        with self._tx() as cur:
+            rows = self._x(
+                cur,
+                "SELECT alert_id, revision, event_time, rule_id, risk_index, risk_level FROM rf_revisions"
+                f" WHERE entity_id = ? ORDER BY event_time, alert_id, revision LIMIT {int(limit)}",
+                (entity_id,),
+            ).fetchall()
+        return [
+            Revision(
+                alert_id=r[0],
+                revision=int(r[1]),
+                event_time=r[2],
+                rule_id=r[3],
+                risk_index=float(r[4]),
+                risk_level=r[5],
+            )
+            for r in rows
+        ]
+
+    def rules(self) -> list[dict[str, str]]:
+        """The rules seen in stored alerts, with their bilingual titles (for filter menus)."""
+        with self._tx() as cur:
+            rows = self._x(cur, "SELECT rule_id, MIN(body) FROM rf_alerts GROUP BY rule_id ORDER BY rule_id").fetchall()
+        out = []
+        for rule_id, body in rows:
+            b = json.loads(body)
+            out.append({"rule_id": rule_id, "title_zh": b.get("title_zh", ""), "title_en": b.get("title_en", "")})
+        return out
+
+    def count(self) -> int:
+        with self._tx() as cur:
+            return int(self._x(cur, "SELECT COUNT(*) FROM rf_alerts").fetchone()[0])

@@ -1,0 +1,209 @@
+"""The alert store, the same tests against SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from riskflow.alerts import Alert
+from riskflow.store import AlertStore, NotFound, TransitionError, open_store
+
+pytest_plugins = ["tests.pg_fixtures"]
+
+UTC = dt.UTC
+
+
+def make_alert(aid: str = "a1", **kw: Any) -> Alert:
+    base: dict[str, Any] = dict(
+        alert_id=aid,
+        entity_id="PFM-330100-0001",
+        entity_kind="private_fund_manager",
+        region="330100",
+        rule_id="pf.guaranteed_return",
+        severity="high",
+        title_zh="承诺保本保收益",
+        title_en="Guaranteed-return promise",
+        event_time="2025-04-01T10:00:00+08:00",
+        detected_at="2026-11-27T10:00:00.000+00:00",
+        evidence={"guaranteed": True},
+        risk_level="orange",
+        risk_index=65.0,
+    )
+    base.update(kw)
+    return Alert(**base)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "alerts.sqlite3")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(target: str) -> Iterator[AlertStore]:
+    s = open_store(target)
+    yield s
+    s.close()
+
+
+def test_dialect_follows_the_target(store: AlertStore, target: str) -> None:
+    assert store.dialect.name == ("postgresql" if target.startswith("postgresql://") else "sqlite")
+
+
+def test_upsert_is_idempotent_and_keeps_the_highest_revision(store: AlertStore) -> None:
+    a1 = make_alert("a1")
+    assert store.upsert_alerts([a1, make_alert("a2")]) == ["a1", "a2"]
+    assert store.upsert_alerts([a1]) == [], "a redelivered alert changes nothing"
+    assert store.count() == 2
+
+    grown = make_alert("a1", revision=3, risk_index=82.5, risk_level="red", episode={"count": 3})
+    assert store.upsert_alerts([grown]) == ["a1"]
+    assert store.upsert_alerts([make_alert("a1", revision=2, risk_index=70.0)]) == [], "an older revision loses"
+    row = store.get("a1")
+    assert (row.alert.revision, row.alert.risk_index, row.alert.risk_level) == (3, 82.5, "red")
+    assert row.alert.episode == {"count": 3}
+
+    # Two revisions in one batch, in either order: the highest wins.
+    store.upsert_alerts([make_alert("a3", revision=5, risk_index=90.0), make_alert("a3", revision=4)])
+    assert store.get("a3").alert.revision == 5
+    assert store.count() == 3
+    assert [(r.alert_id, r.revision) for r in store.history("PFM-330100-0001") if r.alert_id == "a1"] == [
+        ("a1", 1),
+        ("a1", 3),
+    ]
+
+
+def test_lifecycle_transitions_are_audited(store: AlertStore) -> None:
+    store.upsert_alerts([make_alert("a1")])
+    assert store.get("a1").status == "open"
+    store.transition("a1", "ack", actor="li.na", note="seen, calling the manager")
+    store.transition("a1", "assign", actor="li.na", assignee="wang.wei")
+    row = store.transition("a1", "resolve", actor="wang.wei", note="on-site inspection done")
+    assert (row.status, row.assignee) == ("resolved", "wang.wei")
+
+    trail = store.audit("a1")
+    assert [(e.action, e.actor, e.from_status, e.to_status) for e in trail] == [
+        ("ack", "li.na", "open", "acknowledged"),
+        ("assign", "li.na", "acknowledged", "assigned"),
+        ("resolve", "wang.wei", "assigned", "resolved"),
+    ]
+    assert trail[0].note == "seen, calling the manager" and "wang.wei" in trail[1].note
+    assert all(dt.datetime.fromisoformat(e.at).tzinfo is not None for e in trail)
+
+    with pytest.raises(TransitionError, match="cannot ack an alert that is resolved"):
+        store.transition("a1", "ack", actor="li.na")
+    with pytest.raises(TransitionError, match="assignee"):
+        store.transition("a1", "assign", actor="li.na")
+    with pytest.raises(TransitionError, match="officer"):
+        store.transition("a1", "reopen", actor=" ")
+    with pytest.raises(NotFound):
+        store.transition("nope", "ack", actor="li.na")
+    assert len(store.audit("a1")) == 3, "refused actions leave no trace and no change"
+    assert store.get("a1").status == "resolved"
+    store.transition("a1", "reopen", actor="zhao.min", note="complaints continue")
+    assert store.get("a1").status == "open"
+
+
+def test_snooze_needs_reason_and_expiry_and_expires(store: AlertStore) -> None:
+    store.upsert_alerts([make_alert("a1")])
+    now = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    with pytest.raises(TransitionError, match="reason"):
+        store.transition("a1", "snooze", actor="li.na", until=now + dt.timedelta(days=1), now=now)
+    with pytest.raises(TransitionError, match="expiry"):
+        store.transition("a1", "snooze", actor="li.na", reason="waiting for filing", now=now)
+    with pytest.raises(TransitionError, match="future"):
+        store.transition("a1", "snooze", actor="li.na", reason="x", until=now - dt.timedelta(hours=1), now=now)
+    with pytest.raises(TransitionError, match="maximum"):
+        store.transition("a1", "snooze", actor="li.na", reason="x", until=now + dt.timedelta(days=400), now=now)
+
+    until = "2026-11-29T20:00:00+08:00"
+    row = store.transition("a1", "snooze", actor="li.na", reason="awaiting quarterly filing", until=until, now=now)
+    assert (row.status, row.snooze_reason) == ("snoozed", "awaiting quarterly filing")
+    assert row.snooze_until == "2026-11-29T12:00:00.000+00:00"
+
+    assert store.expire_snoozes(now + dt.timedelta(days=1)) == [], "not yet expired"
+    assert store.get("a1").status == "snoozed"
+    assert store.expire_snoozes(now + dt.timedelta(days=2)) == ["a1"]
+    row = store.get("a1")
+    assert (row.status, row.snooze_until, row.snooze_reason) == ("open", "", "")
+    last = store.audit("a1")[-1]
+    assert (last.action, last.actor, last.from_status, last.to_status) == (
+        "snooze_expired",
+        "system",
+        "snoozed",
+        "open",
+    )
+
+
+def test_a_new_revision_reopens_a_resolved_alert_only(store: AlertStore) -> None:
+    store.upsert_alerts([make_alert("a1"), make_alert("a2")])
+    store.transition("a1", "resolve", actor="li.na")
+    store.transition("a2", "ack", actor="li.na")
+    store.upsert_alerts([make_alert("a1", revision=2), make_alert("a2", revision=2)])
+    assert store.get("a1").status == "open"
+    assert store.audit("a1")[-1].actor == "system"
+    assert store.get("a2").status == "acknowledged", "an acknowledged alert stays acknowledged"
+    store.upsert_alerts([make_alert("a1", revision=2)])
+    assert len(store.audit("a1")) == 2, "a redelivery does not reopen again"
+
+
+def test_changes_since_sees_every_write_in_order(store: AlertStore) -> None:
+    start = store.last_seq()
+    store.upsert_alerts([make_alert("a1"), make_alert("a2")])
+    store.transition("a1", "ack", actor="li.na")
+    store.upsert_alerts([make_alert("a2", revision=2)])
+    changes = store.changes_since(start)
+    assert [c.alert.alert_id for c in changes] == ["a1", "a2"]
+    assert changes[0].status == "acknowledged" and changes[1].alert.revision == 2
+    assert store.changes_since(changes[-1].seq) == []
+    assert store.last_seq() == changes[-1].seq
+
+
+def test_list_filters_and_order(store: AlertStore) -> None:
+    store.upsert_alerts(
+        [
+            make_alert(
+                "a1", region="330100", risk_level="red", risk_index=91.0, event_time="2025-04-01T10:00:00+08:00"
+            ),
+            make_alert(
+                "a2", region="330300", risk_level="yellow", risk_index=45.0, event_time="2025-04-03T10:00:00+08:00"
+            ),
+            make_alert(
+                "a3",
+                region="330300",
+                risk_level="red",
+                risk_index=85.0,
+                entity_kind="private_fund",
+                rule_id="pf.unqualified_investor",
+                event_time="2025-04-02T10:00:00+08:00",
+            ),
+        ]
+    )
+    ids = lambda rows: [r.alert.alert_id for r in rows]  # noqa: E731
+    assert ids(store.list()) == ["a2", "a3", "a1"]
+    assert ids(store.list(order="risk_index")) == ["a1", "a3", "a2"]
+    assert ids(store.list(region="330300")) == ["a2", "a3"]
+    assert ids(store.list(level="red")) == ["a3", "a1"]
+    assert ids(store.list(region="330300", level="red", entity_kind="private_fund")) == ["a3"]
+    assert ids(store.list(rule_id="pf.unqualified_investor")) == ["a3"]
+    assert ids(store.list(limit=1)) == ["a2"]
+    store.transition("a2", "ack", actor="li.na")
+    assert ids(store.list(status="open")) == ["a3", "a1"]
+    assert [r["rule_id"] for r in store.rules()] == ["pf.guaranteed_return", "pf.unqualified_investor"]
+    assert store.rules()[0]["title_zh"] == "承诺保本保收益"
+
+
+def test_data_survives_reopening_the_store(target: str) -> None:
+    with open_store(target) as s:
+        s.upsert_alerts([make_alert("a1", title_zh="协会公示失联")])
+        s.transition("a1", "ack", actor="李娜", note="已电话核实")
+    with open_store(target) as s:
+        row = s.get("a1")
+        assert (row.status, row.alert.title_zh) == ("acknowledged", "协会公示失联")
+        assert s.audit("a1")[0].note == "已电话核实"
+        assert s.upsert_alerts([make_alert("a1")]) == []

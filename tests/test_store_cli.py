@@ -1,0 +1,58 @@
+"""``riskflow alerts list/show/ack/...`` against a store file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from riskflow.cli import main
+from riskflow.store import open_store
+from tests.test_store import make_alert
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    target = str(tmp_path / "alerts.sqlite3")
+    monkeypatch.setenv("RISKFLOW_STORE_URL", target)
+    with open_store(target) as s:
+        s.upsert_alerts(
+            [
+                make_alert("a1", risk_level="red", risk_index=90.0),
+                make_alert("a2", region="330300", risk_level="yellow", event_time="2025-04-05T10:00:00+08:00"),
+            ]
+        )
+    return target
+
+
+def test_list_json_and_filters(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["alert_id"] for r in rows] == ["a2", "a1"]
+    assert rows[0]["status"] == "open" and rows[0]["title_zh"] == "承诺保本保收益"
+    assert main(["alerts", "list", "--level", "red"]) == 0
+    out = capsys.readouterr().out
+    assert "a1" in out and "a2" not in out and "Hangzhou 杭州" in out
+    assert main(["alerts", "list", "--region", "330300", "--json"]) == 0
+    assert [json.loads(x)["alert_id"] for x in capsys.readouterr().out.splitlines()] == ["a2"]
+
+
+def test_actions_persist_with_audit(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "ack", "a1", "--note", "phoned the manager", "--as", "li.na"]) == 0
+    assert main(["alerts", "assign", "a1", "--to", "wang.wei", "--as", "li.na"]) == 0
+    assert main(["alerts", "snooze", "a2", "--days", "3", "--reason", "awaiting filing", "--as", "li.na"]) == 0
+    capsys.readouterr()
+    assert main(["alerts", "ack", "a1", "--as", "li.na"]) == 2, "an assigned alert cannot be acknowledged again"
+    assert "refused" in capsys.readouterr().err
+    assert main(["alerts", "ack", "zzz"]) == 1
+    capsys.readouterr()
+    assert main(["alerts", "show", "a1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["status"], shown["assignee"]) == ("assigned", "wang.wei")
+    assert [(e["action"], e["actor"], e["note"]) for e in shown["audit"]] == [
+        ("ack", "li.na", "phoned the manager"),
+        ("assign", "li.na", "to wang.wei"),
+    ]
+    with open_store(db) as s:
+        assert s.get("a2").status == "snoozed" and s.get("a2").snooze_reason == "awaiting filing"

@@ -1,0 +1,134 @@
+"""The alert sink on the real broker: upsert by id, offsets committed only after the rows are durable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from riskflow.alerts import Alert
+from riskflow.store import AlertStore, open_store
+from riskflow.store.sink import SinkStats, run_sink
+from tests.kafka_fixtures import Stack
+from tests.test_store import make_alert
+
+
+async def _committed(bootstrap: str, topic: str, group: str) -> int:
+    """Sum of the group's committed offsets on ``topic`` (0 for none)."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        parts = await c._client.fetch_all_metadata()
+        total = 0
+        for p in parts.partitions_for_topic(topic) or ():
+            off = await c.committed(TopicPartition(topic, p))
+            total += off or 0
+        return total
+    finally:
+        await c.stop()
+
+
+async def _sink_until(store: AlertStore, stack: Stack, group: str, done: Any, timeout: float = 90.0) -> SinkStats:
+    """Run the sink until ``done(stats)`` holds, then stop it."""
+    s = stack.settings
+    stop = asyncio.Event()
+    stats = SinkStats()
+    task = asyncio.create_task(
+        run_sink(
+            store, stack.bootstrap, s.topic_alerts, group, stop=stop, session_timeout=6.0, retry_delay=0.2, stats=stats
+        )
+    )
+    deadline = time.monotonic() + timeout
+    while not done(stats) and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.1)
+    stop.set()
+    await task
+    return stats
+
+
+def _records(stack: Stack, alerts: list[Alert], garbage: int = 0) -> list[tuple[str, bytes | None, bytes]]:
+    t = stack.settings.topic_alerts
+    recs: list[tuple[str, bytes | None, bytes]] = [(t, a.alert_id.encode(), a.to_json()) for a in alerts]
+    recs += [(t, b"x", b"{not an alert") for _ in range(garbage)]
+    return recs
+
+
+class FlakyStore(AlertStore):
+    """A real store whose first ``fail`` writes fail, as when the database is briefly down."""
+
+    def __init__(self, target: str, fail: int) -> None:
+        inner = open_store(target)
+        super().__init__(inner.dialect)
+        inner.close()
+        self.fail = fail
+        self.committed_while_failing: list[int] = []
+
+    def upsert_alerts(self, alerts: Any) -> list[str]:
+        if self.fail > 0:
+            self.fail -= 1
+            raise ConnectionError("database unavailable")
+        return super().upsert_alerts(alerts)
+
+
+def test_sink_stores_each_alert_once_and_commits_after_writing(stack: Stack, tmp_path: Path) -> None:
+    target = str(tmp_path / "alerts.sqlite3")
+    group = f"{stack.name}-store"
+    topic = stack.settings.topic_alerts
+    first = [make_alert(f"a{i}", entity_id=f"PF-{i % 3}") for i in range(20)]
+    stack.produce(_records(stack, first + first[:5], garbage=2))  # re-delivered alerts + junk
+
+    async def phase1() -> tuple[SinkStats, int]:
+        store = FlakyStore(target, fail=2)
+        st = await _sink_until(store, stack, group, lambda s: s.received >= 25 and s.commits == s.batches)
+        store.close()
+        return st, await _committed(stack.bootstrap, topic, group)
+
+    st, committed = asyncio.run(phase1())
+    assert st.store_errors == 2, "the failing writes were retried, not skipped"
+    assert (st.received, st.invalid, st.changed) == (25, 2, 20)
+    assert committed == 27, "every consumed message is committed once its batch is stored"
+    with open_store(target) as s:
+        assert s.count() == 20
+        assert {r.alert.alert_id for r in s.list(limit=100)} == {a.alert_id for a in first}
+
+    # A second run of the same group resumes after the commit: it sees only the new messages,
+    # and a higher revision of a stored alert replaces it.
+    stack.produce(_records(stack, [make_alert("a3", revision=2, risk_index=88.0, risk_level="red"), first[0]]))
+
+    async def phase2() -> SinkStats:
+        with open_store(target) as store:
+            return await _sink_until(store, stack, group, lambda s: s.received >= 2 and s.commits == s.batches)
+
+    st2 = asyncio.run(phase2())
+    assert (st2.received, st2.changed) == (2, 1)
+    with open_store(target) as s:
+        assert s.count() == 20
+        assert (s.get("a3").alert.revision, s.get("a3").alert.risk_level) == (2, "red")
+
+
+def test_sink_stopped_while_the_database_is_down_commits_nothing(stack: Stack, tmp_path: Path) -> None:
+    target = str(tmp_path / "alerts.sqlite3")
+    group = f"{stack.name}-store"
+    topic = stack.settings.topic_alerts
+    stack.produce(_records(stack, [make_alert(f"b{i}") for i in range(5)]))
+
+    async def down() -> tuple[SinkStats, int]:
+        store = FlakyStore(target, fail=10**6)
+        st = await _sink_until(store, stack, group, lambda s: s.store_errors >= 2)
+        store.close()
+        return st, await _committed(stack.bootstrap, topic, group)
+
+    st, committed = asyncio.run(down())
+    assert st.received == 5 and st.commits == 0
+    assert committed == 0, "offsets must not move past rows that were never written"
+
+    async def up() -> SinkStats:
+        with open_store(target) as store:
+            return await _sink_until(store, stack, group, lambda s: s.received >= 5 and s.commits == s.batches)
+
+    assert asyncio.run(up()).changed == 5, "the un-committed batch is delivered again"
+    with open_store(target) as s:
+        assert s.count() == 5
