@@ -152,4 +152,5 @@ class Engine:
             event_time=event.event_time.isoformat(),
             detected_at=self.clock(),
             rule_pack_version=self.pack_version,
+            model_version=getattr(det, "model_version", ""),
         )

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+from detectors.anomaly import anomaly_detectors
 from detectors.engine import Engine
 from detectors.pipeline import BatchProcessor
 from detectors.rules import RulePack
@@ -24,6 +25,9 @@ def build_processor(
     dedup_window: int = 64,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+    anomaly: bool = True,
 ) -> BatchProcessor:
-    engine = Engine(pack.detectors, dedup_window=dedup_window, pack_version=pack.version)
+    """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules."""
+    detectors = [*pack.detectors, *(anomaly_detectors() if anomaly else ())]
+    engine = Engine(detectors, dedup_window=dedup_window, pack_version=pack.version)
     return BatchProcessor(engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds)

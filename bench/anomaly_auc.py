@@ -1,0 +1,73 @@
+"""Rank entities by anomaly score on a simulated history and report ROC AUC per scenario.
+
+    .venv/bin/python bench/anomaly_auc.py --entities 300 --days 120 --seed 7
+
+An entity's score is the highest score any anomaly detector gave it (from the
+alerts' evidence, i.e. flagged observations; 0 if never flagged). Each
+labelled scenario is compared against the normal (unlabelled) entities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+import msgspec
+
+from detectors.anomaly import anomaly_detectors
+from detectors.engine import Engine
+from detectors.pipeline import BatchProcessor, RawMessage
+from riskflow.simulate import simulate
+
+
+def roc_auc(pos: list[float], neg: list[float]) -> float:
+    """Probability that a random positive outranks a random negative (ties count half)."""
+    if not pos or not neg:
+        return float("nan")
+    wins = 0.0
+    for p in pos:
+        for n in neg:
+            wins += 1.0 if p > n else 0.5 if p == n else 0.0
+    return wins / (len(pos) * len(neg))
+
+
+def entity_scores(events: list[dict], detectors=None) -> tuple[dict[str, float], int, float]:
+    bp = BatchProcessor(Engine(detectors or anomaly_detectors()))
+    enc = msgspec.json.Encoder()
+    msgs = [RawMessage(enc.encode(e), "t", 0, i, None) for i, e in enumerate(events)]
+    states: dict = {}
+    best: dict[str, float] = defaultdict(float)
+    n_alerts = 0
+    t0 = time.perf_counter()
+    for i in range(0, len(msgs), 1000):
+        res = bp.process(msgs[i : i + 1000], lambda e: states.get(e), now=4e9)
+        for eid, (st, _) in res.states.items():
+            states[eid] = st
+        for a in res.alerts:
+            n_alerts += 1
+            best[a.entity_id] = max(best[a.entity_id], float(a.evidence.get("score", 0.0)))
+    return best, n_alerts, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entities", type=int, default=300)
+    ap.add_argument("--days", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    events, labels = simulate(entities=args.entities, days=args.days, seed=args.seed)
+    best, n_alerts, secs = entity_scores(events)
+    scenario = {lab["entity_id"]: lab["scenario"] for lab in labels}
+    entities = {e["entity_id"] for e in events}
+    normal = [best.get(e, 0.0) for e in entities if e not in scenario]
+    print(f"{len(events)} events, {len(entities)} entities, {n_alerts} anomaly alerts, {secs:.2f} s")
+    print(f"normal entities flagged: {sum(1 for s in normal if s > 0)}/{len(normal)}")
+    for name in sorted(set(scenario.values())):
+        pos = [best.get(e, 0.0) for e, s in scenario.items() if s == name]
+        flagged = sum(1 for s in pos if s > 0)
+        print(f"scenario {name}: n={len(pos)} flagged={flagged} ROC AUC={roc_auc(pos, normal):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,453 @@
+"""``daily``: per-entity, per-metric robust baselines over event-time days.
+
+Each event adds to the entity's *open day* (a calendar day in China Standard
+Time, derived from ``event_time``; never the wall clock). Metrics:
+
+========================  =====  ==================================================
+metric                    type   from
+========================  =====  ==================================================
+``subscriptions``         count  ``fund.subscription``
+``investors``             count  distinct ``investor_id`` of the day's subscriptions
+``redemption_requests``   count  ``fund.redemption_requested``
+``complaints``            count  ``complaint.filed``
+``lawsuits``              count  ``lawsuit.filed`` as defendant
+``inflow``                level  log1p(CNY in: ``flow.transfer`` in + subscriptions), active days
+``outflow``               level  log1p(CNY out: ``flow.transfer`` out + redemptions paid), active days
+``nav_return``            level  NAV change since the previous report, report days
+``sentiment``             level  mean ``opinion.published`` sentiment, days with opinions
+========================  =====  ==================================================
+
+*Count* metrics (every day counts, zero days too) keep an EWMA rate and
+variance and score a day's count, and the last 7 days' sum, by a
+quasi-Poisson upper tail (the variance/mean ratio, at least 1, rescales the
+counts). Since a count only grows within a day, it is scored on every event
+that adds to it, so an alert does not wait for the day to close; the result
+is the same whatever the batching, as it depends only on the entity's own
+event sequence. *Level* metrics keep an EWMA centre and an EWMA mean absolute
+deviation (updates Huber-clipped at 3 scales), with optional per-weekday
+offsets, and are scored when the day closes (the entity's first event on a
+later day) by a robust z on the normal tail.
+
+Decision: a metric-day whose score reaches ``threshold`` is flagged; a flagged
+day is not learned (a count day is kept out of the baseline when it is
+flagged, or suspicious, and above the rate), and a flag raises an alert (key
+``<metric>:<date>``) only when the metric's *run* is 0: the run grows by one
+per flagged day and shrinks by one per other day, so a sustained shift, even
+with quiet days in it, is one alert. After ``accept_after`` flagged days on
+balance, the baseline learns the new level again.
+Nothing is flagged before ``warmup_days`` days of the entity (count metrics)
+or ``warmup_obs`` observed days of the metric (level metrics).
+
+State (msgpack-friendly, a few hundred bytes): ``{"day", "days", "acc",
+"inv", "fired", "c": {metric: [rate, var, run, last 6 days...]}, "l":
+{metric: [n, centre, mad, run, 7 weekday offsets]}, "nav"}``.
+
+>>> from riskflow.schema import parse_event
+>>> det = DailyAnomaly()
+>>> def complaint(i, day):
+...     return parse_event(('{"schema": "riskflow.event/v1", "event_id": "c%d", "event_type": "complaint.filed",'
+...         '"entity_id": "PF-1", "entity_kind": "private_fund", "region": "330100",'
+...         '"event_time": "2025-01-%02dT10:00:00+08:00", "source": "complaint_hotline",'
+...         '"payload": {"channel": "12345", "category": "other"}}' % (i, day)).encode(), now=2e9)
+>>> state, i = det.init_state(), 0
+>>> for day in range(1, 29, 7):
+...     i += 1
+...     state, sig = det.process(state, complaint(i, day))
+>>> sig
+[]
+>>> for _ in range(4):
+...     i += 1
+...     state, sig = det.process(state, complaint(i, 29))
+...     if sig:
+...         print(sig[0].key, sig[0].evidence["value"], sig[0].evidence["baseline"])
+complaints:2025-01-29 3.0 0.0666
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import zlib
+from typing import Any
+
+from detectors.anomaly.base import (
+    DIMENSION,
+    AnomalyDetector,
+    normal_tail,
+    poisson_tail,
+    severity_for,
+    tail_score,
+)
+from detectors.base import Describe, Signal
+from riskflow.schema import Event
+
+_CST = 8 * 3600  # event-time days are China Standard Time calendar days
+_DAY = 86400
+_EPOCH = _dt.date(1970, 1, 1)
+
+COUNT_METRICS = ("subscriptions", "investors", "redemption_requests", "complaints", "lawsuits")
+LEVEL_METRICS = ("inflow", "outflow", "nav_return", "sentiment")
+METRICS = COUNT_METRICS + LEVEL_METRICS
+
+METRIC_ZH = {
+    "subscriptions": "认购笔数",
+    "investors": "认购投资者数",
+    "redemption_requests": "赎回申请数",
+    "complaints": "投诉数",
+    "lawsuits": "被诉案件数",
+    "inflow": "资金流入额",
+    "outflow": "资金流出额",
+    "nav_return": "净值变动",
+    "sentiment": "舆情倾向",
+}
+
+#: level metric -> (direction, scale floor, transform). +1: high is anomalous, -1: low, 0: both.
+LEVEL_SPEC: dict[str, tuple[int, float]] = {
+    "inflow": (1, 0.5),  # log units: a floor of ~65 % change
+    "outflow": (1, 0.5),
+    "nav_return": (0, 0.01),
+    "sentiment": (-1, 0.1),
+}
+
+_EVENT_TYPES = frozenset(
+    {
+        "fund.subscription",
+        "fund.redemption_requested",
+        "fund.redemption_paid",
+        "fund.nav_reported",
+        "complaint.filed",
+        "lawsuit.filed",
+        "opinion.published",
+        "flow.transfer",
+    }
+)
+_MAX_GAP_FOLD = 64  # zero days folded into a count baseline after a silence, at most
+_MAX_INVESTORS = 256  # distinct investor hashes kept per open day; beyond, each subscription counts
+_C_RATE, _C_VAR, _C_RUN, _C_RING = 0, 1, 2, 3  # count state layout: [rate, var, run, 6 past days]
+_L_N, _L_CENTRE, _L_MAD, _L_RUN, _L_SEAS = 0, 1, 2, 3, 4  # level layout: [n, centre, mad, run, 7 offsets]
+_MAD_TO_SIGMA = 1.2533  # sigma / mean absolute deviation for a normal distribution
+
+
+def _day_of(ts: float) -> int:
+    return int((ts + _CST) // _DAY)
+
+
+def _date(day: int) -> str:
+    return (_EPOCH + _dt.timedelta(days=day)).isoformat()
+
+
+class DailyAnomaly(AnomalyDetector):
+    """Streaming per-entity anomaly detector over daily event-time metrics (see module doc).
+
+    >>> DailyAnomaly(span_days=14).clone().span_days
+    14
+    """
+
+    kind = "daily"
+    id = "anomaly.daily"
+    version = "1"
+    event_types = _EVENT_TYPES
+    describe = Describe(
+        name_zh="经营指标异常波动",
+        name_en="Abnormal daily activity (streaming baseline) 经营指标异常波动",
+        dimension=DIMENSION,
+        source="RiskFlow streaming anomaly model (EWMA / robust MAD baselines per entity and metric)",
+        rationale="A metric far outside the entity's own history (robust, does not learn from flagged days) "
+        "is an early sign of a scheme that no rule names yet.",
+    )
+
+    def __init__(
+        self,
+        *,
+        span_days: float = 56.0,
+        warmup_days: int = 14,
+        warmup_obs: int = 8,
+        threshold: float = 0.5,
+        min_rate: float = 0.02,
+        week_horizon: bool = True,
+        seasonal: bool = True,
+        learn_gate: float = 0.01,
+        accept_after: int = 28,
+        learn_flagged: bool = False,
+    ) -> None:
+        self.span_days = span_days
+        self.warmup_days = warmup_days
+        self.warmup_obs = warmup_obs
+        self.threshold = threshold
+        self.min_rate = min_rate
+        self.week_horizon = week_horizon
+        self.seasonal = seasonal
+        self.learn_gate = learn_gate
+        self.accept_after = accept_after
+        self.learn_flagged = learn_flagged
+        self.alpha = 2.0 / (span_days + 1.0)
+        self.model_version = f"daily/{self.version}:span={span_days:g},warmup={warmup_days},thr={threshold:g}"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "span_days": self.span_days,
+            "warmup_days": self.warmup_days,
+            "warmup_obs": self.warmup_obs,
+            "threshold": self.threshold,
+            "min_rate": self.min_rate,
+            "week_horizon": self.week_horizon,
+            "seasonal": self.seasonal,
+            "learn_gate": self.learn_gate,
+            "accept_after": self.accept_after,
+            "learn_flagged": self.learn_flagged,
+        }
+
+    def init_state(self) -> dict[str, Any]:
+        return {"day": -1, "days": 0, "acc": {}, "inv": [], "fired": [], "c": {}, "l": {}, "nav": 0.0}
+
+    # -- the interface -----------------------------------------------------------------------------
+    def learn_one(self, state: Any, event: Event) -> Any:
+        """Fold the event in, learning every closed day (flagged or not)."""
+        return self._step(copy.deepcopy(state), event, learn_all=True)[0]
+
+    def score_one(self, state: Any, event: Event) -> list[Signal]:
+        return self._step(copy.deepcopy(state), event, learn_all=self.learn_flagged)[1]
+
+    def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
+        # The hot path: mutates ``state`` in place (the engine stores what is returned).
+        return self._step(state, event, learn_all=self.learn_flagged)
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _step(self, st: dict[str, Any], ev: Event, learn_all: bool) -> tuple[dict[str, Any], list[Signal]]:
+        day = _day_of(ev.ts)
+        signals: list[Signal] = []
+        if st["day"] < 0:
+            st["day"] = day
+        elif day < st["day"]:
+            return st, signals  # late for a day already scored: left out of the daily metrics
+        elif day > st["day"]:
+            self._close_day(st, signals, learn_all)
+            self._skip_days(st, day - st["day"] - 1)
+            st["day"] = day
+            st["days"] += 1
+            st["acc"] = {}
+            st["inv"] = []
+            st["fired"] = []
+        warm = st["days"] >= self.warmup_days
+        for metric in self._add(st, ev):
+            if warm:
+                self._score_count(st, metric, signals)
+        return st, signals
+
+    def _add(self, st: dict[str, Any], ev: Event) -> tuple[str, ...]:
+        """Add the event to the open day; return the count metrics it raised."""
+        acc = st["acc"]
+        et = ev.event_type
+        p: Any = ev.payload
+        raised: tuple[str, ...]
+        if et == "fund.subscription":
+            acc["inflow"] = acc.get("inflow", 0.0) + p.amount
+            raised = ("subscriptions",)
+            inv = st["inv"]
+            h = zlib.crc32(p.investor_id.encode())
+            if len(inv) >= _MAX_INVESTORS:
+                raised = ("subscriptions", "investors")
+            elif h not in inv:
+                inv.append(h)
+                raised = ("subscriptions", "investors")
+        elif et == "flow.transfer":
+            key = "inflow" if p.direction == "in" else "outflow"
+            acc[key] = acc.get(key, 0.0) + p.amount
+            return ()
+        elif et == "fund.redemption_paid":
+            acc["outflow"] = acc.get("outflow", 0.0) + p.amount
+            return ()
+        elif et == "fund.redemption_requested":
+            raised = ("redemption_requests",)
+        elif et == "complaint.filed":
+            raised = ("complaints",)
+        elif et == "lawsuit.filed":
+            if p.role != "defendant":
+                return ()
+            raised = ("lawsuits",)
+        elif et == "fund.nav_reported":
+            prev = st["nav"]
+            if prev > 0:
+                acc["nav_return"] = (1.0 + acc.get("nav_return", 0.0)) * (p.nav / prev) - 1.0
+            if p.nav > 0:
+                st["nav"] = float(p.nav)
+            return ()
+        elif et == "opinion.published":
+            acc["sentiment#s"] = acc.get("sentiment#s", 0.0) + p.sentiment
+            acc["sentiment#n"] = acc.get("sentiment#n", 0.0) + 1.0
+            return ()
+        else:
+            return ()
+        counts = st["c"]
+        for metric in raised:
+            acc[metric] = acc.get(metric, 0.0) + 1.0
+            if metric not in counts:
+                counts[metric] = [0.0] * (_C_RING + 6)
+        return raised
+
+    def _count_tail(self, st: dict[str, Any], metric: str) -> tuple[float, str, float, float, float]:
+        """(p, horizon, value, expected, dispersion): the more extreme of the day and the 7-day window."""
+        c = st["c"][metric]
+        x = st["acc"].get(metric, 0.0)
+        rate = max(c[_C_RATE], self.min_rate)
+        disp = min(10.0, max(1.0, c[_C_VAR] / rate))
+        p = poisson_tail(x / disp, rate / disp)
+        best = (p, "day", x, rate, disp)
+        if self.week_horizon:
+            wx = x + sum(c[_C_RING:])
+            wp = poisson_tail(wx / disp, 7.0 * rate / disp)
+            if wp < p:
+                best = (wp, "7d", wx, 7.0 * rate, disp)
+        return best
+
+    def _score_count(self, st: dict[str, Any], metric: str, signals: list[Signal]) -> bool:
+        """Score a count metric of the open day; record and (first day of a run) signal a flag."""
+        if metric in st["fired"]:
+            return True
+        p, horizon, value, expected, disp = self._count_tail(st, metric)
+        score = tail_score(p)
+        if score < self.threshold:
+            return False
+        st["fired"].append(metric)
+        if st["c"][metric][_C_RUN] > 0:
+            return True  # the run of flagged days already raised its alert
+        day = _date(st["day"])
+        signals.append(
+            Signal(
+                self.id,
+                f"{metric}:{day}",
+                severity_for(score),
+                score,
+                {
+                    "metric": metric,
+                    "metric_zh": METRIC_ZH[metric],
+                    "horizon": horizon,
+                    "day": day,
+                    "value": value,
+                    "baseline": round(expected, 4),
+                    "dispersion": round(disp, 3),
+                    "p_value": p,
+                    "score": round(score, 4),
+                    "model_version": self.model_version,
+                },
+            )
+        )
+        return True
+
+    def _close_day(self, st: dict[str, Any], signals: list[Signal], learn_all: bool) -> None:
+        acc = st["acc"]
+        a = max(self.alpha, 1.0 / (st["days"] + 1))
+        for metric, c in st["c"].items():
+            x = acc.get(metric, 0.0)
+            rate = max(c[_C_RATE], self.min_rate)
+            fired = metric in st["fired"]
+            c[_C_RUN] = c[_C_RUN] + 1.0 if fired else max(0.0, c[_C_RUN] - 1.0)
+            # A day above the rate stays out of the baseline while it is flagged or suspicious (7-day
+            # tail below ``learn_gate``), so a shift cannot teach the baseline before it is flagged.
+            # A quiet day after a spike keeps the window high but is learned. After ``accept_after``
+            # flagged days in a row, the new level is accepted.
+            keep_out = (
+                x > rate
+                and not learn_all
+                and (fired or self._count_tail(st, metric)[0] < self.learn_gate)
+                and c[_C_RUN] < self.accept_after
+            )
+            if not keep_out:
+                # Huber-clipped update: one burst moves the rate and variance by a bounded step.
+                d = min(x, rate + 3.0 * math.sqrt(rate * max(1.0, c[_C_VAR] / rate))) - c[_C_RATE]
+                c[_C_RATE] += a * d
+                c[_C_VAR] += a * (d * d - c[_C_VAR])
+            c[_C_RING:] = [*c[_C_RING + 1 :], x]
+        if "sentiment#n" in acc:
+            acc["sentiment"] = acc["sentiment#s"] / acc["sentiment#n"]
+        weekday = (st["day"] + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+        for metric, (direction, floor) in LEVEL_SPEC.items():
+            if metric not in acc:
+                continue
+            raw = acc[metric]
+            v = math.log1p(raw) if metric in ("inflow", "outflow") else raw
+            lv = st["l"].get(metric)
+            if lv is None:
+                st["l"][metric] = [1.0, v, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+                continue
+            self._level(st, metric, lv, v, raw, direction, floor, weekday, learn_all, signals)
+
+    def _level(
+        self,
+        st: dict[str, Any],
+        metric: str,
+        lv: list[float],
+        v: float,
+        raw: float,
+        direction: int,
+        floor: float,
+        weekday: int,
+        learn_all: bool,
+        signals: list[Signal],
+    ) -> None:
+        n = lv[_L_N]
+        offset = lv[_L_SEAS + weekday] if self.seasonal else 0.0
+        expected = lv[_L_CENTRE] + offset
+        scale = max(lv[_L_MAD] * _MAD_TO_SIGMA, floor)
+        r = v - expected
+        z = r / scale
+        flagged = False
+        if n >= self.warmup_obs and st["days"] >= self.warmup_days:
+            tail_z = z if direction > 0 else -z if direction < 0 else abs(z)
+            p = normal_tail(tail_z) * (2.0 if direction == 0 else 1.0)
+            score = tail_score(p)
+            flagged = score >= self.threshold
+            if flagged and lv[_L_RUN] == 0:
+                signals.append(
+                    Signal(
+                        self.id,
+                        f"{metric}:{_date(st['day'])}",
+                        severity_for(score),
+                        score,
+                        {
+                            "metric": metric,
+                            "metric_zh": METRIC_ZH[metric],
+                            "horizon": "day",
+                            "day": _date(st["day"]),
+                            "value": round(raw, 6),
+                            "baseline": round(math.expm1(expected) if metric in ("inflow", "outflow") else expected, 6),
+                            "robust_z": round(z, 3),
+                            "p_value": p,
+                            "score": round(score, 4),
+                            "model_version": self.model_version,
+                        },
+                    )
+                )
+        lv[_L_RUN] = lv[_L_RUN] + 1.0 if flagged else max(0.0, lv[_L_RUN] - 1.0)
+        if flagged and not learn_all and lv[_L_RUN] < self.accept_after:
+            return
+        a = max(self.alpha, 1.0 / (n + 1.0))
+        clip = 3.0 * scale if n >= self.warmup_obs else math.inf
+        rc = max(-clip, min(clip, r))
+        lv[_L_N] = n + 1.0
+        lv[_L_CENTRE] += a * rc
+        lv[_L_MAD] += a * (abs(rc) - lv[_L_MAD])
+        if self.seasonal:
+            # Additive Holt-Winters: the weekday offset learns what the level does not explain.
+            # Each offset is updated once a week, so at a faster rate than the level.
+            lv[_L_SEAS + weekday] += min(0.5, 4.0 * a) * (expected + rc - lv[_L_CENTRE] - offset)
+
+    def _skip_days(self, st: dict[str, Any], gap: int) -> None:
+        """Fold the silent days between two events into the count baselines as zero days."""
+        if gap <= 0:
+            return
+        for c in st["c"].values():
+            c[_C_RUN] = max(0.0, c[_C_RUN] - gap)
+            n = st["days"]
+            for i in range(min(gap, _MAX_GAP_FOLD)):
+                a = max(self.alpha, 1.0 / (n + i + 1))
+                d = -c[_C_RATE]
+                c[_C_RATE] += a * d
+                c[_C_VAR] += a * (d * d - c[_C_VAR])
+            ring = c[_C_RING:]
+            keep = max(0, 6 - gap)
+            c[_C_RING:] = [*ring[6 - keep :], *([0.0] * (6 - keep))] if keep else [0.0] * 6
+        for lv in st["l"].values():
+            lv[_L_RUN] = max(0.0, lv[_L_RUN] - gap)
+        st["days"] += gap
