@@ -28,7 +28,9 @@ from typing import Any
 
 import msgspec
 
-from detectors.base import Detector
+from detectors.base import Detector, Signal
+from detectors.risk.scorer import RiskScorer
+from detectors.risk.state import RiskState
 from riskflow.alerts import Alert, alert_id, utc_now_iso
 from riskflow.schema import Event
 
@@ -45,6 +47,7 @@ class EntityState(msgspec.Struct, kw_only=True):
     events: int = 0
     recent_ids: bytes = b""  # ring of 8-byte digests of recent event ids, newest last
     detectors: dict[str, Any] = msgspec.field(default_factory=dict)
+    risk: RiskState | None = None  # risk index, level, episodes (detectors/risk)
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -84,7 +87,8 @@ class Engine:
 
     ``dedup_window`` is how many recent event ids per entity are remembered:
     an event whose id is among them is a duplicate (re-sent by a producer, or
-    redelivered after a crash) and changes nothing.
+    redelivered after a crash) and changes nothing. With a ``risk`` scorer,
+    signals go through it (index, level, episodes) instead of each becoming an alert.
     """
 
     def __init__(
@@ -94,11 +98,13 @@ class Engine:
         dedup_window: int = 64,
         pack_version: str = "",
         clock: Callable[[], str] = utc_now_iso,
+        risk: RiskScorer | None = None,
     ) -> None:
         self.detectors = list(detectors)
         self.dedup_window = dedup_window
         self.pack_version = pack_version
         self.clock = clock
+        self.risk = risk
         self._by_type: dict[str, list[Detector]] = {}
 
     def _for_event(self, event: Event) -> list[Detector]:
@@ -122,7 +128,7 @@ class Engine:
         state.events += 1
         if event.ts > state.watermark:
             state.watermark = event.ts
-        alerts: list[Alert] = []
+        hits: list[tuple[Detector, Signal]] = []
         dstates = state.detectors
         for det in self._for_event(event):
             new, signals = det.process(dstates.get(det.id, None) or det.init_state(), event)
@@ -130,11 +136,12 @@ class Engine:
                 dstates.pop(det.id, None)
             else:
                 dstates[det.id] = new
-            for sig in signals:
-                alerts.append(self._alert(det, sig, event))
-        return Outcome(state, alerts)
+            hits.extend((det, sig) for sig in signals)
+        if self.risk is not None:
+            return Outcome(state, self.risk.apply(state, event, hits, self._alert, self.clock))
+        return Outcome(state, [self._alert(det, sig, event) for det, sig in hits])
 
-    def _alert(self, det: Detector, sig: Any, event: Event) -> Alert:
+    def _alert(self, det: Detector, sig: Signal, event: Event) -> Alert:
         d = det.describe
         return Alert(
             alert_id=alert_id(sig.detector_id, event.entity_id, sig.key),

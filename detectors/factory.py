@@ -15,6 +15,7 @@ from __future__ import annotations
 from detectors.anomaly import anomaly_detectors
 from detectors.engine import Engine
 from detectors.pipeline import BatchProcessor
+from detectors.risk import RiskConfig, RiskScorer, load_risk_config
 from detectors.rules import RulePack
 from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS
 
@@ -26,8 +27,11 @@ def build_processor(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
     anomaly: bool = True,
+    risk: RiskConfig | None = None,
 ) -> BatchProcessor:
-    """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules."""
+    """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules.
+    ``risk``: the risk-index configuration (default: the shipped ``detectors/risk/risk.yaml``)."""
     detectors = [*pack.detectors, *(anomaly_detectors() if anomaly else ())]
-    engine = Engine(detectors, dedup_window=dedup_window, pack_version=pack.version)
+    scorer = RiskScorer(risk if risk is not None else load_risk_config())
+    engine = Engine(detectors, dedup_window=dedup_window, pack_version=pack.version, risk=scorer)
     return BatchProcessor(engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds)

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     dedup_window: int = Field(
         64, ge=0, description="RISKFLOW_DEDUP_WINDOW: recent event ids remembered per entity to drop re-sent events."
     )
+    risk_config: Path | None = Field(
+        None,
+        description="RISKFLOW_RISK_CONFIG: YAML file of risk-index weights, decay, level thresholds and "
+        "episode settings (default: detectors/risk/risk.yaml).",
+    )
     data_dir: Path = Field(Path(".riskflow"), description="RISKFLOW_DATA_DIR: local state (Faust data, alert store).")
     log_level: str = Field("info", description="RISKFLOW_LOG_LEVEL: debug, info, warning or error.")
     # Alert store and live feed (riskflow/store, riskflow/feed).

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from detectors.factory import build_processor
 from detectors.pipeline import BatchProcessor
+from detectors.risk import load_risk_config
 from detectors.rules import RulePack
 from riskflow.metrics import Metrics
 from riskflow.settings import Settings
@@ -37,6 +38,7 @@ def build_topology(
         dedup_window=settings.dedup_window,
         max_bytes=settings.max_event_bytes,
         max_future_seconds=settings.max_future_seconds,
+        risk=load_risk_config(settings.risk_config),
     )
     wire_agents(
         app,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterable
 
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,11 +17,19 @@ from riskflow.simulate import simulate
 from tests.kafka_fixtures import Stack
 
 
-def offline_alert_ids(lines: list[bytes]) -> set[str]:
-    """The reference: the same pipeline without Kafka, one batch, a dict as state."""
+def offline_alerts(lines: list[bytes]) -> tuple[dict[str, int], int]:
+    """The reference: the same pipeline without Kafka, one batch, a dict as state.
+    Returns the highest revision of each alert id and the number of alert records emitted."""
     bp = build_processor(load_pack(), dedup_window=1000)
     res = bp.process([RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)], {}.get)
-    return {a.alert_id for a in res.alerts}
+    return highest_revisions(msgspec.json.decode(a.to_json()) for a in res.alerts), len(res.alerts)
+
+
+def highest_revisions(alerts: Iterable[dict]) -> dict[str, int]:
+    best: dict[str, int] = {}
+    for a in alerts:
+        best[a["alert_id"]] = max(best.get(a["alert_id"], 0), a["revision"])
+    return best
 
 
 def test_replay_through_worker_gives_expected_alerts_and_dead_letters(
@@ -29,8 +38,8 @@ def test_replay_through_worker_gives_expected_alerts_and_dead_letters(
     events, labels = simulate(entities=40, days=40, seed=3)
     assert labels, "the history must contain a failure scenario"
     lines = [encode_event(e) for e in events]
-    expected = offline_alert_ids(lines)
-    assert len(expected) >= 10
+    expected, n_records = offline_alerts(lines)
+    assert len(expected) >= 10 and n_records > len(expected), "the history must fold repeated hits into episodes"
 
     stack.env["RISKFLOW_DEDUP_WINDOW"] = "1000"
     s = stack.settings
@@ -39,16 +48,21 @@ def test_replay_through_worker_gives_expected_alerts_and_dead_letters(
     bad = [(s.topic_fund_events, b"PF-1", line) for _, line in invalid_examples]
     stack.produce(records + bad)
 
-    alerts = [msgspec.json.decode(v) for v in stack.consume(s.topic_alerts, min_count=len(expected), timeout=90)]
-    ids = [a["alert_id"] for a in alerts]
-    assert set(ids) == expected, worker.log_text()[-3000:]
-    assert len(ids) == len(set(ids)), "an alert was emitted twice"
+    alerts = [msgspec.json.decode(v) for v in stack.consume(s.topic_alerts, min_count=n_records, timeout=90)]
+    # Episodes: an id may come several times with rising revisions; the set of ids and the
+    # highest revision of each are those of the offline run, and no (id, revision) repeats.
+    assert highest_revisions(alerts) == expected, worker.log_text()[-3000:]
+    pairs = [(a["alert_id"], a["revision"]) for a in alerts]
+    assert len(pairs) == len(set(pairs)) == n_records, "an alert revision was emitted twice"
     rules_hit = {a["rule_id"] for a in alerts}
-    assert rules_hit - {"anomaly.daily"} == {"pf.guaranteed_return", "pf.unqualified_investor", "pf.amac_lost_contact"}
+    want = {"pf.guaranteed_return", "pf.unqualified_investor", "pf.amac_lost_contact", "risk.level"}
+    assert rules_hit - {"anomaly.daily"} == want
     for a in alerts:
         for f in ("entity_id", "entity_kind", "region", "rule_id", "severity", "title_zh", "title_en",
-                  "evidence", "event_time", "detected_at"):  # fmt: skip
+                  "evidence", "event_time", "detected_at", "risk_level", "risk_tags"):  # fmt: skip
             assert a[f] not in (None, ""), f
+        assert 0 <= a["risk_index"] <= 100 and a["risk_level"] in ("red", "orange", "yellow", "green")
+    assert "red" in {a["risk_level"] for a in alerts if a["rule_id"] == "risk.level"}
 
     dead = [msgspec.json.decode(v) for v in stack.consume(s.topic_deadletter, min_count=len(bad), timeout=30)]
     expected_reasons = ["malformed_json", "unknown_event_type", "invalid_payload", "invalid_time"]
@@ -66,12 +80,12 @@ def test_replay_through_worker_gives_expected_alerts_and_dead_letters(
     }
     assert sum(v for (n, _), v in samples.items() if n == "riskflow_events_total") == len(records)
     assert samples[("riskflow_invalid_events_total", (("reason", "invalid_payload"),))] == 2
-    assert sum(v for (n, _), v in samples.items() if n == "riskflow_alerts_total") == len(expected)
+    assert sum(v for (n, _), v in samples.items() if n == "riskflow_alerts_total") == n_records
 
     # Replaying the same history again creates no new alert ids; every re-sent event is a duplicate.
     stack.produce(records)
-    again = stack.consume(s.topic_alerts, min_count=len(ids), timeout=30, settle=6)
-    assert {msgspec.json.decode(v)["alert_id"] for v in again} == expected
+    again = stack.consume(s.topic_alerts, min_count=n_records, timeout=30, settle=6)
+    assert len(again) == n_records and highest_revisions(msgspec.json.decode(v) for v in again) == expected
     dead2 = stack.consume(s.topic_deadletter, min_count=len(bad) + len(records), timeout=60)
     reasons = [msgspec.json.decode(v)["reason"] for v in dead2]
     assert reasons.count("duplicate_event") == len(records)

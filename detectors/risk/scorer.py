@@ -1,0 +1,256 @@
+"""Signals -> per-entity risk index, level, alert episodes and exposure (people, CNY).
+
+The :class:`RiskScorer` sits in the engine after the detectors: it receives
+every non-duplicate event of an entity with the signals the detectors found,
+and decides which alerts go out. All of it is a function of the entity's
+state and the event, in event time, so a replay, a backtest and the live
+worker emit the same alerts whatever the batch boundaries.
+
+Episodes. The first hit of a rule on an entity opens an episode whose alert id
+is ``alert_id(rule, entity, key of that first signal)``, so a one-off finding
+keeps the id it always had. Further hits of the same rule fold into it: the
+alert is re-emitted with the same id, ``revision`` = hit count and the latest
+evidence. To keep the alert topic from flooding, an open episode is re-emitted
+on each of its first ``episode_emit_first`` hits, then only at the 1-2-5
+milestones (5, 10, 20, 50, 100, ...) or when the entity's level differs from the
+level the episode last carried. A hit more than ``episode_quiet_days`` after
+the episode's last hit opens a new episode (new id). Sinks keep the highest
+revision of an id.
+
+Levels. After the signals of an event are folded in, the index decides the
+level (with hysteresis downwards); a change emits a ``risk.level`` alert with
+id ``alert_id("risk.level", entity, "<n>:<from>><to>")``, ``n`` the entity's
+transition count. Levels fall only when the entity's next event arrives: no
+wall-clock timers, so replays decide identically.
+
+>>> from detectors.engine import Engine
+>>> from detectors.rules import load_pack
+>>> from riskflow.schema import parse_event
+>>> eng = Engine(load_pack().detectors, risk=RiskScorer(RiskConfig()))
+>>> raw = (b'{"schema": "riskflow.event/v1", "event_id": "e1", "event_type": "amac.notice",'
+...        b' "entity_id": "PFM-1", "entity_kind": "private_fund_manager", "region": "330100",'
+...        b' "event_time": "2025-04-01T10:00:00+08:00", "source": "amac", "payload": {"notice": "lost_contact"}}')
+>>> out = eng.process(None, parse_event(raw))
+>>> [(a.rule_id, a.risk_level, a.revision) for a in out.alerts]
+[('pf.amac_lost_contact', 'red', 1), ('risk.level', 'red', 1)]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from detectors.base import Detector, Signal
+from detectors.risk import people as _people
+from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
+from detectors.risk.state import RiskState, RuleTrack
+from riskflow.alerts import Alert, alert_id
+from riskflow.schema import Event
+
+LEVEL_RULE = "risk.level"
+
+MakeAlert = Callable[[Detector, Signal, Event], Alert]
+
+
+def iso(ts: float) -> str:
+    """Event-time POSIX seconds as RFC 3339 UTC (deterministic, no wall clock)."""
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat()
+
+
+def is_milestone(count: int, first: int) -> bool:
+    """Counts at which an open episode is re-emitted: 1..first, then 5, 10, 20, 50, 100, ..."""
+    if count <= first:
+        return True
+    while count % 10 == 0:
+        count //= 10
+    return count in (1, 2, 5)
+
+
+class RiskScorer:
+    """Folds an event's signals into the entity's risk state and decides the alerts.
+
+    >>> s = RiskScorer(RiskConfig(half_life_days=10))
+    >>> s.config.half_life_days
+    10
+    """
+
+    def __init__(self, config: RiskConfig | None = None) -> None:
+        self.config = config or RiskConfig()
+
+    # -- the index ---------------------------------------------------------------------------
+    def index_of(self, rules: dict[str, RuleTrack]) -> float:
+        """Noisy-or of the saturated dimensions, 0-100, rounded to 0.1."""
+        by_dim: dict[str, float] = {}
+        for tr in rules.values():
+            by_dim[tr.dim] = by_dim.get(tr.dim, 0.0) + tr.acc
+        survive = 1.0
+        weight = self.config.weight
+        for dim, x in by_dim.items():
+            survive *= 1.0 - weight(dim) * (1.0 - math.exp(-x))
+        return round(100.0 * (1.0 - survive), 1)
+
+    def tags(self, r: RiskState, first: str | None = None) -> list[str]:
+        """The rules behind the entity's index, strongest first (``first`` leads)."""
+        floor = self.config.forget_below
+        ranked = sorted(
+            (rid for rid, tr in r.rules.items() if tr.acc >= floor and rid != first),
+            key=lambda rid: (-r.rules[rid].acc, rid),
+        )
+        out = [first] if first else []
+        return (out + ranked)[: self.config.max_tags]
+
+    def _decay(self, r: RiskState, ts: float) -> None:
+        if ts > r.t:
+            if r.rules and r.t:
+                f = 0.5 ** ((ts - r.t) / self.config.half_life)
+                for tr in r.rules.values():
+                    tr.acc *= f
+            r.t = ts
+
+    def _exposure(self, r: RiskState, event: Event) -> None:
+        et = event.event_type
+        if et == "fund.subscription" or et == "fund.redemption_requested":
+            p: Any = event.payload
+            r.people = _people.add(r.people, "inv:" + p.investor_id, k=self.config.people_k)
+            if et == "fund.subscription":
+                r.raised += p.amount
+        elif et == "fund.redemption_paid":
+            r.raised = max(0.0, r.raised - event.payload.amount)  # type: ignore[attr-defined]
+        elif et == "complaint.filed":
+            # A complaint carries no complainant id: each complaint counts as one person.
+            r.people = _people.add(r.people, "cmp:" + event.event_id, k=self.config.people_k)
+            r.claimed += event.payload.amount_involved or 0.0  # type: ignore[attr-defined]
+        elif et == "lawsuit.filed" and event.payload.role == "defendant":  # type: ignore[attr-defined]
+            r.claimed += event.payload.amount or 0.0  # type: ignore[attr-defined]
+
+    def affected(self, r: RiskState) -> tuple[int, float]:
+        """(distinct people, CNY involved). Claims are usually part of the money raised,
+        so the larger of the two is taken rather than their sum."""
+        return _people.estimate(r.people, k=self.config.people_k), round(max(r.raised, r.claimed), 2)
+
+    # -- one event ---------------------------------------------------------------------------
+    def apply(
+        self,
+        state: Any,
+        event: Event,
+        hits: Sequence[tuple[Detector, Signal]],
+        make: MakeAlert,
+        clock: Callable[[], str],
+    ) -> list[Alert]:
+        """Update ``state.risk`` (an :class:`~detectors.engine.EntityState`) and return the alerts."""
+        r: RiskState | None = state.risk
+        if r is None:
+            r = state.risk = RiskState()
+        cfg = self.config
+        ts = event.ts
+        self._exposure(r, event)
+        if not hits and not r.rules and r.level == "green":
+            if ts > r.t:
+                r.t = ts
+            return []
+        self._decay(r, ts)
+        late = 0.5 ** ((r.t - ts) / cfg.half_life) if ts < r.t else 1.0
+        # Fold the hits in; remember per rule the count before this event and the last signal.
+        touched: dict[str, tuple[Detector, Signal, int]] = {}
+        for det, sig in hits:
+            rid = sig.detector_id
+            tr = r.rules.get(rid)
+            if tr is None:
+                tr = r.rules[rid] = RuleTrack(det.describe.dimension or "unknown")
+            if tr.count == 0 or ts - tr.last > cfg.quiet:
+                tr.key, tr.first, tr.last, tr.count, tr.emitted_level = sig.key, ts, ts, 0, -1
+            before = touched[rid][2] if rid in touched else tr.count
+            tr.count += 1
+            tr.first = min(tr.first, ts)
+            tr.last = max(tr.last, ts)
+            if det.mode != "shadow":  # shadow rules are on trial: alerts, but no weight in the index
+                tr.acc += cfg.mass(sig.severity, sig.score) * late
+            touched[rid] = (det, sig, before)
+        idx = self.index_of(r.rules)
+        old = r.level
+        new = cfg.level_of(idx, old)
+        rank = LEVEL_RANK[new]
+        people, amount = self.affected(r)
+        alerts: list[Alert] = []
+        for rid, (det, sig, before) in touched.items():
+            tr = r.rules[rid]
+            due = tr.emitted_level != rank or any(
+                is_milestone(n, cfg.episode_emit_first) for n in range(before + 1, tr.count + 1)
+            )
+            if not due:
+                continue
+            tr.emitted_level = rank
+            a = make(det, sig, event)
+            a.alert_id = alert_id(rid, event.entity_id, tr.key)
+            a.revision = tr.count
+            a.episode = {
+                "key": tr.key,
+                "first_seen": iso(tr.first),
+                "last_seen": iso(tr.last),
+                "count": tr.count,
+                "reopens_after": iso(tr.last + cfg.quiet),
+            }
+            self._fill(a, r, idx, new, people, amount, rid)
+            alerts.append(a)
+        if new != old:
+            r.seq += 1
+            r.level = new
+            r.trans_index, r.trans_ts = idx, ts
+            if rank >= LEVEL_RANK[cfg.contagion_from]:
+                r.hot = True
+            alerts.append(self._level_alert(r, event, old, new, idx, people, amount, clock))
+        r.index = idx
+        # Forget rules whose weight has decayed away and whose episode is closed.
+        floor, quiet = cfg.forget_below, cfg.quiet
+        for rid in [rid for rid, tr in r.rules.items() if tr.acc < floor and ts - tr.last > quiet]:
+            del r.rules[rid]
+        return alerts
+
+    def _fill(
+        self, a: Alert, r: RiskState, idx: float, level: str, people: int, amount: float, first: str | None
+    ) -> None:
+        a.risk_index = idx
+        a.risk_level = level
+        a.risk_tags = self.tags(r, first)
+        a.affected_people = people
+        a.affected_amount = amount
+
+    def _level_alert(
+        self,
+        r: RiskState,
+        event: Event,
+        old: str,
+        new: str,
+        idx: float,
+        people: int,
+        amount: float,
+        clock: Callable[[], str],
+    ) -> Alert:
+        zh_old, zh_new = LEVEL_NAMES[old][0], LEVEL_NAMES[new][0]
+        up = LEVEL_RANK[new] > LEVEL_RANK[old]
+        a = Alert(
+            alert_id=alert_id(LEVEL_RULE, event.entity_id, f"{r.seq}:{old}>{new}"),
+            entity_id=event.entity_id,
+            entity_kind=event.entity_kind,
+            region=event.region,
+            rule_id=LEVEL_RULE,
+            severity=LEVEL_SEVERITY[new],
+            title_zh=f"风险等级{'上调' if up else '下调'} {zh_old}→{zh_new}",
+            title_en=f"Risk level {'raised' if up else 'lowered'} {old} → {new}",
+            dimension="",
+            evidence={
+                "from": old,
+                "to": new,
+                "index": idx,
+                "disposal_en": LEVEL_NAMES[new][1],
+                "disposal_zh": LEVEL_NAMES[new][2],
+                "transition": r.seq,
+            },
+            event_id=event.event_id,
+            event_time=event.event_time.isoformat(),
+            detected_at=clock(),
+        )
+        self._fill(a, r, idx, new, people, amount, None)
+        return a

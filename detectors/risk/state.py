@@ -1,0 +1,47 @@
+"""Per-entity risk state: small, plain, msgpack-serialisable (kept in ``EntityState.risk``).
+
+Structs are ``array_like`` (encoded as msgpack arrays, no field names) so that
+an entity with a few active rules stays within a few hundred bytes; fields
+added later must have defaults and go last, so older states still decode.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class RuleTrack(msgspec.Struct, array_like=True):
+    """One rule's (or detector's) footprint on an entity.
+
+    ``acc`` is its decayed mass at the entity's reference time ``RiskState.t``;
+    ``key`` .. ``emitted_level`` describe the rule's current episode: the key of
+    its opening signal (the alert id derives from it), event times of its first
+    and last hit, hit count, and the level rank it last carried when emitted.
+    """
+
+    dim: str
+    acc: float = 0.0
+    key: str = ""
+    first: float = 0.0
+    last: float = 0.0
+    count: int = 0
+    emitted_level: int = -1
+
+
+class RiskState(msgspec.Struct, array_like=True):
+    """Everything the risk index remembers about one entity."""
+
+    t: float = 0.0  # event time the ``acc`` values refer to (latest event time seen)
+    rules: dict[str, RuleTrack] = msgspec.field(default_factory=dict)
+    level: str = "green"
+    seq: int = 0  # level transitions so far
+    index: float = 0.0
+    people: bytes = b""  # KMV sketch of distinct investors and complainants
+    raised: float = 0.0  # CNY subscribed minus redemptions paid
+    claimed: float = 0.0  # CNY in complaints and lawsuits against the entity
+    # Contagion (see detectors/risk/contagion.py)
+    hot: bool = False  # ever at or above the contagion level
+    trans_index: float = 0.0  # index at the latest level transition
+    trans_ts: float = 0.0  # event time of the latest level transition
+    dependents: list[str] = msgspec.field(default_factory=list)  # "relation|entity id"
+    announced: list[str] = msgspec.field(default_factory=list)  # "relation|entity id" this entity linked to

@@ -1,0 +1,264 @@
+"""Risk index, decay, levels, exposure (people, CNY) and state size: unit tests on the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+
+import pytest
+
+from detectors.engine import Engine, EntityState, decode_state, encode_state
+from detectors.factory import build_processor
+from detectors.pipeline import RawMessage
+from detectors.risk import RiskConfig, RiskScorer, load_risk_config
+from detectors.risk import people as kmv
+from detectors.risk.scorer import is_milestone
+from detectors.rules import build_rule, load_pack
+from riskflow.alerts import alert_id
+from riskflow.schema import encode_event, parse_event
+from riskflow.simulate import simulate
+
+DAY = 86400.0
+T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
+
+
+def rule(rid: str, event_type: str, field: str, value: object, severity: str, dimension: str, **kw: object):
+    spec = {
+        "id": rid,
+        "name_zh": "测试",
+        "name_en": "Test",
+        "kind": "threshold",
+        "severity": severity,
+        "dimension": dimension,
+        "rationale": "test",
+        "source": "test",
+        "params": {"event_type": event_type, "when": [{"field": field, "op": "==", "value": value}]},
+        **kw,
+    }
+    return build_rule(spec, "<test>")
+
+
+#: complaint category -> a rule of a given severity and dimension
+RULES = [
+    rule("t.fraud", "complaint.filed", "category", "fraud", "critical", "complaints"),
+    rule("t.refused", "complaint.filed", "category", "redemption_refused", "high", "complaints"),
+    rule("t.other", "complaint.filed", "category", "other", "medium", "complaints"),
+    rule("t.ad", "advertisement.published", "guaranteed", True, "high", "inducement"),
+    rule("t.shadow", "complaint.filed", "category", "lost_contact", "critical", "complaints", mode="shadow"),
+]
+
+
+def ev(event_type: str, payload: dict, day: float, n: int | str, entity: str = "PF-1", **over: object):
+    import datetime as dt
+
+    t = dt.datetime.fromtimestamp(T0 + day * DAY, dt.UTC).isoformat()
+    d = {
+        "schema": "riskflow.event/v1",
+        "event_id": f"e{n}",
+        "event_type": event_type,
+        "entity_id": entity,
+        "entity_kind": "private_fund",
+        "region": "330100",
+        "event_time": t,
+        "source": "test",
+        "payload": payload,
+        **over,
+    }
+    return parse_event(json.dumps(d).encode())
+
+
+def complaint(category: str, day: float, n: int | str, amount: float | None = None, **kw: object):
+    return ev("complaint.filed", {"channel": "12345", "category": category, "amount_involved": amount}, day, n, **kw)
+
+
+def engine(**cfg: object) -> Engine:
+    return Engine(RULES, risk=RiskScorer(RiskConfig(**cfg)), clock=lambda: "wall")  # type: ignore[arg-type]
+
+
+def run(eng: Engine, events, state: EntityState | None = None):
+    alerts = []
+    for e in events:
+        out = eng.process(state, e)
+        state = out.state
+        alerts += out.alerts
+    return state, alerts
+
+
+def test_index_formula_one_signal_per_dimension() -> None:
+    cfg = RiskConfig()
+    state, alerts = run(engine(), [complaint("redemption_refused", 0, 1)])
+    x = cfg.masses["high"]
+    want = round(100 * cfg.weights["complaints"] * (1 - math.exp(-x)), 1)
+    assert state.risk.index == want == alerts[0].risk_index
+    # A second dimension combines as noisy-or: 1 - (1 - a)(1 - b).
+    state, alerts = run(engine(), [ev("advertisement.published", {"channel": "w", "guaranteed": True}, 0, 2)], state)
+    a = cfg.weights["complaints"] * (1 - math.exp(-x))
+    b = cfg.weights["inducement"] * (1 - math.exp(-cfg.masses["high"]))
+    assert state.risk.index == round(100 * (1 - (1 - a) * (1 - b)), 1)
+    assert 0 <= state.risk.index <= 100
+
+
+def test_index_is_bounded_and_saturates_at_the_dimension_weight() -> None:
+    state, _ = run(engine(), [complaint("fraud", 0, i) for i in range(50)])
+    assert state.risk.index == round(100 * RiskConfig().weights["complaints"], 1)
+
+
+def test_decay_halves_mass_per_half_life_in_event_time() -> None:
+    eng = engine(half_life_days=10)
+    state, _ = run(eng, [complaint("other", 0, 1)])
+    acc0 = state.risk.rules["t.other"].acc
+    # An unrelated event 10 days later (event time) halves it; 20 days: a quarter.
+    state, _ = run(eng, [ev("opinion.published", {"sentiment": 0.1}, 10, 10)], state)
+    assert state.risk.rules["t.other"].acc == pytest.approx(acc0 / 2)
+    state, _ = run(eng, [ev("opinion.published", {"sentiment": 0.1}, 20, 20)], state)
+    assert state.risk.rules["t.other"].acc == pytest.approx(acc0 / 4)
+    # The wall clock plays no part: replaying the same history gives identical floats.
+    history = [complaint("other", 0, 1)] + [ev("opinion.published", {"sentiment": 0.1}, d, d) for d in (10, 20)]
+    again, _ = run(engine(half_life_days=10), history)
+    assert encode_state(again) == encode_state(state)
+
+
+def test_late_event_counts_as_if_in_order() -> None:
+    """Decayed sums do not depend on arrival order: a late signal is decayed to the reference time."""
+    a = [complaint("other", 0, 1), complaint("other", 5, 2), complaint("other", 9, 3)]
+    in_order, _ = run(engine(), a)
+    shuffled, _ = run(engine(), [a[2], a[0], a[1]])
+    assert shuffled.risk.rules["t.other"].acc == pytest.approx(in_order.risk.rules["t.other"].acc)
+    assert shuffled.risk.index == in_order.risk.index
+
+
+def test_levels_thresholds_and_level_change_alerts() -> None:
+    cfg = RiskConfig()
+    assert [cfg.level_of(i) for i in (0, 39.9, 40, 59.9, 60, 79.9, 80, 100)] == [
+        "green", "green", "yellow", "yellow", "orange", "orange", "red", "red",
+    ]  # fmt: skip
+    custom = RiskConfig(red=90, orange=70, yellow=50, hysteresis=0)
+    assert [custom.level_of(i) for i in (49, 50, 85, 90)] == ["green", "yellow", "orange", "red"]
+    with pytest.raises(ValueError):
+        RiskConfig(red=50, orange=60)
+
+    eng = engine()
+    state, alerts = run(eng, [complaint("fraud", 0, 1)])  # critical: 0.8 * (1 - e^-2) = 69.2 -> orange
+    levels = [a for a in alerts if a.rule_id == "risk.level"]
+    assert [(a.evidence["from"], a.evidence["to"]) for a in levels] == [("green", "orange")]
+    (lv,) = levels
+    assert lv.alert_id == alert_id("risk.level", "PF-1", "1:green>orange")
+    assert lv.severity == "high" and lv.risk_level == "orange" and lv.title_zh == "风险等级上调 绿→橙"
+    assert lv.evidence["disposal_zh"] == "现场检查" and lv.risk_tags == ["t.fraud"]
+    # No change, no level alert.
+    state, alerts = run(eng, [complaint("fraud", 0.5, 2)], state)
+    assert [a.rule_id for a in alerts if a.rule_id == "risk.level"] == []
+    # Months later the mass has decayed: the next event lowers the level (on event time).
+    state, alerts = run(eng, [ev("opinion.published", {"sentiment": 0.1}, 200, 3)], state)
+    (down,) = alerts
+    assert (down.evidence["from"], down.evidence["to"], down.severity) == ("orange", "green", "low")
+    assert down.alert_id == alert_id("risk.level", "PF-1", "2:orange>green")
+    assert state.risk.seq == 2 and state.risk.level == "green"
+
+
+def test_hysteresis_keeps_level_near_the_bound() -> None:
+    cfg = RiskConfig()
+    assert cfg.level_of(56, "orange") == "orange"
+    assert cfg.level_of(54.9, "orange") == "yellow"
+    assert cfg.level_of(56, "green") == "yellow"
+
+
+def test_alerts_carry_risk_fields_people_and_amount() -> None:
+    eng = engine()
+    subs = [
+        ev("fund.subscription", {"fund_id": "PF-1", "investor_id": inv, "investor_type": "individual", "amount": amt},
+           0.1 * i, f"s{i}")
+        for i, (inv, amt) in enumerate([("A", 100_000.0), ("B", 200_000.0), ("A", 50_000.0)])
+    ]  # fmt: skip
+    paid = ev("fund.redemption_paid", {"fund_id": "PF-1", "request_id": "r", "amount": 30_000.0}, 1, "p")
+    state, alerts = run(eng, [*subs, paid, complaint("redemption_refused", 2, "c1", amount=10_000.0)])
+    (a, *_) = alerts
+    assert a.rule_id == "t.refused" and a.risk_level == "green"  # 0.8 * (1 - e^-0.6) = 36.1
+    assert a.affected_people == 3  # investors A and B, plus the complainant
+    assert a.affected_amount == 320_000.0  # 350k subscribed - 30k paid back; the 10k claim is part of it
+    assert a.risk_tags == ["t.refused"] and a.risk_index == state.risk.index
+    # Claims exceed what was raised: an entity with no subscriptions (a lawsuit and a complaint).
+    state, alerts = run(eng, [
+        ev("lawsuit.filed", {"role": "defendant", "cause": "x", "amount": 800_000.0}, 0, "l", entity="E"),
+        ev("lawsuit.filed", {"role": "plaintiff", "cause": "x", "amount": 5e6}, 0, "l2", entity="E"),
+        complaint("fraud", 1, "c", amount=300_000.0, entity="E"),
+    ])  # fmt: skip
+    assert alerts[0].affected_amount == 1_100_000.0 and alerts[0].affected_people == 1
+
+
+def test_people_sketch_is_exact_small_and_bounded_large() -> None:
+    blob = b""
+    for i in range(31):
+        blob = kmv.add(blob, f"inv:{i}", k=32)
+        blob = kmv.add(blob, f"inv:{i}", k=32)  # seen twice, counted once
+    assert kmv.estimate(blob, k=32) == 31
+    rng = random.Random(7)
+    for n in (1_000, 20_000):
+        blob = b""
+        ids = [f"inv:{rng.random()}" for _ in range(n)]
+        for who in ids:
+            blob = kmv.add(blob, who, k=32)
+        assert len(blob) == 32 * 4
+        assert abs(kmv.estimate(blob, k=32) - n) / n < 0.5  # ~3.5 standard errors
+        # Order does not matter: the sketch is a function of the set.
+        rng.shuffle(ids)
+        other = b""
+        for who in ids:
+            other = kmv.add(other, who, k=32)
+        assert other == blob
+
+
+def test_tags_rank_rules_by_contribution_and_shadow_rules_carry_no_weight() -> None:
+    state, alerts = run(engine(), [complaint("other", 0, 1), complaint("fraud", 0, 2), complaint("lost_contact", 0, 3)])
+    assert alerts[-1].rule_id == "t.shadow" and alerts[-1].mode == "shadow"
+    assert state.risk.rules["t.shadow"].acc == 0.0
+    assert alerts[-1].risk_tags == ["t.shadow", "t.fraud", "t.other"]
+
+
+def test_milestones() -> None:
+    assert [n for n in range(1, 120) if is_milestone(n, 3)] == [1, 2, 3, 5, 10, 20, 50, 100]
+
+
+def test_shipped_yaml_equals_the_defaults() -> None:
+    assert load_risk_config() == RiskConfig()
+    with pytest.raises(ValueError, match="unknown risk settings"):
+        RiskConfig.from_mapping({"halflife": 3})
+    merged = RiskConfig.from_mapping({"weights": {"complaints": 0.2}})
+    assert merged.weights["complaints"] == 0.2 and merged.weights["inducement"] == RiskConfig().weights["inducement"]
+    assert dataclasses.replace(RiskConfig(), red=90).red == 90
+
+
+def test_state_round_trips_and_stays_small_on_a_simulated_history() -> None:
+    events, labels = simulate(entities=30, days=40, seed=5)
+    assert labels
+    lines = [encode_event(e) for e in events]
+    bp = build_processor(load_pack())
+    res = bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate(lines)], {}.get)
+    sizes = {eid: len(encode_state(s)) for eid, (s, _) in res.states.items()}
+    assert max(sizes.values()) <= 2048, max(sizes.items(), key=lambda kv: kv[1])
+    for s, _ in res.states.values():
+        assert decode_state(encode_state(s)) == s
+    # Every labelled Ponzi fund reaches red before its failure.
+    red = {a.entity_id: a.event_time for a in res.alerts if a.rule_id == "risk.level" and a.risk_level == "red"}
+    for lab in labels:
+        assert lab["entity_id"] in red and red[lab["entity_id"]] < lab["failure_time"]
+
+
+def test_batch_boundaries_do_not_change_alerts() -> None:
+    events, _ = simulate(entities=30, days=30, seed=11)
+    msgs = [RawMessage(encode_event(e), "f", 0, i, None) for i, e in enumerate(events)]
+
+    def records(chunk: int) -> list[tuple[str, int, str, float]]:
+        bp = build_processor(load_pack())
+        store: dict[str, EntityState] = {}
+        out = []
+        for i in range(0, len(msgs), chunk):
+            res = bp.process(msgs[i : i + chunk], store.get, now=T0 + 400 * DAY)
+            store.update({k: decode_state(encode_state(s)) for k, (s, _) in res.states.items()})
+            out += [(a.alert_id, a.revision, a.risk_level, a.risk_index) for a in res.alerts]
+        return out
+
+    whole = records(len(msgs))
+    assert whole and records(7) == whole
