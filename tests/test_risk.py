@@ -242,7 +242,9 @@ def test_state_round_trips_and_stays_small_on_a_simulated_history() -> None:
         assert decode_state(encode_state(s)) == s
     # Every labelled Ponzi fund reaches red before its failure.
     red = {a.entity_id: a.event_time for a in res.alerts if a.rule_id == "risk.level" and a.risk_level == "red"}
-    for lab in labels:
+    ponzi = [lab for lab in labels if lab["scenario"] == "ponzi_fund"]
+    assert ponzi
+    for lab in ponzi:
         assert lab["entity_id"] in red and red[lab["entity_id"]] < lab["failure_time"]
 
 
