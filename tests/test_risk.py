@@ -7,6 +7,7 @@ import json
 import math
 import random
 
+import msgspec
 import pytest
 
 from detectors.engine import Engine, EntityState, decode_state, encode_state
@@ -236,8 +237,9 @@ def test_state_round_trips_and_stays_small_on_a_simulated_history() -> None:
     lines = [encode_event(e) for e in events]
     bp = build_processor(load_pack())
     res = bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate(lines)], {}.get)
-    sizes = {eid: len(encode_state(s)) for eid, (s, _) in res.states.items()}
-    assert max(sizes.values()) <= 2048, max(sizes.items(), key=lambda kv: kv[1])
+    # The risk part of the state (the whole entity state's target is 2 KB, shared with the detectors).
+    sizes = {eid: len(msgspec.msgpack.encode(s.risk)) for eid, (s, _) in res.states.items()}
+    assert max(sizes.values()) <= 512, max(sizes.items(), key=lambda kv: kv[1])
     for s, _ in res.states.values():
         assert decode_state(encode_state(s)) == s
     # Every labelled Ponzi fund reaches red before its failure.
