@@ -13,6 +13,7 @@ import sys
 import time
 
 from riskflow.broker import EmbeddedBroker
+from riskflow.feed.server import serve_feed
 from riskflow.feedprint import tail_alerts
 from riskflow.kafka import ensure_topics
 from riskflow.replay import produce, route
@@ -48,6 +49,7 @@ async def _run(settings: Settings, duration: float | None, as_json: bool, entiti
     printer = asyncio.create_task(
         tail_alerts(settings.kafka_bootstrap, settings.topic_alerts, as_json=as_json, stop=stop)
     )
+    web = asyncio.create_task(serve_feed(settings, stop))  # officers' feed + alert store sink
     speed = CHUNK_DAYS * 86400 / CHUNK_SECONDS
 
     async def feed() -> None:
@@ -66,7 +68,7 @@ async def _run(settings: Settings, duration: float | None, as_json: bool, entiti
         await asyncio.wait_for(stop.wait(), timeout=duration)
     stop.set()
     feeder.cancel()
-    await asyncio.gather(printer, feeder, return_exceptions=True)
+    await asyncio.gather(printer, feeder, web, return_exceptions=True)
     worker.send_signal(signal.SIGTERM)
     try:
         worker.wait(20)

@@ -56,6 +56,10 @@ class TransitionError(ValueError):
     """An action that the alert's current status does not allow, or a bad argument."""
 
 
+class IllegalTransition(TransitionError):
+    """The alert's current status does not allow the action (HTTP 409 in the API)."""
+
+
 class NotFound(KeyError):
     """No alert with that id."""
 
@@ -398,7 +402,7 @@ class AlertStore:
                 raise NotFound(alert_id)
             frm = row[0]
             if frm not in allowed:
-                raise TransitionError(f"cannot {action} an alert that is {frm}")
+                raise IllegalTransition(f"cannot {action} an alert that is {frm}")
             seq = self._next_seq(cur, 1)
             at = to_utc_iso(t_now)
             assigns = ", ".join(f"{k} = ?" for k in sets)

@@ -1,0 +1,36 @@
+"""``riskflow feed``: the officers' live alert feed (web page + JSON API), with the alert sink."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from riskflow.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("feed", help="serve the officers' live alert feed and its JSON API")
+    p.add_argument("--port", type=int, default=None, help="listen port (default RISKFLOW_FEED_PORT; 0: any free)")
+    p.add_argument("--host", default=None, help="listen address (default RISKFLOW_FEED_HOST)")
+    p.add_argument(
+        "--no-sink", action="store_true", help="serve the store only; do not consume the alerts topic into it"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from riskflow.feed.server import serve_feed
+
+    if args.host:
+        settings = settings.model_copy(update={"feed_host": args.host})
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_feed(settings, stop, with_sink=not args.no_sink, port=args.port)
+
+    asyncio.run(go())
+    return 0

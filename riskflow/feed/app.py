@@ -1,0 +1,422 @@
+"""The officers' live alert feed: an aiohttp app serving a page, a JSON API and server-sent events.
+
+Everything reads from and writes to the alert store, so the page, the API and
+the CLI see the same state. New and changed alerts reach open pages through
+``/api/stream`` (server-sent events): a ``ChangeHub`` polls the store's change
+sequence, which every writer bumps (the sink, officers' actions, the CLI, in any
+process), and fans the changed rows out to subscribers.
+
+>>> from riskflow.store import open_store
+>>> app = build_app(open_store(":memory:"), Tokens.parse("t0ken-0fficer:officer:li.na"))
+>>> sorted(r.resource.canonical for r in app.router.routes() if r.method == "POST")
+['/api/alerts/{alert_id}/{action}']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from riskflow.feed.auth import Principal, Tokens
+from riskflow.feed.openapi import openapi_document
+from riskflow.schema import ENTITY_KINDS, REGIONS
+from riskflow.store import ACTIONS, STATUSES, AlertRow, AlertStore, IllegalTransition, NotFound, TransitionError
+
+log = logging.getLogger(__name__)
+
+LEVELS: Final = (
+    {"id": "red", "zh": "红", "en": "Red", "route_zh": "立即处置、移送", "route_en": "immediate action; referral"},
+    {"id": "orange", "zh": "橙", "en": "Orange", "route_zh": "现场检查", "route_en": "on-site inspection"},
+    {"id": "yellow", "zh": "黄", "en": "Yellow", "route_zh": "非现场监测", "route_en": "off-site monitoring"},
+    {"id": "green", "zh": "绿", "en": "Green", "route_zh": "列入观察", "route_en": "watch list"},
+)
+KIND_ZH: Final = {
+    "private_fund_manager": "私募基金管理人",
+    "private_fund": "私募基金",
+    "bank": "银行",
+    "small_loan_company": "小额贷款公司",
+    "financing_guarantee": "融资担保公司",
+    "pawnshop": "典当行",
+    "financial_leasing": "融资租赁公司",
+    "commercial_factoring": "商业保理公司",
+    "trading_venue": "交易场所",
+    "p2p_platform": "网络借贷平台",
+    "enterprise": "企业",
+}
+STATUS_ZH: Final = {
+    "open": "待处置",
+    "acknowledged": "已确认",
+    "assigned": "已分派",
+    "snoozed": "暂缓",
+    "resolved": "已办结",
+}
+ACTION_ROLE: Final = {"ack": "officer", "assign": "officer", "resolve": "officer", "snooze": "officer"}
+STATIC = resources.files("riskflow.feed") / "static"
+KEY_STORE: Final = web.AppKey("store", AlertStore)
+KEY_TOKENS: Final = web.AppKey("tokens", Tokens)
+KEY_PRINCIPAL: Final = web.RequestKey("principal", Principal)
+KEY_MAX_SNOOZE: Final = web.AppKey("max_snooze", _dt.timedelta)
+
+
+class ChangeHub:
+    """Polls ``store.changes_since`` and hands each batch of changed rows to every subscriber.
+
+    >>> from riskflow.store import open_store
+    >>> hub = ChangeHub(open_store(":memory:"))
+    >>> q = hub.subscribe(); hub.unsubscribe(q); len(hub.subscribers)
+    0
+    """
+
+    def __init__(self, store: AlertStore, interval: float = 0.5, snooze_check_every: float = 30.0) -> None:
+        self.store = store
+        self.interval = interval
+        self.snooze_check_every = snooze_check_every
+        self.subscribers: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
+        self.seq = store.last_seq()
+        self._wake = asyncio.Event()
+
+    def poke(self, *_: object) -> None:
+        """Look for changes now (the in-process sink calls this after each stored batch)."""
+        self._wake.set()
+
+    def subscribe(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
+        q: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(maxsize=256)
+        self.subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
+        self.subscribers.discard(q)
+
+    def close(self) -> None:
+        for q in list(self.subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_snooze_check = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            try:
+                if loop.time() >= next_snooze_check:
+                    await asyncio.to_thread(self.store.expire_snoozes)
+                    next_snooze_check = loop.time() + self.snooze_check_every
+                rows = await asyncio.to_thread(self.store.changes_since, self.seq)
+            except Exception:  # the database may be briefly away; the next poll retries
+                log.exception("feed: polling the store failed")
+                continue
+            if not rows:
+                continue
+            self.seq = rows[-1].seq
+            batch = [_row_json(r) for r in rows]
+            for q in list(self.subscribers):
+                try:
+                    q.put_nowait(batch)
+                except asyncio.QueueFull:  # a stalled client: drop it; EventSource reconnects with Last-Event-ID
+                    self.unsubscribe(q)
+                    with contextlib.suppress(asyncio.QueueEmpty):
+                        q.get_nowait()
+                    q.put_nowait(None)
+
+
+KEY_HUB: Final = web.AppKey("hub", ChangeHub)
+
+
+def _row_json(r: AlertRow) -> dict[str, Any]:
+    d = r.to_dict()
+    en, zh = REGIONS.get(r.alert.region, (r.alert.region, ""))
+    d["region_en"], d["region_zh"] = en, zh
+    d["status_zh"] = STATUS_ZH.get(r.status, r.status)
+    d["entity_kind_zh"] = KIND_ZH.get(r.alert.entity_kind, r.alert.entity_kind)
+    return d
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    # EventSource cannot send headers: the stream (only) accepts ?token=.
+    if request.path == "/api/stream":
+        return request.query.get("token")
+    return None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every ``/api/`` route needs a token: viewer to read, officer (or more) to write."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    who = request.app[KEY_TOKENS].lookup(_token(request))
+    if who is None:
+        return _error(401, "unauthenticated", "a valid token is required (Authorization: Bearer <token>)")
+    need = "officer" if request.method not in ("GET", "HEAD", "OPTIONS") else "viewer"
+    if not who.can(need):
+        return _error(403, "forbidden", f"role {who.role} may not do this (needs {need})")
+    request[KEY_PRINCIPAL] = who
+    return await handler(request)
+
+
+async def _store(request: web.Request, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kw)
+
+
+async def meta(request: web.Request) -> web.Response:
+    store = request.app[KEY_STORE]
+    who: Principal = request[KEY_PRINCIPAL]
+    return web.json_response(
+        {
+            "regions": [{"code": c, "en": en, "zh": zh} for c, (en, zh) in REGIONS.items()],
+            "levels": list(LEVELS),
+            "entity_kinds": [{"id": k, "zh": KIND_ZH.get(k, k), "en": k.replace("_", " ")} for k in ENTITY_KINDS],
+            "statuses": [{"id": s, "zh": STATUS_ZH[s], "en": s} for s in STATUSES],
+            "actions": list(ACTIONS),
+            "rules": await _store(request, store.rules),
+            "me": {"name": who.name, "role": who.role},
+        }
+    )
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    store = request.app[KEY_STORE]
+    q = request.query
+    try:
+        limit = min(max(int(q.get("limit", "200")), 1), 2000)
+    except ValueError:
+        return _error(400, "bad_request", "limit must be an integer")
+    order = q.get("order", "event_time")
+    seq = await _store(request, store.last_seq)
+    try:
+        rows = await _store(
+            request,
+            store.list,
+            region=q.get("region") or None,
+            level=q.get("level") or None,
+            entity_kind=q.get("kind") or None,
+            rule_id=q.get("rule") or None,
+            status=q.get("status") or None,
+            entity_id=q.get("entity") or None,
+            limit=limit,
+            order=order,
+        )
+    except ValueError as e:
+        return _error(400, "bad_request", str(e))
+    return web.json_response({"seq": seq, "alerts": [_row_json(r) for r in rows]}, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    store = request.app[KEY_STORE]
+    aid = request.match_info["alert_id"]
+    try:
+        row = await _store(request, store.get, aid)
+    except NotFound:
+        return _error(404, "not_found", f"no alert {aid}")
+    d = _row_json(row)
+    d["audit"] = msgspec.to_builtins(await _store(request, store.audit, aid))
+    return web.json_response(d, dumps=_dumps)
+
+
+async def act(request: web.Request) -> web.Response:
+    store = request.app[KEY_STORE]
+    aid, action = request.match_info["alert_id"], request.match_info["action"]
+    who: Principal = request[KEY_PRINCIPAL]
+    if action not in ACTIONS:
+        return _error(404, "not_found", f"no action {action}; one of {', '.join(ACTIONS)}")
+    body: dict[str, Any] = {}
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "bad_request", "the body must be a JSON object")
+        if not isinstance(body, dict):
+            return _error(400, "bad_request", "the body must be a JSON object")
+    fields = {k: body.get(k, "") for k in ("note", "assignee", "reason")}
+    if not all(isinstance(v, str) for v in fields.values()):
+        return _error(400, "bad_request", "note, assignee and reason are strings")
+    if action == "reopen":
+        try:
+            current = await _store(request, store.get, aid)
+        except NotFound:
+            return _error(404, "not_found", f"no alert {aid}")
+        if current.status == "resolved" and not who.can("admin"):
+            return _error(403, "forbidden", "re-opening a resolved alert needs the admin role")
+    until = body.get("until")
+    if until is not None and not isinstance(until, str):
+        return _error(400, "bad_request", "until is an RFC 3339 time")
+    try:
+        row = await _store(
+            request,
+            store.transition,
+            aid,
+            action,
+            actor=who.name,
+            until=until,
+            max_snooze=request.app[KEY_MAX_SNOOZE],
+            **fields,
+        )
+    except NotFound:
+        return _error(404, "not_found", f"no alert {aid}")
+    except IllegalTransition as e:
+        return _error(409, "conflict", str(e))
+    except TransitionError as e:
+        return _error(400, "bad_request", str(e))
+    request.app[KEY_HUB].poke()
+    return web.json_response(_row_json(row), dumps=_dumps)
+
+
+async def entity(request: web.Request) -> web.Response:
+    store = request.app[KEY_STORE]
+    eid = request.match_info["entity_id"]
+    rows: list[AlertRow] = await _store(request, store.list, entity_id=eid, limit=1000)
+    if not rows:
+        return _error(404, "not_found", f"no alerts for entity {eid}")
+    history = await _store(request, store.history, eid)
+    episodes = []
+    for r in sorted(rows, key=lambda r: r.alert.event_time):
+        ep = r.alert.episode or {}
+        episodes.append(
+            {
+                "alert_id": r.alert.alert_id,
+                "rule_id": r.alert.rule_id,
+                "title_zh": r.alert.title_zh,
+                "title_en": r.alert.title_en,
+                "first_seen": ep.get("first_seen", r.alert.event_time),
+                "last_seen": ep.get("last_seen", r.alert.event_time),
+                "count": ep.get("count", 1),
+                "status": r.status,
+                "risk_level": r.alert.risk_level,
+                "evidence": r.alert.evidence,
+            }
+        )
+    first = rows[0].alert
+    en, zh = REGIONS.get(first.region, (first.region, ""))
+    return web.json_response(
+        {
+            "entity_id": eid,
+            "entity_kind": first.entity_kind,
+            "entity_kind_zh": KIND_ZH.get(first.entity_kind, first.entity_kind),
+            "region": first.region,
+            "region_en": en,
+            "region_zh": zh,
+            "alerts": [_row_json(r) for r in rows],
+            "history": msgspec.to_builtins(history),
+            "episodes": episodes,
+        },
+        dumps=_dumps,
+    )
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``event: alert`` with one changed alert row per message, ``id`` = its seq."""
+    store = request.app[KEY_STORE]
+    hub = request.app[KEY_HUB]
+    since_raw = request.headers.get("Last-Event-ID") or request.query.get("since")
+    try:
+        since = int(since_raw) if since_raw else None
+    except ValueError:
+        return _error(400, "bad_request", "since must be an integer change number")
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await resp.prepare(request)
+    q = hub.subscribe()
+
+    async def send(rows: list[dict[str, Any]]) -> None:
+        out = []
+        for d in rows:
+            out.append(f"id: {d['seq']}\nevent: alert\ndata: {_dumps(d)}\n\n")
+        await resp.write("".join(out).encode())
+
+    try:
+        await resp.write(b"retry: 2000\n: connected\n\n")
+        if since is not None:
+            backlog: list[AlertRow] = await _store(request, store.changes_since, since, 5000)
+            if backlog:
+                await send([_row_json(r) for r in backlog])
+        while True:
+            try:
+                batch = await asyncio.wait_for(q.get(), timeout=15.0)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if batch is None:
+                break
+            await send(batch)
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        hub.unsubscribe(q)
+    return resp
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html", charset="utf-8")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(), dumps=_dumps)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def build_app(
+    store: AlertStore,
+    tokens: Tokens,
+    *,
+    poll_interval: float = 0.5,
+    max_snooze: _dt.timedelta = _dt.timedelta(days=30),
+) -> web.Application:
+    """The feed app over ``store``; the change hub starts and stops with the app."""
+    app = web.Application(middlewares=[auth_middleware])
+    app[KEY_STORE] = store
+    app[KEY_TOKENS] = tokens
+    app[KEY_MAX_SNOOZE] = max_snooze
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_static("/static/", str(STATIC))
+    app.router.add_get("/api/meta", meta)
+    app.router.add_get("/api/alerts", list_alerts)
+    app.router.add_get("/api/alerts/{alert_id}", get_alert)
+    app.router.add_post("/api/alerts/{alert_id}/{action}", act)
+    app.router.add_get("/api/entities/{entity_id}", entity)
+    app.router.add_get("/api/stream", stream)
+
+    async def hub_ctx(app: web.Application) -> Any:
+        hub = ChangeHub(store, poll_interval)
+        app[KEY_HUB] = hub
+        task = asyncio.create_task(hub.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def on_shutdown(app: web.Application) -> None:
+        app[KEY_HUB].close()
+
+    app.cleanup_ctx.append(hub_ctx)
+    app.on_shutdown.append(on_shutdown)
+    return app

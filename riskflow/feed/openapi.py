@@ -1,0 +1,271 @@
+"""The OpenAPI 3.1 document of the feed's JSON API, served at ``/openapi.json``.
+
+>>> doc = openapi_document()
+>>> doc["openapi"], sorted(doc["paths"])[0]
+('3.1.0', '/api/alerts')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from riskflow import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "401": {"$ref": "#/components/responses/Unauthenticated"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
+}
+
+
+def _q(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    string = {"type": "string"}
+    alert = {
+        "type": "object",
+        "description": "An alert record (riskflow.alert/v1) with its lifecycle state 处置状态.",
+        "required": [
+            "alert_id",
+            "entity_id",
+            "entity_kind",
+            "region",
+            "rule_id",
+            "severity",
+            "title_zh",
+            "title_en",
+            "event_time",
+            "status",
+            "seq",
+        ],
+        "properties": {
+            "alert_id": string,
+            "schema": string,
+            "entity_id": string,
+            "entity_kind": string,
+            "entity_kind_zh": string,
+            "region": {"type": "string", "description": "GB/T 2260 city code, e.g. 330100"},
+            "region_en": string,
+            "region_zh": string,
+            "rule_id": string,
+            "severity": {"type": "string", "enum": ["low", "medium", "high", "critical"]},
+            "title_zh": string,
+            "title_en": string,
+            "dimension": string,
+            "mode": {"type": "string", "enum": ["live", "shadow", "backtest"]},
+            "evidence": {"type": "object"},
+            "event_id": string,
+            "event_time": {"type": "string", "description": "RFC 3339 event time of the triggering event"},
+            "detected_at": string,
+            "rule_pack_version": string,
+            "model_version": string,
+            "risk_level": {"type": "string", "enum": ["", "red", "orange", "yellow", "green"]},
+            "risk_index": {"type": "number", "minimum": 0, "maximum": 100},
+            "risk_tags": {"type": "array", "items": string},
+            "affected_people": {"type": "integer"},
+            "affected_amount": {"type": "number"},
+            "revision": {"type": "integer", "minimum": 1},
+            "episode": {"type": ["object", "null"]},
+            "status": {"type": "string", "enum": ["open", "acknowledged", "assigned", "snoozed", "resolved"]},
+            "status_zh": string,
+            "assignee": string,
+            "snooze_until": string,
+            "snooze_reason": string,
+            "updated_at": string,
+            "seq": {"type": "integer", "description": "store-wide change number of the alert's last change"},
+        },
+    }
+    audit = {
+        "type": "object",
+        "required": ["alert_id", "at", "actor", "action", "from_status", "to_status", "note"],
+        "properties": {k: string for k in ("alert_id", "at", "actor", "action", "from_status", "to_status", "note")},
+    }
+    error = {"type": "object", "required": ["error", "message"], "properties": {"error": string, "message": string}}
+    action_body = {
+        "type": "object",
+        "properties": {
+            "note": {"type": "string", "description": "kept in the audit trail"},
+            "assignee": {"type": "string", "description": "assign: the officer"},
+            "reason": {"type": "string", "description": "snooze: why"},
+            "until": {"type": "string", "description": "snooze: RFC 3339 expiry, in the future, at most the max"},
+        },
+    }
+    err_resp = lambda d: _json(_ref("Error"), d)  # noqa: E731
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "RiskFlow alert feed API 风险预警接口",
+            "version": __version__,
+            "description": "Alerts from the alert store, their lifecycle (ack / assign / resolve / snooze / "
+            "reopen) and audit trail, per-entity risk history, and a live stream of changes. Every /api/ call "
+            "needs a bearer token: viewer reads, officer acts, admin may also re-open resolved alerts.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/meta": {
+                "get": {
+                    "operationId": "getMeta",
+                    "summary": "Filter vocabularies (regions, levels, kinds, statuses, rules) and the caller",
+                    "responses": {"200": _json({"type": "object"}, "vocabularies"), **_ERRORS},
+                }
+            },
+            "/api/alerts": {
+                "get": {
+                    "operationId": "listAlerts",
+                    "summary": "Alerts matching the filters, newest event first",
+                    "parameters": [
+                        _q("region", "city code, e.g. 330100"),
+                        _q("level", "risk level", {"type": "string", "enum": ["red", "orange", "yellow", "green"]}),
+                        _q("kind", "entity kind"),
+                        _q("rule", "rule id"),
+                        _q("status", "lifecycle status"),
+                        _q("entity", "entity id"),
+                        _q("order", "sort", {"type": "string", "enum": ["event_time", "risk_index", "seq"]}),
+                        _q("limit", "at most this many (1-2000)", {"type": "integer", "minimum": 1, "maximum": 2000}),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["seq", "alerts"],
+                                "properties": {
+                                    "seq": {"type": "integer", "description": "pass as since= to /api/stream"},
+                                    "alerts": {"type": "array", "items": _ref("Alert")},
+                                },
+                            },
+                            "alerts",
+                        ),
+                        "400": err_resp("bad filter"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/alerts/{alert_id}": {
+                "get": {
+                    "operationId": "getAlert",
+                    "summary": "One alert with its audit trail",
+                    "parameters": [{"name": "alert_id", "in": "path", "required": True, "schema": string}],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "allOf": [
+                                    _ref("Alert"),
+                                    {
+                                        "type": "object",
+                                        "properties": {"audit": {"type": "array", "items": _ref("AuditEntry")}},
+                                    },
+                                ]
+                            },
+                            "the alert",
+                        ),
+                        "404": err_resp("no such alert"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/alerts/{alert_id}/{action}": {
+                "post": {
+                    "operationId": "actOnAlert",
+                    "summary": "Lifecycle action (officer role; re-opening a resolved alert needs admin)",
+                    "parameters": [
+                        {"name": "alert_id", "in": "path", "required": True, "schema": string},
+                        {
+                            "name": "action",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["ack", "assign", "resolve", "snooze", "reopen"]},
+                        },
+                    ],
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": action_body}}},
+                    "responses": {
+                        "200": _json(_ref("Alert"), "the alert after the action"),
+                        "400": err_resp("missing or bad argument (assignee, reason, until)"),
+                        "404": err_resp("no such alert or action"),
+                        "409": err_resp("the alert's status does not allow this action"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/entities/{entity_id}": {
+                "get": {
+                    "operationId": "getEntity",
+                    "summary": "An entity's alerts, risk-index history and episodes timeline",
+                    "parameters": [{"name": "entity_id", "in": "path", "required": True, "schema": string}],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["entity_id", "alerts", "history", "episodes"],
+                                "properties": {
+                                    "entity_id": string,
+                                    "alerts": {"type": "array", "items": _ref("Alert")},
+                                    "history": {"type": "array", "items": {"type": "object"}},
+                                    "episodes": {"type": "array", "items": {"type": "object"}},
+                                },
+                            },
+                            "the entity",
+                        ),
+                        "404": err_resp("no alerts for this entity"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/stream": {
+                "get": {
+                    "operationId": "streamAlerts",
+                    "summary": "Server-sent events: `event: alert`, data = one changed Alert, id = its seq",
+                    "description": "EventSource cannot send headers, so this route also accepts ?token=. "
+                    "Resume with ?since=SEQ or the Last-Event-ID header.",
+                    "parameters": [
+                        _q("since", "send changes after this change number first", {"type": "integer"}),
+                        _q("token", "API token (alternative to the Authorization header)"),
+                    ],
+                    "responses": {
+                        "200": {"description": "event stream", "content": {"text/event-stream": {"schema": string}}},
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "getOpenApi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI document")},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "ok")},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Alert": alert, "AuditEntry": audit, "Error": error},
+            "responses": {
+                "Unauthenticated": err_resp("no or unknown token"),
+                "Forbidden": err_resp("the token's role may not do this"),
+            },
+        },
+    }

@@ -1,0 +1,80 @@
+"""Run the feed (and, with a broker, the alert sink beside it) until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import logging
+
+from aiohttp import web
+
+from riskflow.feed.app import KEY_HUB, build_app
+from riskflow.feed.auth import Tokens
+from riskflow.settings import Settings
+from riskflow.store import AlertStore, open_store
+from riskflow.store.sink import run_sink
+
+log = logging.getLogger(__name__)
+
+
+def tokens_from(settings: Settings) -> tuple[Tokens, str | None]:
+    """The configured tokens, or one generated admin token for this run (returned for the log)."""
+    if settings.feed_tokens.strip():
+        return Tokens.parse(settings.feed_tokens), None
+    return Tokens.generated()
+
+
+async def serve_feed(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    with_sink: bool = True,
+    store: AlertStore | None = None,
+    port: int | None = None,
+) -> None:
+    """Serve the feed on ``settings.feed_host:feed_port`` (``port`` overrides; 0 picks a free one)."""
+    tokens, generated = tokens_from(settings)
+    own_store = store is None
+    st = store or open_store(settings.store_target())
+    app = build_app(st, tokens, max_snooze=_dt.timedelta(days=settings.snooze_max_days))
+    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
+    await runner.setup()
+    want = settings.feed_port if port is None else port
+    site = web.TCPSite(runner, settings.feed_host, want)
+    try:
+        await site.start()
+    except OSError as e:
+        log.warning("feed: port %d unavailable (%s); using a free port", want, e)
+        site = web.TCPSite(runner, settings.feed_host, 0)
+        await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://{settings.feed_host}:{bound}/"
+    if generated:
+        log.info(
+            "feed: %s#token=%s  (admin token for this run; set RISKFLOW_FEED_TOKENS for fixed ones)", url, generated
+        )
+    else:
+        log.info("feed: %s  (%d tokens configured); API description at %sopenapi.json", url, len(tokens), url)
+    sink: asyncio.Task[object] | None = None
+    if with_sink and settings.kafka_bootstrap:
+        sink = asyncio.create_task(
+            run_sink(
+                st,
+                settings.kafka_bootstrap,
+                settings.topic_alerts,
+                settings.store_group_id(),
+                stop=stop,
+                on_change=app[KEY_HUB].poke,
+                session_timeout=settings.session_timeout,
+            )
+        )
+    try:
+        await stop.wait()
+    finally:
+        if sink:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sink, timeout=30)
+        await runner.cleanup()
+        if own_store:
+            st.close()

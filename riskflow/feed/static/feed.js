@@ -1,0 +1,232 @@
+// RiskFlow officers' feed: list + live stream (server-sent events), entity page, lifecycle actions.
+"use strict";
+
+const state = { token: null, meta: null, alerts: new Map(), selected: null, seq: 0, es: null, fresh: new Set() };
+const $ = (sel, root = document) => root.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const k of kids) if (k !== null && k !== undefined) e.append(k.nodeType ? k : String(k));
+  return e;
+};
+
+async function api(path, opts = {}) {
+  const headers = { Authorization: "Bearer " + state.token };
+  if (opts.body) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { ...opts, headers });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw Object.assign(new Error(body.message || r.statusText), { status: r.status });
+  return body;
+}
+
+const LEVEL = { red: "红 Red", orange: "橙 Orange", yellow: "黄 Yellow", green: "绿 Green" };
+const fmtTime = (t) => (t ? t.slice(0, 16).replace("T", " ") : "");
+const money = (x) => (x ? "¥" + Math.round(x).toLocaleString("en-US") : "");
+
+function levelBadge(level) {
+  return el("span", { class: "level " + (level || "none") }, level ? LEVEL[level] || level : "—");
+}
+
+// ---- sign-in -----------------------------------------------------------------------------
+async function start() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    localStorage.setItem("riskflow.token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + "#/");
+  }
+  state.token = localStorage.getItem("riskflow.token");
+  if (!state.token) return showLogin("");
+  try {
+    state.meta = await api("/api/meta");
+  } catch (e) {
+    return showLogin(e.status === 401 ? "Unknown token 令牌无效" : e.message);
+  }
+  $("#login").hidden = true;
+  $("#me").textContent = `${state.meta.me.name} · ${state.meta.me.role}`;
+  fillFilters();
+  await loadList();
+  connect();
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+function showLogin(msg) {
+  $("#login").hidden = false;
+  $("#login-error").textContent = msg;
+  $("#login-form").onsubmit = (ev) => {
+    ev.preventDefault();
+    localStorage.setItem("riskflow.token", $("#token").value.trim());
+    start();
+  };
+}
+
+function fillFilters() {
+  const f = $("#filters");
+  const add = (name, items) => {
+    const s = f.elements[name];
+    for (const [v, label] of items) s.append(el("option", { value: v }, label));
+  };
+  add("region", state.meta.regions.map((r) => [r.code, `${r.zh} ${r.en}`]));
+  add("level", state.meta.levels.map((l) => [l.id, `${l.zh} ${l.en}`]));
+  add("kind", state.meta.entity_kinds.map((k) => [k.id, `${k.zh} ${k.en}`]));
+  add("rule", state.meta.rules.map((r) => [r.rule_id, `${r.title_zh} ${r.title_en}`]));
+  add("status", state.meta.statuses.map((s) => [s.id, `${s.zh} ${s.en}`]));
+  f.addEventListener("change", () => renderList());
+}
+
+function addRuleOption(a) {
+  const s = $("#filters").elements.rule;
+  if ([...s.options].some((o) => o.value === a.rule_id)) return;
+  s.append(el("option", { value: a.rule_id }, `${a.title_zh} ${a.title_en}`));
+}
+
+// ---- list + live stream ------------------------------------------------------------------
+async function loadList() {
+  const data = await api("/api/alerts?limit=500");
+  state.seq = data.seq;
+  state.alerts = new Map(data.alerts.map((a) => [a.alert_id, a]));
+  renderList();
+}
+
+function connect() {
+  if (state.es) state.es.close();
+  const es = new EventSource(`/api/stream?token=${encodeURIComponent(state.token)}&since=${state.seq}`);
+  state.es = es;
+  const conn = $("#conn");
+  es.onopen = () => { conn.className = "conn on"; conn.lastChild.textContent = "live 实时"; };
+  es.onerror = () => { conn.className = "conn off"; conn.lastChild.textContent = "reconnecting 重连中"; };
+  es.addEventListener("alert", (ev) => {
+    const a = JSON.parse(ev.data);
+    const known = state.alerts.has(a.alert_id);
+    state.alerts.set(a.alert_id, a);
+    state.seq = Math.max(state.seq, a.seq);
+    if (!known) state.fresh.add(a.alert_id);
+    addRuleOption(a);
+    renderList();
+    if (state.selected === a.alert_id) renderDetail(a.alert_id);
+  });
+}
+
+function matches(a, f) {
+  return (!f.region || a.region === f.region) && (!f.level || a.risk_level === f.level) &&
+    (!f.kind || a.entity_kind === f.kind) && (!f.rule || a.rule_id === f.rule) && (!f.status || a.status === f.status);
+}
+
+function renderList() {
+  const f = Object.fromEntries(new FormData($("#filters")));
+  const rows = [...state.alerts.values()].filter((a) => matches(a, f));
+  rows.sort((x, y) => (y.event_time > x.event_time ? 1 : y.event_time < x.event_time ? -1 : x.alert_id < y.alert_id ? -1 : 1));
+  const tbody = $("#alerts tbody");
+  tbody.replaceChildren(...rows.map((a) => {
+    const tr = el("tr", { "data-alert-id": a.alert_id, class: (state.fresh.has(a.alert_id) ? "fresh " : "") + (a.alert_id === state.selected ? "selected" : "") },
+      el("td", {}, fmtTime(a.event_time)),
+      el("td", {}, levelBadge(a.risk_level)),
+      el("td", { class: "num" }, a.risk_index ? a.risk_index.toFixed(1) : ""),
+      el("td", {}, `${a.region_zh} ${a.region_en}`),
+      el("td", {}, el("a", { href: `#/entity/${encodeURIComponent(a.entity_id)}`, onclick: (e) => e.stopPropagation() }, a.entity_id),
+        el("div", { class: "sub" }, a.entity_kind_zh)),
+      el("td", {}, a.title_zh, el("div", { class: "sub" }, a.title_en)),
+      el("td", { class: "num" }, a.affected_people ? `${a.affected_people} 人` : "", el("div", { class: "sub" }, money(a.affected_amount))),
+      el("td", { class: "status " + a.status }, `${a.status_zh} ${a.status}`, a.assignee ? el("div", { class: "sub" }, "→ " + a.assignee) : null),
+    );
+    tr.addEventListener("click", () => { state.selected = a.alert_id; renderList(); renderDetail(a.alert_id); });
+    return tr;
+  }));
+  $("#count").textContent = `${rows.length} / ${state.alerts.size} alerts 条预警`;
+}
+
+async function renderDetail(id) {
+  const panel = $("#detail");
+  const a = await api(`/api/alerts/${encodeURIComponent(id)}`);
+  const node = $("#detail-tpl").content.cloneNode(true);
+  $(".title", node).append(levelBadge(a.risk_level), " ", `${a.title_zh} ${a.title_en}`);
+  const facts = $(".facts", node);
+  const fact = (k, v) => facts.append(el("dt", {}, k), el("dd", {}, v));
+  fact("Alert 预警编号", a.alert_id);
+  fact("Entity 主体", el("a", { href: `#/entity/${encodeURIComponent(a.entity_id)}` }, a.entity_id));
+  fact("Region 地区", `${a.region_zh} ${a.region_en} (${a.region})`);
+  fact("Risk index 风险指数", a.risk_index ? a.risk_index.toFixed(1) : "—");
+  fact("Tags 风险标签", (a.risk_tags || []).join(", ") || "—");
+  fact("Severity 严重度", a.severity);
+  fact("Status 状态", el("span", { class: "status " + a.status, "data-field": "status" }, `${a.status_zh} ${a.status}`));
+  if (a.assignee) fact("Assignee 承办人", a.assignee);
+  if (a.snooze_until) fact("Snoozed until 暂缓至", `${fmtTime(a.snooze_until)} UTC — ${a.snooze_reason}`);
+  if (a.episode) fact("Episode 事件", `${a.episode.count || 1}× · ${fmtTime(a.episode.first_seen)} → ${fmtTime(a.episode.last_seen)}`);
+  $(".evidence", node).textContent = JSON.stringify(a.evidence, null, 2);
+  $(".audit", node).append(...a.audit.map((e) => el("li", {}, `${fmtTime(e.at)} UTC · ${e.actor} · ${e.action}: ${e.from_status} → ${e.to_status}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
+  const form = $(".actions", node);
+  for (const b of form.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(a.alert_id, b.dataset.action, form));
+  panel.replaceChildren(node);
+  panel.hidden = false;
+}
+
+async function act(id, action, form) {
+  const v = Object.fromEntries(new FormData(form));
+  const body = { note: v.note || "" };
+  if (action === "assign") body.assignee = v.assignee || "";
+  if (action === "snooze") { body.reason = v.reason || ""; body.until = v.until ? new Date(v.until).toISOString() : undefined; }
+  try {
+    const a = await api(`/api/alerts/${encodeURIComponent(id)}/${action}`, { method: "POST", body: JSON.stringify(body) });
+    state.alerts.set(a.alert_id, a);
+    renderList();
+    renderDetail(id);
+  } catch (e) {
+    $(".action-error", form).textContent = e.message;
+  }
+}
+
+// ---- entity page -------------------------------------------------------------------------
+function route() {
+  const m = location.hash.match(/^#\/entity\/(.+)$/);
+  $("#list-view").hidden = !!m;
+  $("#entity-view").hidden = !m;
+  if (m) renderEntity(decodeURIComponent(m[1]));
+}
+
+function chart(history) {
+  const W = 640, H = 160, P = 28;
+  const pts = history.filter((h) => h.event_time);
+  const svg = (tag, attrs) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "risk index history 风险指数走势" });
+  for (const [y, c] of [[80, "#d32f2f"], [60, "#f57c00"], [40, "#fbc02d"]]) {
+    const yy = H - P - (y / 100) * (H - 2 * P);
+    root.append(svg("line", { x1: P, x2: W - P, y1: yy, y2: yy, stroke: c, "stroke-dasharray": "4 4" }));
+  }
+  if (!pts.length) return root;
+  const ts = pts.map((p) => Date.parse(p.event_time));
+  const t0 = Math.min(...ts), t1 = Math.max(...ts) || t0 + 1;
+  const x = (t) => P + ((t - t0) / Math.max(t1 - t0, 1)) * (W - 2 * P);
+  const y = (v) => H - P - (v / 100) * (H - 2 * P);
+  root.append(svg("polyline", { points: pts.map((p, i) => `${x(ts[i])},${y(p.risk_index)}`).join(" "), fill: "none", stroke: "#1565c0", "stroke-width": 2 }));
+  pts.forEach((p, i) => root.append(svg("circle", { cx: x(ts[i]), cy: y(p.risk_index), r: 3.5, class: "lv-" + (p.risk_level || "none") })));
+  return root;
+}
+
+async function renderEntity(id) {
+  const view = $("#entity-view");
+  let d;
+  try { d = await api(`/api/entities/${encodeURIComponent(id)}`); } catch (e) { view.replaceChildren(el("p", { class: "error" }, e.message)); return; }
+  const times = d.episodes.flatMap((e) => [Date.parse(e.first_seen), Date.parse(e.last_seen)]);
+  const t0 = Math.min(...times), t1 = Math.max(...times);
+  const span = Math.max(t1 - t0, 1);
+  view.replaceChildren(
+    el("p", {}, el("a", { href: "#/" }, "← All alerts 全部预警")),
+    el("h2", {}, `${d.entity_id}`, el("small", {}, ` ${d.entity_kind_zh} ${d.entity_kind} · ${d.region_zh} ${d.region_en}`)),
+    el("h3", {}, "Risk index history 风险指数走势"), chart(d.history),
+    el("h3", {}, "Episodes 预警事件时间线"),
+    el("div", { class: "timeline" }, ...d.episodes.map((e) => {
+      const left = ((Date.parse(e.first_seen) - t0) / span) * 100, width = Math.max(((Date.parse(e.last_seen) - Date.parse(e.first_seen)) / span) * 100, 1);
+      return el("div", { class: "ep" },
+        el("div", { class: "ep-label" }, `${e.title_zh} ${e.title_en}`, el("div", { class: "sub" }, `${fmtTime(e.first_seen)} → ${fmtTime(e.last_seen)} · ${e.count}× · ${e.status}`)),
+        el("div", { class: "ep-track" }, el("div", { class: "ep-bar lv-" + (e.risk_level || "none"), style: `left:${left}%;width:${width}%` })));
+    })),
+    el("h3", {}, "Evidence 证据"),
+    el("ul", { class: "evidence-list" }, ...d.alerts.map((a) => el("li", {}, levelBadge(a.risk_level), ` ${fmtTime(a.event_time)} · ${a.title_zh} ${a.title_en} · `, el("code", {}, JSON.stringify(a.evidence))))),
+  );
+}
+
+start();
