@@ -24,7 +24,12 @@ async function api(path, opts = {}) {
 }
 
 const LEVEL = { red: "红 Red", orange: "橙 Orange", yellow: "黄 Yellow", green: "绿 Green" };
-const fmtTime = (t) => (t ? t.slice(0, 16).replace("T", " ") : "");
+// Officers work in Zhejiang: every time is shown in China Standard Time (UTC+8).
+const fmtTime = (t) => {
+  const d = t ? new Date(t) : null;
+  if (!d || isNaN(d)) return t || "";
+  return d.toLocaleString("sv-SE", { timeZone: "Asia/Shanghai", hour12: false }).slice(0, 16);
+};
 const money = (x) => (x ? "¥" + Math.round(x).toLocaleString("en-US") : "");
 
 function levelBadge(level) {
@@ -154,10 +159,10 @@ async function renderDetail(id) {
   fact("Severity 严重度", a.severity);
   fact("Status 状态", el("span", { class: "status " + a.status, "data-field": "status" }, `${a.status_zh} ${a.status}`));
   if (a.assignee) fact("Assignee 承办人", a.assignee);
-  if (a.snooze_until) fact("Snoozed until 暂缓至", `${fmtTime(a.snooze_until)} UTC — ${a.snooze_reason}`);
+  if (a.snooze_until) fact("Snoozed until 暂缓至", `${fmtTime(a.snooze_until)} — ${a.snooze_reason}`);
   if (a.episode) fact("Episode 事件", `${a.episode.count || 1}× · ${fmtTime(a.episode.first_seen)} → ${fmtTime(a.episode.last_seen)}`);
   $(".evidence", node).textContent = JSON.stringify(a.evidence, null, 2);
-  $(".audit", node).append(...a.audit.map((e) => el("li", {}, `${fmtTime(e.at)} UTC · ${e.actor} · ${e.action}: ${e.from_status} → ${e.to_status}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
+  $(".audit", node).append(...a.audit.map((e) => el("li", {}, `${fmtTime(e.at)} · ${e.actor} · ${e.action}: ${e.from_status} → ${e.to_status}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
   const form = $(".actions", node);
   for (const b of form.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(a.alert_id, b.dataset.action, form));
   panel.replaceChildren(node);
@@ -195,6 +200,9 @@ function chart(history) {
   for (const [y, c] of [[80, "#d32f2f"], [60, "#f57c00"], [40, "#fbc02d"]]) {
     const yy = H - P - (y / 100) * (H - 2 * P);
     root.append(svg("line", { x1: P, x2: W - P, y1: yy, y2: yy, stroke: c, "stroke-dasharray": "4 4" }));
+    const label = svg("text", { x: 4, y: yy + 4, "font-size": 11, fill: c });
+    label.textContent = String(y);
+    root.append(label);
   }
   if (!pts.length) return root;
   const ts = pts.map((p) => Date.parse(p.event_time));
