@@ -12,11 +12,12 @@ True
 
 from __future__ import annotations
 
-from detectors.anomaly import anomaly_detectors
+from detectors.anomaly import PeerGroupDetector, anomaly_detectors
 from detectors.engine import Engine
 from detectors.pipeline import BatchProcessor
 from detectors.risk import RiskConfig, RiskScorer, load_risk_config
 from detectors.rules import RulePack
+from riskflow.models import PeerModel
 from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS
 
 
@@ -28,10 +29,20 @@ def build_processor(
     max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
     anomaly: bool = True,
     risk: RiskConfig | None = None,
+    model: PeerModel | None = None,
 ) -> BatchProcessor:
-    """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules.
+    """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules,
+    with ``model`` as the peer-group model (see :func:`peer_detector` to swap it later).
     ``risk``: the risk-index configuration (default: the shipped ``detectors/risk/risk.yaml``)."""
-    detectors = [*pack.detectors, *(anomaly_detectors() if anomaly else ())]
+    detectors = [*pack.detectors, *(anomaly_detectors(model) if anomaly else ())]
     scorer = RiskScorer(risk if risk is not None else load_risk_config())
     engine = Engine(detectors, dedup_window=dedup_window, pack_version=pack.version, risk=scorer)
     return BatchProcessor(engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds)
+
+
+def peer_detector(bp: BatchProcessor) -> PeerGroupDetector | None:
+    """The processor's peer-group detector, whose model a worker swaps on a reload message."""
+    for det in bp.engine.detectors:
+        if isinstance(det, PeerGroupDetector):
+            return det
+    return None

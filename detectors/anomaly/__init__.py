@@ -5,18 +5,25 @@ Each detector kind is a module here with a class registered in
 set the worker and every offline run use.
 
 >>> [d.id for d in anomaly_detectors()]
-['anomaly.daily']
+['anomaly.daily', 'anomaly.peer']
 """
 
 from __future__ import annotations
 
 from detectors.anomaly import daily as _daily  # noqa: F401  (registers the kind)
+from detectors.anomaly import peer as _peer  # noqa: F401
 from detectors.anomaly.base import ANOMALY_KINDS, DIMENSION, AnomalyDetector
 from detectors.anomaly.daily import DailyAnomaly
+from detectors.anomaly.peer import PeerGroupDetector
+from riskflow.models import PeerModel
 
-__all__ = ["ANOMALY_KINDS", "DIMENSION", "AnomalyDetector", "DailyAnomaly", "anomaly_detectors"]
+__all__ = ["ANOMALY_KINDS", "DIMENSION", "AnomalyDetector", "DailyAnomaly", "PeerGroupDetector", "anomaly_detectors"]
 
 
-def anomaly_detectors() -> list[AnomalyDetector]:
-    """The anomaly detectors a processor runs, with their default parameters."""
-    return [DailyAnomaly()]
+def anomaly_detectors(model: PeerModel | None = None) -> list[AnomalyDetector]:
+    """The anomaly detectors a processor runs, with their default parameters.
+
+    ``model``: the peer-group model (``riskflow train``); without one the peer
+    detector flags nothing until a model is loaded.
+    """
+    return [DailyAnomaly(), PeerGroupDetector(model)]

@@ -1,0 +1,133 @@
+"""``riskflow train``, the model artefact, and the peer-group detector with a real model."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from detectors.anomaly import PeerGroupDetector
+from detectors.factory import build_processor, peer_detector
+from detectors.pipeline import RawMessage
+from detectors.rules import load_pack
+from riskflow.cli import main
+from riskflow.commands.train import fit_kind, train
+from riskflow.models import DriftTracker, ModelError, load_model
+from riskflow.schema import encode_event
+from riskflow.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def history() -> list[bytes]:
+    events, _ = simulate(entities=120, days=120, seed=5)
+    return [encode_event(e) for e in events]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, history: list[bytes]) -> Path:
+    out = tmp_path_factory.mktemp("models")
+    train(history, out, trees=30, min_rows=10)
+    return out
+
+
+def test_artefact_carries_metadata_and_a_content_hash(model_dir: Path) -> None:
+    m = load_model(model_dir)
+    meta = m.metadata
+    assert m.version.startswith("peer-2025") and m.version == next(model_dir.iterdir()).name
+    assert meta["training_window"]["start"] < meta["training_window"]["end"]
+    assert set(meta["versions"]) >= {"numpy", "scikit-learn", "python"}
+    assert "private_fund" in m.kinds and meta["kinds"]["private_fund"]["features"] == m.kinds["private_fund"].features
+    assert all(0 < km.threshold < 1 for km in m.kinds.values())
+
+
+def test_retraining_the_same_history_gives_the_same_version(
+    model_dir: Path, history: list[bytes], tmp_path: Path
+) -> None:
+    again = train(history, tmp_path, trees=30, min_rows=10)
+    assert again.version == load_model(model_dir).version
+
+
+def test_tampered_artefact_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    src = next(model_dir.iterdir())
+    bad = tmp_path / src.name
+    shutil.copytree(src, bad)
+    meta = (bad / "model.json").read_text().replace('"seed": 0', '"seed": 1')
+    (bad / "model.json").write_text(meta)
+    with pytest.raises(ModelError):
+        load_model(bad)
+
+
+def test_compiled_trees_score_exactly_like_scikit_learn() -> None:
+    rng = np.random.default_rng(0)
+    rows = [{"npl_ratio": float(rng.normal(0.02, 0.005)), "capital_adequacy_ratio": float(rng.normal(0.13, 0.01))}]
+    rows = rows * 0 + [
+        {"npl_ratio": float(rng.normal(0.02, 0.005)), "capital_adequacy_ratio": float(rng.normal(0.13, 0.01))}
+        for _ in range(300)
+    ]
+    km, forest, X = fit_kind(rows, trees=50, seed=1, quantile=0.99)
+    np.testing.assert_allclose(km.score_matrix(X), -forest.score_samples(X), rtol=1e-9)
+    probe = np.array([[0.3, 0.02], [0.13, 0.2]])
+    np.testing.assert_allclose(km.score_matrix(probe), -forest.score_samples(probe), rtol=1e-9)
+
+
+def test_explanation_names_the_feature_that_drove_it() -> None:
+    rng = random.Random(1)
+    rows = [{"npl_ratio": rng.gauss(0.02, 0.004), "capital_adequacy_ratio": rng.gauss(0.13, 0.01)} for _ in range(200)]
+    km, _, _ = fit_kind(rows, trees=50, seed=1, quantile=0.99)
+    from riskflow.models import PeerModel
+
+    m = PeerModel("peer-test", {}, {"bank": km})
+    odd = {"npl_ratio": 0.09, "capital_adequacy_ratio": 0.131}
+    assert m.common_score("bank", odd) >= 0.5
+    top = m.explain("bank", odd)[0]
+    assert top["feature"] == "npl_ratio" and top["robust_z"] > 5
+    assert abs(top["peer_median"] - 0.02) < 0.003
+
+
+def test_worker_processor_flags_with_the_model_and_names_its_version(model_dir: Path) -> None:
+    model = load_model(model_dir)
+    events, _ = simulate(entities=120, days=120, seed=6)
+    bp = build_processor(load_pack(), model=model)
+    det = peer_detector(bp)
+    assert det is not None and det.model_version == model.version
+    msgs = [RawMessage(encode_event(e), "t", 0, i, None) for i, e in enumerate(events)]
+    res = bp.process(msgs, {}.get, now=4e9)
+    peer = [a for a in res.alerts if a.rule_id == "anomaly.peer"]
+    assert peer, "an outlier among peers is expected in a simulated history"
+    for a in peer:
+        assert a.model_version == model.version and a.dimension == "anomaly"
+        assert a.evidence["drivers"] and {"feature", "value", "peer_median", "robust_z"} <= set(
+            a.evidence["drivers"][0]
+        )
+        assert 0.5 <= a.evidence["score"] <= 1
+    scored = det.drain_scores()
+    assert scored and det.drain_scores() == []
+    # The drift index of the live scores against training is small for a history like the training one.
+    psi = DriftTracker(decay=1.0).update(scored, {k: km.reference for k, km in model.kinds.items()})
+    assert psi["private_fund"] < 0.5
+    # Swapping the model (a reload) changes the version on later alerts; None switches the model off.
+    det.set_model(None)
+    assert det.model_version == ""
+
+
+def test_train_cli(tmp_path: Path, history: list[bytes]) -> None:
+    hist = tmp_path / "events.jsonl"
+    hist.write_bytes(b"\n".join(history) + b"\nnot json\n")
+    assert main(["train", "--history", str(hist), "--out", str(tmp_path / "models"), "--trees", "20"]) == 0
+    m = load_model(tmp_path / "models")
+    assert m.metadata["events"] == len(history) and m.metadata["params"]["trees"] == 20
+
+
+def test_peer_detector_state_is_plain_data(model_dir: Path) -> None:
+    det = PeerGroupDetector(load_model(model_dir))
+    events, _ = simulate(entities=20, days=60, seed=2)
+    from riskflow.schema import parse_event
+
+    state = det.init_state()
+    for e in events[:300]:
+        state, _ = det.process(state, parse_event(msgspec.json.encode(e), now=4e9))
+        state = msgspec.msgpack.decode(msgspec.msgpack.encode(state))
