@@ -93,7 +93,7 @@ def test_burst_is_flagged_once_with_evidence_and_not_learned() -> None:
     burst = [complaint(60.2 + i / 100) for i in range(8)]
     det = DailyAnomaly()
     state, _ = run(det, hist)
-    rate_before = state["c"]["complaints"][0]
+    rate_before = state["c"]["cmp"][0]
     state, sigs = run(det, burst, state)
     assert len(sigs) == 1
     s = sigs[0]
@@ -103,11 +103,11 @@ def test_burst_is_flagged_once_with_evidence_and_not_learned() -> None:
     assert ev_["metric"] == "complaints" and ev_["value"] >= 3 and ev_["baseline"] < 1 and ev_["p_value"] < 1e-4
     # Closing the burst day: the flagged day stays out of the baseline...
     state, _ = run(det, [complaint(61.5)], state)
-    assert state["c"]["complaints"][0] == pytest.approx(rate_before * (1 - det.alpha), rel=0.2, abs=0.02)
+    assert state["c"]["cmp"][0] == pytest.approx(rate_before * (1 - det.alpha), rel=0.2, abs=0.02)
     # ...unless the detector is told to learn from what it flagged.
     learner = DailyAnomaly(learn_flagged=True)
     st2, _ = run(learner, [*hist, *burst, complaint(61.5)])
-    assert st2["c"]["complaints"][0] > state["c"]["complaints"][0] + 0.01
+    assert st2["c"]["cmp"][0] > state["c"]["cmp"][0] + 0.01
 
 
 def test_slow_shift_is_flagged_and_does_not_teach_the_baseline() -> None:
@@ -122,7 +122,7 @@ def test_slow_shift_is_flagged_and_does_not_teach_the_baseline() -> None:
     first = min(s.evidence["day"] for s in sigs)
     assert first <= "2025-03-06"  # within a week of the shift (day 60 = 2025-03-02)
     assert len([s for s in sigs if s.evidence["metric"] == "subscriptions"]) == 1  # one alert for the run
-    assert state["c"]["subscriptions"][0] < 0.6  # the baseline has not learned 2-3 a day
+    assert state["c"]["sub"][0] < 0.6  # the baseline has not learned 2-3 a day
 
 
 def test_level_metric_sentiment_drop() -> None:

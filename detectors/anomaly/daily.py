@@ -60,7 +60,7 @@ State (msgpack-friendly, a few hundred bytes): ``{"day", "days", "acc",
 ...     state, sig = det.process(state, complaint(i, 29))
 ...     if sig:
 ...         print(sig[0].key, sig[0].evidence["value"], sig[0].evidence["baseline"])
-complaints:2025-01-29 3.0 0.0666
+complaints:2025-01-29 3 0.0666
 """
 
 from __future__ import annotations
@@ -86,28 +86,40 @@ _CST = 8 * 3600  # event-time days are China Standard Time calendar days
 _DAY = 86400
 _EPOCH = _dt.date(1970, 1, 1)
 
-COUNT_METRICS = ("subscriptions", "investors", "redemption_requests", "complaints", "lawsuits")
-LEVEL_METRICS = ("inflow", "outflow", "nav_return", "sentiment")
+COUNT_METRICS = ("sub", "inv", "red", "cmp", "law")
+LEVEL_METRICS = ("in", "out", "nav", "snt")
 METRICS = COUNT_METRICS + LEVEL_METRICS
 
+#: state code -> (name in evidence) ; the state keeps short codes to stay small.
+METRIC_NAME = {
+    "sub": "subscriptions",
+    "inv": "investors",
+    "red": "redemption_requests",
+    "cmp": "complaints",
+    "law": "lawsuits",
+    "in": "inflow",
+    "out": "outflow",
+    "nav": "nav_return",
+    "snt": "sentiment",
+}
 METRIC_ZH = {
-    "subscriptions": "认购笔数",
-    "investors": "认购投资者数",
-    "redemption_requests": "赎回申请数",
-    "complaints": "投诉数",
-    "lawsuits": "被诉案件数",
-    "inflow": "资金流入额",
-    "outflow": "资金流出额",
-    "nav_return": "净值变动",
-    "sentiment": "舆情倾向",
+    "sub": "认购笔数",
+    "inv": "认购投资者数",
+    "red": "赎回申请数",
+    "cmp": "投诉数",
+    "law": "被诉案件数",
+    "in": "资金流入额",
+    "out": "资金流出额",
+    "nav": "净值变动",
+    "snt": "舆情倾向",
 }
 
 #: level metric -> (direction, scale floor, transform). +1: high is anomalous, -1: low, 0: both.
 LEVEL_SPEC: dict[str, tuple[int, float]] = {
-    "inflow": (1, 0.5),  # log units: a floor of ~65 % change
-    "outflow": (1, 0.5),
-    "nav_return": (0, 0.01),
-    "sentiment": (-1, 0.1),
+    "in": (1, 0.5),  # log units: a floor of ~65 % change
+    "out": (1, 0.5),
+    "nav": (0, 0.01),
+    "snt": (-1, 0.1),
 }
 
 _EVENT_TYPES = frozenset(
@@ -122,8 +134,9 @@ _EVENT_TYPES = frozenset(
         "flow.transfer",
     }
 )
+_SEASONAL = frozenset({"in", "out"})  # weekly offsets: money flows follow the working week
 _MAX_GAP_FOLD = 64  # zero days folded into a count baseline after a silence, at most
-_MAX_INVESTORS = 256  # distinct investor hashes kept per open day; beyond, each subscription counts
+_MAX_INVESTORS = 64  # distinct investor hashes kept per open day; beyond, each subscription counts
 _C_RATE, _C_VAR, _C_RUN, _C_RING = 0, 1, 2, 3  # count state layout: [rate, var, run, 6 past days]
 _L_N, _L_CENTRE, _L_MAD, _L_RUN, _L_SEAS = 0, 1, 2, 3, 4  # level layout: [n, centre, mad, run, 7 offsets]
 _MAD_TO_SIGMA = 1.2533  # sigma / mean absolute deviation for a normal distribution
@@ -242,48 +255,48 @@ class DailyAnomaly(AnomalyDetector):
         p: Any = ev.payload
         raised: tuple[str, ...]
         if et == "fund.subscription":
-            acc["inflow"] = acc.get("inflow", 0.0) + p.amount
-            raised = ("subscriptions",)
+            acc["in"] = acc.get("in", 0.0) + p.amount
+            raised = ("sub",)
             inv = st["inv"]
-            h = zlib.crc32(p.investor_id.encode())
+            h = zlib.crc32(p.investor_id.encode()) & 0xFFFF  # 16 bits: 3 msgpack bytes
             if len(inv) >= _MAX_INVESTORS:
-                raised = ("subscriptions", "investors")
+                raised = ("sub", "inv")
             elif h not in inv:
                 inv.append(h)
-                raised = ("subscriptions", "investors")
+                raised = ("sub", "inv")
         elif et == "flow.transfer":
-            key = "inflow" if p.direction == "in" else "outflow"
+            key = "in" if p.direction == "in" else "out"
             acc[key] = acc.get(key, 0.0) + p.amount
             return ()
         elif et == "fund.redemption_paid":
-            acc["outflow"] = acc.get("outflow", 0.0) + p.amount
+            acc["out"] = acc.get("out", 0.0) + p.amount
             return ()
         elif et == "fund.redemption_requested":
-            raised = ("redemption_requests",)
+            raised = ("red",)
         elif et == "complaint.filed":
-            raised = ("complaints",)
+            raised = ("cmp",)
         elif et == "lawsuit.filed":
             if p.role != "defendant":
                 return ()
-            raised = ("lawsuits",)
+            raised = ("law",)
         elif et == "fund.nav_reported":
             prev = st["nav"]
             if prev > 0:
-                acc["nav_return"] = (1.0 + acc.get("nav_return", 0.0)) * (p.nav / prev) - 1.0
+                acc["nav"] = (1.0 + acc.get("nav", 0.0)) * (p.nav / prev) - 1.0
             if p.nav > 0:
                 st["nav"] = float(p.nav)
             return ()
         elif et == "opinion.published":
-            acc["sentiment#s"] = acc.get("sentiment#s", 0.0) + p.sentiment
-            acc["sentiment#n"] = acc.get("sentiment#n", 0.0) + 1.0
+            acc["ss"] = acc.get("ss", 0.0) + p.sentiment
+            acc["sn"] = acc.get("sn", 0.0) + 1.0
             return ()
         else:
             return ()
         counts = st["c"]
         for metric in raised:
-            acc[metric] = acc.get(metric, 0.0) + 1.0
+            acc[metric] = acc.get(metric, 0) + 1
             if metric not in counts:
-                counts[metric] = [0.0] * (_C_RING + 6)
+                counts[metric] = [0.0, 0.0, 0, 0, 0, 0, 0, 0, 0]
         return raised
 
     def _count_tail(self, st: dict[str, Any], metric: str) -> tuple[float, str, float, float, float]:
@@ -316,11 +329,11 @@ class DailyAnomaly(AnomalyDetector):
         signals.append(
             Signal(
                 self.id,
-                f"{metric}:{day}",
+                f"{METRIC_NAME[metric]}:{day}",
                 severity_for(score),
                 score,
                 {
-                    "metric": metric,
+                    "metric": METRIC_NAME[metric],
                     "metric_zh": METRIC_ZH[metric],
                     "horizon": horizon,
                     "day": day,
@@ -338,17 +351,19 @@ class DailyAnomaly(AnomalyDetector):
     def _close_day(self, st: dict[str, Any], signals: list[Signal], learn_all: bool) -> None:
         acc = st["acc"]
         a = max(self.alpha, 1.0 / (st["days"] + 1))
+        warm = st["days"] >= self.warmup_days
         for metric, c in st["c"].items():
-            x = acc.get(metric, 0.0)
+            x = acc.get(metric, 0)
             rate = max(c[_C_RATE], self.min_rate)
             fired = metric in st["fired"]
-            c[_C_RUN] = c[_C_RUN] + 1.0 if fired else max(0.0, c[_C_RUN] - 1.0)
+            c[_C_RUN] = c[_C_RUN] + 1 if fired else max(0, c[_C_RUN] - 1)
             # A day above the rate stays out of the baseline while it is flagged or suspicious (7-day
             # tail below ``learn_gate``), so a shift cannot teach the baseline before it is flagged.
             # A quiet day after a spike keeps the window high but is learned. After ``accept_after``
             # flagged days in a row, the new level is accepted.
             keep_out = (
-                x > rate
+                warm
+                and x > rate
                 and not learn_all
                 and (fired or self._count_tail(st, metric)[0] < self.learn_gate)
                 and c[_C_RUN] < self.accept_after
@@ -359,17 +374,18 @@ class DailyAnomaly(AnomalyDetector):
                 c[_C_RATE] += a * d
                 c[_C_VAR] += a * (d * d - c[_C_VAR])
             c[_C_RING:] = [*c[_C_RING + 1 :], x]
-        if "sentiment#n" in acc:
-            acc["sentiment"] = acc["sentiment#s"] / acc["sentiment#n"]
+        if "sn" in acc:
+            acc["snt"] = acc["ss"] / acc["sn"]
         weekday = (st["day"] + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
         for metric, (direction, floor) in LEVEL_SPEC.items():
             if metric not in acc:
                 continue
             raw = acc[metric]
-            v = math.log1p(raw) if metric in ("inflow", "outflow") else raw
+            v = math.log1p(raw) if metric in ("in", "out") else raw
             lv = st["l"].get(metric)
             if lv is None:
-                st["l"][metric] = [1.0, v, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+                seas = [0.0] * 7 if metric in _SEASONAL else []
+                st["l"][metric] = [1, v, 0.0, 0, *seas]
                 continue
             self._level(st, metric, lv, v, raw, direction, floor, weekday, learn_all, signals)
 
@@ -387,7 +403,8 @@ class DailyAnomaly(AnomalyDetector):
         signals: list[Signal],
     ) -> None:
         n = lv[_L_N]
-        offset = lv[_L_SEAS + weekday] if self.seasonal else 0.0
+        seasonal = self.seasonal and len(lv) > _L_SEAS
+        offset = lv[_L_SEAS + weekday] if seasonal else 0.0
         expected = lv[_L_CENTRE] + offset
         scale = max(lv[_L_MAD] * _MAD_TO_SIGMA, floor)
         r = v - expected
@@ -402,16 +419,16 @@ class DailyAnomaly(AnomalyDetector):
                 signals.append(
                     Signal(
                         self.id,
-                        f"{metric}:{_date(st['day'])}",
+                        f"{METRIC_NAME[metric]}:{_date(st['day'])}",
                         severity_for(score),
                         score,
                         {
-                            "metric": metric,
+                            "metric": METRIC_NAME[metric],
                             "metric_zh": METRIC_ZH[metric],
                             "horizon": "day",
                             "day": _date(st["day"]),
                             "value": round(raw, 6),
-                            "baseline": round(math.expm1(expected) if metric in ("inflow", "outflow") else expected, 6),
+                            "baseline": round(math.expm1(expected) if metric in ("in", "out") else expected, 6),
                             "robust_z": round(z, 3),
                             "p_value": p,
                             "score": round(score, 4),
@@ -419,16 +436,16 @@ class DailyAnomaly(AnomalyDetector):
                         },
                     )
                 )
-        lv[_L_RUN] = lv[_L_RUN] + 1.0 if flagged else max(0.0, lv[_L_RUN] - 1.0)
+        lv[_L_RUN] = lv[_L_RUN] + 1 if flagged else max(0, lv[_L_RUN] - 1)
         if flagged and not learn_all and lv[_L_RUN] < self.accept_after:
             return
         a = max(self.alpha, 1.0 / (n + 1.0))
         clip = 3.0 * scale if n >= self.warmup_obs else math.inf
         rc = max(-clip, min(clip, r))
-        lv[_L_N] = n + 1.0
+        lv[_L_N] = n + 1
         lv[_L_CENTRE] += a * rc
         lv[_L_MAD] += a * (abs(rc) - lv[_L_MAD])
-        if self.seasonal:
+        if seasonal:
             # Additive Holt-Winters: the weekday offset learns what the level does not explain.
             # Each offset is updated once a week, so at a faster rate than the level.
             lv[_L_SEAS + weekday] += min(0.5, 4.0 * a) * (expected + rc - lv[_L_CENTRE] - offset)
@@ -438,7 +455,7 @@ class DailyAnomaly(AnomalyDetector):
         if gap <= 0:
             return
         for c in st["c"].values():
-            c[_C_RUN] = max(0.0, c[_C_RUN] - gap)
+            c[_C_RUN] = max(0, c[_C_RUN] - gap)
             n = st["days"]
             for i in range(min(gap, _MAX_GAP_FOLD)):
                 a = max(self.alpha, 1.0 / (n + i + 1))
@@ -447,7 +464,7 @@ class DailyAnomaly(AnomalyDetector):
                 c[_C_VAR] += a * (d * d - c[_C_VAR])
             ring = c[_C_RING:]
             keep = max(0, 6 - gap)
-            c[_C_RING:] = [*ring[6 - keep :], *([0.0] * (6 - keep))] if keep else [0.0] * 6
+            c[_C_RING:] = [*ring[6 - keep :], *([0] * (6 - keep))] if keep else [0] * 6
         for lv in st["l"].values():
-            lv[_L_RUN] = max(0.0, lv[_L_RUN] - gap)
+            lv[_L_RUN] = max(0, lv[_L_RUN] - gap)
         st["days"] += gap
