@@ -1,0 +1,1 @@
+"""RiskFlow benchmarks: side-by-side measurements printed as ratios (not tests)."""

@@ -1,0 +1,296 @@
+"""Shared helpers of the benchmarks: broker, simulated history, producer, raw consumer, workers.
+
+Every benchmark measures RiskFlow *side by side* with a reference measured in
+the same run on the same data (a raw aiokafka ``getmany`` + orjson consumer),
+and reports the ratio: the machine is shared, so absolute figures drift with
+the load of others, ratios much less.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from riskflow.broker import EmbeddedBroker, free_port
+from riskflow.kafka import ensure_topics
+from riskflow.replay import route
+from riskflow.schema import encode_event
+from riskflow.settings import Settings
+from riskflow.simulate import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("RISKFLOW_BENCH_CACHE", "/tmp/riskflow-bench"))
+#: Events per entity-day of the simulator (measured): sizes the population for ``n`` events.
+_RATE = 0.12
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def history(n: int, seed: int = 7, days: int = 60) -> list[bytes]:
+    """At least ``n`` events of a simulated history (JSON lines, event-time order), cached on disk."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"history-{n}-{seed}-{days}.jsonl"
+    if path.exists():
+        return path.read_bytes().splitlines()[:n]
+    entities = max(20, int(n / (days * _RATE)) + 1)
+    while True:
+        events, _ = simulate(entities=entities, days=days, seed=seed)
+        if len(events) >= n:
+            break
+        entities = int(entities * n / max(1, len(events)) * 1.1) + 1
+    lines = [encode_event(e) for e in events[:n]]
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(b"\n".join(lines) + b"\n")
+    tmp.replace(path)
+    return lines
+
+
+@contextmanager
+def broker(bootstrap: str | None = None) -> Iterator[str]:
+    """An embedded Tansu broker for the benchmark (or an existing cluster's bootstrap)."""
+    if bootstrap:
+        yield bootstrap
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_file=str(CACHE / "tansu.log")) as b:
+        yield b.bootstrap
+
+
+def stack_settings(bootstrap: str, name: str | None = None, **extra: str) -> dict[str, str]:
+    """RISKFLOW_* environment of one isolated deployment (own topics, own app id)."""
+    name = name or f"b{uuid.uuid4().hex[:8]}"
+    env = {
+        "RISKFLOW_KAFKA_BOOTSTRAP": bootstrap,
+        "RISKFLOW_APP_ID": f"riskflow-{name}",
+        "RISKFLOW_TOPIC_INSTITUTION_EVENTS": f"{name}.institution-events",
+        "RISKFLOW_TOPIC_FUND_EVENTS": f"{name}.fund-events",
+        "RISKFLOW_TOPIC_ALERTS": f"{name}.alerts",
+        "RISKFLOW_TOPIC_DEADLETTER": f"{name}.deadletter",
+        "RISKFLOW_WEB_PORT": "0",
+        "RISKFLOW_SESSION_TIMEOUT": "6",
+        "RISKFLOW_LOG_LEVEL": "warning",
+    }
+    env.update(extra)
+    return env
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings(**{k[len("RISKFLOW_") :].lower(): v for k, v in env.items()})
+
+
+async def _produce(bootstrap: str, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await p.start()
+    try:
+        for topic, key, value in records:
+            await p.send(topic, value, key=key)
+        await p.flush()
+    finally:
+        await p.stop()
+
+
+def load_topics(env: dict[str, str], lines: list[bytes]) -> int:
+    """Create the deployment's topics and write ``lines`` to the input topics, as ``riskflow replay`` does."""
+    s = settings_of(env)
+    asyncio.run(ensure_topics(s))
+    records = [(r.topic, r.key, r.value) for r in route(lines, s)]
+    asyncio.run(_produce(s.kafka_bootstrap or "", records))
+    return len(records)
+
+
+def input_topics(env: dict[str, str]) -> list[str]:
+    return [env["RISKFLOW_TOPIC_INSTITUTION_EVENTS"], env["RISKFLOW_TOPIC_FUND_EVENTS"]]
+
+
+@dataclass
+class Rate:
+    """Events counted between the first and the last progress sample."""
+
+    count: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("nan")
+
+
+def rate_of(samples: list[tuple[float, int]]) -> Rate:
+    """Throughput from (time, cumulative count) samples: from the first progress to the last.
+
+    The first sample's own count is excluded (it arrived before the clock started).
+    """
+    moving = [(t, c) for t, c in samples if c > 0]
+    if len(moving) < 2:
+        return Rate(0, 0.0)
+    last_c = moving[-1][1]
+    t_last = next(t for t, c in moving if c == last_c)
+    return Rate(last_c - moving[0][1], t_last - moving[0][0])
+
+
+async def raw_consume(
+    bootstrap: str, topics: list[str], expect: int, *, fetch_max_wait_ms: int = 50, quiet: float = 3.0
+) -> Rate:
+    """The reference: a raw aiokafka consumer, ``getmany`` + ``orjson.loads`` of every value.
+
+    Reads from the start until ``expect`` events or ``quiet`` seconds without any
+    (Tansu reports end offsets short, so the last batch may stay unread).
+    """
+    c = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    max_records = min(10_000, max(50, expect // 20))  # enough progress samples on a small topic too
+    await c.start()
+    samples: list[tuple[float, int]] = []
+    got = 0
+    loads = orjson.loads
+    try:
+        last = time.monotonic()
+        while got < expect and time.monotonic() - last < quiet:
+            batch = await c.getmany(timeout_ms=200, max_records=max_records)
+            for msgs in batch.values():
+                for m in msgs:
+                    loads(m.value)
+                got += len(msgs)
+            if batch:
+                last = time.monotonic()
+                samples.append((last, got))
+    finally:
+        await c.stop()
+    return rate_of(samples)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Sum of each metric family (over labels) from a worker's /metrics, or {} if unreachable."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        try:
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        except ValueError:
+            continue
+    return out
+
+
+def handled(metrics: dict[str, float]) -> int:
+    """Input messages a worker has fully handled: valid events plus dead letters."""
+    return int(metrics.get("riskflow_events_total", 0) + metrics.get("riskflow_invalid_events_total", 0))
+
+
+@dataclass
+class WorkerProc:
+    proc: subprocess.Popen[bytes]
+    metrics_port: int
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def tail(self, n: int = 2000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+
+@dataclass
+class Workers:
+    env: dict[str, str]
+    procs: list[WorkerProc] = field(default_factory=list)
+
+    def start(self, count: int = 1) -> Workers:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        for _ in range(count):
+            port = free_port()
+            n = len(self.procs)
+            tag = self.env["RISKFLOW_APP_ID"]
+            log = CACHE / f"{tag}-worker-{n}.log"
+            env = dict(os.environ, **self.env, RISKFLOW_METRICS_PORT=str(port))
+            env["RISKFLOW_DATA_DIR"] = str(CACHE / f"{tag}-data-{n}")
+            env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+            with open(log, "wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "riskflow", "worker"], env=env, stdout=out, stderr=out, cwd=ROOT
+                )
+            self.procs.append(WorkerProc(proc, port, log))
+        return self
+
+    def total(self) -> int | None:
+        """Messages handled by all workers so far (None while a worker's /metrics is not up)."""
+        n = 0
+        for w in self.procs:
+            if w.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {w.proc.returncode}:\n{w.tail()}")
+            m = scrape(w.metrics_port)
+            if not m:
+                return None
+            n += handled(m)
+        return n
+
+    def follow(self, expect: int, *, timeout: float = 600.0, quiet: float = 10.0, every: float = 0.1) -> Rate:
+        """Sample progress until ``expect`` messages are handled (or no progress for ``quiet`` s)."""
+        samples: list[tuple[float, int]] = []
+        deadline = time.monotonic() + timeout
+        last_change, last_n = time.monotonic(), -1
+        while time.monotonic() < deadline:
+            n = self.total()
+            now = time.monotonic()
+            if n is not None:
+                samples.append((now, n))
+                if n != last_n:
+                    last_change, last_n = now, n
+                if n >= expect or (n > 0 and now - last_change > quiet):
+                    break
+            time.sleep(every)
+        return rate_of(samples)
+
+    def stop(self) -> None:
+        for w in self.procs:
+            w.stop()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def headline(name: str, value: float, digits: int = 3) -> None:
+    """The last line of every benchmark: ``name=value``."""
+    print(f"{name}={value:.{digits}f}" if isinstance(value, float) else f"{name}={value}", flush=True)

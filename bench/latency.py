@@ -1,0 +1,136 @@
+"""Latency at a steady rate: event produced → alert on the alerts topic, beside produce → raw receive.
+
+Each round creates a fresh deployment, starts a real ``riskflow worker``, and
+produces a simulated history at a steady rate (default 2,000 events/s). In the
+same process, in the same run, a raw aiokafka consumer reads the input topics
+and an alerts consumer reads the alerts topic; both use the worker's fetch
+wait (``RISKFLOW_FETCH_MAX_WAIT``) and the same producer (linger 5 ms).
+Latency of an alert = its arrival − the send time of the event that fired it;
+of a raw event = its arrival − its send time. The warm-up (worker start and
+group join) is excluded. The headline is the median over rounds of
+alert p99 ÷ raw p99. The alert path has one more hop (the alerts topic) than
+the raw path; that is part of what an officer waits for.
+
+    python bench/latency.py [--rate 2000] [--seconds 20] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+if __package__ in (None, ""):
+    import _path  # noqa: F401
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.common import Workers, broker, headline, history, median, percentile, settings_of, stack_settings
+from riskflow.kafka import ensure_topics
+from riskflow.replay import route
+
+
+async def _reader(bootstrap: str, topics: list[str], fetch_ms: int, out: dict[str, float], stop: asyncio.Event) -> None:
+    c = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=fetch_ms,
+    )
+    await c.start()
+    loads = orjson.loads
+    try:
+        while not stop.is_set():
+            batch = await c.getmany(timeout_ms=100)
+            now = time.time()
+            for msgs in batch.values():
+                for m in msgs:
+                    eid = loads(m.value).get("event_id")
+                    if eid is not None and eid not in out:
+                        out[eid] = now
+    finally:
+        await c.stop()
+
+
+async def _round(bootstrap: str, lines: list[bytes], rate: int, seconds: float, warmup: float) -> tuple:
+    env = stack_settings(bootstrap)
+    s = settings_of(env)
+    fetch_ms = int(s.fetch_max_wait * 1000)
+    await ensure_topics(s)
+    records = list(route(lines, s))
+    ids = [orjson.loads(r.value)["event_id"] for r in records]
+    sent: dict[str, float] = {}
+    raw_seen: dict[str, float] = {}
+    alert_seen: dict[str, float] = {}
+    stop = asyncio.Event()
+    inputs = [s.topic_institution_events, s.topic_fund_events]
+    readers = [
+        asyncio.create_task(_reader(bootstrap, inputs, fetch_ms, raw_seen, stop)),
+        asyncio.create_task(_reader(bootstrap, [s.topic_alerts], fetch_ms, alert_seen, stop)),
+    ]
+    workers = Workers(env).start(1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        tick = 0.01
+        per_tick = max(1, round(rate * tick))
+        total = min(len(records), int(rate * (warmup + seconds)))
+        t0 = time.monotonic()
+        measured_from = time.time() + warmup
+        for i in range(0, total, per_tick):
+            ahead = t0 + (i / per_tick) * tick - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            for rec, eid in zip(records[i : i + per_tick], ids[i : i + per_tick], strict=True):
+                sent[eid] = time.time()
+                await producer.send(rec.topic, rec.value, key=rec.key)
+            if workers.procs[0].proc.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{workers.procs[0].tail()}")
+        await producer.flush()
+        await asyncio.sleep(5.0)  # drain
+    finally:
+        stop.set()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await producer.stop()
+        workers.stop()
+    measured = {e for e, t in sent.items() if t >= measured_from}
+    raw = [raw_seen[e] - sent[e] for e in measured if e in raw_seen]
+    alerts = [alert_seen[e] - sent[e] for e in measured if e in alert_seen]
+    return raw, alerts, len(measured)
+
+
+def main(argv: list[str] | None = None) -> float:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=int, default=2000, help="events per second")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per round")
+    ap.add_argument("--warmup", type=float, default=15.0, help="seconds excluded at the start (worker joins)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--bootstrap", default=None)
+    args = ap.parse_args(argv)
+
+    lines = history(int(args.rate * (args.seconds + args.warmup)) + 1)
+    ratios = []
+    with broker(args.bootstrap) as bootstrap:
+        for r in range(args.rounds):
+            raw, alerts, n = asyncio.run(_round(bootstrap, lines, args.rate, args.seconds, args.warmup))
+            if not raw or not alerts:
+                raise SystemExit(f"round {r + 1}: no measurement (raw {len(raw)}, alerts {len(alerts)} of {n})")
+            r50, r99 = percentile(raw, 0.5), percentile(raw, 0.99)
+            a50, a99 = percentile(alerts, 0.5), percentile(alerts, 0.99)
+            ratios.append(a99 / r99)
+            print(
+                f"round {r + 1}: {n} events measured; raw p50 {r50 * 1000:.0f} ms p99 {r99 * 1000:.0f} ms "
+                f"({len(raw)} seen); event->alert p50 {a50 * 1000:.0f} ms p99 {a99 * 1000:.0f} ms "
+                f"({len(alerts)} alerts); p99 ratio {a99 / r99:.2f}",
+                flush=True,
+            )
+    value = median(ratios)
+    headline("latency_p99_vs_raw", value, 2)
+    return value
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Pipeline throughput: the full worker ÷ a raw aiokafka + orjson consumer, same topic, same run.
+
+One simulated history is written once to the input topics of an isolated
+deployment on the embedded broker. Each round then reads it twice, side by
+side: (a) a raw ``getmany`` + ``orjson.loads`` consumer, (b) a real
+``riskflow worker`` process with a fresh consumer group and empty state
+(parse, dead-letter check, every detector of ``detectors.factory.build_processor``,
+alert emission, state written to the changelog), whose progress is read from
+its ``/metrics``. The headline is the median of the per-round ratios.
+
+    python bench/pipeline.py [--events 200000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+
+if __package__ in (None, ""):
+    import _path  # noqa: F401
+
+from bench.common import (
+    Workers,
+    broker,
+    headline,
+    history,
+    input_topics,
+    load_topics,
+    median,
+    raw_consume,
+    stack_settings,
+)
+
+
+def main(argv: list[str] | None = None) -> float:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--bootstrap", default=None, help="use this cluster instead of the embedded broker")
+    ap.add_argument("--timeout", type=float, default=900.0, help="longest a worker may take per round, s")
+    args = ap.parse_args(argv)
+
+    lines = history(args.events)
+    with broker(args.bootstrap) as bootstrap:
+        env = stack_settings(bootstrap)
+        n = load_topics(env, lines)
+        print(f"loaded {n} events on {input_topics(env)}", flush=True)
+        ratios, raws, pipes = [], [], []
+        for r in range(args.rounds):
+            raw = asyncio.run(raw_consume(bootstrap, input_topics(env), n))
+            run_env = dict(env, RISKFLOW_APP_ID=f"riskflow-pipe-{uuid.uuid4().hex[:8]}")
+            with Workers(run_env).start(1) as w:
+                pipe = w.follow(n, timeout=args.timeout)
+            ratio = pipe.per_s / raw.per_s
+            ratios.append(ratio)
+            raws.append(raw.per_s)
+            pipes.append(pipe.per_s)
+            print(
+                f"round {r + 1}: raw {raw.per_s:,.0f} ev/s ({raw.count} in {raw.seconds:.2f}s)  "
+                f"worker {pipe.per_s:,.0f} ev/s ({pipe.count} in {pipe.seconds:.2f}s)  ratio {ratio:.3f}",
+                flush=True,
+            )
+    print(f"median: raw {median(raws):,.0f} ev/s, worker {median(pipes):,.0f} ev/s", flush=True)
+    value = median(ratios)
+    headline("pipeline_vs_raw_ratio", value)
+    return value
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The benchmarks run (on trivially small sizes), so that they do not rot.
+
+These are not timed tests: they only check that every script in ``bench/``
+still runs against the product's current API and prints its ``name=value``
+headline. The figures themselves come from ``python bench/run_all.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import backtest, common, latency, memory, parse, pipeline, scaleout
+from riskflow.broker import EmbeddedBroker
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "CACHE", tmp_path)
+    monkeypatch.setattr(memory, "CACHE", tmp_path)
+
+
+def _headline(capsys: pytest.CaptureFixture[str], name: str) -> float:
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    key, _, value = last.partition("=")
+    assert key == name, last
+    return float(value)
+
+
+def test_parse_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    parse.main(["--events", "300", "--rounds", "1"])
+    assert _headline(capsys, "msgspec_vs_orjson_speedup") > 0
+
+
+def test_parse_bench_checks_agree_with_the_schema(valid_example_lines: list[bytes], invalid_examples) -> None:
+    """The dict-based contenders accept and reject exactly what the product does."""
+    for line in valid_example_lines:
+        parse.validate_dict(parse.orjson.loads(line))
+    for why, line in invalid_examples:
+        with pytest.raises(ValueError):
+            parse.validate_dict(parse.orjson.loads(line))
+            pytest.fail(f"accepted: {why}")
+
+
+def test_backtest_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    backtest.main(["--events", "300", "--rounds", "1"])
+    assert _headline(capsys, "backtest_events_per_s") > 0
+
+
+def test_memory_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    memory.main(["--sizes", "2000", "--history", "300"])
+    assert math.isfinite(_headline(capsys, "bytes_per_entity"))
+
+
+def test_kafka_benches(broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    """Pipeline, scale-out and latency against the session's embedded broker, one short round each."""
+    pipeline.main(["--events", "400", "--rounds", "1", "--bootstrap", broker.bootstrap, "--timeout", "120"])
+    _headline(capsys, "pipeline_vs_raw_ratio")
+    scaleout.main(["--events", "400", "--rounds", "1", "--bootstrap", broker.bootstrap, "--timeout", "120"])
+    _headline(capsys, "scaleout_ratio")
+    latency.main(
+        ["--rate", "100", "--seconds", "3", "--warmup", "10", "--rounds", "1", "--bootstrap", broker.bootstrap]
+    )
+    assert _headline(capsys, "latency_p99_vs_raw") > 0
