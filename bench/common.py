@@ -34,7 +34,7 @@ from riskflow.simulate import simulate
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("RISKFLOW_BENCH_CACHE", "/tmp/riskflow-bench"))
 #: Events per entity-day of the simulator (measured): sizes the population for ``n`` events.
-_RATE = 0.12
+_RATE = 0.45
 
 
 def median(xs: list[float]) -> float:
