@@ -48,15 +48,22 @@ def percentile(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-def history(n: int, seed: int = 7, days: int = 60) -> list[bytes]:
-    """At least ``n`` events of a simulated history (JSON lines, event-time order), cached on disk."""
+def history(
+    n: int, seed: int = 7, days: int = 60, mix: dict[str, float] | None = None, intensity: float = 1.0
+) -> list[bytes]:
+    """``n`` events of a simulated history (JSON lines, event-time order), cached on disk.
+
+    ``mix`` and ``intensity`` are the simulator's scenario shares and signal rate
+    (default: its own base rates).
+    """
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"history-{n}-{seed}-{days}.jsonl"
+    tag = ",".join(f"{k}={v}" for k, v in sorted((mix or {}).items()))
+    path = CACHE / f"history-{n}-{seed}-{days}-{tag}-{intensity}.jsonl"
     if path.exists():
         return path.read_bytes().splitlines()[:n]
     entities = max(20, int(n / (days * _RATE)) + 1)
     while True:
-        events, _ = simulate(entities=entities, days=days, seed=seed)
+        events, _ = simulate(entities=entities, days=days, seed=seed, scenarios=mix, intensity=intensity)
         if len(events) >= n:
             break
         entities = int(entities * n / max(1, len(events)) * 1.1) + 1

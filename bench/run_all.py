@@ -22,7 +22,7 @@ BENCHES: dict[str, list[str]] = {
     "backtest.py": ["--events", "5000", "--rounds", "1"],
     "memory.py": ["--sizes", "1000,10000", "--history", "5000"],
     "pipeline.py": ["--events", "5000", "--rounds", "1"],
-    "latency.py": ["--rate", "200", "--seconds", "5", "--warmup", "12", "--rounds", "1"],
+    "latency.py": ["--rate", "200", "--seconds", "5", "--warmup", "3", "--rounds", "1"],
     "scaleout.py": ["--events", "5000", "--rounds", "1"],
 }
 
