@@ -60,7 +60,5 @@ def test_kafka_benches(broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str
     _headline(capsys, "pipeline_vs_raw_ratio")
     scaleout.main(["--events", "400", "--rounds", "1", "--bootstrap", broker.bootstrap, "--timeout", "120"])
     _headline(capsys, "scaleout_ratio")
-    latency.main(
-        ["--rate", "100", "--seconds", "3", "--warmup", "2", "--rounds", "1", "--bootstrap", broker.bootstrap]
-    )
+    latency.main(["--rate", "100", "--seconds", "3", "--warmup", "2", "--rounds", "1", "--bootstrap", broker.bootstrap])
     assert _headline(capsys, "latency_p99_vs_raw") > 0
