@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from detectors.base import Detector, Signal
+from detectors.risk.contagion import LinkMessage
 from detectors.risk.scorer import RiskScorer
 from detectors.risk.state import RiskState
 from riskflow.alerts import Alert, alert_id, utc_now_iso
@@ -80,6 +81,7 @@ class Outcome:
     state: EntityState
     alerts: list[Alert]
     duplicate: bool = False
+    links: list[LinkMessage] = field(default_factory=list)  # for the links topic (risk contagion)
 
 
 class Engine:
@@ -138,7 +140,8 @@ class Engine:
                 dstates[det.id] = new
             hits.extend((det, sig) for sig in signals)
         if self.risk is not None:
-            return Outcome(state, self.risk.apply(state, event, hits, self._alert, self.clock))
+            alerts, links = self.risk.apply(state, event, hits, self._alert, self.clock)
+            return Outcome(state, alerts, links=links)
         return Outcome(state, [self._alert(det, sig, event) for det, sig in hits])
 
     def _alert(self, det: Detector, sig: Signal, event: Event) -> Alert:

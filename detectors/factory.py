@@ -30,14 +30,16 @@ def build_processor(
     anomaly: bool = True,
     risk: RiskConfig | None = None,
     model: PeerModel | None = None,
+    links_topic: str | None = None,
 ) -> BatchProcessor:
     """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules,
     with ``model`` as the peer-group model (see :func:`peer_detector` to swap it later).
-    ``risk``: the risk-index configuration (default: the shipped ``detectors/risk/risk.yaml``)."""
+    ``risk``: the risk-index configuration (default: the shipped ``detectors/risk/risk.yaml``).
+    ``links_topic``: the live worker's internal contagion topic; offline runs leave it unset."""
     detectors = [*pack.detectors, *(anomaly_detectors(model) if anomaly else ())]
     scorer = RiskScorer(risk if risk is not None else load_risk_config())
     engine = Engine(detectors, dedup_window=dedup_window, pack_version=pack.version, risk=scorer)
-    return BatchProcessor(engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds)
+    return BatchProcessor(engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds, links_topic=links_topic)
 
 
 def peer_detector(bp: BatchProcessor) -> PeerGroupDetector | None:

@@ -19,7 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import msgspec
+
 from detectors.engine import Engine, EntityState
+from detectors.risk.contagion import LinkMessage, decode_link
 from riskflow.alerts import Alert
 from riskflow.deadletter import dead_letter
 from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, InvalidEvent, parse_event
@@ -42,19 +45,30 @@ class BatchResult:
     #: (event_type, entity_kind, region) of each valid, non-duplicate event: metric tallies
     counted: list[tuple[str, str, str]] = field(default_factory=list)
     max_event_ts: float = 0.0
+    #: messages for the internal links topic, keyed by their ``to`` (live only; see below)
+    links: list[LinkMessage] = field(default_factory=list)
 
 
 class BatchProcessor:
+    """``links_topic``: the name of the internal topic of risk-contagion messages
+    (``detectors/risk/contagion.py``). Live, its messages come in among the events
+    and the ones a batch produces go out in ``BatchResult.links``. Offline (``None``),
+    the messages a batch produces are delivered in-process right after it, until
+    none are left, so a backtest sees the same contagion alerts.
+    """
+
     def __init__(
         self,
         engine: Engine,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+        links_topic: str | None = None,
     ) -> None:
         self.engine = engine
         self.max_bytes = max_bytes
         self.max_future_seconds = max_future_seconds
+        self.links_topic = links_topic
 
     def process(
         self,
@@ -71,7 +85,17 @@ class BatchProcessor:
         res = BatchResult()
         states = res.states
         engine = self.engine
+        links_topic = self.links_topic
         for msg in messages:
+            if msg.topic == links_topic and links_topic is not None:
+                try:
+                    link = decode_link(msg.value)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    where = (msg.topic, msg.partition, msg.offset, msg.key)
+                    res.dead_letters.append(dead_letter(msg.value, "malformed_json", str(exc), *where))
+                    continue
+                self._link(link, res, get_state, msg.partition)
+                continue
             try:
                 event = parse_event(
                     msg.value, max_bytes=self.max_bytes, max_future_seconds=self.max_future_seconds, now=now
@@ -100,7 +124,35 @@ class BatchProcessor:
                 continue
             states[eid] = (out.state, msg.partition)
             res.alerts.extend(out.alerts)
+            if out.links:
+                res.links.extend(out.links)
             res.counted.append((event.event_type, event.entity_kind, event.region))
             if event.ts > res.max_event_ts:
                 res.max_event_ts = event.ts
+        if links_topic is None:
+            while res.links:
+                pending, res.links = res.links, []
+                for link in pending:
+                    held = states.get(link.to)
+                    self._link(link, res, get_state, held[1] if held is not None else 0)
         return res
+
+    def _link(
+        self,
+        link: LinkMessage,
+        res: BatchResult,
+        get_state: Callable[[str], EntityState | None],
+        partition: int,
+    ) -> None:
+        scorer = self.engine.risk
+        if scorer is None:
+            return
+        held = res.states.get(link.to)
+        state = held[0] if held is not None else get_state(link.to)
+        if link.kind == "push":
+            res.alerts.append(scorer.on_push(state, link, self.engine.clock))
+            return
+        if state is None:
+            state = EntityState(entity_id=link.to)
+        res.links.extend(scorer.on_link(state, link))
+        res.states[link.to] = (state, partition)

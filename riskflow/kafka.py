@@ -18,6 +18,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         settings.topic_institution_events: settings.partitions,
         settings.topic_fund_events: settings.partitions,
         settings.topic_alerts: settings.partitions,
+        settings.topic_risk_links: settings.partitions,
         settings.topic_deadletter: 1,
     }
 

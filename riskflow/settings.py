@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         "riskflow.fund-events", description="RISKFLOW_TOPIC_FUND_EVENTS: input topic, private fund managers and funds."
     )
     topic_alerts: str = Field("riskflow.alerts", description="RISKFLOW_TOPIC_ALERTS: output topic of alerts.")
+    topic_risk_links: str = Field(
+        "riskflow.risk-links",
+        description="RISKFLOW_TOPIC_RISK_LINKS: internal topic of linked-entity contagion messages "
+        "(keyed by entity id, as many partitions as the inputs).",
+    )
     topic_deadletter: str = Field(
         "riskflow.deadletter", description="RISKFLOW_TOPIC_DEADLETTER: rejected messages with their reason."
     )

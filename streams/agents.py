@@ -1,6 +1,7 @@
 """The detection agent: take a batch, hand it to the pipeline, emit, persist.
 
-Order per batch matters for the no-loss guarantee without transactions:
+Contagion messages between entities (``BatchResult.links``) are delivered
+with the alerts, before the states. Order per batch matters for the no-loss guarantee without transactions:
 alerts and dead letters are *delivered* (awaited) before the entity states
 that record their events as seen are written to the changelog, and Faust
 commits input offsets only after that (it flushes the producer first). A
@@ -19,6 +20,7 @@ import faust
 
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.pipeline import BatchProcessor, RawMessage
+from detectors.risk.contagion import encode_link
 from riskflow.deadletter import encode_dead_letter
 from riskflow.metrics import Metrics
 from streams.topics import Topics
@@ -50,6 +52,7 @@ def wire_agents(
             ]
             res = processor.process(msgs, get_state)
             pending = [await topics.alerts.send(key=a.entity_id.encode(), value=a.to_json()) for a in res.alerts]
+            pending += [await topics.links.send(key=m.to.encode(), value=encode_link(m)) for m in res.links]
             pending += [
                 await topics.deadletter.send(
                     key=(d["key"] or "").encode(),

@@ -11,8 +11,9 @@ from riskflow.settings import Settings
 
 @dataclass(frozen=True)
 class Topics:
-    inputs: faust.TopicT  # both input topics, consumed by one agent
+    inputs: faust.TopicT  # both input topics and the risk-links topic, consumed by one agent
     alerts: faust.TopicT
+    links: faust.TopicT
     deadletter: faust.TopicT
 
 
@@ -22,9 +23,14 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         inputs=app.topic(
             settings.topic_institution_events,
             settings.topic_fund_events,
+            # Contagion messages between entities (detectors/risk/contagion.py): keyed by entity
+            # id and co-partitioned with the inputs, so one agent owns an entity's events, its
+            # messages and its table partition, and applies them to its state one at a time.
+            settings.topic_risk_links,
             partitions=settings.partitions,
             **raw,  # type: ignore[arg-type]
         ),
         alerts=app.topic(settings.topic_alerts, partitions=settings.partitions, **raw),  # type: ignore[arg-type]
+        links=app.topic(settings.topic_risk_links, partitions=settings.partitions, **raw),  # type: ignore[arg-type]
         deadletter=app.topic(settings.topic_deadletter, partitions=1, **raw),  # type: ignore[arg-type]
     )

@@ -39,6 +39,7 @@ def build_topology(
         max_bytes=settings.max_event_bytes,
         max_future_seconds=settings.max_future_seconds,
         risk=load_risk_config(settings.risk_config),
+        links_topic=settings.topic_risk_links,
     )
     wire_agents(
         app,

@@ -43,13 +43,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from detectors.base import Detector, Signal
+from detectors.risk import contagion as _contagion
 from detectors.risk import people as _people
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
+from detectors.risk.contagion import LinkMessage
 from detectors.risk.state import RiskState, RuleTrack
 from riskflow.alerts import Alert, alert_id
 from riskflow.schema import Event
 
 LEVEL_RULE = "risk.level"
+_LINK_EVENTS = frozenset({"fund.registered", "entity.registered", "flow.transfer"})
 
 MakeAlert = Callable[[Detector, Signal, Event], Alert]
 
@@ -138,18 +141,20 @@ class RiskScorer:
         hits: Sequence[tuple[Detector, Signal]],
         make: MakeAlert,
         clock: Callable[[], str],
-    ) -> list[Alert]:
-        """Update ``state.risk`` (an :class:`~detectors.engine.EntityState`) and return the alerts."""
+    ) -> tuple[list[Alert], list[LinkMessage]]:
+        """Update ``state.risk`` (an :class:`~detectors.engine.EntityState`); return the alerts
+        and the messages for the links topic (see ``contagion.py``)."""
         r: RiskState | None = state.risk
         if r is None:
             r = state.risk = RiskState()
         cfg = self.config
         ts = event.ts
         self._exposure(r, event)
+        links = _contagion.links_from_event(r, event, cfg) if event.event_type in _LINK_EVENTS else []
         if not hits and not r.rules and r.level == "green":
             if ts > r.t:
                 r.t = ts
-            return []
+            return [], links
         self._decay(r, ts)
         late = 0.5 ** ((r.t - ts) / cfg.half_life) if ts < r.t else 1.0
         # Fold the hits in; remember per rule the count before this event and the last signal.
@@ -201,12 +206,34 @@ class RiskScorer:
             if rank >= LEVEL_RANK[cfg.contagion_from]:
                 r.hot = True
             alerts.append(self._level_alert(r, event, old, new, idx, people, amount, clock))
+            links += _contagion.pushes_on_transition(r, event.entity_id, event.entity_kind)
         r.index = idx
         # Forget rules whose weight has decayed away and whose episode is closed.
         floor, quiet = cfg.forget_below, cfg.quiet
         for rid in [rid for rid, tr in r.rules.items() if tr.acc < floor and ts - tr.last > quiet]:
             del r.rules[rid]
-        return alerts
+        return alerts, links
+
+    # -- messages from the links topic ---------------------------------------------------------
+    def on_link(self, state: Any, msg: LinkMessage) -> list[LinkMessage]:
+        """A ``link`` for this entity (the source): remember the dependent; maybe push to it."""
+        if state.risk is None:
+            state.risk = RiskState()
+        return _contagion.on_link(state.risk, state.entity_id, state.entity_kind, msg, self.config)
+
+    def on_push(self, state: Any, msg: LinkMessage, clock: Callable[[], str]) -> Alert:
+        """A ``push`` for this entity (the dependent): its contagion alert. ``state`` may be None."""
+        r = state.risk if state is not None else None
+        people, amount = self.affected(r) if r is not None else (0, 0.0)
+        return _contagion.contagion_alert(
+            msg,
+            self.config,
+            entity_kind=state.entity_kind if state is not None else "",
+            region=state.region if state is not None else "",
+            people=people,
+            amount=amount,
+            clock=clock,
+        )
 
     def _fill(
         self, a: Alert, r: RiskState, idx: float, level: str, people: int, amount: float, first: str | None

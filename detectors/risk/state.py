@@ -44,4 +44,4 @@ class RiskState(msgspec.Struct, array_like=True):
     trans_index: float = 0.0  # index at the latest level transition
     trans_ts: float = 0.0  # event time of the latest level transition
     dependents: list[str] = msgspec.field(default_factory=list)  # "relation|entity id"
-    announced: list[str] = msgspec.field(default_factory=list)  # "relation|entity id" this entity linked to
+    announced: bytes = b""  # 8-byte digests of the "relation|entity id" links this entity announced

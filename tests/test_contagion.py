@@ -1,0 +1,194 @@
+"""Linked-entity contagion: a source's level reaches its dependents through the links topic."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from detectors.engine import EntityState
+from detectors.factory import build_processor
+from detectors.pipeline import BatchProcessor, RawMessage
+from detectors.risk import RiskConfig
+from detectors.risk.contagion import CONTAGION_RULE, LinkMessage, encode_link
+from detectors.risk.state import RiskState
+from detectors.rules import load_pack
+from riskflow.alerts import alert_id
+from riskflow.schema import parse_event
+
+LINKS = "links"
+
+
+def raw(event_type: str, payload: dict, entity: str, kind: str, day: float, n: str, region: str = "330100") -> bytes:
+    d = {
+        "schema": "riskflow.event/v1",
+        "event_id": n,
+        "event_type": event_type,
+        "entity_id": entity,
+        "entity_kind": kind,
+        "region": region,
+        "event_time": f"2025-03-{1 + int(day):02d}T10:00:00+08:00",
+        "source": "test",
+        "payload": payload,
+    }
+    return json.dumps(d).encode()
+
+
+def fund_registered(fund: str, manager: str, n: str = "f1", day: float = 0) -> bytes:
+    payload = {"fund_id": fund, "manager_id": manager, "fund_type": "equity", "structure": "contractual"}
+    return raw("fund.registered", payload, fund, "private_fund", day, n, region="330200")
+
+
+def lost_contact(manager: str, n: str = "m1", day: float = 1) -> bytes:
+    return raw("amac.notice", {"notice": "lost_contact"}, manager, "private_fund_manager", day, n)
+
+
+def quiet_day(entity: str, kind: str, n: str, day: float) -> bytes:
+    return raw("opinion.published", {"sentiment": 0.1}, entity, kind, day, n)
+
+
+def offline(values: list[bytes], **cfg: object):
+    bp = build_processor(load_pack(), anomaly=False, risk=RiskConfig(**cfg))  # type: ignore[arg-type]
+    return bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate(values)], {}.get)
+
+
+def contagion(alerts):
+    return [a for a in alerts if a.rule_id == CONTAGION_RULE]
+
+
+def test_manager_red_raises_its_fund_bounded_and_explained() -> None:
+    res = offline([fund_registered("PF-9", "PFM-1"), lost_contact("PFM-1")])
+    (a,) = contagion(res.alerts)
+    mgr_level = next(x for x in res.alerts if x.rule_id == "risk.level")
+    assert mgr_level.entity_id == "PFM-1" and mgr_level.risk_level == "red"
+    assert a.alert_id == alert_id(CONTAGION_RULE, "PF-9", "PFM-1")
+    assert (a.entity_id, a.entity_kind, a.region) == ("PF-9", "private_fund", "330200")
+    assert a.risk_index == round(0.75 * mgr_level.risk_index, 1) and a.risk_level == "orange"
+    assert a.evidence["explanation_en"] == "raised by manager PFM-1's red level"
+    assert a.evidence["explanation_zh"] == "受管理人PFM-1红色等级传导"
+    assert a.revision == 1 and a.title_zh == "关联风险传导（管理人）" and a.risk_tags == [CONTAGION_RULE]
+    assert a.event_time == mgr_level.event_time.replace("+08:00", "+00:00").replace("T10", "T02")
+    # Contagion is one hop and does not feed the fund's own index.
+    fund_state = res.states["PF-9"][0]
+    assert fund_state.risk.index == 0 and fund_state.risk.level == "green"
+    assert res.states["PFM-1"][0].risk.dependents == ["manager|PF-9"]
+
+
+def test_cap_keeps_contagion_below_red() -> None:
+    res = offline([fund_registered("PF-9", "PFM-1"), lost_contact("PFM-1")], contagion_factors={"manager": 1.0})
+    (a,) = contagion(res.alerts)
+    assert a.risk_index == 79.9 and a.risk_level == "orange"
+
+
+def test_below_the_contagion_level_nothing_spreads() -> None:
+    ad = raw("advertisement.published", {"channel": "w", "guaranteed": True}, "PFM-1", "private_fund_manager", 1, "a")
+    res = offline([fund_registered("PF-9", "PFM-1"), ad])
+    assert any(a.rule_id == "risk.level" and a.risk_level == "yellow" for a in res.alerts)
+    assert contagion(res.alerts) == []
+
+
+def test_source_falling_back_updates_the_same_alert() -> None:
+    history = [fund_registered("PF-9", "PFM-1"), lost_contact("PFM-1")]
+    history.append(quiet_day("PFM-1", "private_fund_manager", "q", 27))
+    res = offline(history, half_life_days=3)
+    # Offline, the fund's link reaches the manager after the batch: only the latest transition shows.
+    (a,) = contagion(res.alerts)
+    assert a.revision == 2 and a.risk_level == "green"
+    assert a.evidence["explanation_en"] == "manager PFM-1 is back at green level"
+    # Announced earlier (its own batch), the fund sees both transitions under one alert id.
+    bp = build_processor(load_pack(), anomaly=False, risk=RiskConfig(half_life_days=3))
+    store: dict[str, EntityState] = {}
+    got = []
+    for i, v in enumerate(history):
+        r = bp.process([RawMessage(v, "f", 0, i, None)], store.get)
+        store.update({k: st for k, (st, _) in r.states.items()})
+        got += contagion(r.alerts)
+    assert [(x.revision, x.risk_level) for x in got] == [(1, "orange"), (2, "green")]
+    assert {x.alert_id for x in got} == {a.alert_id}
+
+
+def test_parent_and_related_party_links() -> None:
+    sub = raw("entity.registered", {"name": "S", "registered_capital": 1e6, "legal_rep": "L", "address": "A",
+                                    "parent_id": "PFM-1"}, "ENT-2", "enterprise", 0, "r1")  # fmt: skip
+    flow = raw("flow.transfer", {"direction": "out", "amount": 5e6, "counterparty_id": "ENT-3", "related_party": True},
+               "PFM-1", "private_fund_manager", 0, "t1")  # fmt: skip
+    res = offline([sub, flow, lost_contact("PFM-1")])
+    by_target = {a.entity_id: a for a in contagion(res.alerts)}
+    assert set(by_target) == {"ENT-2", "ENT-3"}
+    assert by_target["ENT-2"].evidence["relation"] == "parent" and by_target["ENT-2"].risk_level == "yellow"
+    # ENT-3 has no event of its own: kind and region are unknown, the alert still names it.
+    assert by_target["ENT-3"].evidence["explanation_en"] == "raised by related party PFM-1's red level"
+    assert by_target["ENT-3"].region == ""
+    # Affiliates both ways: ENT-3's risk would reach PFM-1 too (PFM-1 announced itself to ENT-3).
+    assert res.states["ENT-3"][0].risk.dependents == ["related_party|PFM-1"]
+
+
+def live(values: list[bytes], order_seed: int) -> list:
+    """The live path: links go out in ``BatchResult.links`` and come back, in a shuffled order,
+    interleaved with the remaining events (per entity, events keep their order)."""
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    rng = random.Random(order_seed)
+    store: dict[str, EntityState] = {}
+    queue = [RawMessage(v, "events", 0, i, None) for i, v in enumerate(values)]
+    alerts = []
+    while queue:
+        take = rng.randint(1, len(queue))
+        batch, queue = queue[:take], queue[take:]
+        res = bp.process(batch, store.get)
+        store.update({k: s for k, (s, _) in res.states.items()})
+        alerts += res.alerts
+        for m in res.links:
+            queue.insert(rng.randint(0, len(queue)), RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()))
+    return alerts
+
+
+def summary(alerts) -> dict[str, tuple[int, str, float]]:
+    best: dict[str, tuple[int, str, float]] = {}
+    for a in alerts:
+        if a.alert_id not in best or a.revision > best[a.alert_id][0]:
+            best[a.alert_id] = (a.revision, a.risk_level, a.risk_index)
+    return best
+
+
+def test_live_and_offline_agree_whatever_the_message_timing() -> None:
+    history = [
+        lost_contact("PFM-1", "m1", 1),  # the manager turns red before its fund announces itself
+        fund_registered("PF-9", "PFM-1", "f1", 2),
+        fund_registered("PF-8", "PFM-1", "f2", 2),
+        quiet_day("PFM-1", "private_fund_manager", "q1", 20),
+        quiet_day("PFM-1", "private_fund_manager", "q2", 27),
+        quiet_day("PF-9", "private_fund", "q3", 28),
+    ]
+    want = summary(offline(history).alerts)
+    assert len(contagion(offline(history).alerts)) >= 2
+    for seed in range(8):
+        assert summary(live(history, seed)) == want, seed
+
+
+def test_dependents_are_bounded_independently_of_arrival_order() -> None:
+    cfg = RiskConfig(max_dependents=3)
+    funds = [fund_registered(f"PF-{i}", "PFM-1", f"f{i}") for i in range(8)]
+    a = offline([*funds, lost_contact("PFM-1")], max_dependents=3)
+    b = offline([*reversed(funds), lost_contact("PFM-1")], max_dependents=3)
+    kept = a.states["PFM-1"][0].risk.dependents
+    assert kept == b.states["PFM-1"][0].risk.dependents and len(kept) == cfg.max_dependents
+    # Every kept dependent hears of the red level, whatever the order. (A dependent pushed to and
+    # then evicted keeps its alert: beyond the bound, which extra ones get one depends on order.)
+    for res in (a, b):
+        targets = {x.entity_id for x in contagion(res.alerts)}
+        assert {k.partition("|")[2] for k in kept} <= targets
+
+
+def test_link_announced_once_per_target() -> None:
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    res = bp.process([RawMessage(fund_registered("PF-9", "PFM-1", f"f{i}", i), "e", 0, i, None) for i in range(3)],
+                     {}.get)  # fmt: skip
+    assert res.links == [LinkMessage(kind="link", to="PFM-1", other="PF-9", relation="manager")]
+    assert isinstance(res.states["PF-9"][0].risk, RiskState)
+
+
+def test_bad_link_message_is_dead_lettered() -> None:
+    bp: BatchProcessor = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    res = bp.process([RawMessage(b'{"kind": "nope"}', LINKS, 2, 7, b"X")], {}.get)
+    (d,) = res.dead_letters
+    assert d["reason"] == "malformed_json" and d["topic"] == LINKS and d["offset"] == 7
+    assert parse_event(lost_contact("PFM-1")).entity_id == "PFM-1"
