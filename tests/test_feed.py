@@ -21,15 +21,17 @@ from riskflow.feed.openapi import openapi_document
 from riskflow.store import open_store
 from tests.test_store import make_alert
 
+pytest_plugins = ["tests.pg_fixtures"]
+
 TOKENS = "v1ewer-token:viewer:audit.office,0fficer-token:officer:li.na,adm1n-token:admin:chief.zhao"
 VIEWER, OFFICER, ADMIN = ({"Authorization": f"Bearer {t}"} for t in ("v1ewer-token", "0fficer-token", "adm1n-token"))
 
 Scenario = Callable[[TestClient, str], Awaitable[None]]
 
 
-def run_app(tmp_path: Path, scenario: Scenario) -> None:
-    """Serve a store seeded with three alerts and run ``scenario(client, store_path)`` against it."""
-    target = str(tmp_path / "alerts.sqlite3")
+def run_app(tmp_path: Path, scenario: Scenario, target: str | None = None) -> None:
+    """Serve a store (SQLite unless ``target``) seeded with three alerts; run ``scenario(client, target)``."""
+    target = target or str(tmp_path / "alerts.sqlite3")
     with open_store(target) as s:
         s.upsert_alerts(
             [
@@ -190,7 +192,8 @@ async def _read_events(resp: Any, want: int, timeout: float = 30.0) -> AsyncIter
                 yield json.loads(data.group(1))
 
 
-def test_stream_pushes_changes_from_any_writer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_stream_pushes_changes_from_any_writer(tmp_path: Path, db: str, request: pytest.FixtureRequest) -> None:
     async def scenario(c: TestClient, target: str) -> None:
         r = await c.get("/api/alerts", headers=VIEWER)
         seq = (await _json(r))["seq"]
@@ -213,7 +216,7 @@ def test_stream_pushes_changes_from_any_writer(tmp_path: Path) -> None:
         assert again == ["a9", "a2"]
         resp.close()
 
-    run_app(tmp_path, scenario)
+    run_app(tmp_path, scenario, request.getfixturevalue("postgres_url") if db == "postgresql" else None)
 
 
 def test_page_static_and_openapi_document(tmp_path: Path) -> None:

@@ -185,15 +185,15 @@ def test_list_filters_and_order(store: AlertStore) -> None:
         ]
     )
     ids = lambda rows: [r.alert.alert_id for r in rows]  # noqa: E731
-    assert ids(store.list()) == ["a2", "a3", "a1"]
-    assert ids(store.list(order="risk_index")) == ["a1", "a3", "a2"]
-    assert ids(store.list(region="330300")) == ["a2", "a3"]
-    assert ids(store.list(level="red")) == ["a3", "a1"]
-    assert ids(store.list(region="330300", level="red", entity_kind="private_fund")) == ["a3"]
-    assert ids(store.list(rule_id="pf.unqualified_investor")) == ["a3"]
-    assert ids(store.list(limit=1)) == ["a2"]
+    assert ids(store.list_alerts()) == ["a2", "a3", "a1"]
+    assert ids(store.list_alerts(order="risk_index")) == ["a1", "a3", "a2"]
+    assert ids(store.list_alerts(region="330300")) == ["a2", "a3"]
+    assert ids(store.list_alerts(level="red")) == ["a3", "a1"]
+    assert ids(store.list_alerts(region="330300", level="red", entity_kind="private_fund")) == ["a3"]
+    assert ids(store.list_alerts(rule_id="pf.unqualified_investor")) == ["a3"]
+    assert ids(store.list_alerts(limit=1)) == ["a2"]
     store.transition("a2", "ack", actor="li.na")
-    assert ids(store.list(status="open")) == ["a3", "a1"]
+    assert ids(store.list_alerts(status="open")) == ["a3", "a1"]
     assert [r["rule_id"] for r in store.rules()] == ["pf.guaranteed_return", "pf.unqualified_investor"]
     assert store.rules()[0]["title_zh"] == "承诺保本保收益"
 
@@ -207,3 +207,20 @@ def test_data_survives_reopening_the_store(target: str) -> None:
         assert (row.status, row.alert.title_zh) == ("acknowledged", "协会公示失联")
         assert s.audit("a1")[0].note == "已电话核实"
         assert s.upsert_alerts([make_alert("a1")]) == []
+
+
+def test_postgres_store_reconnects_after_losing_its_connection(postgres_url: str) -> None:
+    import psycopg
+
+    with open_store(postgres_url) as s:
+        s.upsert_alerts([make_alert("a1")])
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            n = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert n and n[0] == 1
+        with pytest.raises(psycopg.OperationalError):
+            s.upsert_alerts([make_alert("a2")])  # the write in flight fails: the sink retries it
+        assert s.upsert_alerts([make_alert("a2")]) == ["a2"], "the next call reconnects"
+        assert s.count() == 2

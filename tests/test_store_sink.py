@@ -15,6 +15,8 @@ from riskflow.store.sink import SinkStats, run_sink
 from tests.kafka_fixtures import Stack
 from tests.test_store import make_alert
 
+pytest_plugins = ["tests.pg_fixtures"]
+
 
 async def _committed(bootstrap: str, topic: str, group: str) -> int:
     """Sum of the group's committed offsets on ``topic`` (0 for none)."""
@@ -92,7 +94,7 @@ def test_sink_stores_each_alert_once_and_commits_after_writing(stack: Stack, tmp
     assert committed == 27, "every consumed message is committed once its batch is stored"
     with open_store(target) as s:
         assert s.count() == 20
-        assert {r.alert.alert_id for r in s.list(limit=100)} == {a.alert_id for a in first}
+        assert {r.alert.alert_id for r in s.list_alerts(limit=100)} == {a.alert_id for a in first}
 
     # A second run of the same group resumes after the commit: it sees only the new messages,
     # and a higher revision of a stored alert replaces it.
@@ -132,3 +134,27 @@ def test_sink_stopped_while_the_database_is_down_commits_nothing(stack: Stack, t
     assert asyncio.run(up()).changed == 5, "the un-committed batch is delivered again"
     with open_store(target) as s:
         assert s.count() == 5
+
+
+def test_alerts_sink_command_fills_a_postgres_store(stack: Stack, postgres_url: str) -> None:
+    """``riskflow alerts sink`` as a real process, into PostgreSQL; stops cleanly on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    stack.produce(_records(stack, [make_alert(f"c{i}") for i in range(3)] + [make_alert("c1", revision=4)]))
+    env = dict(os.environ, **stack.env, RISKFLOW_STORE_URL=postgres_url)
+    log = stack.tmp / "sink.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "riskflow", "alerts", "sink"], env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 90
+        with open_store(postgres_url) as s:
+            while time.monotonic() < deadline and not (s.count() == 3 and s.get("c1").alert.revision == 4):
+                time.sleep(0.3)
+            assert s.count() == 3, log.read_text(errors="replace")[-2000:]
+            assert s.get("c1").alert.revision == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text(errors="replace")[-2000:]

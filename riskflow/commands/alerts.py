@@ -135,7 +135,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.store import open_store
 
     with open_store(settings.store_target()) as store:
-        rows = store.list(
+        rows = store.list_alerts(
             region=args.region,
             level=args.level,
             entity_kind=args.kind,

@@ -206,7 +206,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     try:
         rows = await _store(
             request,
-            store.list,
+            store.list_alerts,
             region=q.get("region") or None,
             level=q.get("level") or None,
             entity_kind=q.get("kind") or None,
@@ -288,7 +288,7 @@ async def act(request: web.Request) -> web.Response:
 async def entity(request: web.Request) -> web.Response:
     store = request.app[KEY_STORE]
     eid = request.match_info["entity_id"]
-    rows: list[AlertRow] = await _store(request, store.list, entity_id=eid, limit=1000)
+    rows: list[AlertRow] = await _store(request, store.list_alerts, entity_id=eid, limit=1000)
     if not rows:
         return _error(404, "not_found", f"no alerts for entity {eid}")
     history = await _store(request, store.history, eid)

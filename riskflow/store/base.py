@@ -28,6 +28,7 @@ sink's inserts, officers' actions and CLI commands alike, whichever process made
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import threading
@@ -162,6 +163,10 @@ class Dialect:
     def begin(self, cur: Any) -> None:
         """Start a transaction (where the driver does not start one by itself)."""
 
+    def is_broken(self, conn: Any) -> bool:
+        """Whether ``conn`` is lost and must be replaced before the next transaction."""
+        return False
+
     def sql(self, q: str) -> str:
         return q if self.placeholder == "?" else q.replace("?", self.placeholder)
 
@@ -183,16 +188,22 @@ class AlertStore:
     def _tx(self) -> Iterator[Any]:
         """One transaction on the store's connection; commits on success, rolls back on error."""
         with self._lock:
+            if self.dialect.is_broken(self._conn):  # e.g. the database server restarted: reconnect
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = self.dialect.connect()
             cur = self._conn.cursor()
             try:
                 self.dialect.begin(cur)
                 yield cur
                 self._conn.commit()
             except BaseException:
-                self._conn.rollback()
+                with contextlib.suppress(Exception):  # a lost connection cannot roll back; keep the first error
+                    self._conn.rollback()
                 raise
             finally:
-                cur.close()
+                with contextlib.suppress(Exception):
+                    cur.close()
 
     def _x(self, cur: Any, q: str, params: Sequence[Any] = ()) -> Any:
         cur.execute(self.dialect.sql(q), tuple(params))
@@ -469,7 +480,7 @@ class AlertStore:
             raise NotFound(alert_id)
         return rows[0]
 
-    def list(
+    def list_alerts(
         self,
         *,
         region: str | None = None,

@@ -28,6 +28,9 @@ class PostgresDialect(Dialect):
             raise RuntimeError("a PostgreSQL store needs psycopg: pip install 'riskflow[postgres]'") from e
         return psycopg.connect(self.url, autocommit=False)
 
+    def is_broken(self, conn: Any) -> bool:
+        return bool(conn.closed or conn.broken)
+
     def begin(self, cur: Any) -> None:
         """psycopg opens a transaction at the first statement."""
 
