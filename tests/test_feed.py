@@ -21,8 +21,6 @@ from riskflow.feed.openapi import openapi_document
 from riskflow.store import open_store
 from tests.test_store import make_alert
 
-pytest_plugins = ["tests.pg_fixtures"]
-
 TOKENS = "v1ewer-token:viewer:audit.office,0fficer-token:officer:li.na,adm1n-token:admin:chief.zhao"
 VIEWER, OFFICER, ADMIN = ({"Authorization": f"Bearer {t}"} for t in ("v1ewer-token", "0fficer-token", "adm1n-token"))
 

@@ -12,8 +12,6 @@ import pytest
 from riskflow.alerts import Alert
 from riskflow.store import AlertStore, NotFound, TransitionError, open_store
 
-pytest_plugins = ["tests.pg_fixtures"]
-
 UTC = dt.UTC
 
 

@@ -15,8 +15,6 @@ from riskflow.store.sink import SinkStats, run_sink
 from tests.kafka_fixtures import Stack
 from tests.test_store import make_alert
 
-pytest_plugins = ["tests.pg_fixtures"]
-
 
 async def _committed(bootstrap: str, topic: str, group: str) -> int:
     """Sum of the group's committed offsets on ``topic`` (0 for none)."""
