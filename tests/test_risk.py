@@ -9,7 +9,10 @@ import random
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from detectors.base import Describe, Detector, Signal
 from detectors.engine import Engine, EntityState, decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.pipeline import RawMessage
@@ -271,3 +274,47 @@ def test_batch_boundaries_do_not_change_alerts() -> None:
 
     whole = records(len(msgs))
     assert whole[0] and records(7) == whole
+
+
+class _Any(Detector):
+    """Fires on every complaint with the severity and score written in its channel field."""
+
+    id = "t.any"
+    event_types = frozenset({"complaint.filed"})
+    describe = Describe("任意", "Any", dimension="complaints")
+
+    def score_one(self, state: object, event) -> list[Signal]:
+        sev, score = event.payload.channel.split(":")
+        return [Signal(self.id, event.event_id, sev, float(score))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["low", "medium", "high", "critical"]),
+            st.floats(0, 1),
+            st.floats(-5, 60),  # event day; out of order on purpose
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_property_index_bounded_levels_consistent_revisions_rise(hits: list[tuple[str, float, float]]) -> None:
+    cfg = RiskConfig()
+    eng = Engine([_Any()], risk=RiskScorer(cfg), clock=lambda: "wall")
+    state = None
+    best: dict[str, int] = {}
+    for i, (sev, score, day) in enumerate(hits):
+        e = ev("complaint.filed", {"channel": f"{sev}:{score}", "category": "other"}, day, i)
+        out = eng.process(state, e)
+        state = decode_state(encode_state(out.state))
+        r = state.risk
+        assert 0 <= r.index <= 100
+        lo = {"red": cfg.red, "orange": cfg.orange, "yellow": cfg.yellow, "green": 0}[r.level] - cfg.hysteresis
+        assert r.index >= lo and (r.level == "red" or r.index < {"orange": cfg.red, "yellow": cfg.orange,
+                                                                  "green": cfg.yellow}[r.level])  # fmt: skip
+        for a in out.alerts:
+            assert a.revision > best.get(a.alert_id, 0), "a revision never repeats or goes back"
+            best[a.alert_id] = a.revision
+            assert a.risk_level == r.level and a.risk_index == r.index
