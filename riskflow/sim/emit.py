@@ -54,6 +54,7 @@ class Emitter:
         self._n = 0
         self.days = days
         self.out: list[tuple[int, dict[str, Any]]] = []
+        format_cst(self._start_ts)  # fills the time-of-day table
 
     def ev(self, t: float, event_type: str, source: str, payload: dict[str, Any]) -> None:
         """Emit ``event_type`` at ``t`` days; events outside ``[0, days)`` are dropped."""
@@ -63,6 +64,10 @@ class Emitter:
         n = self._n
         self._n = n + 1
         ent = self.ent
+        local = ts + _CST_OFFSET
+        day = local // 86400
+        d = _date_cache.get(day)
+        when = (d + _TOD[local - day * 86400]) if d is not None else format_cst(ts)
         self.out.append(
             (
                 (ts << 40) | (ent.index << 20) | n,
@@ -73,7 +78,7 @@ class Emitter:
                     "entity_id": ent.entity_id,
                     "entity_kind": ent.kind,
                     "region": ent.region,
-                    "event_time": format_cst(ts),
+                    "event_time": when,
                     "source": source,
                     "payload": payload,
                 },

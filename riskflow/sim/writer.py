@@ -31,16 +31,16 @@ def write_events(events: Iterable[tuple[int, dict[str, Any]]], path: str | Path)
     """Encode and write events in chunks; returns the count."""
     enc = msgspec.json.Encoder()
     n = 0
-    buf = bytearray()
+    chunk: list[dict[str, Any]] = []
     with _open(path) as f:
         for _, ev in events:
-            enc.encode_into(ev, buf, len(buf))
-            buf += b"\n"
-            n += 1
-            if n % _CHUNK == 0:
-                f.write(buf)
-                buf.clear()
-        f.write(buf)
+            chunk.append(ev)
+            if len(chunk) >= _CHUNK:
+                f.write(enc.encode_lines(chunk))
+                n += len(chunk)
+                chunk.clear()
+        f.write(enc.encode_lines(chunk))
+        n += len(chunk)
     return n
 
 
