@@ -17,7 +17,8 @@ Measures (defined precisely in the README, "Backtest"):
 - precision = true alerts / all live-mode alerts (alerts counted once per
   ``alert_id``);
 - false alerts per 1,000 entity-days = alerts on normal entities × 1000 /
-  (normal entities × history span in days);
+  (normal entities × history span in days), the span running from the
+  earliest event to the latest valid one;
 - lead time of a detected entity = failure_time − its first true alert, days.
 
 >>> from riskflow.sim import simulate
@@ -55,10 +56,14 @@ DAY = 86400.0
 class _Head(msgspec.Struct):
     entity_id: str = ""
     entity_kind: str = ""
+
+
+class _Time(msgspec.Struct):
     event_time: _dt.datetime | None = None
 
 
 _head = msgspec.json.Decoder(_Head)
+_time = msgspec.json.Decoder(_Time)
 
 
 @dataclass
@@ -83,7 +88,7 @@ class Report:
     pack_version: str
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def _score(self, min_rank: int = 0, level_field: str = "severity") -> dict[str, Any]:
+    def _score(self, min_rank: int = 0, level_field: str = "severity", only: Any = None) -> dict[str, Any]:
         ranks = {s: i for i, s in enumerate(SEVERITIES if level_field == "severity" else LEVELS)}
         bad = {e: lab for e, lab in self.labels.items() if not lab.get("normal")}
         normal = [e for e in self.entities if e not in bad]
@@ -91,7 +96,11 @@ class Report:
         by_entity: dict[str, list[AlertRecord]] = defaultdict(list)
         for rec in self.alerts.values():
             a = rec.alert
-            if a.mode == "live" and ranks.get(getattr(a, level_field), -1) >= min_rank:
+            if (
+                a.mode == "live"
+                and ranks.get(getattr(a, level_field), -1) >= min_rank
+                and (only is None or a.rule_id in only)
+            ):
                 by_entity[a.entity_id].append(rec)
         true_alerts = 0
         total = sum(len(v) for v in by_entity.values())
@@ -167,12 +176,15 @@ class Report:
             "per_scenario": per_scenario,
         }
 
-    def summary(self) -> dict[str, Any]:
-        out = self._score()
+    def summary(self, rule_ids: Any = None) -> dict[str, Any]:
+        """The report; ``rule_ids``: score only alerts of these rules (default: all)."""
+        out = self._score(only=rule_ids)
         rules: dict[str, Counter[str]] = defaultdict(Counter)
         bad = {e for e, lab in self.labels.items() if not lab.get("normal")}
         for rec in self.alerts.values():
             a = rec.alert
+            if rule_ids is not None and a.rule_id not in rule_ids:
+                continue
             c = rules[a.rule_id]
             c["alerts"] += 1
             c["on_bad_entities" if a.entity_id in bad else "on_normal_entities"] += 1
@@ -180,7 +192,7 @@ class Report:
                 c["shadow"] += 1
         points = []
         for i, sev in enumerate(SEVERITIES):
-            s = self._score(i)
+            s = self._score(i, only=rule_ids)
             points.append(
                 {
                     "min_severity": sev,
@@ -191,7 +203,7 @@ class Report:
             )
         if any(r.alert.risk_level for r in self.alerts.values()):
             for i, lvl in enumerate(LEVELS):
-                s = self._score(i, "risk_level")
+                s = self._score(i, "risk_level", rule_ids)
                 points.append(
                     {
                         "min_risk_level": lvl,
@@ -207,7 +219,7 @@ class Report:
             "entities": len(self.entities),
             "labelled_entities": len(self.labels),
             "span_days": round(self.span_days, 3),
-            "alerts": len(self.alerts),
+            "alerts": sum(1 for r in self.alerts.values() if rule_ids is None or r.alert.rule_id in rule_ids),
             "per_rule": {k: dict(v) for k, v in sorted(rules.items())},
             "operating_points": points,
             "rule_pack_version": self.pack_version,
@@ -288,17 +300,20 @@ def backtest(
                 place = (topic, partition_for(key, parts), key) if key else (inst_topic, 0, b"")
                 if key:
                     placement[h.entity_id] = place
+                    # an entity's first event: the earliest one of an event-time ordered file
+                    try:
+                        when = _time.decode(line).event_time
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        when = None
+                    if when is not None and when.tzinfo is not None:
+                        t_min = min(t_min, when.timestamp())
             topic, part, key = place
             off = offsets[topic, part]
             offsets[topic, part] = off + 1
             msgs.append(RawMessage(line, topic, part, off, key or None))
-            if h.event_time is not None:
-                t = h.event_time.timestamp()
-                if t < t_min:
-                    t_min = t
-                if t > t_max:
-                    t_max = t
         res = bp.process(msgs, get_state, now)
+        if res.max_event_ts > t_max:
+            t_max = res.max_event_ts
         for eid, (st, _part) in res.states.items():
             store[eid] = encode_state(st)
             entities[eid] = st.entity_kind
