@@ -45,6 +45,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+        # One fetch = one batch of the hot path (streams/batchtap.py).
+        broker_max_poll_records=settings.batch_size,
         datadir=str(settings.data_dir / "faust"),
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
