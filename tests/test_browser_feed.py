@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -103,7 +104,8 @@ def test_alert_appears_live_is_acknowledged_and_stays_so(stack: Stack, browser: 
     feed = _start_feed(stack, store_path, port)
     try:
         browser.get(f"http://127.0.0.1:{port}/#token={OFFICER_TOKEN}")
-        wait = WebDriverWait(browser, WAIT, poll_frequency=0.3)
+        # The page re-renders #detail after an action: an element found a moment ago may be gone; poll again.
+        wait = WebDriverWait(browser, WAIT, poll_frequency=0.3, ignored_exceptions=[StaleElementReferenceException])
         wait.until(lambda d: "on" in d.find_element(By.ID, "conn").get_attribute("class"))
         assert "li.na · officer" in browser.find_element(By.ID, "me").text
         assert not browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr"), "the store starts empty"
