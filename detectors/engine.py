@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from detectors.risk.contagion import LinkMessage
 from detectors.risk.scorer import RiskScorer
 from detectors.risk.state import RiskState
 from riskflow.alerts import Alert, alert_id, utc_now_iso
-from riskflow.schema import Event
+from riskflow.schema import Event, Payload
 
 _DIGEST = 8  # bytes of an event-id digest kept for de-duplication
 
@@ -49,6 +50,10 @@ class EntityState(msgspec.Struct, kw_only=True):
     recent_ids: bytes = b""  # ring of 8-byte digests of recent event ids, newest last
     detectors: dict[str, Any] = msgspec.field(default_factory=dict)
     risk: RiskState | None = None  # risk index, level, episodes (detectors/risk)
+    # Timed detectors (rules of kind absence): earliest pending deadline (0: none), and the
+    # input partition ("topic#partition") whose watermark moves this entity's time on.
+    due: float = 0.0
+    lane: str = ""
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -108,6 +113,7 @@ class Engine:
         self.clock = clock
         self.risk = risk
         self._by_type: dict[str, list[Detector]] = {}
+        self._timed = [d for d in self.detectors if getattr(d, "timed", False)]
 
     def _for_event(self, event: Event) -> list[Detector]:
         key = event.event_type + "\x1f" + event.entity_kind
@@ -132,6 +138,7 @@ class Engine:
             state.watermark = event.ts
         hits: list[tuple[Detector, Signal]] = []
         dstates = state.detectors
+        timed = False
         for det in self._for_event(event):
             new, signals = det.process(dstates.get(det.id, None) or det.init_state(), event)
             if new is None:
@@ -139,10 +146,63 @@ class Engine:
             else:
                 dstates[det.id] = new
             hits.extend((det, sig) for sig in signals)
+            timed = timed or getattr(det, "timed", False)
+        if timed:
+            self._set_due(state)
+        return self._emit(state, event, hits)
+
+    def _emit(self, state: EntityState, event: Event, hits: list[tuple[Detector, Signal]]) -> Outcome:
         if self.risk is not None:
             alerts, links = self.risk.apply(state, event, hits, self._alert, self.clock)
             return Outcome(state, alerts, links=links)
         return Outcome(state, [self._alert(det, sig, event) for det, sig in hits])
+
+    def _set_due(self, state: EntityState) -> None:
+        due = 0.0
+        for det in self._timed:
+            ds = state.detectors.get(det.id)
+            d = det.next_deadline(ds) if ds is not None else None  # type: ignore[attr-defined]
+            if d is not None and (not due or d < due):
+                due = d
+        state.due = due
+
+    def advance(self, state: EntityState, watermark: float) -> Outcome:
+        """Event time has passed ``watermark`` on the entity's partition: fire what is overdue.
+
+        The findings carry no event of this entity; they are emitted as of the
+        deadline that passed (a synthetic ``riskflow.deadline`` event at that time).
+        """
+        result = Outcome(state, [])
+        for det in self._timed:
+            ds = state.detectors.get(det.id)
+            if ds is None:
+                continue
+            d = det.next_deadline(ds)  # type: ignore[attr-defined]
+            if d is None or d >= watermark:
+                continue
+            ds, signals = det.on_time(ds, watermark)  # type: ignore[attr-defined]
+            state.detectors[det.id] = ds
+            for sig in signals:
+                out = self._emit(state, self._deadline_event(state, sig), [(det, sig)])
+                result.alerts += out.alerts
+                result.links += out.links
+        self._set_due(state)
+        return result
+
+    @staticmethod
+    def _deadline_event(state: EntityState, sig: Signal) -> Event:
+        at = _dt.datetime.fromisoformat(str(sig.evidence["due"]))
+        return Event(
+            event_id="",
+            event_type="riskflow.deadline",
+            entity_id=state.entity_id,
+            entity_kind=state.entity_kind,
+            region=state.region,
+            event_time=at,
+            source="riskflow",
+            payload=Payload(),
+            ts=at.timestamp(),
+        )
 
     def _alert(self, det: Detector, sig: Signal, event: Event) -> Alert:
         d = det.describe

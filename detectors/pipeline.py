@@ -14,8 +14,9 @@ lines of a file. Both therefore produce the same alerts for the same history.
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -49,8 +50,31 @@ class BatchResult:
     links: list[LinkMessage] = field(default_factory=list)
 
 
+class Lane:
+    """Event-time progress of one input partition: its watermark and its deadline index.
+
+    ``watermark`` is the largest event time of any valid, non-duplicate event
+    seen on the partition; ``heap`` holds ``(deadline, entity_id)`` of entities
+    with pending timed findings (stale entries are skipped on pop: the
+    entity's current ``due`` is the truth).
+    """
+
+    __slots__ = ("heap", "watermark")
+
+    def __init__(self) -> None:
+        self.watermark = 0.0
+        self.heap: list[tuple[float, str]] = []
+
+
 class BatchProcessor:
-    """``links_topic``: the name of the internal topic of risk-contagion messages
+    """Timed rules (``absence``) fire when the watermark of the entity's input
+    partition passes their deadline, checked after every event, so firing
+    depends only on the order of events within each partition. The lanes live
+    in memory; :meth:`rebuild` restores them from the entity states (each
+    state records its lane, watermark and next deadline), e.g. after a restart
+    or a rebalance.
+
+    ``links_topic``: the name of the internal topic of risk-contagion messages
     (``detectors/risk/contagion.py``). Live, its messages come in among the events
     and the ones a batch produces go out in ``BatchResult.links``. Offline (``None``),
     the messages a batch produces are delivered in-process right after it, until
@@ -69,6 +93,24 @@ class BatchProcessor:
         self.max_bytes = max_bytes
         self.max_future_seconds = max_future_seconds
         self.links_topic = links_topic
+        self.lanes: dict[str, Lane] = {}
+        self._lane_names: dict[tuple[str, int], str] = {}
+
+    def rebuild(self, states: Iterable[EntityState]) -> None:
+        """Rebuild every lane's watermark and deadline index from stored entity states."""
+        self.lanes = {}
+        for st in states:
+            if not st.lane:
+                continue
+            lane = self.lanes.get(st.lane)
+            if lane is None:
+                lane = self.lanes[st.lane] = Lane()
+            if st.watermark > lane.watermark:
+                lane.watermark = st.watermark
+            if st.due:
+                lane.heap.append((st.due, st.entity_id))
+        for lane in self.lanes.values():
+            heapq.heapify(lane.heap)
 
     def process(
         self,
@@ -108,6 +150,7 @@ class BatchProcessor:
             eid = event.entity_id
             held = states.get(eid)
             state = held[0] if held is not None else get_state(eid)
+            due_before = state.due if state is not None else 0.0
             out = engine.process(state, event)
             if out.duplicate:
                 res.dead_letters.append(
@@ -122,13 +165,29 @@ class BatchProcessor:
                     )
                 )
                 continue
-            states[eid] = (out.state, msg.partition)
+            st = out.state
+            states[eid] = (st, msg.partition)
             res.alerts.extend(out.alerts)
             if out.links:
                 res.links.extend(out.links)
             res.counted.append((event.event_type, event.entity_kind, event.region))
             if event.ts > res.max_event_ts:
                 res.max_event_ts = event.ts
+            # event-time progress of this input partition (timed rules)
+            name = self._lane_names.get((msg.topic, msg.partition))
+            if name is None:
+                name = self._lane_names[(msg.topic, msg.partition)] = f"{msg.topic}#{msg.partition}"
+            lane = self.lanes.get(name)
+            if lane is None:
+                lane = self.lanes[name] = Lane()
+            st.lane = name
+            if st.due and st.due != due_before:
+                heapq.heappush(lane.heap, (st.due, eid))
+            if event.ts > lane.watermark:
+                lane.watermark = event.ts
+            heap = lane.heap
+            if heap and heap[0][0] < lane.watermark:
+                self._advance(lane, msg.partition, states, get_state, res)
         if links_topic is None:
             while res.links:
                 pending, res.links = res.links, []
@@ -136,6 +195,29 @@ class BatchProcessor:
                     held = states.get(link.to)
                     self._link(link, res, get_state, held[1] if held is not None else 0)
         return res
+
+    def _advance(
+        self,
+        lane: Lane,
+        partition: int,
+        states: dict[str, tuple[EntityState, int]],
+        get_state: Callable[[str], EntityState | None],
+        res: BatchResult,
+    ) -> None:
+        heap, wm = lane.heap, lane.watermark
+        while heap and heap[0][0] < wm:
+            due, eid = heapq.heappop(heap)
+            held = states.get(eid)
+            st = held[0] if held is not None else get_state(eid)
+            if st is None or st.due != due:
+                continue  # stale entry: the entity's deadline moved since it was indexed
+            out = self.engine.advance(st, wm)
+            states[eid] = (out.state, partition)
+            res.alerts.extend(out.alerts)
+            if out.links:
+                res.links.extend(out.links)
+            if out.state.due:
+                heapq.heappush(heap, (out.state.due, eid))
 
     def _link(
         self,

@@ -1,17 +1,30 @@
 """Rules as data: a rule is a :class:`~detectors.base.Detector` built from a YAML mapping.
 
-Each rule kind (``threshold``, ...) is a subclass in its own module, registered
-by its ``kind`` name; :func:`build_rule` validates the common fields and hands
-the rest to the kind.
+Each rule kind (``threshold``, ``window``, ...) is a subclass in its own module,
+registered by its ``kind`` name; :func:`build_rule` validates the common fields
+and hands ``params`` to the kind, which validates its own. Every problem is a
+:class:`RuleError` naming the file, the rule id and the field.
+
+Stateful kinds keep their per-entity state as plain data (lists, dicts of
+numbers and short strings) so that it travels in ``EntityState.detectors``
+(msgpack, changelog-backed). Windows are **day buckets** in China Standard
+Time (:func:`day_of`): a 90-day window of counts is at most 90 pairs, whatever
+the event rate. Kinds whose findings depend on time passing without events
+(``absence``) set ``timed`` and implement :meth:`Rule.next_deadline` /
+:meth:`Rule.on_time`; the engine calls them as event time advances.
+
+>>> day_of(0.0), day_of(16 * 3600.0)  # 1970-01-01 16:00 UTC is the 2nd in Beijing
+(0, 1)
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any, ClassVar
 
-from detectors.base import Describe, Detector
+from detectors.base import Describe, Detector, Signal
 from riskflow.alerts import SEVERITIES
-from riskflow.schema import CATALOGUE, ENTITY_KINDS
+from riskflow.schema import CATALOGUE, ENTITY_KINDS, Event
 
 #: The 冒烟指数 dimensions plus RiskFlow's own two.
 DIMENSIONS = (
@@ -25,8 +38,36 @@ DIMENSIONS = (
 )
 
 REQUIRED = ("id", "name_zh", "name_en", "kind", "severity", "dimension", "rationale", "source")
+OPTIONAL = ("entity_kinds", "mode", "version", "params")
 
 RULE_KINDS: dict[str, type[Rule]] = {}
+
+DAY = 86400.0
+CST_OFFSET = 8 * 3600.0  # windows count calendar days in China Standard Time
+
+
+def day_of(ts: float) -> int:
+    """Calendar day number (CST) of a POSIX time: the unit of every window bucket."""
+    return int((ts + CST_OFFSET) // DAY)
+
+
+def _any_in(got: Any, want: Any) -> bool:
+    if isinstance(got, (list, tuple)):
+        return any(g in want for g in got)
+    return got in want
+
+
+OPS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "in": lambda a, b: a in b,
+    "not_in": lambda a, b: a not in b,
+    "any_in": _any_in,  # a list field (e.g. keywords) shares an element with the value list
+}
 
 
 class RuleError(ValueError):
@@ -37,19 +78,76 @@ class RuleError(ValueError):
         self.where, self.rule_id, self.field, self.problem = where, rule_id, field, problem
 
 
+class Condition:
+    """``{field, op, value}`` on a payload. ``field`` may be a ratio ``a/b`` of two fields.
+
+    A missing (null) field never matches, so a report that omits a ratio cannot
+    breach a limit on it; a ratio with a zero or negative denominator does not match.
+
+    >>> c = Condition("loan_balance/net_assets", ">", 8)
+    >>> class P: loan_balance, net_assets = 900.0, 100.0
+    >>> c.read(P), c.test(P)
+    (9.0, True)
+    """
+
+    __slots__ = ("den", "field", "num", "op", "op_name", "value")
+
+    def __init__(self, field: str, op: str, value: Any) -> None:
+        self.field, self.op_name, self.op, self.value = field, op, OPS[op], value
+        num, _, den = field.partition("/")
+        self.num, self.den = num.strip(), den.strip()
+
+    def read(self, payload: Any) -> Any:
+        got = getattr(payload, self.num, None)
+        if got is None or not self.den:
+            return got
+        den = getattr(payload, self.den, None)
+        if den is None or den <= 0:
+            return None
+        return got / den
+
+    def test(self, payload: Any) -> bool:
+        got = self.read(payload)
+        if got is None:
+            return False
+        try:
+            return bool(self.op(got, self.value))
+        except TypeError:
+            return False
+
+
+def match(conditions: list[Condition], payload: Any) -> dict[str, Any] | None:
+    """The fields the conditions read if all hold, else None."""
+    evidence: dict[str, Any] = {}
+    for c in conditions:
+        got = c.read(payload)
+        if got is None:
+            return None
+        try:
+            if not c.op(got, c.value):
+                return None
+        except TypeError:
+            return None
+        evidence[c.field] = round(got, 6) if isinstance(got, float) else got
+    return evidence
+
+
 class Rule(Detector):
     """Base of every rule kind. Subclasses set ``kind`` and implement :meth:`configure`."""
 
     kind: ClassVar[str] = ""
+    #: True for kinds that fire when event time passes a deadline (see :meth:`on_time`).
+    timed: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if cls.kind:
             RULE_KINDS[cls.kind] = cls
 
-    def __init__(self, spec: dict[str, Any], where: str = "<rule>") -> None:
+    def __init__(self, spec: dict[str, Any], where: str = "<rule>", constants: dict[str, float] | None = None) -> None:
         self.spec = spec
         self.where = where
+        self.constants = dict(constants or {})
         self.id = spec["id"]
         self.severity = spec["severity"]
         self.mode = spec.get("mode", "live")
@@ -63,7 +161,10 @@ class Rule(Detector):
         )
         kinds = spec.get("entity_kinds")
         self.entity_kinds = frozenset(kinds) if kinds else None
-        self.configure(spec.get("params") or {})
+        params = spec.get("params") or {}
+        if not isinstance(params, dict):
+            raise self.fail("params", "must be a mapping")
+        self.configure(params)
 
     def fail(self, field: str, problem: str) -> RuleError:
         return RuleError(self.where, self.id, field, problem)
@@ -71,14 +172,94 @@ class Rule(Detector):
     def configure(self, params: dict[str, Any]) -> None:
         """Read and check the kind's parameters; raise :meth:`fail` on a bad one."""
 
+    def signal(self, key: str, evidence: dict[str, Any], score: float = 1.0) -> Signal:
+        return Signal(self.id, key, self.severity, score, evidence)
 
-def build_rule(spec: Any, where: str) -> Rule:
+    # -- parameter helpers shared by the kinds -------------------------------------------
+    def number(self, params: dict[str, Any], name: str, *, default: Any = ..., minimum: float | None = None) -> float:
+        """A number, or ``{const: NAME, times: K}`` resolved from the pack's constants (e.g. LPR)."""
+        raw = params.get(name, default)
+        if raw is ...:
+            raise self.fail(f"params.{name}", "required")
+        value = self.resolve(raw, f"params.{name}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self.fail(f"params.{name}", f"must be a number, got {raw!r}")
+        if minimum is not None and value < minimum:
+            raise self.fail(f"params.{name}", f"must be >= {minimum}")
+        return value
+
+    def resolve(self, raw: Any, field: str) -> Any:
+        if isinstance(raw, dict) and "const" in raw:
+            name = raw["const"]
+            if name not in self.constants:
+                raise self.fail(field, f"unknown constant {name!r}; defined: {sorted(self.constants)}")
+            times = raw.get("times", 1)
+            if not isinstance(times, (int, float)):
+                raise self.fail(field, "times must be a number")
+            return self.constants[name] * times
+        return raw
+
+    def event_type_param(self, params: dict[str, Any], name: str) -> str:
+        return check_event_type(self, f"params.{name}", params.get(name))
+
+    def conditions(self, raw: Any, field: str, event_type: str, *, required: bool = False) -> list[Condition]:
+        """Parse a ``when`` list; every field must exist on the event type's payload."""
+        if raw is None and not required:
+            return []
+        if not isinstance(raw, list) or (required and not raw):
+            raise self.fail(field, "a non-empty list of conditions is required" if required else "must be a list")
+        fields = set(CATALOGUE[event_type].__struct_fields__)
+        out = []
+        for i, c in enumerate(raw):
+            where = f"{field}[{i}]"
+            if not isinstance(c, dict) or not {"field", "op", "value"} <= set(c):
+                raise self.fail(where, "needs field, op and value")
+            if c["op"] not in OPS:
+                raise self.fail(f"{where}.op", f"unknown op; known: {sorted(OPS)}")
+            for part in str(c["field"]).split("/"):
+                if part.strip() not in fields:
+                    raise self.fail(f"{where}.field", f"{part.strip()!r} is not a field of {event_type}")
+            value = self.resolve(c["value"], f"{where}.value")
+            if c["op"] in ("in", "not_in", "any_in") and not isinstance(value, list):
+                raise self.fail(f"{where}.value", f"op {c['op']} needs a list")
+            out.append(Condition(str(c["field"]), c["op"], value))
+        return out
+
+    def field_param(self, params: dict[str, Any], name: str, event_type: str) -> str:
+        f = params.get(name)
+        if not isinstance(f, str) or f not in CATALOGUE[event_type].__struct_fields__:
+            raise self.fail(f"params.{name}", f"must name a field of {event_type}, got {f!r}")
+        return f
+
+    def check_unknown(self, params: dict[str, Any], known: set[str]) -> None:
+        extra = set(params) - known
+        if extra:
+            raise self.fail(f"params.{sorted(extra)[0]}", f"unknown parameter; known: {sorted(known)}")
+
+    # -- stateful kinds ---------------------------------------------------------------------
+    def score_one(self, state: Any, event: Event) -> list[Signal]:
+        """Stateful kinds decide in :meth:`process`; plain rules override this."""
+        return []
+
+    def next_deadline(self, state: Any) -> float | None:
+        """Earliest event time at which :meth:`on_time` may fire for this state (timed kinds)."""
+        return None
+
+    def on_time(self, state: Any, watermark: float) -> tuple[Any, list[Signal]]:
+        """Fire whatever is overdue once event time has passed ``watermark`` (timed kinds)."""
+        return state, []
+
+
+def build_rule(spec: Any, where: str, constants: dict[str, float] | None = None) -> Rule:
     if not isinstance(spec, dict):
         raise RuleError(where, "?", "-", "a rule must be a mapping")
     rid = str(spec.get("id", "?"))
     for f in REQUIRED:
         if not spec.get(f):
             raise RuleError(where, rid, f, "required field is missing or empty")
+    for f in spec:
+        if f not in REQUIRED and f not in OPTIONAL:
+            raise RuleError(where, rid, f, f"unknown field; allowed: {sorted(REQUIRED + OPTIONAL)}")
     if spec["kind"] not in RULE_KINDS:
         raise RuleError(where, rid, "kind", f"unknown kind; known: {sorted(RULE_KINDS)}")
     if spec["severity"] not in SEVERITIES:
@@ -87,10 +268,13 @@ def build_rule(spec: Any, where: str) -> Rule:
         raise RuleError(where, rid, "dimension", f"must be one of {DIMENSIONS}")
     if spec.get("mode", "live") not in ("live", "shadow"):
         raise RuleError(where, rid, "mode", "must be live or shadow")
-    for k in spec.get("entity_kinds") or ():
+    kinds = spec.get("entity_kinds")
+    if kinds is not None and not isinstance(kinds, list):
+        raise RuleError(where, rid, "entity_kinds", "must be a list")
+    for k in kinds or ():
         if k not in ENTITY_KINDS:
             raise RuleError(where, rid, "entity_kinds", f"unknown entity kind {k!r}")
-    return RULE_KINDS[spec["kind"]](spec, where)
+    return RULE_KINDS[spec["kind"]](spec, where, constants)
 
 
 def check_event_type(rule: Rule, field: str, value: Any) -> str:

@@ -1,59 +1,40 @@
 """``threshold``: one event whose payload meets every condition fires the rule.
 
 Parameters: ``event_type`` and ``when``, a list of ``{field, op, value}``
-with ``op`` one of ``< <= > >= == != in``. A field that is absent (or null)
-never matches, so a report that omits a ratio cannot breach a limit on it.
-Evidence lists the fields the conditions read.
+(ops: ``< <= > >= == != in not_in any_in``; ``field`` may be a ratio
+``a/b`` of two payload fields; ``value`` may be ``{const: lpr_1y, times: 4}``).
+A field that is absent (or null) never matches, so a report that omits a
+ratio cannot breach a limit on it. Evidence lists the fields the conditions
+read. The alert key is the event id: one alert per offending event.
+
+>>> r = ThresholdRule({"id": "x", "name_zh": "资本充足率", "name_en": "CAR", "kind": "threshold",
+...     "severity": "high", "dimension": "financial_soundness", "rationale": "r", "source": "s",
+...     "params": {"event_type": "report.prudential",
+...                "when": [{"field": "capital_adequacy_ratio", "op": "<", "value": 0.08}]}})
+>>> sorted(r.event_types)
+['report.prudential']
 """
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 from detectors.base import Signal
-from detectors.rules.base import Rule, check_event_type
+from detectors.rules.base import Rule, match
 from riskflow.schema import Event
-
-OPS = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-    "in": lambda a, b: a in b,
-}
 
 
 class ThresholdRule(Rule):
     kind = "threshold"
 
     def configure(self, params: dict[str, Any]) -> None:
-        self.event_type = check_event_type(self, "params.event_type", params.get("event_type"))
+        self.check_unknown(params, {"event_type", "when"})
+        self.event_type = self.event_type_param(params, "event_type")
         self.event_types = frozenset({self.event_type})
-        when = params.get("when")
-        if not isinstance(when, list) or not when:
-            raise self.fail("params.when", "a non-empty list of conditions is required")
-        self.conditions: list[tuple[str, Any, Any]] = []
-        for i, c in enumerate(when):
-            if not isinstance(c, dict) or not {"field", "op", "value"} <= set(c):
-                raise self.fail(f"params.when[{i}]", "needs field, op and value")
-            if c["op"] not in OPS:
-                raise self.fail(f"params.when[{i}].op", f"unknown op; known: {sorted(OPS)}")
-            self.conditions.append((str(c["field"]), OPS[c["op"]], c["value"]))
+        self.when = self.conditions(params.get("when"), "params.when", self.event_type, required=True)
 
     def score_one(self, state: Any, event: Event) -> list[Signal]:
-        p = event.payload
-        evidence: dict[str, Any] = {}
-        for field, op, value in self.conditions:
-            got = getattr(p, field, None)
-            if got is None:
-                return []
-            try:
-                if not op(got, value):
-                    return []
-            except TypeError:
-                return []
-            evidence[field] = got
-        return [Signal(self.id, event.event_id, self.severity, 1.0, evidence)]
+        evidence = match(self.when, event.payload)
+        if evidence is None:
+            return []
+        return [self.signal(event.event_id, evidence)]

@@ -1,0 +1,181 @@
+"""``absence``: something expected did not happen in time — fired by event time, not timers.
+
+Two forms:
+
+- ``form: match`` — a ``start`` event (e.g. ``fund.redemption_requested``)
+  expects an ``expect`` event with the same ``key`` field value (e.g.
+  ``request_id`` on ``fund.redemption_paid``) within ``within_days``. Alert
+  key: the key value (one alert per unpaid request).
+- ``form: schedule`` — once an entity has been seen, every ``period``
+  (``month``, ``quarter``, ``year``) end expects an ``expect`` event (e.g.
+  ``filing.submitted``) whose ``period_end`` falls in that period, within
+  ``grace_days`` after it. ``consecutive`` missed periods in a row fire once
+  (alert key: the period end of the last one); a filing resets the run. The
+  entity's schedule starts with the first period ending after its first event.
+
+**Semantics.** A deadline *d* fires when event time passes it (``t > d``): an
+expected event at exactly *d* is on time; one that arrives after *d* is late
+and the alert stands. Event time advances in two ways, both deterministic:
+the entity's own events (checked before the event is applied), and the
+watermark of the input partition the entity lives on — the largest event
+time seen there, so an entity that goes silent still fires once others on
+its partition move past its deadline. The batch pipeline
+(:mod:`detectors.pipeline`) keeps the per-partition watermark and a deadline
+index and calls :meth:`on_time`; the result depends only on the order of
+events within each partition, never on batch boundaries or replay speed.
+
+State is bounded: at most ``MAX_OPEN`` open expectations (``match``; the
+oldest is fired early as overflow would otherwise lose it — by then the
+entity is alerting anyway), or one period cursor plus a few filed periods
+(``schedule``).
+
+>>> spec = {"id": "x", "name_zh": "赎回逾期未兑付", "name_en": "Redemption unpaid", "kind": "absence",
+...     "severity": "high", "dimension": "operational_anomaly", "rationale": "r", "source": "s",
+...     "params": {"form": "match", "within_days": 30,
+...                "start": {"event_type": "fund.redemption_requested", "key": "request_id"},
+...                "expect": {"event_type": "fund.redemption_paid", "key": "request_id"}}}
+>>> r = AbsenceRule(spec)
+>>> st = {"o": [["R-1", 100.0, "e1"]]}
+>>> r.on_time(st, 100.0)[1], len(r.on_time(st, 100.5)[1])
+([], 1)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from detectors.base import Signal
+from detectors.rules.base import CST_OFFSET, DAY, Rule, day_of, match
+from riskflow.schema import Event
+
+MAX_OPEN = 256
+_EPOCH = _dt.date(1970, 1, 1).toordinal()
+_CST = _dt.timezone(_dt.timedelta(hours=8))
+_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
+def period_end(day: _dt.date, period: str) -> _dt.date:
+    """The last day of the ``period`` containing ``day``."""
+    step = _MONTHS[period]
+    month = ((day.month - 1) // step + 1) * step
+    nxt = _dt.date(day.year + (month == 12), month % 12 + 1, 1)
+    return nxt - _dt.timedelta(days=1)
+
+
+def _iso(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _CST).isoformat()
+
+
+class AbsenceRule(Rule):
+    kind = "absence"
+    timed = True
+
+    def configure(self, params: dict[str, Any]) -> None:
+        self.form = params.get("form")
+        if self.form == "match":
+            self.check_unknown(params, {"form", "start", "expect", "within_days"})
+            self.start_type, self.start_when, self.start_key = self._step(params, "start", keyed=True)
+            self.expect_type, self.expect_when, self.expect_key = self._step(params, "expect", keyed=True)
+            self.within = self.number(params, "within_days", minimum=0) * DAY
+            self.event_types = frozenset({self.start_type, self.expect_type})
+        elif self.form == "schedule":
+            self.check_unknown(params, {"form", "period", "grace_days", "expect", "consecutive"})
+            self.period = params.get("period")
+            if self.period not in _MONTHS:
+                raise self.fail("params.period", f"must be one of {sorted(_MONTHS)}")
+            self.grace_days = int(self.number(params, "grace_days", minimum=0))
+            self.consecutive = int(self.number(params, "consecutive", default=1, minimum=1))
+            self.expect_type, self.expect_when, _ = self._step(params, "expect", keyed=False)
+            if "period_end" not in self.expect_payload_fields:
+                raise self.fail("params.expect.event_type", "the expected event must carry period_end")
+            if self.entity_kinds is None:
+                raise self.fail("entity_kinds", "a schedule applies to named entity kinds")
+            self.event_types = None  # any event shows the entity exists and moves its time on
+        else:
+            raise self.fail("params.form", "must be match or schedule")
+
+    def _step(self, params: dict[str, Any], name: str, *, keyed: bool) -> tuple[str, list[Any], str]:
+        step = params.get(name)
+        if not isinstance(step, dict):
+            raise self.fail(f"params.{name}", "must be a mapping with event_type")
+        et = self.event_type_param(step, "event_type")
+        when = self.conditions(step.get("when"), f"params.{name}.when", et)
+        key = self.field_param(step, "key", et) if keyed else ""
+        from riskflow.schema import CATALOGUE
+
+        self.expect_payload_fields = set(CATALOGUE[et].__struct_fields__)
+        return et, when, key
+
+    # -- per event ---------------------------------------------------------------------------
+    def init_state(self) -> Any:
+        return {"o": []} if self.form == "match" else {}
+
+    def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
+        state, signals = self.on_time(state, event.ts) if self.next_deadline(state) is not None else (state, [])
+        et, p = event.event_type, event.payload
+        if self.form == "match":
+            opened: list[list[Any]] = state["o"]
+            if et == self.start_type and (not self.start_when or match(self.start_when, p) is not None):
+                key = str(getattr(p, self.start_key))
+                if all(o[0] != key for o in opened):
+                    opened.append([key, event.ts + self.within, event.event_id])
+                    opened.sort(key=lambda o: o[1])
+                    if len(opened) > MAX_OPEN:
+                        signals += self._fire(opened.pop(0))
+            elif et == self.expect_type and (not self.expect_when or match(self.expect_when, p) is not None):
+                key = str(getattr(p, self.expect_key))
+                opened[:] = [o for o in opened if o[0] != key]
+            return state, signals
+        if "p" not in state:
+            first = _dt.datetime.fromordinal(day_of(event.ts) + _EPOCH).date()
+            end = period_end(first, self.period)
+            if end == first:
+                end = period_end(first + _dt.timedelta(days=1), self.period)
+            state.update(p=end.toordinal(), f=[], m=0)
+        if et == self.expect_type and (not self.expect_when or match(self.expect_when, p) is not None):
+            pe = period_end(p.period_end, self.period).toordinal()
+            if pe >= state["p"] and pe not in state["f"]:
+                state["f"] = sorted([*state["f"], pe])[-8:]
+        return state, signals
+
+    # -- as event time passes ----------------------------------------------------------------
+    def next_deadline(self, state: Any) -> float | None:
+        if self.form == "match":
+            opened = state.get("o") if state else None
+            return opened[0][1] if opened else None
+        if not state or "p" not in state:
+            return None
+        return self._due(state["p"])
+
+    def _due(self, period_ordinal: int) -> float:
+        # midnight (CST) after the period's last day, plus the grace days
+        return (period_ordinal - _EPOCH + 1 + self.grace_days) * DAY - CST_OFFSET
+
+    def on_time(self, state: Any, watermark: float) -> tuple[Any, list[Signal]]:
+        signals: list[Signal] = []
+        if self.form == "match":
+            opened = state["o"]
+            while opened and opened[0][1] < watermark:
+                signals += self._fire(opened.pop(0))
+            return state, signals
+        while "p" in state and self._due(state["p"]) < watermark:
+            p = state["p"]
+            if p in state["f"]:
+                state["f"].remove(p)
+                state["m"] = 0
+            else:
+                state["m"] += 1
+                if state["m"] == self.consecutive:
+                    end = _dt.date.fromordinal(p)
+                    ev = {"period_end": end.isoformat(), "missed_in_a_row": state["m"], "due": _iso(self._due(p))}
+                    ev["grace_days"] = self.grace_days
+                    signals.append(self.signal(end.isoformat(), ev))
+            state["p"] = period_end(_dt.date.fromordinal(p) + _dt.timedelta(days=1), self.period).toordinal()
+            state["f"] = [f for f in state["f"] if f >= state["p"]]
+        return state, signals
+
+    def _fire(self, item: list[Any]) -> list[Signal]:
+        key, due, started = item
+        ev = {self.start_key: key, "start_event_id": started, "due": _iso(due), "within_days": self.within / DAY}
+        return [self.signal(key, ev)]
