@@ -45,7 +45,7 @@ def test_unqualified_investor_edge() -> None:
 
 def test_alert_fields_and_deterministic_id() -> None:
     eng = Engine(load_pack().detectors, pack_version="v-test")
-    out = eng.process(None, parse_event(ev("advertisement.published", {"channel": "wechat", "guaranteed": True})))
+    out = eng.process(None, parse_event(ev("advertisement.published", {"channel": "roadshow", "guaranteed": True})))
     (a,) = out.alerts
     assert a.alert_id == alert_id("pf.guaranteed_return", "PF-330100-1", "e1")
     assert (a.entity_id, a.entity_kind, a.region, a.severity) == ("PF-330100-1", "private_fund", "330100", "high")

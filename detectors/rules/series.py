@@ -19,6 +19,7 @@ offending report (key: its event id).
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from typing import Any
 
@@ -66,7 +67,7 @@ class SeriesRule(Rule):
             return state, [self.signal(event.event_id, ev)]
         if len(values) < self.keep or min(values[:-1]) <= 0:
             return state, []
-        returns = [b / a - 1 for a, b in zip(values, values[1:], strict=False)]
+        returns = [b / a - 1 for a, b in itertools.pairwise(values)]
         if min(returns) <= 0:
             return state, []
         std = statistics.pstdev(returns)
