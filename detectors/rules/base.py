@@ -19,6 +19,7 @@ the event rate. Kinds whose findings depend on time passing without events
 
 from __future__ import annotations
 
+import copy
 import operator
 from typing import Any, ClassVar
 
@@ -57,6 +58,14 @@ def _any_in(got: Any, want: Any) -> bool:
     return got in want
 
 
+def _in(got: Any, want: Any) -> bool:
+    return got in want
+
+
+def _not_in(got: Any, want: Any) -> bool:
+    return got not in want
+
+
 OPS = {
     "<": operator.lt,
     "<=": operator.le,
@@ -64,8 +73,8 @@ OPS = {
     ">=": operator.ge,
     "==": operator.eq,
     "!=": operator.ne,
-    "in": lambda a, b: a in b,
-    "not_in": lambda a, b: a not in b,
+    "in": _in,
+    "not_in": _not_in,
     "any_in": _any_in,  # a list field (e.g. keywords) shares an element with the value list
 }
 
@@ -165,6 +174,10 @@ class Rule(Detector):
         if not isinstance(params, dict):
             raise self.fail("params", "must be a mapping")
         self.configure(params)
+
+    def clone(self) -> Rule:
+        """A fresh rule with the same spec and constants (no state lives on a rule anyway)."""
+        return build_rule(copy.deepcopy(self.spec), self.where, self.constants)
 
     def fail(self, field: str, problem: str) -> RuleError:
         return RuleError(self.where, self.id, field, problem)
