@@ -122,7 +122,8 @@ def test_alert_appears_live_is_acknowledged_and_stays_so(stack: Stack, browser: 
             "region": "330100",
             "event_time": "2025-04-11T10:00:00+08:00",
             "source": "advertising_monitor",
-            "payload": {"channel": "wechat", "promised_return": 0.15, "guaranteed": True, "text": "保本保息"},
+            # (a private roadshow at 10%: no public-promotion or 4xLPR rule fires alongside)
+            "payload": {"channel": "roadshow", "promised_return": 0.10, "guaranteed": True, "text": "保本保息"},
         }
         stack.produce([(r.topic, r.key, r.value) for r in route([json.dumps(event).encode()], stack.settings)])
 
