@@ -19,7 +19,9 @@ Measures (defined precisely in the README, "Backtest"):
 - false alerts per 1,000 entity-days = alerts on normal entities × 1000 /
   (normal entities × history span in days), the span running from the
   earliest event to the latest valid one;
-- lead time of a detected entity = failure_time − its first true alert, days.
+- lead time of a detected entity = failure_time − its first true alert, days;
+- alerts on entities with no event in the file (e.g. contagion reaching a
+  counterparty only named in transfers) are reported apart and not scored.
 
 >>> from riskflow.sim import simulate
 >>> from riskflow.schema import encode_event
@@ -80,7 +82,7 @@ class Report:
 
     alerts: dict[str, AlertRecord]
     labels: dict[str, dict[str, Any]]
-    entities: dict[str, str]  # entity id -> kind, every entity seen
+    entities: dict[str, str]  # entity id -> kind, every entity with an event in the file
     events: int
     dead_letters: Counter[str]
     span_days: float
@@ -100,6 +102,7 @@ class Report:
                 a.mode == "live"
                 and ranks.get(getattr(a, level_field), -1) >= min_rank
                 and (only is None or a.rule_id in only)
+                and a.entity_id in self.entities
             ):
                 by_entity[a.entity_id].append(rec)
         true_alerts = 0
@@ -187,7 +190,10 @@ class Report:
                 continue
             c = rules[a.rule_id]
             c["alerts"] += 1
-            c["on_bad_entities" if a.entity_id in bad else "on_normal_entities"] += 1
+            if a.entity_id not in self.entities:
+                c["on_unseen_entities"] += 1
+            else:
+                c["on_bad_entities" if a.entity_id in bad else "on_normal_entities"] += 1
             if a.mode != "live":
                 c["shadow"] += 1
         points = []
@@ -212,8 +218,14 @@ class Report:
                         "false_alerts_per_1000_entity_days": s["false_alerts_per_1000_entity_days"],
                     }
                 )
+        unseen = Counter(
+            r.alert.rule_id
+            for r in self.alerts.values()
+            if r.alert.entity_id not in self.entities and (rule_ids is None or r.alert.rule_id in rule_ids)
+        )
         return {
             **out,
+            "alerts_on_unseen_entities": dict(unseen),
             "events": self.events,
             "dead_letters": dict(self.dead_letters),
             "entities": len(self.entities),
@@ -316,7 +328,8 @@ def backtest(
             t_max = res.max_event_ts
         for eid, (st, _part) in res.states.items():
             store[eid] = encode_state(st)
-            entities[eid] = st.entity_kind
+            if st.entity_kind:  # an entity with events of its own, not only a contagion link target
+                entities[eid] = st.entity_kind
         events += len(res.counted)
         for d in res.dead_letters:
             dead[d["reason"]] += 1

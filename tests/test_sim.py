@@ -151,7 +151,7 @@ def test_illegal_fundraising_fan_in(history: tuple[list, list]) -> None:
             for e in ev[lab["entity_id"]]
             if e["event_type"] == "flow.transfer"
             and e["payload"]["direction"] == "in"
-            and e["payload"].get("channel") == "individual_transfer"
+            and e["payload"].get("channel") == "personal_account"
         ]
         assert all(e["entity_kind"] == "enterprise" for e in inflows)
         # at least 150 distinct individuals and 1,000,000 CNY inside one 90-day window

@@ -29,7 +29,7 @@ INSTITUTION_KINDS = (
 COMPLAINT_RATE = 1 / 365
 LAWSUIT_RATE = 1 / 400
 OPINION_RATE = 1 / 30
-CHANGE_RATE = 1 / 500
+CHANGE_RATE = 1 / 900
 GRID_RATE = 1 / 120
 AD_RATE = {"enterprise": 1 / 20, "bank": 1 / 15, "trading_venue": 1 / 60, "private_fund_manager": 1 / 180}
 FLOW_RATE = {
@@ -174,7 +174,7 @@ def filings(em: Emitter, cal: Calendar, t0: float, t1: float, *, monthly: bool, 
             lag = (
                 rng.uniform(3, 12)
                 if kind == "monthly"
-                else rng.uniform(5, 25)
+                else rng.uniform(3, 15)
                 if kind == "quarterly"
                 else rng.uniform(30, 100)
             )
@@ -306,13 +306,12 @@ def background(em: Emitter, t0: float, t1: float) -> None:
     ad = AD_RATE.get(kind, 0.0)
     for t in em.poisson(ad, t0, t1):
         payload: dict[str, Any] = {"channel": rng.choice(("newspaper", "website", "wechat")), "text": "品牌推广"}
-        if kind == "bank":
+        if kind == "private_fund_manager":
+            # private funds may only be promoted to qualified investors, never on open channels
+            payload = {"channel": "qualified_investor_roadshow", "text": "合格投资者路演"}
+        elif kind == "bank":
             payload.update(promised_return=round(rng.uniform(0.018, 0.032), 4), text="定期存款利率")
         em.ev(t, "advertisement.published", "advertising_monitor", payload)
-    if kind in INSTITUTION_KINDS and rng.random() < (t1 - t0) / 3650:
-        em.ev(
-            rng.uniform(t0, t1), "enforcement.action", "regulator_report", {"action": "warning", "reason": "报送迟延"}
-        )
 
 
 def normal_activity(em: Emitter, cal: Calendar, t0: float, t1: float, *, register_at: float | None = 0.0) -> None:
@@ -326,7 +325,7 @@ def normal_activity(em: Emitter, cal: Calendar, t0: float, t1: float, *, registe
         if ent.attrs["fund_type"] == "securities":
             nav_series(em, t0, t1, 7, 0.022)
         else:
-            nav_series(em, t0, t1, 91, 0.05)
+            nav_series(em, t0, t1, 91, 0.015)  # quarterly NAV: about 5 % a quarter
         subscriptions(em, t0, t1, SUBSCRIPTION_RATE[structure])
         redemptions(em, t0, t1, REDEMPTION_RATE)
         filings(em, cal, t0, t1, monthly=ent.attrs["fund_type"] == "securities")
@@ -338,5 +337,7 @@ def normal_activity(em: Emitter, cal: Calendar, t0: float, t1: float, *, registe
     elif kind in ("trading_venue", "p2p_platform"):
         filings(em, cal, t0, t1, monthly=True)
     scale = {"bank": 5e7, "private_fund": 2e6, "enterprise": 3e5}.get(kind, 1e6)
-    flows(em, t0, t1, FLOW_RATE.get(kind, 0.1), scale)
+    # Funds and their managers move money to related parties only when something is wrong.
+    related = 0.0 if kind in ("private_fund", "private_fund_manager") else 0.03
+    flows(em, t0, t1, FLOW_RATE.get(kind, 0.1), scale, related)
     background(em, t0, t1)

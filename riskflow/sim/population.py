@@ -106,11 +106,14 @@ def build_population(rng: random.Random, n: int, required: dict[str, int]) -> li
         pop.append(ent)
         if kind == "private_fund_manager":
             managers.setdefault(region, []).append(ent.entity_id)
+    everyone = [m for ms in managers.values() for m in ms]
     for ent in pop:
         if ent.kind == "private_fund":
             local = managers.get(ent.region)
             if local and rng.random() < 0.85:
                 ent.manager_id = rng.choice(local)
-            else:
+            elif everyone:
+                ent.manager_id = rng.choice(everyone)
+            else:  # a population too small to hold a manager: one outside it
                 ent.manager_id = f"PFM-{ent.region}-X{ent.index:05d}"
     return pop

@@ -173,7 +173,7 @@ class Scenario:
                         "amount": amount,
                         "counterparty_id": inv,
                         "related_party": False,
-                        "channel": "individual_transfer",
+                        "channel": "personal_account",
                     },
                 )
 
@@ -187,7 +187,7 @@ class Scenario:
                 "advertisement.published",
                 "advertising_monitor",
                 {
-                    "channel": rng.choice(("wechat_moments", "douyin", "offline_seminar", "street_flyer", "website")),
+                    "channel": rng.choice(("wechat", "douyin", "seminar", "flyer", "website")),
                     "promised_return": round(rng.uniform(*ret), 3),
                     "guaranteed": rng.random() < guaranteed,
                     "min_investment": float(rng.choice((1, 5, 10)) * 10_000),

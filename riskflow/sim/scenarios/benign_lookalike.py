@@ -14,7 +14,7 @@ class BenignLookalike(Scenario):
 
     - a burst of qualified subscriptions (institutions, >= 1,000,000 CNY) and a
       big NAV gain (+6 %) for a fund;
-    - a cluster of two or three ordinary complaints and a wave of *positive*
+    - two ordinary complaints and a wave of *positive*
       press with a large reach;
     - one legal-representative change (a normal succession);
     - lawsuits as *plaintiff* (collecting debts), a large inflow from an institution;
@@ -58,8 +58,8 @@ class BenignLookalike(Scenario):
                 "amac",
                 {"fund_id": ent.entity_id, "nav": round(nav * 1.06, 4), "period_end": em.date(self.at(0.5) - 1)},
             )
-        for t in self.times(2.5 / self.span, 0.0, 1.0):
-            em.ev(t, "complaint.filed", "complaint_hotline", {"channel": "12345", "category": "other"})
+        for f in (0.2, 0.7):  # two ordinary complaints, days apart: below any surge floor
+            em.ev(self.at(f), "complaint.filed", "complaint_hotline", {"channel": "12345", "category": "other"})
         for t in self.times(0.8, 0.2, 0.6):
             em.ev(
                 t,
@@ -110,6 +110,6 @@ class BenignLookalike(Scenario):
                         "direction": "in",
                         "amount": float(rng.randrange(2, 50) * 100),
                         "counterparty_id": f"IND-{rng.randrange(10**6):06d}",
-                        "channel": "individual_transfer",
+                        "channel": "wechat_pay",
                     },
                 )

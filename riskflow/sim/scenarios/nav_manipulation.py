@@ -39,12 +39,13 @@ class NavManipulation(Scenario):
                 {"fund_id": ent.entity_id, "nav": round(nav, 4), "period_end": em.date(t - 1)},
             )
             t += 7
-        nav *= 0.65
+        nav *= 0.65  # the jump, on the next weekly report after 0.92 (before the failure)
+        t = min(t, self.at(0.99))
         em.ev(
-            em.office_time(self.at(0.92)),
+            em.office_time(t),
             "fund.nav_reported",
             "amac",
-            {"fund_id": ent.entity_id, "nav": round(nav, 4), "period_end": em.date(self.at(0.92) - 1)},
+            {"fund_id": ent.entity_id, "nav": round(nav, 4), "period_end": em.date(t - 1)},
         )
         subscriptions(em, self.at(0), self.at(0.9), 2 / 15 * self.k)
         filings(em, self.cal, self.at(0), self.at(1.0), monthly=True)
