@@ -23,7 +23,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from riskflow.broker import free_port
 from riskflow.replay import route
@@ -145,6 +145,14 @@ def test_alert_appears_live_is_acknowledged_and_stays_so(stack: Stack, browser: 
         row = wait.until(_rule_row)
         assert row.get_attribute("data-alert-id") == alert_id  # type: ignore[attr-defined]
         assert "已确认 acknowledged" in row.text, "the acknowledgement persisted"  # type: ignore[attr-defined]
+
+        # Filters: another city hides it, its own city and level show it again.
+        Select(browser.find_element(By.CSS_SELECTOR, "select[name=region]")).select_by_value("330300")
+        wait.until(lambda d: _rule_row(d) is False)
+        Select(browser.find_element(By.CSS_SELECTOR, "select[name=region]")).select_by_value("330100")
+        Select(browser.find_element(By.CSS_SELECTOR, "select[name=status]")).select_by_value("acknowledged")
+        row = wait.until(_rule_row)
+        assert "已确认 acknowledged" in row.text  # type: ignore[attr-defined]
 
         with open_store(store_path) as s:
             stored = s.get(alert_id)  # type: ignore[arg-type]

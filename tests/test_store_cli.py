@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from riskflow.cli import main
 from riskflow.store import open_store
+from tests.kafka_fixtures import Stack
 from tests.test_store import make_alert
 
 
@@ -56,3 +62,36 @@ def test_actions_persist_with_audit(db: str, capsys: pytest.CaptureFixture[str])
     ]
     with open_store(db) as s:
         assert s.get("a2").status == "snoozed" and s.get("a2").snooze_reason == "awaiting filing"
+
+
+def test_tail_filters_by_level_and_region(stack: Stack) -> None:
+    """``riskflow alerts tail --level red --region 330100`` on the real broker, as a process."""
+    t = stack.settings.topic_alerts
+    alerts = [
+        make_alert("r1", risk_level="red"),
+        make_alert("r2", risk_level="red", region="330300"),
+        make_alert("o1", risk_level="orange"),
+        make_alert("r3", risk_level="red", revision=1),
+        make_alert("r1", risk_level="red", revision=2),  # a later revision: printed once per id
+    ]
+    stack.produce([(t, a.alert_id.encode(), a.to_json()) for a in alerts])
+    out_path = stack.tmp / "tail.out"
+    env = dict(os.environ, **stack.env)
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "riskflow", "alerts", "tail", "--json", "--level", "red", "--region", "330100"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and out_path.read_text().count("\n") < 2:
+            time.sleep(0.2)
+        time.sleep(2)  # room for anything that should not be there to show up
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    got = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert sorted(a["alert_id"] for a in got) == ["r1", "r3"]
+    assert {(a["risk_level"], a["region"]) for a in got} == {("red", "330100")}

@@ -9,6 +9,7 @@ import getpass
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from riskflow.settings import Settings
 
@@ -66,17 +67,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         a.set_defaults(func=run_action, action=action)
 
 
-def run_tail(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.feedprint import tail_alerts
-
-    if not settings.kafka_bootstrap:
-        raise SystemExit("riskflow alerts tail: set RISKFLOW_KAFKA_BOOTSTRAP")
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` in a new event loop; SIGINT or SIGTERM sets ``stop``."""
 
     async def go() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(go())
+
+
+def run_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from riskflow.feedprint import tail_alerts
+
+    if not settings.kafka_bootstrap:
+        raise SystemExit("riskflow alerts tail: set RISKFLOW_KAFKA_BOOTSTRAP")
+
+    async def go(stop: asyncio.Event) -> None:
         await tail_alerts(
             settings.kafka_bootstrap,  # type: ignore[arg-type]
             settings.topic_alerts,
@@ -89,7 +99,7 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
             ),
         )
 
-    asyncio.run(go())
+    run_until_signal(go)
     return 0
 
 
@@ -100,11 +110,7 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.kafka_bootstrap:
         raise SystemExit("riskflow alerts sink: set RISKFLOW_KAFKA_BOOTSTRAP")
 
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def go(stop: asyncio.Event) -> None:
         with open_store(settings.store_target()) as store:
             await run_sink(
                 store,
@@ -115,7 +121,7 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
                 session_timeout=settings.session_timeout,
             )
 
-    asyncio.run(go())
+    run_until_signal(go)
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from riskflow.settings import Settings
 
@@ -20,17 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from riskflow.commands.alerts import run_until_signal
     from riskflow.feed.server import serve_feed
 
     if args.host:
         settings = settings.model_copy(update={"feed_host": args.host})
 
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def go(stop: asyncio.Event) -> None:
         await serve_feed(settings, stop, with_sink=not args.no_sink, port=args.port)
 
-    asyncio.run(go())
+    run_until_signal(go)
     return 0
