@@ -89,11 +89,16 @@ def _start_feed(stack: Stack, store: str, port: int) -> subprocess.Popen[bytes]:
     pytest.fail("the feed did not come up:\n" + (stack.tmp / "feed.log").read_text(errors="replace")[-3000:])
 
 
-def _rule_row(driver: webdriver.Chrome) -> object:
-    """The list row of the guaranteed-return alert (a level-change alert may sit beside it)."""
+def _rule_row(driver: webdriver.Chrome) -> tuple[str, str] | bool:
+    """(alert id, row text) of the guaranteed-return alert's list row, or False.
+
+    Returns values, not elements: the list re-renders on every live update, so an
+    element can go stale between two calls (the waits ignore stale elements and poll again).
+    """
     for row in driver.find_elements(By.CSS_SELECTOR, "#alerts tbody tr[data-alert-id]"):
-        if "承诺保本保收益" in row.text:
-            return row
+        text = row.text
+        if "承诺保本保收益" in text:
+            return row.get_attribute("data-alert-id") or "", text
     return False
 
 
@@ -127,41 +132,44 @@ def test_alert_appears_live_is_acknowledged_and_stays_so(stack: Stack, browser: 
         }
         stack.produce([(r.topic, r.key, r.value) for r in route([json.dumps(event).encode()], stack.settings)])
 
-        row = wait.until(_rule_row)  # appears without a reload, pushed over server-sent events
-        alert_id = row.get_attribute("data-alert-id")  # type: ignore[attr-defined]
-        text = row.text  # type: ignore[attr-defined]
+        found = wait.until(_rule_row)  # appears without a reload, pushed over server-sent events
+        assert isinstance(found, tuple)
+        alert_id, text = found
         assert "承诺保本保收益" in text and "Guaranteed-return promise" in text and "PFM-330100-0042" in text
         assert "杭州 Hangzhou" in text and "待处置 open" in text and "2025-04-11 10:00" in text
 
-        row.find_element(By.CSS_SELECTOR, "td").click()  # type: ignore[attr-defined]  (not the entity link)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#detail button[data-action=ack]"))
-        browser.find_element(By.CSS_SELECTOR, "#detail input[name=note]").send_keys("已电话核实 called the manager")
-        browser.find_element(By.CSS_SELECTOR, "#detail button[data-action=ack]").click()
+        # Each interaction runs inside a wait, so that a re-render in between just means another try.
+        row_cell = f'#alerts tr[data-alert-id="{alert_id}"] td'  # the first cell, not the entity link
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row_cell).click() or True)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#detail").get_attribute("data-alert-id") == alert_id)
+        note = "已电话核实 called the manager"
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#detail input[name=note]").send_keys(note) or True)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#detail input[name=note]").get_attribute("value") == note)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#detail button[data-action=ack]").click() or True)
         wait.until(lambda d: "acknowledged" in d.find_element(By.CSS_SELECTOR, "#detail [data-field=status]").text)
         wait.until(lambda d: "li.na · ack" in d.find_element(By.CSS_SELECTOR, "#detail ol.audit").text)
         browser.save_screenshot(str(stack.tmp / "feed-list.png"))
 
         browser.refresh()
-        row = wait.until(_rule_row)
-        assert row.get_attribute("data-alert-id") == alert_id  # type: ignore[attr-defined]
-        assert "已确认 acknowledged" in row.text, "the acknowledgement persisted"  # type: ignore[attr-defined]
+        found = wait.until(_rule_row)
+        assert found == (alert_id, found[1]) and "已确认 acknowledged" in found[1], "the acknowledgement persisted"  # type: ignore[index]
 
-        # Filters: another city hides it, its own city and level show it again.
+        # Filters: another city hides it; its own city with status "acknowledged" shows it again.
         Select(browser.find_element(By.CSS_SELECTOR, "select[name=region]")).select_by_value("330300")
         wait.until(lambda d: _rule_row(d) is False)
         Select(browser.find_element(By.CSS_SELECTOR, "select[name=region]")).select_by_value("330100")
         Select(browser.find_element(By.CSS_SELECTOR, "select[name=status]")).select_by_value("acknowledged")
-        row = wait.until(_rule_row)
-        assert "已确认 acknowledged" in row.text  # type: ignore[attr-defined]
+        found = wait.until(_rule_row)
+        assert "已确认 acknowledged" in found[1]  # type: ignore[index]
 
         with open_store(store_path) as s:
-            stored = s.get(alert_id)  # type: ignore[arg-type]
-            trail = s.audit(alert_id)  # type: ignore[arg-type]
+            stored = s.get(alert_id)
+            trail = s.audit(alert_id)
         assert stored.status == "acknowledged" and stored.alert.rule_id == "pf.guaranteed_return"
-        assert [(e.action, e.actor, e.note) for e in trail] == [("ack", "li.na", "已电话核实 called the manager")]
+        assert [(e.action, e.actor, e.note) for e in trail] == [("ack", "li.na", note)]
 
         # The entity page: risk-index history chart, episodes timeline, evidence.
-        browser.find_element(By.LINK_TEXT, "PFM-330100-0042").click()
+        wait.until(lambda d: d.find_element(By.LINK_TEXT, "PFM-330100-0042").click() or True)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#entity-view svg.chart circle"))
         page = browser.find_element(By.ID, "entity-view").text
         assert "Episodes 预警事件时间线" in page and "承诺保本保收益" in page and "guaranteed" in page

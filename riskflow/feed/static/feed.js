@@ -144,9 +144,12 @@ function renderList() {
   $("#count").textContent = `${rows.length} / ${state.alerts.size} alerts 条预警`;
 }
 
-async function renderDetail(id) {
+async function renderDetail(id, clear = false) {
   const panel = $("#detail");
   const a = await api(`/api/alerts/${encodeURIComponent(id)}`);
+  // A live update re-renders the panel: keep what the officer is typing (cleared after an action).
+  const prev = panel.querySelector("form.actions");
+  const typed = prev && !clear && panel.dataset.alertId === id ? Object.fromEntries(new FormData(prev)) : null;
   const node = $("#detail-tpl").content.cloneNode(true);
   $(".title", node).append(levelBadge(a.risk_level), " ", `${a.title_zh} ${a.title_en}`);
   const facts = $(".facts", node);
@@ -165,7 +168,9 @@ async function renderDetail(id) {
   $(".audit", node).append(...a.audit.map((e) => el("li", {}, `${fmtTime(e.at)} · ${e.actor} · ${e.action}: ${e.from_status} → ${e.to_status}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
   const form = $(".actions", node);
   for (const b of form.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(a.alert_id, b.dataset.action, form));
+  if (typed) for (const [k, v] of Object.entries(typed)) if (form.elements[k]) form.elements[k].value = v;
   panel.replaceChildren(node);
+  panel.dataset.alertId = id;
   panel.hidden = false;
 }
 
@@ -178,7 +183,7 @@ async function act(id, action, form) {
     const a = await api(`/api/alerts/${encodeURIComponent(id)}/${action}`, { method: "POST", body: JSON.stringify(body) });
     state.alerts.set(a.alert_id, a);
     renderList();
-    renderDetail(id);
+    renderDetail(id, true);
   } catch (e) {
     $(".action-error", form).textContent = e.message;
   }
