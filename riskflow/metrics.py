@@ -1,8 +1,10 @@
 """RiskFlow's Prometheus metrics, one bundle created against an injected registry.
 
 Labels come only from small fixed sets (event type, entity kind, region,
-reason, rule, severity); never an entity or investor id. Counting is done per
-batch by the caller (:meth:`Metrics.count_batch`), off the per-event path.
+reason, rule, severity, mode, topic); never an entity or investor id. Counting
+is done per batch by the caller (:meth:`Metrics.count_batch`,
+:meth:`Metrics.record_batch`), off the per-event path: no metric call is made
+per event.
 
 >>> from prometheus_client import CollectorRegistry
 >>> reg = CollectorRegistry()
@@ -14,15 +16,73 @@ batch by the caller (:meth:`Metrics.count_batch`), off the per-event path.
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_left
 from collections import Counter as _Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from riskflow.alerts import Alert
+from riskflow.schema import REGIONS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: End-to-end latency reaches minutes when a backlog builds up; the top buckets see it.
+E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class BulkHistogram(Collector):
+    """A label-less histogram that takes a whole batch of observations at once.
+
+    ``prometheus_client.Histogram.observe`` is one locked call per value; a
+    worker batch of 1,000 events would make 1,000 of them. Here a batch is
+    bucketed in plain Python (one bisect per value) and added under one lock,
+    and the registry reads the totals at scrape time.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> reg = CollectorRegistry()
+    >>> h = BulkHistogram("demo_seconds", "Demo.", (0.1, 1.0), reg)
+    >>> h.observe_many([0.05, 0.1, 0.5, 3.0])
+    >>> reg.get_sample_value("demo_seconds_bucket", {"le": "0.1"}), reg.get_sample_value("demo_seconds_count")
+    (2.0, 4.0)
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = tuple(sorted(float(b) for b in buckets))
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        bounds = self.bounds
+        counts = [0] * (len(bounds) + 1)
+        total = 0.0
+        for v in values:
+            counts[bisect_left(bounds, v)] += 1  # le is inclusive: v == bound counts in that bucket
+            total += v
+        with self._lock:
+            for i, n in enumerate(counts):
+                self._counts[i] += n
+            self._sum += total
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, running = [], 0
+        for bound, n in zip((*map(floatToGoString, self.bounds), "+Inf"), counts, strict=True):
+            running += n
+            cumulative.append((bound, float(running)))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative, sum_value=total)
 
 
 @dataclass(frozen=True)
@@ -34,6 +94,10 @@ class Metrics:
     batch_seconds: Histogram
     event_time_lag: Gauge
     build: Info
+    latency: BulkHistogram
+    evaluation_seconds: Histogram
+    consumer_lag: Gauge
+    regions: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -69,6 +133,27 @@ class Metrics:
                 registry=registry,
             ),
             build=Info("riskflow_build", "RiskFlow version and rule pack version.", registry=registry),
+            latency=BulkHistogram(
+                "riskflow_processing_latency_seconds",
+                "Per event: Kafka message timestamp (when produced) to the decision on it "
+                "(its batch's alerts delivered). Recorded per batch.",
+                E2E_BUCKETS,
+                registry,
+            ),
+            evaluation_seconds=Histogram(
+                "riskflow_detector_evaluation_seconds",
+                "Wall time of one batch in the detectors (parse, dedup, every detector), without I/O.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                "riskflow_consumer_lag_messages",
+                "Messages on the input topic behind the last one processed (high watermark minus position), "
+                "summed over this worker's partitions.",
+                ["topic"],
+                registry=registry,
+            ),
+            regions=_region_info(registry),
         )
 
     def count_batch(
@@ -84,3 +169,32 @@ class Metrics:
             self.invalid.labels(reason=reason).inc(n)
         for (rule, sev, region, mode), n in _Tally((a.rule_id, a.severity, a.region, a.mode) for a in alerts).items():
             self.alerts.labels(rule=rule, severity=sev, region=region, mode=mode).inc(n)
+
+    def record_batch(
+        self,
+        *,
+        produced_at_ms: Sequence[int | None],
+        decided_at: float,
+        evaluation_seconds: float,
+        lag_by_topic: Mapping[str, int],
+    ) -> None:
+        """Per-batch timings: Kafka timestamps (ms) of its messages, when they were decided
+        (POSIX s), the detectors' time, and each input topic's consumer lag."""
+        self.latency.observe_many(max(0.0, decided_at - t / 1000) for t in produced_at_ms if t and t > 0)
+        self.evaluation_seconds.observe(evaluation_seconds)
+        for topic, lag in lag_by_topic.items():
+            self.consumer_lag.labels(topic=topic).set(max(0, lag))
+
+
+def _region_info(registry: CollectorRegistry) -> Gauge:
+    """``riskflow_region_info{region, city, city_zh} 1``: lets dashboards name a region code's city
+    (``* on (region) group_left (city) riskflow_region_info``)."""
+    g = Gauge(
+        "riskflow_region_info",
+        "City of each region code (GB/T 2260) of Zhejiang; always 1.",
+        ["region", "city", "city_zh"],
+        registry=registry,
+    )
+    for code, (en, zh) in REGIONS.items():
+        g.labels(region=code, city=en, city_zh=zh).set(1)
+    return g

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.pipeline import BatchProcessor
@@ -59,6 +60,7 @@ def wire_agents(
         started = time.perf_counter()
         producer = app.producer
         res = processor.process(records, get_state)
+        evaluated = time.perf_counter()
         pending = [await topics.alerts.send(key=a.entity_id.encode(), value=a.to_json()) for a in res.alerts]
         pending += [await topics.links.send(key=m.to.encode(), value=encode_link(m)) for m in res.links]
         pending += [
@@ -70,6 +72,7 @@ def wire_agents(
         ]
         if pending:
             await asyncio.gather(*pending)
+        decided_at = time.time()
         # States go straight to the producer, one record per changed entity
         # per batch, and are awaited: durable before this batch's offsets can
         # be committed. (Table.send_changelog queues each record in Faust's
@@ -86,6 +89,12 @@ def wire_agents(
             metrics.count_batch(res.counted, (d["reason"] for d in res.dead_letters), res.alerts)
             metrics.batches.inc()
             metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.record_batch(
+                produced_at_ms=[r.timestamp for r in records],
+                decided_at=decided_at,
+                evaluation_seconds=evaluated - started,
+                lag_by_topic=_consumer_lag(app, records),
+            )
             if res.max_event_ts:
                 metrics.event_time_lag.set(max(0.0, time.time() - res.max_event_ts))
 
@@ -100,3 +109,24 @@ def wire_agents(
             raise RuntimeError("input records must arrive through streams.batchtap")
 
     return detect
+
+
+def _consumer_lag(app: faust.App, records: list[Any]) -> dict[str, int]:
+    """Per input topic of the batch: its partitions' high watermarks minus the next offset to process.
+
+    The high watermark is the consumer's last fetched one (no broker round trip).
+    Tansu reports it short (shared/KAFKA-NOTES.md), so a caught-up partition can
+    come out negative: clamped to 0.
+    """
+    position: dict[tuple[str, int], int] = {}
+    for r in records:
+        position[r.topic, r.partition] = r.offset + 1
+    lag: dict[str, int] = {}
+    for (topic, partition), pos in position.items():
+        try:
+            hw = app.consumer.highwater(TP(topic, partition))
+        except Exception:  # not assigned any more (rebalance): no figure for it
+            continue
+        if hw is not None:
+            lag[topic] = lag.get(topic, 0) + max(0, hw - pos)
+    return lag

@@ -1,0 +1,282 @@
+"""RiskFlow's Grafana dashboards, generated from this one description.
+
+``python deploy/grafana/generate.py`` rewrites ``deploy/grafana/dashboards/*.json``
+(provisioned into Grafana by ``provisioning/dashboards/riskflow.yml``). Keeping the
+panels as data here keeps every dashboard on the same datasource, units and
+conventions, and lets the tests list every PromQL expression that Grafana will
+run (tests/test_prometheus_live.py evaluates each one against a real Prometheus).
+
+Queries use only Grafana's ``$__rate_interval`` and ``$__range``; regions are
+shown by city name through ``riskflow_region_info`` (``* on (region) group_left (city)``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+RI = "$__rate_interval"
+
+
+@dataclass(frozen=True)
+class Q:
+    expr: str
+    legend: str = ""
+    instant: bool = False
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    queries: tuple[Q, ...]
+    kind: str = "timeseries"  # timeseries, stat, table, bargauge
+    unit: str = "short"
+    description: str = ""
+    width: int = 12
+    height: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def by_city(inner: str, by: str = "city") -> str:
+    """Sum ``inner`` (a vector with a ``region`` label) by city name (and ``by``'s other labels)."""
+    return f"sum by ({by}) ({inner} * on (region) group_left (city) riskflow_region_info)"
+
+
+def quantile(q: float, metric: str) -> str:
+    return f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket[{RI}])))"
+
+
+OVERVIEW = (
+    Panel(
+        "Workers up",
+        (Q('sum(up{job="riskflow"})', "workers"),),
+        kind="stat",
+        width=4,
+        height=4,
+        description="RiskFlow workers Prometheus can scrape.",
+    ),
+    Panel(
+        "Events in (valid, per s)",
+        (Q(f"sum(rate(riskflow_events_total[{RI}]))", "events/s"),),
+        kind="stat",
+        unit="ops",
+        width=4,
+        height=4,
+    ),
+    Panel(
+        "Alerts (live, per s)",
+        (Q(f'sum(rate(riskflow_alerts_total{{mode="live"}}[{RI}]))', "alerts/s"),),
+        kind="stat",
+        unit="ops",
+        width=4,
+        height=4,
+    ),
+    Panel(
+        "Throughput by event type",
+        (Q(f"sum by (event_type) (rate(riskflow_events_total[{RI}]))", "{{event_type}}"),),
+        unit="ops",
+        description="Valid, non-duplicate events processed per second.",
+    ),
+    Panel(
+        "Alerts by level",
+        (Q(f'sum by (severity) (rate(riskflow_alerts_total{{mode="live"}}[{RI}]))', "{{severity}}"),),
+        unit="ops",
+        description="Live alerts per second by severity (red 红 = critical, orange 橙 = high, "
+        "yellow 黄 = medium, green 绿 = low).",
+    ),
+    Panel(
+        "Processing latency (message produced → decision)",
+        (
+            Q(quantile(0.5, "riskflow_processing_latency_seconds"), "p50"),
+            Q(quantile(0.99, "riskflow_processing_latency_seconds"), "p99"),
+            Q(quantile(0.99, "riskflow_batch_processing_seconds"), "batch p99"),
+        ),
+        unit="s",
+    ),
+    Panel(
+        "Lag",
+        (
+            Q("max(riskflow_event_time_lag_seconds)", "event-time lag (s)"),
+            Q("sum by (topic) (riskflow_consumer_lag_messages)", "consumer lag {{topic}} (messages)"),
+        ),
+        unit="short",
+        description="Event-time lag: wall clock minus the newest event time processed (a replay of old "
+        "history shows its age). Consumer lag: messages waiting on each input topic.",
+    ),
+    Panel(
+        "Invalid events by reason",
+        (Q(f"sum by (reason) (rate(riskflow_invalid_events_total[{RI}]))", "{{reason}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "Invalid share of input",
+        (
+            Q(
+                f"sum(rate(riskflow_invalid_events_total[{RI}])) / (sum(rate(riskflow_events_total[{RI}]))"
+                f" + sum(rate(riskflow_invalid_events_total[{RI}])))",
+                "invalid share",
+            ),
+        ),
+        unit="percentunit",
+    ),
+    Panel(
+        "Input offsets per topic (Faust)",
+        (
+            Q("sum by (topic) (faust_topic_partition_end_offset)", "end {{topic}}"),
+            Q("sum by (topic) (faust_topic_partition_offset_commited)", "committed {{topic}}"),
+        ),
+        description="Faust's own sensors (faust_*): the partitions' end offsets as last fetched, and the "
+        "offsets committed after each batch's alerts and states were written.",
+    ),
+    Panel(
+        "Messages sent per topic (Faust)",
+        (Q(f"sum by (topic) (rate(faust_topic_messages_sent_total[{RI}]))", "{{topic}}"),),
+        unit="ops",
+        description="Alerts, risk links and dead letters produced (Faust's producer sensor).",
+    ),
+)
+
+REGIONAL = (
+    Panel(
+        "Events per city",
+        (Q(by_city(f"rate(riskflow_events_total[{RI}])"), "{{city}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "Alert rate per city",
+        (Q(by_city(f'rate(riskflow_alerts_total{{mode="live"}}[{RI}])'), "{{city}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "Alerts by city and severity (selected range)",
+        (Q(by_city('increase(riskflow_alerts_total{mode="live"}[$__range])', "city, severity"), instant=True),),
+        kind="table",
+        options={"format": "table"},
+    ),
+    Panel(
+        "Top rules (selected range)",
+        (
+            Q(
+                'topk(10, sum by (rule) (increase(riskflow_alerts_total{mode="live"}[$__range])))',
+                "{{rule}}",
+                instant=True,
+            ),
+        ),
+        kind="bargauge",
+    ),
+    Panel(
+        "Entity kinds active per city (events, selected range)",
+        (Q(by_city("increase(riskflow_events_total[$__range])", "city, entity_kind"), instant=True),),
+        kind="table",
+        options={"format": "table"},
+    ),
+)
+
+DETECTORS = (
+    Panel(
+        "Hits per rule",
+        (Q(f"sum by (rule) (rate(riskflow_alerts_total[{RI}]))", "{{rule}}"),),
+        unit="ops",
+        width=24,
+    ),
+    Panel(
+        "Shadow vs live",
+        (Q(f"sum by (mode) (rate(riskflow_alerts_total[{RI}]))", "{{mode}}"),),
+        unit="ops",
+        description="Shadow-mode rules fire into the same metric with mode=shadow; their alerts are not "
+        "shown to officers.",
+    ),
+    Panel(
+        "Detector evaluation time per batch",
+        (
+            Q(quantile(0.5, "riskflow_detector_evaluation_seconds"), "p50"),
+            Q(quantile(0.99, "riskflow_detector_evaluation_seconds"), "p99"),
+        ),
+        unit="s",
+    ),
+    Panel(
+        "Rule pack and version",
+        (Q("riskflow_build_info", "{{instance}} riskflow {{version}}, rule pack {{rule_pack}}", instant=True),),
+        kind="table",
+        options={"format": "table"},
+        width=24,
+        height=5,
+    ),
+)
+
+DASHBOARDS: dict[str, tuple[str, str, tuple[Panel, ...]]] = {
+    "overview": ("riskflow-overview", "RiskFlow · Overview 总览", OVERVIEW),
+    "regional-risk": ("riskflow-regional", "RiskFlow · Regional risk 区域风险", REGIONAL),
+    "detectors": ("riskflow-detectors", "RiskFlow · Detectors 规则与模型", DETECTORS),
+}
+
+
+def _panel(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
+    targets = []
+    for i, q in enumerate(p.queries):
+        t: dict[str, Any] = {
+            "datasource": DATASOURCE,
+            "expr": q.expr,
+            "legendFormat": q.legend or "__auto",
+            "refId": chr(ord("A") + i),
+            "range": not q.instant,
+            "instant": q.instant,
+        }
+        if p.options.get("format"):
+            t["format"] = p.options["format"]
+        targets.append(t)
+    return {
+        "id": pid,
+        "type": p.kind,
+        "title": p.title,
+        "description": p.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": p.height, "w": p.width, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
+        "options": {},
+        "targets": targets,
+    }
+
+
+def build(name: str) -> dict[str, Any]:
+    uid, title, panels = DASHBOARDS[name]
+    out, x, y, row_h = [], 0, 0, 0
+    for pid, p in enumerate(panels, start=1):
+        if x + p.width > 24:
+            x, y, row_h = 0, y + row_h, 0
+        out.append(_panel(p, pid, x, y))
+        x, row_h = x + p.width, max(row_h, p.height)
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["riskflow"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": False,
+        "refresh": "10s",
+        "time": {"from": "now-30m", "to": "now"},
+        "templating": {"list": []},
+        "annotations": {"list": []},
+        "panels": out,
+    }
+
+
+def render(name: str) -> str:
+    return json.dumps(build(name), indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in DASHBOARDS:
+        (OUT / f"{name}.json").write_text(render(name), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The metrics bundle: names, fixed label sets, and the per-batch recording."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
+
+from riskflow.metrics import E2E_BUCKETS, BulkHistogram, Metrics
+from riskflow.schema import REGIONS
+
+#: The only label names a RiskFlow metric may carry: small fixed sets, never an id.
+ALLOWED_LABELS = {
+    "event_type",
+    "entity_kind",
+    "region",
+    "city",
+    "city_zh",
+    "reason",
+    "rule",
+    "severity",
+    "level",
+    "mode",
+    "topic",
+    "detector",
+    "version",
+    "rule_pack",
+    "model",
+    "le",
+}
+
+
+def fresh() -> tuple[CollectorRegistry, Metrics]:
+    reg = CollectorRegistry()
+    return reg, Metrics.create(reg)
+
+
+def test_names_follow_prometheus_conventions_and_labels_are_fixed_sets() -> None:
+    reg, _ = fresh()
+    families = list(reg.collect())
+    assert families
+    for fam in families:
+        assert fam.name.startswith("riskflow_"), fam.name
+        if fam.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in fam.samples), fam.name
+        if fam.type == "histogram":
+            assert fam.name.endswith("_seconds"), fam.name
+        for s in fam.samples:
+            assert set(s.labels) <= ALLOWED_LABELS, (s.name, s.labels)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=200))
+def test_bulk_histogram_equals_observing_one_by_one(values: list[float]) -> None:
+    reg = CollectorRegistry()
+    bulk = BulkHistogram("bulk_seconds", "x", E2E_BUCKETS, reg)
+    ref = Histogram("ref_seconds", "x", buckets=E2E_BUCKETS, registry=reg)
+    half = len(values) // 2
+    bulk.observe_many(values[:half])  # two batches add up
+    bulk.observe_many(values[half:])
+    for v in values:
+        ref.observe(v)
+    for le in [*map(str, E2E_BUCKETS), "+Inf"]:
+        assert reg.get_sample_value("bulk_seconds_bucket", {"le": le}) == reg.get_sample_value(
+            "ref_seconds_bucket", {"le": le}
+        ), le
+    assert reg.get_sample_value("bulk_seconds_count") == len(values)
+    assert reg.get_sample_value("bulk_seconds_sum") == pytest.approx(reg.get_sample_value("ref_seconds_sum"))
+
+
+def test_record_batch_latency_evaluation_and_lag() -> None:
+    reg, m = fresh()
+    m.record_batch(
+        # 100.5 s is after the decision: clock skew counts as 0; no timestamp (None, -1): not counted
+        produced_at_ms=[100_000, 99_000, 40_000, 100_500, None, -1],
+        decided_at=100.2,
+        evaluation_seconds=0.003,
+        lag_by_topic={"fund": 12, "inst": -3},
+    )
+    get = reg.get_sample_value
+    assert get("riskflow_processing_latency_seconds_count") == 4
+    assert get("riskflow_processing_latency_seconds_bucket", {"le": "0.25"}) == 2  # 0.2 s and the skewed 0
+    assert get("riskflow_processing_latency_seconds_bucket", {"le": "2.5"}) == 3  # + 1.2 s
+    assert get("riskflow_processing_latency_seconds_bucket", {"le": "60.0"}) == 3  # 60.2 s is above
+    assert get("riskflow_processing_latency_seconds_bucket", {"le": "300.0"}) == 4
+    assert get("riskflow_detector_evaluation_seconds_count") == 1
+    assert get("riskflow_consumer_lag_messages", {"topic": "fund"}) == 12
+    assert get("riskflow_consumer_lag_messages", {"topic": "inst"}) == 0
+
+
+def test_region_info_names_every_city() -> None:
+    reg, _ = fresh()
+    for code, (en, zh) in REGIONS.items():
+        assert reg.get_sample_value("riskflow_region_info", {"region": code, "city": en, "city_zh": zh}) == 1
+    assert sum(1 for fam in reg.collect() if fam.name == "riskflow_region_info" for _ in fam.samples) == 11

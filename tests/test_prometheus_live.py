@@ -1,0 +1,217 @@
+"""Every dashboard panel and alerting rule, evaluated by a real Prometheus.
+
+Debian's ``prometheus`` binary is started on loopback (free port, temporary
+storage, 1 s scrape and rule intervals) from the deploy configuration, scraping
+a real ``riskflow worker`` fed with a simulated stream on the embedded broker.
+Each PromQL expression of ``deploy/grafana/dashboards/*.json`` and
+``deploy/prometheus/alerts.yml`` must parse and return at least one series
+with a finite value. No timing is asserted; waits are generous.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from riskflow.broker import free_port
+from riskflow.replay import route
+from riskflow.schema import encode_event
+from riskflow.simulate import simulate
+from tests.kafka_fixtures import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+PROMETHEUS = shutil.which("prometheus")
+#: What Grafana substitutes for its built-in variables; long enough to span the whole test.
+GRAFANA_VARS = {"$__rate_interval": "2m", "$__range": "1h", "$__interval": "5s"}
+_THRESHOLD = re.compile(r"^(?P<query>.*?)\s*(?:==|!=|>=|<=|>|<)\s*[-+0-9.eE]+\s*$", re.S)
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(where, expr) of every target of every panel of every provisioned dashboard."""
+    out = []
+    for f in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(f.read_text(encoding="utf-8"))["panels"]:
+            for t in panel.get("targets", []):
+                out.append((f"{f.stem}: {panel['title']} [{t['refId']}]", t["expr"]))
+    return out
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
+    return [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+
+
+def rule_query(expr: str) -> str:
+    """An alerting expression without its final threshold: the part that must return data."""
+    m = _THRESHOLD.match(expr.strip())
+    assert m, f"alerting rule is not '<query> <op> <number>': {expr}"
+    return m["query"]
+
+
+def grafana(expr: str) -> str:
+    for var, value in GRAFANA_VARS.items():
+        expr = expr.replace(var, value)
+    assert "$" not in expr, f"unknown Grafana variable in {expr}"
+    return expr
+
+
+class Prom:
+    def __init__(self, url: str, log: Path) -> None:
+        self.url, self.log = url, log
+
+    def get(self, path: str, **params: str) -> Any:
+        q = f"?{urllib.parse.urlencode(params)}" if params else ""
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}{q}", timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:  # a PromQL error is a 400 with a JSON body
+            return json.loads(exc.read())
+
+    def query(self, expr: str) -> Any:
+        return self.get("/api/v1/query", query=expr)
+
+    def values(self, expr: str) -> list[float]:
+        body = self.query(expr)
+        assert body["status"] == "success", f"{expr}: {body.get('error')}"
+        return [float(r["value"][1]) for r in body["data"]["result"]]
+
+    def wait(self, what: str, cond: Any, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"timed out waiting for {what}; Prometheus log tail:\n{self.log.read_text()[-2000:]}")
+
+
+@contextmanager
+def run_prometheus(tmp: Path, targets: list[str]) -> Iterator[Prom]:
+    """Prometheus with the deploy config and rules, retargeted to ``targets`` on loopback."""
+    assert PROMETHEUS, "the prometheus binary is required (.ci/apt-packages lists it)"
+    cfg = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    cfg["rule_files"] = [str(DEPLOY / "prometheus" / f) for f in cfg["rule_files"]]
+    port = free_port()
+    for job in cfg["scrape_configs"]:
+        job["static_configs"] = [{"targets": targets if job["job_name"] == "riskflow" else [f"127.0.0.1:{port}"]}]
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(cfg))
+    log = tmp / "prometheus.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=out,
+        )
+    prom = Prom(f"http://127.0.0.1:{port}", log)
+    try:
+        prom.wait("Prometheus ready", lambda: proc.poll() is None and _ready(prom.url), timeout=60)
+        yield prom
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _records(stack: Stack, seed: int, bad: list[bytes]) -> list[tuple[str, bytes | None, bytes]]:
+    events, _ = simulate(entities=30, days=40, seed=seed)
+    s = stack.settings
+    good = [(r.topic, r.key, r.value) for r in route([encode_event(e) for e in events], s)]
+    return good + [(s.topic_fund_events, b"PF-1", line) for line in bad]
+
+
+def test_every_dashboard_and_alert_query_returns_data(
+    stack: Stack, tmp_path: Path, invalid_examples: list[tuple[str, bytes]]
+) -> None:
+    bad = [line for _, line in invalid_examples]
+    worker = stack.start_worker()
+    with run_prometheus(tmp_path, [f"127.0.0.1:{worker.metrics_port}"]) as prom:
+        prom.wait("worker scraped", lambda: prom.values('up{job="riskflow"}') == [1.0])
+        # Two waves, several scrapes apart: the first creates the series, the second
+        # moves them, so rates and quantiles come out as numbers, not NaN.
+        wave1, wave2 = _records(stack, 3, bad), _records(stack, 8, bad)
+        stack.produce(wave1)
+        prom.wait(
+            "wave 1 scraped",
+            lambda: (
+                prom.values("sum(riskflow_invalid_events_total)") == [float(len(bad))]
+                and prom.values('count(riskflow_alerts_total{severity="critical"})') != []
+            ),
+        )
+        time.sleep(3)
+        stack.produce(wave2)
+        prom.wait(
+            "wave 2 scraped",
+            lambda: prom.values("sum(riskflow_invalid_events_total)") == [2.0 * len(bad)],
+        )
+
+        exprs = [(w, grafana(e)) for w, e in dashboard_queries()]
+        exprs += [(f"alert {r['alert']}", rule_query(r["expr"])) for r in alert_rules()]
+        assert len(exprs) >= 20
+
+        failures: dict[str, str] = {}
+
+        def all_return_data() -> bool:
+            failures.clear()
+            for where, expr in exprs:
+                body = prom.query(expr)
+                if body["status"] != "success":
+                    failures[where] = f"{expr}: {body.get('error')}"
+                    continue
+                vals = [float(r["value"][1]) for r in body["data"]["result"]]
+                if not any(math.isfinite(v) for v in vals):
+                    failures[where] = f"{expr}: no finite value in {vals}"
+            return not failures
+
+        deadline = time.monotonic() + 60
+        while not all_return_data() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not failures, json.dumps(failures, indent=1, ensure_ascii=False)
+
+        # The full alerting expressions (with thresholds) are loaded and evaluated without error.
+        prom.wait(
+            "rules evaluated",
+            lambda: all(r.get("lastEvaluation", "").startswith("20") for r in _loaded_rules(prom)),
+            timeout=30,
+        )
+        loaded = _loaded_rules(prom)
+        assert {r["name"] for r in loaded} == {r["alert"] for r in alert_rules()}
+        assert all(r["health"] == "ok" for r in loaded), loaded
+
+        # Faust's own sensors are exported next to RiskFlow's.
+        assert prom.values("count(faust_topic_partition_end_offset)") != []
+    assert worker.proc.poll() is None, worker.log_text()[-2000:]
+
+
+def _loaded_rules(prom: Prom) -> list[dict[str, Any]]:
+    body = prom.get("/api/v1/rules")
+    return [r for g in body["data"]["groups"] for r in g["rules"]]
