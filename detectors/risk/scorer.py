@@ -47,7 +47,7 @@ from detectors.risk import contagion as _contagion
 from detectors.risk import people as _people
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
 from detectors.risk.contagion import LinkMessage
-from detectors.risk.state import RiskState, RuleTrack
+from detectors.risk.state import RiskState, RuleTrack, dim_code, dim_name, second
 from riskflow.alerts import Alert, alert_id
 from riskflow.schema import Event
 
@@ -87,7 +87,8 @@ class RiskScorer:
         """Noisy-or of the saturated dimensions, 0-100, rounded to 0.1."""
         by_dim: dict[str, float] = {}
         for tr in rules.values():
-            by_dim[tr.dim] = by_dim.get(tr.dim, 0.0) + tr.acc
+            dim = dim_name(tr.dim)
+            by_dim[dim] = by_dim.get(dim, 0.0) + tr.acc
         survive = 1.0
         weight = self.config.weight
         for dim, x in by_dim.items():
@@ -163,13 +164,14 @@ class RiskScorer:
             rid = sig.detector_id
             tr = r.rules.get(rid)
             if tr is None:
-                tr = r.rules[rid] = RuleTrack(det.describe.dimension or "unknown")
-            if tr.count == 0 or ts - tr.last > cfg.quiet:
-                tr.key, tr.first, tr.last, tr.count, tr.emitted_level = sig.key, ts, ts, 0, -1
+                tr = r.rules[rid] = RuleTrack(dim_code(det.describe.dimension or "unknown"))
+            sec = second(ts)
+            if tr.count == 0 or sec - tr.last > cfg.quiet:
+                tr.key, tr.first, tr.last, tr.count, tr.emitted_level = sig.key, sec, sec, 0, -1
             before = touched[rid][2] if rid in touched else tr.count
             tr.count += 1
-            tr.first = min(tr.first, ts)
-            tr.last = max(tr.last, ts)
+            tr.first = min(tr.first, sec)
+            tr.last = max(tr.last, sec)
             if det.mode != "shadow":  # shadow rules are on trial: alerts, but no weight in the index
                 tr.acc += cfg.mass(sig.severity, sig.score) * late
             touched[rid] = (det, sig, before)
