@@ -19,36 +19,35 @@ deterministic (same people, same bytes, in any order) and merges by union.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 
 _W = 4  # bytes per hash
 _SPACE = 1 << 32
 
 
-def _hash(who: str) -> int:
-    return int.from_bytes(hashlib.blake2b(who.encode(), digest_size=_W).digest(), "big")
-
-
-def _ints(blob: bytes) -> list[int]:
-    return [int.from_bytes(blob[i : i + _W], "big") for i in range(0, len(blob), _W)]
+def _hash(who: str) -> bytes:
+    # Fixed-width big-endian: byte order is numeric order, so the sketch is searched as bytes.
+    return hashlib.blake2b(who.encode(), digest_size=_W).digest()
 
 
 def add(blob: bytes, who: str, *, k: int) -> bytes:
     """The sketch ``blob`` with person ``who`` added (unchanged if already counted or too large)."""
     h = _hash(who)
-    hs = _ints(blob)
-    i = bisect.bisect_left(hs, h)
-    if i < len(hs) and hs[i] == h:
+    n = len(blob) // _W
+    if n >= k and h > blob[(k - 1) * _W : k * _W]:
+        return blob  # the common case once full: not among the k smallest
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if blob[mid * _W : mid * _W + _W] < h:
+            lo = mid + 1
+        else:
+            hi = mid
+    at = lo * _W
+    if lo < n and blob[at : at + _W] == h:
         return blob
-    if len(hs) >= k:
-        if i >= k:
-            return blob
-        hs.insert(i, h)
-        del hs[k:]
-    else:
-        hs.insert(i, h)
-    return b"".join(x.to_bytes(_W, "big") for x in hs)
+    out = blob[:at] + h + blob[at:]
+    return out[: k * _W] if n >= k else out
 
 
 def estimate(blob: bytes, *, k: int) -> int:
