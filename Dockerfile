@@ -13,7 +13,7 @@ COPY pyproject.toml README.md ./
 COPY riskflow ./riskflow
 COPY detectors ./detectors
 COPY streams ./streams
-RUN pip install . && useradd --system --uid 10001 --home-dir /data --create-home riskflow
+RUN pip install ".[postgres]" && useradd --system --uid 10001 --home-dir /data --create-home riskflow
 
 USER riskflow
 VOLUME ["/data"]

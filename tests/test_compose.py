@@ -43,6 +43,7 @@ def test_the_stack_has_every_part() -> None:
         "worker-2",
         "simulator",
         "alert-store",
+        "feed",
         "prometheus",
         "grafana",
     }
@@ -167,3 +168,15 @@ def test_mounted_files_exist_and_fit_together() -> None:
     assert sorted(p.name for p in dash_dir.glob("*.json")) == ["detectors.json", "overview.json", "regional-risk.json"]
     home = env(graf)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (dash_dir / Path(home).name).is_file() and str(Path(home).parent) == provider["options"]["path"]
+
+
+def test_feed_stores_alerts_in_the_alert_store() -> None:
+    feed, store = SERVICES["feed"], SERVICES["alert-store"]
+    s = settings_of(feed)
+    pg = env(store)
+    container_port = store["ports"][0].split(":")[1]
+    user, db, password = pg["POSTGRES_USER"], pg["POSTGRES_DB"], pg["POSTGRES_PASSWORD"]
+    assert s.store_url == f"postgresql://{user}:{password}@alert-store:{container_port}/{db}"
+    assert feed["depends_on"]["alert-store"]["condition"] == "service_healthy"
+    assert s.feed_host == "0.0.0.0" and feed["ports"] == [f"{s.feed_port}:{s.feed_port}"]
+    assert '".[postgres]"' in (ROOT / "Dockerfile").read_text(), "the image needs the PostgreSQL driver"
