@@ -98,6 +98,7 @@ class Metrics:
     evaluation_seconds: Histogram
     consumer_lag: Gauge
     regions: Gauge
+    levels: LevelBoard
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -154,6 +155,7 @@ class Metrics:
                 registry=registry,
             ),
             regions=_region_info(registry),
+            levels=LevelBoard(registry),
         )
 
     def count_batch(
@@ -184,6 +186,70 @@ class Metrics:
         self.evaluation_seconds.observe(evaluation_seconds)
         for topic, lag in lag_by_topic.items():
             self.consumer_lag.labels(topic=topic).set(max(0, lag))
+
+
+#: Risk levels above green (detectors/risk: green < yellow < orange < red).
+LEVELS_AT_RISK = ("yellow", "orange", "red")
+
+
+class LevelBoard:
+    """``riskflow_entities_at_level{level, region}``: this worker's entities at each risk level
+    above green, kept from the entity states each batch changed (no per-event work).
+
+    Only entities above green are held (entity id -> level, region, table partition), so the
+    board stays small. :meth:`rebuild` recounts from the table after a rebalance, over the
+    partitions the worker now owns; all 33 (level, region) series exist from the start at 0.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> reg = CollectorRegistry()
+    >>> b = LevelBoard(reg)
+    >>> b.update([("PF-1", "red", "330100", 0), ("PF-2", "red", "330100", 1), ("PF-3", "green", "330100", 1)])
+    >>> b.update([("PF-2", "yellow", "330100", 1)])
+    >>> reg.get_sample_value("riskflow_entities_at_level", {"level": "red", "region": "330100"})
+    1.0
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge(
+            "riskflow_entities_at_level",
+            "Entities at each risk level above green, by region, on this worker (sum over workers).",
+            ["level", "region"],
+            registry=registry,
+        )
+        self._at: dict[str, tuple[str, str, int]] = {}
+        self._n: _Tally[tuple[str, str]] = _Tally()
+        for level in LEVELS_AT_RISK:
+            for region in REGIONS:
+                self.gauge.labels(level=level, region=region).set(0)
+
+    def update(self, changes: Iterable[tuple[str, str, str, int]]) -> None:
+        """(entity id, level, region, partition) of each entity whose state a batch changed."""
+        touched = set()
+        at, n = self._at, self._n
+        for eid, level, region, partition in changes:
+            new = (level, region, partition) if level in LEVELS_AT_RISK and region in REGIONS else None
+            old = at.get(eid)
+            if old == new:
+                continue
+            if old is not None:
+                del at[eid]
+                n[old[:2]] -= 1
+                touched.add(old[:2])
+            if new is not None:
+                at[eid] = new
+                n[new[:2]] += 1
+                touched.add(new[:2])
+        for level, region in touched:
+            self.gauge.labels(level=level, region=region).set(n[level, region])
+
+    def rebuild(self, entries: Iterable[tuple[str, str, str, int]]) -> None:
+        """Start over from ``entries`` (as :meth:`update`): the states of the partitions owned now."""
+        stale = set(self._n)
+        self._at.clear()
+        self._n.clear()
+        self.update(entries)
+        for level, region in stale - set(self._n):
+            self.gauge.labels(level=level, region=region).set(0)
 
 
 def _region_info(registry: CollectorRegistry) -> Gauge:

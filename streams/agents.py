@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from detectors.engine import EntityState, decode_state, encode_state
@@ -95,10 +97,28 @@ def wire_agents(
                 evaluation_seconds=evaluated - started,
                 lag_by_topic=_consumer_lag(app, records),
             )
+            metrics.levels.update(_levels(res.states.items()))
             if res.max_event_ts:
                 metrics.event_time_lag.set(max(0.0, time.time() - res.max_event_ts))
 
     install(app, BatchTap(topics.inputs.topics, handle))
+
+    if metrics is not None:
+        board = metrics.levels
+
+        async def recount_levels(sender: Any = None, **_: Any) -> None:
+            """After a rebalance: recount entities per risk level over the table partitions owned now."""
+            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+            n = table.partitions or app.conf.topic_partitions
+            board.rebuild(
+                _levels(
+                    (key.decode(), (decode_state(raw), part))
+                    for key, raw in list(store.items())
+                    if (part := (murmur2(key) & 0x7FFFFFFF) % n) in owned
+                )
+            )
+
+        app.on_rebalance_complete.connect(recount_levels)
 
     @app.agent(topics.inputs, name="riskflow-detect")
     async def detect(stream: faust.StreamT) -> None:
@@ -109,6 +129,12 @@ def wire_agents(
             raise RuntimeError("input records must arrive through streams.batchtap")
 
     return detect
+
+
+def _levels(states: Iterable[tuple[str, tuple[EntityState, int]]]) -> Iterator[tuple[str, str, str, int]]:
+    """(entity id, risk level, region, partition) of changed entity states, for the level gauge."""
+    for eid, (state, partition) in states:
+        yield eid, state.risk.level if state.risk is not None else "green", state.region, partition
 
 
 def _consumer_lag(app: faust.App, records: list[Any]) -> dict[str, int]:

@@ -94,3 +94,24 @@ def test_region_info_names_every_city() -> None:
     for code, (en, zh) in REGIONS.items():
         assert reg.get_sample_value("riskflow_region_info", {"region": code, "city": en, "city_zh": zh}) == 1
     assert sum(1 for fam in reg.collect() if fam.name == "riskflow_region_info" for _ in fam.samples) == 11
+
+
+def test_level_board_follows_changes_and_rebuilds() -> None:
+    reg, m = fresh()
+
+    def red(region: str) -> float | None:
+        return reg.get_sample_value("riskflow_entities_at_level", {"level": "red", "region": region})
+
+    assert red("330100") == 0 and red("331100") == 0  # every (level, region) exists from the start
+    m.levels.update([("A", "red", "330100", 0), ("B", "red", "330100", 1), ("C", "orange", "330200", 2)])
+    m.levels.update(
+        [("A", "red", "330100", 0), ("B", "green", "330100", 1), ("X", "red", "", 3)]
+    )  # no region: left out
+    assert red("330100") == 1
+    assert reg.get_sample_value("riskflow_entities_at_level", {"level": "orange", "region": "330200"}) == 1
+    # After a rebalance only the states of the partitions owned now count.
+    m.levels.rebuild([("D", "red", "330300", 1)])
+    assert red("330100") == 0 and red("330300") == 1
+    assert reg.get_sample_value("riskflow_entities_at_level", {"level": "orange", "region": "330200"}) == 0
+    samples = [s for fam in reg.collect() if fam.name == "riskflow_entities_at_level" for s in fam.samples]
+    assert len(samples) == 3 * 11 and {s.labels["level"] for s in samples} == {"yellow", "orange", "red"}

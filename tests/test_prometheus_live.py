@@ -207,6 +207,9 @@ def test_every_dashboard_and_alert_query_returns_data(
         assert {r["name"] for r in loaded} == {r["alert"] for r in alert_rules()}
         assert all(r["health"] == "ok" for r in loaded), loaded
 
+        # The risk levels reached by the simulated failures show up per city.
+        prom.wait("red-level entities", lambda: sum(prom.values('riskflow_entities_at_level{level="red"}')) > 0)
+
         # Faust's own sensors are exported next to RiskFlow's.
         assert prom.values("count(faust_topic_partition_end_offset)") != []
     assert worker.proc.poll() is None, worker.log_text()[-2000:]

@@ -77,6 +77,14 @@ OVERVIEW = (
         height=4,
     ),
     Panel(
+        "Entities at risk by level",
+        (Q("sum by (level) (riskflow_entities_at_level)", "{{level}}"),),
+        kind="stat",
+        width=12,
+        height=4,
+        description="Entities at yellow, orange and red risk level now, all cities.",
+    ),
+    Panel(
         "Throughput by event type",
         (Q(f"sum by (event_type) (rate(riskflow_events_total[{RI}]))", "{{event_type}}"),),
         unit="ops",
@@ -142,6 +150,17 @@ OVERVIEW = (
 )
 
 REGIONAL = (
+    Panel(
+        "Entities per risk level per city",
+        (Q(by_city("riskflow_entities_at_level", "city, level"), "{{city}} {{level}}", instant=True),),
+        kind="table",
+        options={"format": "table"},
+        description="Entities at yellow 黄, orange 橙 and red 红 risk level now, by city (green is not counted).",
+    ),
+    Panel(
+        "Red-level entities per city",
+        (Q(by_city('riskflow_entities_at_level{level="red"}'), "{{city}}"),),
+    ),
     Panel(
         "Events per city",
         (Q(by_city(f"rate(riskflow_events_total[{RI}])"), "{{city}}"),),
