@@ -20,6 +20,8 @@ Measures (defined precisely in the README, "Backtest"):
   (normal entities × history span in days), the span running from the
   earliest event to the latest valid one;
 - lead time of a detected entity = failure_time − its first true alert, days;
+  recall 30 days before failure = bad entities with a lead time >= 30 days /
+  bad entities with a failure time;
 - alerts on entities with no event in the file (e.g. contagion reaching a
   counterparty only named in transfers) are reported apart and not scored.
 
@@ -53,6 +55,8 @@ from riskflow.schema import topic_role
 from riskflow.settings import Settings
 
 DAY = 86400.0
+#: lead time that counts as an early warning for ``recall_30d_before_failure``
+EARLY_DAYS = 30.0
 
 
 class _Head(msgspec.Struct):
@@ -109,7 +113,7 @@ class Report:
         total = sum(len(v) for v in by_entity.values())
         per_scenario: dict[str, dict[str, Any]] = {}
         leads_all: list[float] = []
-        detected_all = 0
+        detected_all = early_all = with_failure_all = 0
         for name in sorted({lab["scenario"] for lab in self.labels.values()}):
             members = [e for e, lab in self.labels.items() if lab["scenario"] == name]
             rules: Counter[str] = Counter()
@@ -150,6 +154,9 @@ class Report:
             true_alerts += in_window
             detected_all += detected
             leads_all += leads
+            with_failure = sum(1 for e in members if bad[e]["_failure"] is not None)
+            early_all += sum(1 for x in leads if x >= EARLY_DAYS)
+            with_failure_all += with_failure
             per_scenario[name] = {
                 "entities": len(members),
                 "detected": detected,
@@ -160,6 +167,9 @@ class Report:
                 "alerts_after_failure": late,
                 "median_lead_days": round(statistics.median(leads), 2) if leads else None,
                 "worst_lead_days": round(min(leads), 2) if leads else None,
+                "recall_30d_before_failure": round(sum(1 for x in leads if x >= EARLY_DAYS) / with_failure, 4)
+                if with_failure
+                else None,
                 "rule_hits": dict(rules.most_common()),
             }
         false_alerts = sum(len(by_entity.get(e, ())) for e in normal)
@@ -176,6 +186,7 @@ class Report:
             "false_alerts_per_1000_entity_days": round(false_alerts * 1000 / entity_days, 3),
             "median_lead_days": round(statistics.median(leads_all), 2) if leads_all else None,
             "worst_lead_days": round(min(leads_all), 2) if leads_all else None,
+            "recall_30d_before_failure": round(early_all / with_failure_all, 4) if with_failure_all else None,
             "per_scenario": per_scenario,
         }
 
@@ -374,7 +385,8 @@ def format_table(s: dict[str, Any]) -> str:
         f"recall {f(s['recall'], True)}  precision {f(s['precision'], True)}  "
         f"entity precision {f(s['entity_precision'], True)}  "
         f"false alerts/1000 entity-days {f(s['false_alerts_per_1000_entity_days'])}  "
-        f"lead days median {f(s['median_lead_days'])} worst {f(s['worst_lead_days'])}",
+        f"lead days median {f(s['median_lead_days'])} worst {f(s['worst_lead_days'])}  "
+        f"recall >= 30 days before failure {f(s['recall_30d_before_failure'], True)}",
         "",
         f"{'scenario':26s} {'n':>5s} {'recall':>7s} {'prec':>7s} {'lead med':>8s} {'worst':>7s}  top rules",
     ]

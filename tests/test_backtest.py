@@ -98,6 +98,7 @@ def test_measures_on_a_hand_made_history(pack) -> None:  # type: ignore[no-untyp
     assert s["false_alerts"] == 2
     assert s["false_alerts_per_1000_entity_days"] == round(2 * 1000 / (3 * 100), 3)  # N1, N2, LOOK over 100 days
     assert s["median_lead_days"] == 20.0 and s["worst_lead_days"] == 20.0
+    assert s["recall_30d_before_failure"] == 0.0  # 20 days of warning is not 30
     p = s["per_scenario"]["ponzi_fund"]
     assert (p["detected"], p["alerts_in_window"], p["alerts_before_onset"]) == (1, 2, 1)
     assert p["rule_hits"] == {"t.guaranteed": 3}
