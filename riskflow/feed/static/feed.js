@@ -1,7 +1,7 @@
 // RiskFlow officers' feed: list + live stream (server-sent events), entity page, lifecycle actions.
 "use strict";
 
-const state = { token: null, meta: null, alerts: new Map(), selected: null, seq: 0, es: null, fresh: new Set() };
+const state = { token: null, meta: null, alerts: new Map(), selected: null, detailDirty: false, seq: 0, es: null, fresh: new Map(), rowCache: new Map() };
 const $ = (sel, root = document) => root.querySelector(sel);
 const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
@@ -23,6 +23,7 @@ async function api(path, opts = {}) {
   return body;
 }
 
+const MAX_ROWS = 300;
 const LEVEL = { red: "红 Red", orange: "橙 Orange", yellow: "黄 Yellow", green: "绿 Green" };
 // Officers work in Zhejiang: every time is shown in China Standard Time (UTC+8).
 const fmtTime = (t) => {
@@ -109,11 +110,24 @@ function connect() {
     const known = state.alerts.has(a.alert_id);
     state.alerts.set(a.alert_id, a);
     state.seq = Math.max(state.seq, a.seq);
-    if (!known) state.fresh.add(a.alert_id);
+    if (!known) state.fresh.set(a.alert_id, Date.now());  // highlighted for a few seconds
     addRuleOption(a);
-    renderList();
-    if (state.selected === a.alert_id) renderDetail(a.alert_id);
+    if (state.selected === a.alert_id) state.detailDirty = true;
+    scheduleRender();
   });
+}
+
+// Events come in bursts (a replay, a reconnect's backlog): redraw at most a few times a second.
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  setTimeout(() => {
+    renderPending = false;
+    renderList();
+    if (state.detailDirty && state.selected) renderDetail(state.selected);
+    state.detailDirty = false;
+  }, 250);
 }
 
 function matches(a, f) {
@@ -122,12 +136,25 @@ function matches(a, f) {
 }
 
 function renderList() {
+  const now = Date.now();
+  for (const [k, t] of state.fresh) if (now - t > 3000) state.fresh.delete(k);
   const f = Object.fromEntries(new FormData($("#filters")));
   const rows = [...state.alerts.values()].filter((a) => matches(a, f));
   rows.sort((x, y) => (y.event_time > x.event_time ? 1 : y.event_time < x.event_time ? -1 : x.alert_id < y.alert_id ? -1 : 1));
   const tbody = $("#alerts tbody");
-  tbody.replaceChildren(...rows.map((a) => {
-    const tr = el("tr", { "data-alert-id": a.alert_id, class: (state.fresh.has(a.alert_id) ? "fresh " : "") + (a.alert_id === state.selected ? "selected" : "") },
+  const shown = rows.slice(0, MAX_ROWS);  // a bounded page: filters narrow it down
+  // Rows of unchanged alerts are reused, so a live update does not swallow a click on them.
+  const cache = new Map();
+  tbody.replaceChildren(...shown.map((a) => {
+    const isFresh = now - (state.fresh.get(a.alert_id) || 0) < 3000;
+    const key = `${a.seq}|${a.alert_id === state.selected}`;
+    const old = state.rowCache.get(a.alert_id);
+    if (old && old.key === key) {
+      if (!isFresh) old.tr.classList.remove("fresh");
+      cache.set(a.alert_id, old);
+      return old.tr;
+    }
+    const tr = el("tr", { "data-alert-id": a.alert_id, class: (isFresh ? "fresh " : "") + (a.alert_id === state.selected ? "selected" : "") },
       el("td", {}, fmtTime(a.event_time)),
       el("td", {}, levelBadge(a.risk_level)),
       el("td", { class: "num" }, a.risk_index ? a.risk_index.toFixed(1) : ""),
@@ -139,9 +166,12 @@ function renderList() {
       el("td", { class: "status " + a.status }, `${a.status_zh} ${a.status}`, a.assignee ? el("div", { class: "sub" }, "→ " + a.assignee) : null),
     );
     tr.addEventListener("click", () => { state.selected = a.alert_id; renderList(); renderDetail(a.alert_id); });
+    cache.set(a.alert_id, { key, tr });
     return tr;
   }));
-  $("#count").textContent = `${rows.length} / ${state.alerts.size} alerts 条预警`;
+  state.rowCache = cache;
+  const more = rows.length > shown.length ? ` (first ${shown.length} shown 仅显示前${shown.length}条)` : "";
+  $("#count").textContent = `${rows.length} / ${state.alerts.size} alerts 条预警${more}`;
 }
 
 async function renderDetail(id, clear = false) {
