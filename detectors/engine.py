@@ -154,6 +154,9 @@ class Engine:
     def _emit(self, state: EntityState, event: Event, hits: list[tuple[Detector, Signal]]) -> Outcome:
         if self.risk is not None:
             alerts, links = self.risk.apply(state, event, hits, self._alert, self.clock)
+            for a in alerts:  # the index's own alerts (risk.level, ...) name the pack too
+                if not a.rule_pack_version:
+                    a.rule_pack_version = self.pack_version
             return Outcome(state, alerts, links=links)
         return Outcome(state, [self._alert(det, sig, event) for det, sig in hits])
 

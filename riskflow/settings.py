@@ -39,6 +39,22 @@ class Settings(BaseSettings):
         description="RISKFLOW_TOPIC_RISK_LINKS: internal topic of linked-entity contagion messages "
         "(keyed by entity id, as many partitions as the inputs).",
     )
+    topic_rules: str = Field(
+        "riskflow.rules",
+        description="RISKFLOW_TOPIC_RULES: control topic of rule packs (`riskflow rules push`); "
+        "every worker follows it.",
+    )
+    topic_shadow_alerts: str = Field(
+        "riskflow.alerts-shadow",
+        description="RISKFLOW_TOPIC_SHADOW_ALERTS: alerts of rules in shadow mode (never on the officers' topic).",
+    )
+    lpr_1y: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="RISKFLOW_LPR_1Y: one-year LPR as a fraction (e.g. 0.03) for rules citing it; "
+        "unset: the pack's value.",
+    )
     topic_deadletter: str = Field(
         "riskflow.deadletter", description="RISKFLOW_TOPIC_DEADLETTER: rejected messages with their reason."
     )

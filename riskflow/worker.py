@@ -22,7 +22,7 @@ def run_worker(settings: Settings, rules: str | None = None) -> int:
     """Run until stopped (SIGINT/SIGTERM). Returns the process exit code."""
     if not settings.kafka_bootstrap:
         raise SystemExit("riskflow worker: set RISKFLOW_KAFKA_BOOTSTRAP (or run `riskflow demo`)")
-    pack = load_pack(rules)
+    pack = load_pack(rules, constants={"lpr_1y": settings.lpr_1y} if settings.lpr_1y is not None else None)
     registry = REGISTRY
     metrics = Metrics.create(registry)
     metrics.build.info({"version": __version__, "rule_pack": pack.version})

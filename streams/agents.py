@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import faust
@@ -48,8 +48,13 @@ def wire_agents(
     *,
     batch_size: int,
     batch_timeout: float,
+    before_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> Any:
+    """``before_batch``: awaited before each batch (rule-pack switches, lane rebuilds,
+    streams/rules_control.py). Alerts of shadow rules go to ``topics.shadow_alerts``."""
     del batch_size, batch_timeout  # a batch is one fetch (broker_max_poll_records, streams/app.py)
+    alerts_topic = topics.alerts
+    shadow_topic = topics.shadow_alerts or alerts_topic
     store = table.data
     changelog = table.changelog_topic.get_topic_name()
 
@@ -59,11 +64,18 @@ def wire_agents(
 
     async def handle(records: list[Any]) -> None:
         """One fetched batch (aiokafka records, in partition order) through the pipeline."""
+        if before_batch is not None:
+            await before_batch()
         started = time.perf_counter()
         producer = app.producer
         res = processor.process(records, get_state)
         evaluated = time.perf_counter()
-        pending = [await topics.alerts.send(key=a.entity_id.encode(), value=a.to_json()) for a in res.alerts]
+        pending = [
+            await (shadow_topic if a.mode == "shadow" else alerts_topic).send(
+                key=a.entity_id.encode(), value=a.to_json()
+            )
+            for a in res.alerts
+        ]
         pending += [await topics.links.send(key=m.to.encode(), value=encode_link(m)) for m in res.links]
         pending += [
             await topics.deadletter.send(

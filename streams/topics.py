@@ -15,6 +15,7 @@ class Topics:
     alerts: faust.TopicT
     links: faust.TopicT
     deadletter: faust.TopicT
+    shadow_alerts: faust.TopicT | None = None  # alerts of rules in shadow mode
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -33,4 +34,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         alerts=app.topic(settings.topic_alerts, partitions=settings.partitions, **raw),  # type: ignore[arg-type]
         links=app.topic(settings.topic_risk_links, partitions=settings.partitions, **raw),  # type: ignore[arg-type]
         deadletter=app.topic(settings.topic_deadletter, partitions=1, **raw),  # type: ignore[arg-type]
+        shadow_alerts=app.topic(settings.topic_shadow_alerts, partitions=settings.partitions, **raw),  # type: ignore[arg-type]
     )

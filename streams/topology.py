@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
 
+from detectors.engine import decode_state
 from detectors.factory import build_processor
 from detectors.pipeline import BatchProcessor
 from detectors.risk import load_risk_config
 from detectors.rules import RulePack
+from riskflow import __version__
 from riskflow.metrics import Metrics
 from riskflow.settings import Settings
 from streams.agents import wire_agents
 from streams.app import create_app
+from streams.rules_control import RuleControl
 from streams.tables import declare_tables
 from streams.topics import Topics, declare_topics
 
@@ -25,6 +29,7 @@ class Topology:
     topics: Topics
     table: faust.Table
     processor: BatchProcessor
+    control: RuleControl | None = None
 
 
 def build_topology(
@@ -33,14 +38,43 @@ def build_topology(
     app = create_app(settings, registry)
     topics = declare_topics(app, settings)
     table = declare_tables(app, settings)
-    processor = build_processor(
-        pack,
-        dedup_window=settings.dedup_window,
-        max_bytes=settings.max_event_bytes,
-        max_future_seconds=settings.max_future_seconds,
-        risk=load_risk_config(settings.risk_config),
-        links_topic=settings.topic_risk_links,
+    risk = load_risk_config(settings.risk_config)
+
+    def make(p: RulePack) -> BatchProcessor:
+        return build_processor(
+            p,
+            dedup_window=settings.dedup_window,
+            max_bytes=settings.max_event_bytes,
+            max_future_seconds=settings.max_future_seconds,
+            risk=risk,
+            links_topic=settings.topic_risk_links,
+        )
+
+    processor = make(pack)
+    store = table.data
+
+    def on_switch(p: RulePack) -> None:
+        if metrics is not None:
+            metrics.build.info({"version": __version__, "rule_pack": p.version})
+
+    control = RuleControl(
+        settings.kafka_bootstrap or "",
+        settings.topic_rules,
+        processor,
+        lambda p: make(p).engine,
+        lambda: (decode_state(v) for v in list(store.values()) if v is not None),
+        constants={"lpr_1y": settings.lpr_1y} if settings.lpr_1y is not None else None,
+        on_switch=on_switch,
     )
+
+    async def follow_rules() -> None:
+        await control.run()
+
+    async def on_assigned(*args: Any, **kwargs: Any) -> None:
+        control.rebuild = True  # partitions moved: lanes come from the table again
+
+    app.task(follow_rules)
+    app.on_partitions_assigned.connect(on_assigned)
     wire_agents(
         app,
         topics,
@@ -49,5 +83,6 @@ def build_topology(
         metrics,
         batch_size=settings.batch_size,
         batch_timeout=settings.batch_timeout,
+        before_batch=control.before_batch,
     )
-    return Topology(app, topics, table, processor)
+    return Topology(app, topics, table, processor, control)

@@ -1,0 +1,149 @@
+"""Live rule packs: every worker follows the rules control topic and switches packs without restart.
+
+``riskflow rules push FILE`` writes a pack (its YAML texts, JSON-wrapped) to
+``RISKFLOW_TOPIC_RULES`` (one partition). Each worker reads that topic with
+its own **group-less** consumer (``group_id=None``, partition assigned by
+hand, from the beginning), so every worker sees every push — a Faust agent
+in the app's consumer group would hand each message to one worker only.
+
+At start-up the worker reads the topic until a fetch comes back empty
+(not "to the end offset": the embedded broker reports end offsets short,
+shared/KAFKA-NOTES.md) and only then lets the detection agent process its
+first batch, so a restarted worker starts on the latest pushed pack. After
+that a background task keeps following the topic; the agent picks up a new
+pack between two batches (one attribute check per batch), swapping the
+engine of its :class:`~detectors.pipeline.BatchProcessor`. A message that is
+not a valid pack is logged and ignored: the running pack stays.
+
+The same hook also rebuilds the processor's event-time lanes (watermarks and
+deadline index of timed rules) from the entity-state table after start-up,
+after each rebalance, and after a pack switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from detectors.engine import EntityState
+from detectors.pipeline import BatchProcessor
+from detectors.rules import RuleError, RulePack, load_texts
+
+log = logging.getLogger(__name__)
+
+PACK_SCHEMA = "riskflow.rulepack/v1"
+
+
+class PushedPack(msgspec.Struct, kw_only=True):
+    """The control-topic message: a pack's YAML files as loaded by ``riskflow rules push``."""
+
+    schema: str = PACK_SCHEMA
+    version: str
+    files: dict[str, str]
+    pushed_at: str = ""
+
+
+def encode_pack(pack: RulePack, pushed_at: str = "") -> bytes:
+    """>>> from detectors.rules import load_pack
+    >>> decode_pack(encode_pack(load_pack())).files.keys() == load_pack().files.keys()
+    True
+    """
+    return msgspec.json.encode(PushedPack(version=pack.version, files=pack.files, pushed_at=pushed_at))
+
+
+def decode_pack(data: bytes) -> PushedPack:
+    msg = msgspec.json.decode(data, type=PushedPack)
+    if msg.schema != PACK_SCHEMA:
+        raise ValueError(f"unsupported schema {msg.schema!r}")
+    return msg
+
+
+class RuleControl:
+    """Follows the control topic; applies new packs and lane rebuilds between batches."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        processor: BatchProcessor,
+        make_engine: Callable[[RulePack], Any],
+        states: Callable[[], Iterable[EntityState]],
+        *,
+        constants: dict[str, float] | None = None,
+        on_switch: Callable[[RulePack], None] | None = None,
+    ) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.processor = processor
+        self.make_engine = make_engine
+        self.states = states
+        self.constants = constants or {}
+        self.on_switch = on_switch
+        self.ready = asyncio.Event()
+        self.pending: RulePack | None = None
+        self.rebuild = True  # start-up: lanes come from the recovered table
+
+    def _load(self, value: bytes | None, offset: int) -> RulePack | None:
+        if not value:
+            return None
+        try:
+            msg = decode_pack(value)
+            return load_texts(msg.files, self.constants)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RuleError) as exc:
+            log.error("rules topic %s offset %d: not a valid rule pack, ignored: %s", self.topic, offset, exc)
+            return None
+
+    async def run(self) -> None:
+        """Catch up with the control topic, release the agent, then follow it forever."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=200,
+        )
+        await consumer.start()
+        try:
+            consumer.assign([TopicPartition(self.topic, 0)])
+            await consumer.seek_to_beginning()
+            latest: RulePack | None = None
+            while True:  # catch up: until a fetch returns nothing
+                batch = await consumer.getmany(timeout_ms=1000)
+                records = [m for msgs in batch.values() for m in msgs]
+                if not records:
+                    break
+                for m in records:
+                    latest = self._load(m.value, m.offset) or latest
+            if latest is not None:
+                self.pending = latest
+            self.ready.set()
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for msgs in batch.values():
+                    for m in msgs:
+                        pack = self._load(m.value, m.offset)
+                        if pack is not None:
+                            log.info("rule pack %s received (%d rules)", pack.version, len(pack.detectors))
+                            self.pending = pack
+        finally:
+            self.ready.set()
+            await consumer.stop()
+
+    async def before_batch(self) -> None:
+        """Called by the agent before each batch: wait for start-up, switch packs, rebuild lanes."""
+        if not self.ready.is_set():
+            await self.ready.wait()
+        pack, self.pending = self.pending, None
+        if pack is not None and pack.version != self.processor.engine.pack_version:
+            self.processor.engine = self.make_engine(pack)
+            self.rebuild = True
+            log.info("switched to rule pack %s (%d rules)", pack.version, len(pack.detectors))
+            if self.on_switch is not None:
+                self.on_switch(pack)
+        if self.rebuild:
+            self.rebuild = False
+            self.processor.rebuild(self.states())
