@@ -15,7 +15,7 @@ import time
 from riskflow.broker import EmbeddedBroker
 from riskflow.feed.server import serve_feed
 from riskflow.feedprint import tail_alerts
-from riskflow.kafka import ensure_topics
+from riskflow.kafka import client_config, ensure_topics
 from riskflow.replay import produce, route
 from riskflow.schema import encode_event
 from riskflow.settings import Settings
@@ -47,14 +47,14 @@ async def _run(settings: Settings, duration: float | None, as_json: bool, entiti
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     printer = asyncio.create_task(
-        tail_alerts(settings.kafka_bootstrap, settings.topic_alerts, as_json=as_json, stop=stop)
+        tail_alerts(client_config(settings), settings.topic_alerts, as_json=as_json, stop=stop)
     )
     web = asyncio.create_task(serve_feed(settings, stop))  # officers' feed + alert store sink
     speed = CHUNK_DAYS * 86400 / CHUNK_SECONDS
 
     async def feed() -> None:
         for lines in _chunks(entities, seed):  # type: ignore[attr-defined]
-            n = await produce(route(lines, settings), settings.kafka_bootstrap, speed=speed)
+            n = await produce(route(lines, settings), client_config(settings), speed=speed)
             log.info("demo: replayed %d simulated events", n)
 
     feeder = asyncio.create_task(feed())

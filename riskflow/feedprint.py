@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer
 
@@ -26,7 +26,7 @@ def format_alert(a: Alert) -> str:
 
 
 async def tail_alerts(
-    bootstrap: str,
+    bootstrap: str | dict[str, Any],
     topic: str,
     *,
     as_json: bool = False,
@@ -35,9 +35,10 @@ async def tail_alerts(
     keep: Callable[[Alert], bool] = lambda a: True,
 ) -> int:
     """Print every alert on ``topic`` from the beginning, once per alert id, until ``stop``."""
+    kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -1,15 +1,75 @@
-"""Small Kafka helpers for entry points: topic creation and a JSON producer."""
+"""Kafka helpers for entry points: client security config and topic creation.
+
+Every Kafka client RiskFlow creates takes its connection and security options
+from :func:`client_config` (aiokafka keyword arguments) or, for Faust,
+:func:`faust_credentials`, so SASL/SCRAM and TLS configured once in
+:class:`~riskflow.settings.Settings` reach them all.
+
+>>> cfg = client_config(Settings(kafka_bootstrap="k:9093", kafka_security_protocol="SASL_SSL",
+...                              kafka_sasl_username="rf", kafka_sasl_password="pw"))
+>>> cfg["security_protocol"], cfg["sasl_mechanism"], cfg["sasl_plain_username"]
+('SASL_SSL', 'SCRAM-SHA-512', 'rf')
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from riskflow.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for SSL / SASL_SSL protocols (``None`` for plaintext)."""
+    if "SSL" not in settings.kafka_security_protocol:
+        return None
+    ctx = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    ctx.check_hostname = settings.kafka_ssl_check_hostname
+    if settings.kafka_ssl_certfile:
+        keyfile = str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None
+        ctx.load_cert_chain(str(settings.kafka_ssl_certfile), keyfile)
+    return ctx
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for any aiokafka client (producer, consumer, admin)."""
+    if not settings.kafka_bootstrap:
+        raise ValueError("RISKFLOW_KAFKA_BOOTSTRAP is not set")
+    proto = settings.kafka_security_protocol
+    cfg: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": proto}
+    ctx = ssl_context(settings)
+    if ctx is not None:
+        cfg["ssl_context"] = ctx
+    if proto.startswith("SASL_"):
+        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+            raise ValueError(f"{proto} needs RISKFLOW_KAFKA_SASL_USERNAME and RISKFLOW_KAFKA_SASL_PASSWORD")
+        cfg["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        cfg["sasl_plain_username"] = settings.kafka_sasl_username
+        cfg["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return cfg
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """``broker_credentials`` for :class:`faust.App` (``None`` for plaintext)."""
+    import faust
+
+    cfg = client_config(settings)
+    if "sasl_mechanism" in cfg:
+        return faust.SASLCredentials(
+            username=cfg["sasl_plain_username"],
+            password=cfg["sasl_plain_password"],
+            ssl_context=cfg.get("ssl_context"),
+            mechanism=cfg["sasl_mechanism"],
+        )
+    if "ssl_context" in cfg:
+        return faust.SSLCredentials(cfg["ssl_context"])
+    return None
 
 
 def topic_specs(settings: Settings) -> dict[str, int]:
@@ -30,10 +90,9 @@ async def ensure_topics(settings: Settings, retries: int = 30, delay: float = 1.
 
     Retries with back-off while the broker is unreachable, logging each wait.
     """
-    assert settings.kafka_bootstrap
     attempt = 0
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**client_config(settings))
         try:
             await admin.start()
             existing = set(await admin.list_topics())

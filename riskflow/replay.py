@@ -231,7 +231,7 @@ class Progress:
 
 async def produce(
     records: Iterable[Routed],
-    bootstrap: str,
+    bootstrap: str | dict[str, Any],
     speed: float | None = None,
     on_sent: Callable[[int], None] | None = None,
     *,
@@ -248,7 +248,9 @@ async def produce(
     """
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    # ``bootstrap``: host:port list, or the full client config (riskflow.kafka.client_config: SASL/TLS)
+    kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
+    producer = AIOKafkaProducer(**kafka, linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     n = 0
     t0: float | None = None

@@ -339,6 +339,8 @@ def parse_event(
         env = _envelope_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(_envelope_reason(str(exc)), str(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec raises it for bad UTF-8 inside a JSON string
+        raise InvalidEvent("not_utf8", str(exc)) from None
     except msgspec.DecodeError as exc:
         try:
             bytes(data).decode("utf-8")
@@ -358,6 +360,8 @@ def parse_event(
         payload = decoder.decode(env.payload)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidEvent("invalid_payload", f"{env.event_type}: {exc}".replace("$.", "payload.")) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent("not_utf8", f"payload: {exc}") from None
     ts = env.event_time.timestamp()
     limit = (time.time() if now is None else now) + max_future_seconds
     if ts > limit:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,35 @@ class Settings(BaseSettings):
         None,
         description="RISKFLOW_KAFKA_BOOTSTRAP: host:port[,host:port] of the Kafka cluster. "
         "Unset: `riskflow demo` starts the embedded Tansu broker on a free loopback port.",
+    )
+    # Kafka security (see README "Reliability and security"). Every Kafka client
+    # RiskFlow creates (Faust's consumer/producer, admin, replay and recovery
+    # clients) is configured from these through riskflow.kafka.client_config.
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT",
+        pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        description="RISKFLOW_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: str = Field(
+        "SCRAM-SHA-512",
+        pattern="^(SCRAM-SHA-256|SCRAM-SHA-512|PLAIN)$",
+        description="RISKFLOW_KAFKA_SASL_MECHANISM: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (SASL_* protocols only).",
+    )
+    kafka_sasl_username: str | None = Field(None, description="RISKFLOW_KAFKA_SASL_USERNAME: SASL user.")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="RISKFLOW_KAFKA_SASL_PASSWORD: SASL password (never logged; shown as '**********')."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="RISKFLOW_KAFKA_SSL_CAFILE: CA bundle to verify the brokers (default: system CAs)."
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="RISKFLOW_KAFKA_SSL_CERTFILE: client certificate for mutual TLS."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="RISKFLOW_KAFKA_SSL_KEYFILE: key of the client certificate."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="RISKFLOW_KAFKA_SSL_CHECK_HOSTNAME: verify the broker's host name against its certificate."
     )
     app_id: str = Field("riskflow", description="RISKFLOW_APP_ID: Faust app id = consumer group and changelog prefix.")
     topic_institution_events: str = Field(
@@ -78,6 +107,12 @@ class Settings(BaseSettings):
     )
     fetch_max_wait: float = Field(
         0.05, gt=0, description="RISKFLOW_FETCH_MAX_WAIT: longest a fetch may wait at the broker, seconds."
+    )
+    max_fetch_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="RISKFLOW_MAX_FETCH_BYTES: most bytes fetched per partition per request (bounds the worker's "
+        "read-ahead memory; table recovery reads in steps of this size).",
     )
     max_event_bytes: int = Field(65536, ge=256, description="RISKFLOW_MAX_EVENT_BYTES: larger messages are rejected.")
     max_future_seconds: float = Field(

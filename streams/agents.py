@@ -17,13 +17,20 @@ commit (which flushes the producer first). A crash at any point therefore
 either re-emits alerts with the same ids (the sinks upsert) or finds the
 events already folded into state; it never loses an alert. A rebalance or
 shutdown waits for the batch in flight before committing.
+
+Recovery of the table itself is made whole in ``streams/tables.py`` (Tansu
+reports end offsets short). A failed delivery is retried with back-off by
+:func:`deliver` (a log line per retry) instead of raising, so that a broker
+that is briefly unreachable costs time, not a worker restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import faust
@@ -37,6 +44,44 @@ from riskflow.deadletter import encode_dead_letter
 from riskflow.metrics import Metrics
 from streams.batchtap import BatchTap, install
 from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[], Awaitable[Any]]
+
+
+async def deliver(sends: Sequence[Send], what: str, *, max_wait: float = 10.0) -> None:
+    """Start every send, then wait until all are acknowledged by the broker.
+
+    On a Kafka error everything is sent again after a back-off (1, 2, 4 .. s,
+    at most ``max_wait``): re-sent alerts carry the same ids and re-sent states
+    are last-write-wins, so repeating is safe, while giving up is not. The
+    common path (no error) costs one list of coroutines per batch.
+    """
+    attempt = 0
+    while True:
+        try:
+            pending = [await send() for send in sends]
+            if pending:
+                await asyncio.gather(*pending)
+            if attempt:
+                log.warning("delivered %d %s after %d retries", len(sends), what, attempt)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any producer failure is retried
+            attempt += 1
+            wait = min(2.0 ** (attempt - 1), max_wait)
+            log.warning(
+                "could not deliver %d %s (%s: %s); retry %d in %.0fs",
+                len(sends),
+                what,
+                type(exc).__name__,
+                exc,
+                attempt,
+                wait,
+            )
+            await asyncio.sleep(wait)
 
 
 def wire_agents(
@@ -70,35 +115,34 @@ def wire_agents(
         producer = app.producer
         res = processor.process(records, get_state)
         evaluated = time.perf_counter()
-        pending = [
-            await (shadow_topic if a.mode == "shadow" else alerts_topic).send(
-                key=a.entity_id.encode(), value=a.to_json()
-            )
-            for a in res.alerts
-        ]
-        pending += [await topics.links.send(key=m.to.encode(), value=encode_link(m)) for m in res.links]
-        pending += [
-            await topics.deadletter.send(
-                key=(d["key"] or "").encode(),
-                value=encode_dead_letter(d),
-            )
-            for d in res.dead_letters
-        ]
-        if pending:
-            await asyncio.gather(*pending)
+        if res.alerts or res.links or res.dead_letters:
+            out: list[Send] = [
+                partial(
+                    (shadow_topic if a.mode == "shadow" else alerts_topic).send,
+                    key=a.entity_id.encode(),
+                    value=a.to_json(),
+                )
+                for a in res.alerts
+            ]
+            out += [partial(topics.links.send, key=m.to.encode(), value=encode_link(m)) for m in res.links]
+            out += [
+                partial(topics.deadletter.send, key=(d["key"] or "").encode(), value=encode_dead_letter(d))
+                for d in res.dead_letters
+            ]
+            await deliver(out, "alerts/links/dead letters")
         decided_at = time.time()
         # States go straight to the producer, one record per changed entity
         # per batch, and are awaited: durable before this batch's offsets can
         # be committed. (Table.send_changelog queues each record in Faust's
         # producer buffer, drained one message at a time, and stalls the
         # stream whenever 100 are pending; bench/pipeline.py measured it.)
-        writes = []
+        writes: list[Send] = []
         for eid, (state, partition) in res.states.items():
             key, value = eid.encode(), encode_state(state)
             store[key] = value
-            writes.append(await producer.send(changelog, key, value, partition, None, None))
+            writes.append(partial(producer.send, changelog, key, value, partition, None, None))
         if writes:
-            await asyncio.gather(*writes)
+            await deliver(writes, "entity states")
         if metrics is not None:
             metrics.count_batch(res.counted, (d["reason"] for d in res.dead_letters), res.alerts)
             metrics.batches.inc()

@@ -9,6 +9,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.transport.drivers import aiokafka as _faust_aiokafka
 from prometheus_client import CollectorRegistry
 
+from riskflow.kafka import faust_credentials
 from riskflow.settings import Settings
 
 _FETCH_MAX_WAIT_MS = {"value": 1500}
@@ -37,6 +38,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app = faust.App(
         settings.app_id,
         broker=brokers,
+        broker_credentials=faust_credentials(settings),  # SASL/SCRAM and TLS from settings
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
@@ -44,6 +46,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         broker_commit_interval=1.0,
+        consumer_max_fetch_size=settings.max_fetch_bytes,
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
         # One fetch = one batch of the hot path (streams/batchtap.py).
         broker_max_poll_records=settings.batch_size,

@@ -82,13 +82,14 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 def run_tail(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.feedprint import tail_alerts
+    from riskflow.kafka import client_config
 
     if not settings.kafka_bootstrap:
         raise SystemExit("riskflow alerts tail: set RISKFLOW_KAFKA_BOOTSTRAP")
 
     async def go(stop: asyncio.Event) -> None:
         await tail_alerts(
-            settings.kafka_bootstrap,  # type: ignore[arg-type]
+            client_config(settings),
             settings.topic_alerts,
             as_json=args.json,
             stop=stop,

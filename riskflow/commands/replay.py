@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from riskflow.kafka import client_config
     from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, parse_time, produce, route
 
     if not settings.kafka_bootstrap:
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         records = route(source, settings, start=start, end=end, skip=cp.lines_done)
         n = await produce(
             records,
-            settings.kafka_bootstrap or "",
+            client_config(settings),
             speed=parse_speed(args.speed),
             checkpoint=cp,
             progress=progress,

@@ -1,0 +1,259 @@
+"""Helpers for the fault-injection tests: produce with offsets, wait for commits,
+read a changelog without trusting end offsets, and the offline reference state.
+
+Tansu reports end offsets short (shared/KAFKA-NOTES.md), so nothing here reads
+"up to the end offset": readers consume until the topic has been quiet for a
+while, and commit checks compare against the offsets the producer was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from detectors.engine import EntityState, decode_state, encode_state
+from detectors.factory import build_processor
+from detectors.pipeline import BatchProcessor, RawMessage
+from detectors.rules import load_pack
+from riskflow.alerts import Alert
+
+
+def produce(bootstrap: str, records: Sequence[tuple[str, bytes | None, bytes]]) -> dict[TopicPartition, int]:
+    """Send records; returns the end offset (last offset + 1) written per partition."""
+
+    async def go() -> dict[TopicPartition, int]:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await p.start()
+        ends: dict[TopicPartition, int] = {}
+        try:
+            futs = [await p.send(t, v, key=k) for t, k, v in records]
+            for f in futs:
+                md = await f
+                tp = TopicPartition(md.topic, md.partition)
+                ends[tp] = max(ends.get(tp, 0), md.offset + 1)
+        finally:
+            await p.stop()
+        return ends
+
+    return asyncio.run(go())
+
+
+class BackgroundProducer:
+    """Produces records in small chunks from a thread, so that a test can act
+    (kill a worker, start another) while the replay is still going."""
+
+    def __init__(
+        self, bootstrap: str, records: Sequence[tuple[str, bytes | None, bytes]], chunk: int = 50, pause: float = 0.05
+    ) -> None:
+        self.bootstrap, self.records, self.chunk, self.pause = bootstrap, records, chunk, pause
+        self.ends: dict[TopicPartition, int] = {}
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> BackgroundProducer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for i in range(0, len(self.records), self.chunk):
+                for tp, end in produce(self.bootstrap, self.records[i : i + self.chunk]).items():
+                    self.ends[tp] = max(self.ends.get(tp, 0), end)
+                self.sent = i + len(self.records[i : i + self.chunk])
+                time.sleep(self.pause)
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    def join(self, timeout: float = 120.0) -> dict[TopicPartition, int]:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "background producer did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.ends
+
+
+def merge_ends(*ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    out: dict[TopicPartition, int] = {}
+    for e in ends:
+        for tp, n in e.items():
+            out[tp] = max(out.get(tp, 0), n)
+    return out
+
+
+def committed(bootstrap: str, group: str, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    """Committed offsets of ``group`` (absent partitions left out). Uses a
+    consumer that joins no group: aiokafka's admin OffsetFetch fails on Tansu."""
+
+    async def go() -> dict[TopicPartition, int]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await c.start()
+        try:
+            got = {tp: await c.committed(tp) for tp in tps}
+        finally:
+            await c.stop()
+        return {tp: n for tp, n in got.items() if n is not None}
+
+    return asyncio.run(go())
+
+
+def wait_committed(bootstrap: str, group: str, ends: dict[TopicPartition, int], timeout: float = 120.0) -> None:
+    """Wait until ``group`` has committed every partition up to ``ends``."""
+    deadline = time.monotonic() + timeout
+    have: dict[TopicPartition, int] = {}
+    while time.monotonic() < deadline:
+        have = committed(bootstrap, group, ends)
+        if all(have.get(tp, -1) >= n for tp, n in ends.items()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"group {group} committed {have}, expected {ends}")
+
+
+def read_all(
+    bootstrap: str, topic: str, *, settle: float = 3.0, timeout: float = 90.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) on ``topic`` (all partitions), read until quiet for ``settle`` seconds."""
+
+    async def go() -> list[tuple[bytes | None, bytes | None]]:
+        c = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
+        await c.start()
+        got: list[tuple[bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        try:
+            while time.monotonic() < deadline:
+                batch = await c.getmany(timeout_ms=200)
+                for msgs in batch.values():
+                    got.extend((m.key, m.value) for m in msgs)
+                if any(batch.values()):
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since >= settle:
+                    break
+        finally:
+            await c.stop()
+        return got
+
+    return asyncio.run(go())
+
+
+def changelog_topic(app_id: str) -> str:
+    return f"{app_id}-entity-state-changelog"
+
+
+def changelog_states(bootstrap: str, app_id: str, settle: float = 3.0) -> dict[str, EntityState]:
+    """The latest entity state per entity as written to the table's changelog."""
+    latest: dict[bytes, bytes | None] = {}
+    for key, value in read_all(bootstrap, changelog_topic(app_id), settle=settle):
+        if key is not None:
+            latest[key] = value
+    return {k.decode(): decode_state(v) for k, v in latest.items() if v and not k.startswith(b"\x00")}
+
+
+def reference(lines: Iterable[bytes], *, dedup_window: int) -> tuple[set[str], dict[str, EntityState]]:
+    """Alert ids and final per-entity states of the same history run offline in one batch."""
+    bp: BatchProcessor = build_processor(load_pack(), dedup_window=dedup_window)
+    store: dict[str, EntityState] = {}
+    res = bp.process([RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)], store.get)
+    states = {eid: decode_state(encode_state(st)) for eid, (st, _) in res.states.items()}
+    return {a.alert_id for a in res.alerts}, states
+
+
+def alerts_by_id(values: Iterable[bytes]) -> dict[str, list[Alert]]:
+    out: dict[str, list[Alert]] = {}
+    for v in values:
+        a = msgspec.json.decode(v, type=Alert)
+        out.setdefault(a.alert_id, []).append(a)
+    return out
+
+
+def assert_copies_identical(by_id: dict[str, list[Alert]]) -> None:
+    """Re-emitted alerts (after a crash) must be the same finding: equal except ``detected_at``."""
+    for aid, copies in by_id.items():
+        first = msgspec.structs.replace(copies[0], detected_at="")
+        for other in copies[1:]:
+            assert msgspec.structs.replace(other, detected_at="") == first, aid
+
+
+def state_diff(got: dict[str, EntityState], want: dict[str, EntityState]) -> list[str]:
+    """Human-readable differences between two entity-state maps (empty when equal)."""
+    out = [f"missing state for {e} (want events={want[e].events})" for e in sorted(want.keys() - got.keys())]
+    out += [f"unexpected state for {e}" for e in sorted(got.keys() - want.keys())]
+    for e in sorted(want.keys() & got.keys()):
+        if got[e] != want[e]:
+            out.append(
+                f"{e}: events {got[e].events} want {want[e].events}; "
+                f"watermark {got[e].watermark} want {want[e].watermark}"
+            )
+    return out
+
+
+def wait_states(bootstrap: str, app_id: str, want: dict[str, EntityState], timeout: float = 150.0) -> list[str]:
+    """Poll the changelog until every entity's latest state equals ``want``;
+    returns the remaining differences (empty on success)."""
+    deadline = time.monotonic() + timeout
+    diff = ["not read yet"]
+    while time.monotonic() < deadline:
+        diff = state_diff(changelog_states(bootstrap, app_id, settle=1.0), want)
+        if not diff:
+            break
+        time.sleep(1.0)
+    return diff
+
+
+def try_wait_committed(bootstrap: str, group: str, ends: dict[TopicPartition, int], timeout: float = 20.0) -> bool:
+    """Like :func:`wait_committed` but only reports. Faust on Tansu sometimes
+    stops advancing a partition's committed offset after a restart while it
+    keeps processing (see the report of issue 8); correctness must not
+    depend on it, so tests use this where a full commit is only preferred."""
+    try:
+        wait_committed(bootstrap, group, ends, timeout)
+    except AssertionError:
+        return False
+    return True
+
+
+def produce_located(bootstrap: str, records: Sequence[tuple[str, bytes | None, bytes]]) -> list[tuple[str, int, int]]:
+    """Send records in order; returns each one's (topic, partition, offset)."""
+
+    async def go() -> list[tuple[str, int, int]]:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=4 << 20)
+        await p.start()
+        try:
+            futs = [await p.send(t, v, key=k) for t, k, v in records]
+            mds = [await f for f in futs]
+        finally:
+            await p.stop()
+        return [(md.topic, md.partition, md.offset) for md in mds]
+
+    return asyncio.run(go())
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a worker's /metrics: (name, sorted labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def metric_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))

@@ -1,0 +1,106 @@
+"""A flood of bad input on the real broker: >= 10,000 bad messages of every kind
+mixed into a simulated history. Every bad message reaches the dead-letter topic
+exactly once with the right reason and its exact bytes, every good one is
+processed, metrics and topics add up exactly, and the worker never restarts."""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections import Counter
+
+import msgspec
+
+from riskflow.replay import route
+from riskflow.schema import encode_event
+from riskflow.simulate import simulate
+from tests.kafka_fixtures import Stack
+from tests.reliability_tools import alerts_by_id, metric_sum, produce_located, reference, scrape
+
+PER_KIND = 1250  # x 8 kinds = 10,000 bad messages
+MAX_BYTES = 1024
+
+
+def bad_messages(good: list[dict], rng: random.Random) -> list[tuple[str, bytes, bytes]]:
+    """(expected reason, key, value) for seven kinds of broken messages."""
+    subs = [e for e in good if e["event_type"] == "fund.subscription"] or good
+    out: list[tuple[str, bytes, bytes]] = []
+    for i in range(PER_KIND):
+        g = rng.choice(subs)
+        line = encode_event(g)
+        key = rng.choice([b"BAD-%d" % (i % 13), b"\xff\xfeK", g["entity_id"].encode()])
+        out += [
+            ("malformed_json", key, line.decode()[: rng.randrange(1, len(line) // 2)].encode()),
+            ("invalid_payload", key, encode_event({**g, "payload": {k: {"n": i} for k in g["payload"]}})),
+            ("invalid_envelope", key, encode_event({k: v for k, v in g.items() if k != "entity_id"})),
+            ("unknown_event_type", key, encode_event({**g, "event_type": f"lottery.win{i % 5}"})),
+            (
+                "not_utf8",
+                key,
+                rng.choice([b"\xff\xfe\x00junk", line.replace(b'"' + g["entity_id"].encode(), b'"\xc3\x28')]),
+            ),
+            ("oversized", key, encode_event({**g, "payload": {**g["payload"], "pad": "x" * (MAX_BYTES + i % 50)}})),
+            ("future_time", key, encode_event({**g, "event_time": "2100-01-01T00:00:00+08:00"})),
+        ]
+    return out
+
+
+def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: Stack) -> None:
+    rng = random.Random(8)
+    events, _ = simulate(entities=40, days=40, seed=3)
+    good = [encode_event(e) for e in events]
+    want_ids, _ = reference(good, dedup_window=1000)
+
+    stack.env.update(RISKFLOW_DEDUP_WINDOW="1000", RISKFLOW_MAX_EVENT_BYTES=str(MAX_BYTES))
+    s = stack.settings
+    worker = stack.start_worker()
+
+    good_recs = [("good", r.topic, r.key, r.value) for r in route(good, s)]
+    bad = [
+        (reason, rng.choice([s.topic_fund_events, s.topic_institution_events]), k, v)
+        for reason, k, v in bad_messages(events, rng)
+    ]
+    # Interleave at random, keeping the good events in their own order.
+    mixed: list[tuple[str, str, bytes | None, bytes]] = []
+    gi, bi = 0, 0
+    rng.shuffle(bad)
+    while gi < len(good_recs) or bi < len(bad):
+        if bi >= len(bad) or (gi < len(good_recs) and rng.random() < len(good_recs) / (len(good_recs) + len(bad))):
+            mixed.append(good_recs[gi])
+            gi += 1
+        else:
+            mixed.append(bad[bi])
+            bi += 1
+    # Duplicates last, each to its original's partition (same key): re-sent events.
+    dups = [("duplicate_event", t, k, v) for _, t, k, v in rng.sample(good_recs, len(good_recs)) * 4][:PER_KIND]
+    mixed += dups
+    where = produce_located(stack.bootstrap, [(t, k, v) for _, t, k, v in mixed])
+    sent = {loc: (reason, value) for loc, (reason, _, _, value) in zip(where, mixed, strict=True)}
+    want_bad = Counter(reason for reason, _, _, _ in mixed if reason != "good")
+    assert sum(want_bad.values()) >= 10_000 and len(want_bad) == 8
+
+    dead = [
+        msgspec.json.decode(v) for v in stack.consume(s.topic_deadletter, min_count=sum(want_bad.values()), timeout=240)
+    ]
+    locs = [(d["topic"], d["partition"], d["offset"]) for d in dead]
+    assert len(locs) == len(set(locs)), "a message was dead-lettered twice"
+    assert Counter(d["reason"] for d in dead) == want_bad
+    for d, loc in zip(dead, locs, strict=True):
+        reason, value = sent[loc]
+        assert d["reason"] == reason, (loc, d["detail"])
+        assert base64.b64decode(d["original_b64"]) == value and d["detail"]
+
+    alerts = alerts_by_id(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=60))
+    assert alerts.keys() == want_ids and all(len(v) == 1 for v in alerts.values())
+
+    m = scrape(worker.metrics_port)
+    assert metric_sum(m, "riskflow_events_total") == len(good)
+    for reason, n in want_bad.items():
+        assert metric_sum(m, "riskflow_invalid_events_total", reason=reason) == n, reason
+    assert metric_sum(m, "riskflow_invalid_events_total") == sum(want_bad.values())
+    assert metric_sum(m, "riskflow_alerts_total") == len(want_ids)
+
+    log = worker.log_text()
+    assert worker.proc.poll() is None, "the worker must keep running"
+    assert log.count("Worker]: Ready") == 1, "the worker restarted"
+    assert "Traceback" not in log and "crashed" not in log.lower(), log[-3000:]
