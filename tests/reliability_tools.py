@@ -162,12 +162,22 @@ def changelog_states(bootstrap: str, app_id: str, settle: float = 3.0) -> dict[s
 
 
 def reference(lines: Iterable[bytes], *, dedup_window: int) -> tuple[set[str], dict[str, EntityState]]:
-    """Alert ids and final per-entity states of the same history run offline in one batch."""
+    """Alert ids and final per-entity states of the same history run offline in one batch.
+    (:func:`reference_alerts` has the alerts themselves.)"""
     bp: BatchProcessor = build_processor(load_pack(), dedup_window=dedup_window)
     store: dict[str, EntityState] = {}
     res = bp.process([RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)], store.get)
     states = {eid: decode_state(encode_state(st)) for eid, (st, _) in res.states.items()}
     return {a.alert_id for a in res.alerts}, states
+
+
+def reference_alerts(lines: Iterable[bytes], *, dedup_window: int) -> dict[str, list[Alert]]:
+    bp: BatchProcessor = build_processor(load_pack(), dedup_window=dedup_window)
+    res = bp.process([RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)], {}.get)
+    out: dict[str, list[Alert]] = {}
+    for a in res.alerts:
+        out.setdefault(a.alert_id, []).append(a)
+    return out
 
 
 def alerts_by_id(values: Iterable[bytes]) -> dict[str, list[Alert]]:
@@ -179,11 +189,19 @@ def alerts_by_id(values: Iterable[bytes]) -> dict[str, list[Alert]]:
 
 
 def assert_copies_identical(by_id: dict[str, list[Alert]]) -> None:
-    """Re-emitted alerts (after a crash) must be the same finding: equal except ``detected_at``."""
+    """Re-emitted alerts (after a crash) must be the same finding: copies with
+    the same id and revision are equal except ``detected_at`` (an episode
+    legitimately re-emits its id with higher revisions)."""
     for aid, copies in by_id.items():
-        first = msgspec.structs.replace(copies[0], detected_at="")
-        for other in copies[1:]:
-            assert msgspec.structs.replace(other, detected_at="") == first, aid
+        first: dict[int, Alert] = {}
+        for a in copies:
+            plain = msgspec.structs.replace(a, detected_at="")
+            assert first.setdefault(a.revision, plain) == plain, (aid, a.revision)
+
+
+def latest_revisions(by_id: dict[str, list[Alert]]) -> dict[str, int]:
+    """The deduplicated view a sink keeps: alert id -> highest revision."""
+    return {aid: max(a.revision for a in copies) for aid, copies in by_id.items()}
 
 
 def state_diff(got: dict[str, EntityState], want: dict[str, EntityState]) -> list[str]:

@@ -15,7 +15,15 @@ from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
 from tests.kafka_fixtures import Stack
-from tests.reliability_tools import alerts_by_id, metric_sum, produce_located, reference, scrape
+from tests.reliability_tools import (
+    alerts_by_id,
+    assert_copies_identical,
+    latest_revisions,
+    metric_sum,
+    produce_located,
+    reference_alerts,
+    scrape,
+)
 
 PER_KIND = 1250  # x 8 kinds = 10,000 bad messages
 MAX_BYTES = 1024
@@ -49,7 +57,8 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: 
     rng = random.Random(8)
     events, _ = simulate(entities=40, days=40, seed=3)
     good = [encode_event(e) for e in events]
-    want_ids, _ = reference(good, dedup_window=1000)
+    want_alerts = reference_alerts(good, dedup_window=1000)
+    want_ids = set(want_alerts)
 
     stack.env.update(RISKFLOW_DEDUP_WINDOW="1000", RISKFLOW_MAX_EVENT_BYTES=str(MAX_BYTES))
     s = stack.settings
@@ -91,14 +100,17 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: 
         assert base64.b64decode(d["original_b64"]) == value and d["detail"]
 
     alerts = alerts_by_id(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=60))
-    assert alerts.keys() == want_ids and all(len(v) == 1 for v in alerts.values())
+    assert alerts.keys() == want_ids
+    assert latest_revisions(alerts) == latest_revisions(want_alerts)
+    assert_copies_identical(alerts)
+    n_alert_records = sum(len(v) for v in alerts.values())
 
     m = scrape(worker.metrics_port)
     assert metric_sum(m, "riskflow_events_total") == len(good)
     for reason, n in want_bad.items():
         assert metric_sum(m, "riskflow_invalid_events_total", reason=reason) == n, reason
     assert metric_sum(m, "riskflow_invalid_events_total") == sum(want_bad.values())
-    assert metric_sum(m, "riskflow_alerts_total") == len(want_ids)
+    assert metric_sum(m, "riskflow_alerts_total") == n_alert_records
 
     log = worker.log_text()
     assert worker.proc.poll() is None, "the worker must keep running"

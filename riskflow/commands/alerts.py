@@ -105,6 +105,7 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from riskflow.kafka import client_config
     from riskflow.store import open_store
     from riskflow.store.sink import run_sink
 
@@ -115,7 +116,7 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
         with open_store(settings.store_target()) as store:
             await run_sink(
                 store,
-                settings.kafka_bootstrap,  # type: ignore[arg-type]
+                client_config(settings),
                 settings.topic_alerts,
                 settings.store_group_id(),
                 stop=stop,

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from riskflow.feed.app import KEY_HUB, build_app
 from riskflow.feed.auth import Tokens
+from riskflow.kafka import client_config
 from riskflow.settings import Settings
 from riskflow.store import AlertStore, open_store
 from riskflow.store.sink import run_sink
@@ -61,7 +62,7 @@ async def serve_feed(
         sink = asyncio.create_task(
             run_sink(
                 st,
-                settings.kafka_bootstrap,
+                client_config(settings),
                 settings.topic_alerts,
                 settings.store_group_id(),
                 stop=stop,

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
@@ -42,7 +43,7 @@ class SinkStats:
 
 async def run_sink(
     store: AlertStore,
-    bootstrap: str,
+    bootstrap: str | dict[str, Any],
     topic: str,
     group_id: str,
     *,
@@ -56,9 +57,11 @@ async def run_sink(
 ) -> SinkStats:
     """Consume ``topic`` into ``store`` until ``stop`` is set; see the module doc."""
     st = stats or SinkStats()
+    # ``bootstrap`` may be the full client config (riskflow.kafka.client_config: SASL/TLS).
+    kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka,
         group_id=group_id,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
