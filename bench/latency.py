@@ -103,7 +103,10 @@ async def _round(
             if workers.procs[0].proc.poll() is not None:
                 raise RuntimeError(f"worker exited:\n{workers.procs[0].tail()}")
         await producer.flush()
-        # Drain: until no alert arrived for 3 s (a slow worker still finishes its backlog).
+        # Drain: until the worker has handled every event sent (a slow worker
+        # finishes its backlog), then until no alert arrived for 3 s.
+        while time.monotonic() - t0 < drain_limit and (workers.total() or 0) < len(sent):
+            await asyncio.sleep(0.5)
         seen, quiet_since = len(alert_seen), time.monotonic()
         while time.monotonic() - quiet_since < 3.0 and time.monotonic() - t0 < drain_limit:
             await asyncio.sleep(0.2)
