@@ -161,19 +161,34 @@ def changelog_states(bootstrap: str, app_id: str, settle: float = 3.0) -> dict[s
     return {k.decode(): decode_state(v) for k, v in latest.items() if v and not k.startswith(b"\x00")}
 
 
-def reference(lines: Iterable[bytes], *, dedup_window: int) -> tuple[set[str], dict[str, EntityState]]:
+def routed_messages(recs: Sequence[tuple[str, bytes | None, bytes]], partitions: int) -> list[RawMessage]:
+    """The messages as a worker reads them: each with the topic and the partition
+    aiokafka's default partitioner gives its key (entities' timers follow the
+    watermark of their input partition, so the reference must use the same)."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    part = DefaultPartitioner()
+    every = list(range(partitions))
+    return [RawMessage(v, t, part(k, every, every), i, k) for i, (t, k, v) in enumerate(recs)]
+
+
+def reference(
+    lines: Iterable[bytes] | list[RawMessage], *, dedup_window: int
+) -> tuple[set[str], dict[str, EntityState]]:
     """Alert ids and final per-entity states of the same history run offline in one batch.
     (:func:`reference_alerts` has the alerts themselves.)"""
     bp: BatchProcessor = build_processor(load_pack(), dedup_window=dedup_window)
     store: dict[str, EntityState] = {}
-    res = bp.process([RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)], store.get)
+    msgs = [m if isinstance(m, RawMessage) else RawMessage(m, "file", 0, i, None) for i, m in enumerate(lines)]
+    res = bp.process(msgs, store.get)
     states = {eid: decode_state(encode_state(st)) for eid, (st, _) in res.states.items()}
     return {a.alert_id for a in res.alerts}, states
 
 
-def reference_alerts(lines: Iterable[bytes], *, dedup_window: int) -> dict[str, list[Alert]]:
+def reference_alerts(lines: Iterable[bytes] | list[RawMessage], *, dedup_window: int) -> dict[str, list[Alert]]:
     bp: BatchProcessor = build_processor(load_pack(), dedup_window=dedup_window)
-    res = bp.process([RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)], {}.get)
+    msgs = [m if isinstance(m, RawMessage) else RawMessage(m, "file", 0, i, None) for i, m in enumerate(lines)]
+    res = bp.process(msgs, {}.get)
     out: dict[str, list[Alert]] = {}
     for a in res.alerts:
         out.setdefault(a.alert_id, []).append(a)

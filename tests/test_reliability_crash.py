@@ -27,6 +27,7 @@ from tests.reliability_tools import (
     produce,
     reference,
     reference_alerts,
+    routed_messages,
     try_wait_committed,
     wait_committed,
     wait_states,
@@ -72,6 +73,8 @@ def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack) 
     stack.env["RISKFLOW_MAX_FETCH_BYTES"] = "4096"
     s = stack.settings
     recs = [(r.topic, r.key, r.value) for r in route(lines, s)]
+    msgs = routed_messages(recs, s.partitions)
+    want_ids, want_states = reference(msgs, dedup_window=DEDUP)
 
     # 1. kill -9 while the replay is still being produced and processed.
     w0 = stack.start_worker()
@@ -90,7 +93,7 @@ def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack) 
     ends_a = merge_ends(ends_0, bg.join())
 
     # 2. restart: it resumes from the committed offsets and the changelog.
-    want_a = reference(lines[:cut], dedup_window=DEDUP)[1]
+    want_a = reference(msgs[:cut], dedup_window=DEDUP)[1]
     w1 = stack.start_worker()
     diff = wait_states(stack.bootstrap, s.app_id, want_a)
     assert not diff, "\n".join(diff[:20]) + w1.log_text()[-2000:]
@@ -106,6 +109,6 @@ def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack) 
     got = alerts_by_id(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120))
     missing, extra = want_ids - got.keys(), got.keys() - want_ids
     assert not missing and not extra, f"missing {sorted(missing)[:5]} extra {sorted(extra)[:5]}"
-    assert latest_revisions(got) == latest_revisions(reference_alerts(lines, dedup_window=DEDUP))
+    assert latest_revisions(got) == latest_revisions(reference_alerts(msgs, dedup_window=DEDUP))
     assert_copies_identical(got)
     assert w2.proc.poll() is None

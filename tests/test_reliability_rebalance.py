@@ -19,6 +19,7 @@ from tests.reliability_tools import (
     produce,
     reference,
     reference_alerts,
+    routed_messages,
     scrape,
     wait_committed,
     wait_states,
@@ -37,6 +38,9 @@ def test_second_worker_mid_stream_shares_partitions_and_state(stack: Stack) -> N
     stack.env.update(RISKFLOW_DEDUP_WINDOW=str(DEDUP), RISKFLOW_BATCH_SIZE="40", RISKFLOW_MAX_FETCH_BYTES="4096")
     s = stack.settings
     recs = [(r.topic, r.key, r.value) for r in route(lines, s)]
+    msgs = routed_messages(recs, s.partitions)
+    want_ids, want_states = reference(msgs, dedup_window=DEDUP)
+    want_alerts = reference_alerts(msgs, dedup_window=DEDUP)
 
     w0 = stack.start_worker()
     wait_committed(stack.bootstrap, s.app_id, produce(stack.bootstrap, recs[:50]))
