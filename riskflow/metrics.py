@@ -16,8 +16,9 @@ per event.
 
 from __future__ import annotations
 
+import math
 import threading
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import Counter as _Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class BulkHistogram(Collector):
 
     ``prometheus_client.Histogram.observe`` is one locked call per value; a
     worker batch of 1,000 events would make 1,000 of them. Here a batch is
-    bucketed in plain Python (one bisect per value) and added under one lock,
+    sorted and bucketed with one bisect per bucket, then added under one lock,
     and the registry reads the totals at scrape time.
 
     >>> from prometheus_client import CollectorRegistry
@@ -61,12 +62,15 @@ class BulkHistogram(Collector):
         registry.register(self)
 
     def observe_many(self, values: Iterable[float]) -> None:
-        bounds = self.bounds
-        counts = [0] * (len(bounds) + 1)
-        total = 0.0
-        for v in values:
-            counts[bisect_left(bounds, v)] += 1  # le is inclusive: v == bound counts in that bucket
-            total += v
+        # Sorted once, each bucket is one bisect (le is inclusive: bisect_right counts v == bound in).
+        vals = sorted(values)
+        total = math.fsum(vals)
+        counts, below = [], 0
+        for bound in self.bounds:
+            upto = bisect_right(vals, bound)
+            counts.append(upto - below)
+            below = upto
+        counts.append(len(vals) - below)
         with self._lock:
             for i, n in enumerate(counts):
                 self._counts[i] += n
