@@ -162,9 +162,13 @@ def wire_agents(
     if metrics is not None:
         board = metrics.levels
 
-        async def recount_levels(sender: Any = None, **_: Any) -> None:
-            """After a rebalance: recount entities per risk level over the table partitions owned now."""
-            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+        recovered = table.on_recovery_completed
+
+        async def recount_levels(active_tps: set[Any], standby_tps: set[Any]) -> None:
+            """After the table's recovery (and its catch-up, streams/tables.py): recount entities
+            per risk level over the table partitions owned now."""
+            await recovered(active_tps, standby_tps)
+            owned = {tp.partition for tp in active_tps if tp.topic == changelog}
             n = table.partitions or app.conf.topic_partitions
             board.rebuild(
                 _levels(
@@ -174,7 +178,7 @@ def wire_agents(
                 )
             )
 
-        app.on_rebalance_complete.connect(recount_levels)
+        table.on_recovery_completed = recount_levels  # type: ignore[method-assign]
 
     @app.agent(topics.inputs, name="riskflow-detect")
     async def detect(stream: faust.StreamT) -> None:
