@@ -97,7 +97,7 @@ def test_burst_is_flagged_once_with_evidence_and_not_learned() -> None:
     state, sigs = run(det, burst, state)
     assert len(sigs) == 1
     s = sigs[0]
-    assert s.key == "complaints:2025-03-02" and s.detector_id == "anomaly.daily"
+    assert s.key == "cmp:2025-03-02" and s.detector_id == "anomaly.daily"
     assert 0.5 <= s.score <= 1.0
     ev_ = s.evidence
     assert ev_["metric"] == "complaints" and ev_["value"] >= 3 and ev_["baseline"] < 1 and ev_["p_value"] < 1e-4
@@ -131,7 +131,7 @@ def test_level_metric_sentiment_drop() -> None:
     crash = [ev("opinion.published", {"sentiment": -0.9}, 40.5), ev("opinion.published", {"sentiment": 0.3}, 41.5)]
     _, sigs = run(DailyAnomaly(), hist + crash)
     assert [s.evidence["metric"] for s in sigs] == ["sentiment"]
-    assert sigs[0].evidence["robust_z"] < -4 and sigs[0].key == "sentiment:2025-02-10"
+    assert sigs[0].evidence["robust_z"] < -4 and sigs[0].key == "snt:2025-02-10"
 
 
 def test_weekly_seasonality_catches_a_weekday_level_on_a_weekend() -> None:
@@ -148,7 +148,7 @@ def test_weekly_seasonality_catches_a_weekday_level_on_a_weekend() -> None:
     flat = run(DailyAnomaly(seasonal=False), events)[1]
     seasonal = run(DailyAnomaly(seasonal=True), events)[1]
     spike = (T0 + _dt.timedelta(days=spike_day)).date().isoformat()
-    assert [s.key for s in seasonal] == [f"inflow:{spike}"]
+    assert [s.key for s in seasonal] == [f"in:{spike}"]
     assert seasonal[0].evidence["robust_z"] > 4
     assert flat == []  # without weekday offsets the weekly swing hides it
 

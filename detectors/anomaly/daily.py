@@ -31,7 +31,8 @@ later day) by a robust z on the normal tail.
 Decision: a metric-day whose score reaches ``threshold`` is flagged; a flagged
 day is not learned (a count day is kept out of the baseline when it is
 flagged, or suspicious, and above the rate), and a flag raises an alert (key
-``<metric>:<date>``) only when the metric's *run* is 0: the run grows by one
+``<metric code>:<date>``, e.g. ``cmp:2025-01-29``; the evidence names the
+metric) only when the metric's *run* is 0: the run grows by one
 per flagged day and shrinks by one per other day, so a sustained shift, even
 with quiet days in it, is one alert. After ``accept_after`` flagged days on
 balance, the baseline learns the new level again.
@@ -59,8 +60,8 @@ State (msgpack-friendly, a few hundred bytes): ``{"day", "days", "acc",
 ...     i += 1
 ...     state, sig = det.process(state, complaint(i, 29))
 ...     if sig:
-...         print(sig[0].key, sig[0].evidence["value"], sig[0].evidence["baseline"])
-complaints:2025-01-29 3 0.0666
+...         print(sig[0].key, sig[0].evidence["metric"], sig[0].evidence["value"], sig[0].evidence["baseline"])
+cmp:2025-01-29 complaints 3 0.0666
 """
 
 from __future__ import annotations
@@ -329,7 +330,7 @@ class DailyAnomaly(AnomalyDetector):
         signals.append(
             Signal(
                 self.id,
-                f"{METRIC_NAME[metric]}:{day}",
+                f"{metric}:{day}",
                 severity_for(score),
                 score,
                 {
@@ -419,7 +420,7 @@ class DailyAnomaly(AnomalyDetector):
                 signals.append(
                     Signal(
                         self.id,
-                        f"{METRIC_NAME[metric]}:{_date(st['day'])}",
+                        f"{metric}:{_date(st['day'])}",
                         severity_for(score),
                         score,
                         {
