@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="RISKFLOW_LPR_1Y: one-year LPR as a fraction (e.g. 0.03) for rules citing it; "
         "unset: the pack's value.",
     )
+    topic_control: str = Field(
+        "riskflow.control",
+        description="RISKFLOW_TOPIC_CONTROL: control messages every worker reads, e.g. "
+        '`{"command": "reload_model"}` to load the newest model from RISKFLOW_MODEL_DIR.',
+    )
     topic_deadletter: str = Field(
         "riskflow.deadletter", description="RISKFLOW_TOPIC_DEADLETTER: rejected messages with their reason."
     )
@@ -120,6 +125,11 @@ class Settings(BaseSettings):
     )
     dedup_window: int = Field(
         64, ge=0, description="RISKFLOW_DEDUP_WINDOW: recent event ids remembered per entity to drop re-sent events."
+    )
+    model_dir: Path | None = Field(
+        None,
+        description="RISKFLOW_MODEL_DIR: directory of peer-group model artefacts (`riskflow train --out`); "
+        "the worker loads the newest at start-up and on a reload control message. Unset: no peer model.",
     )
     risk_config: Path | None = Field(
         None,

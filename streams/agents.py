@@ -37,11 +37,13 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
+from detectors.anomaly import PeerGroupDetector
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.pipeline import BatchProcessor
 from detectors.risk.contagion import encode_link
 from riskflow.deadletter import encode_dead_letter
 from riskflow.metrics import Metrics
+from riskflow.models import DriftTracker
 from streams.batchtap import BatchTap, install
 from streams.topics import Topics
 
@@ -94,6 +96,7 @@ def wire_agents(
     batch_size: int,
     batch_timeout: float,
     before_batch: Callable[[], Awaitable[None]] | None = None,
+    peer: PeerGroupDetector | None = None,
 ) -> Any:
     """``before_batch``: awaited before each batch (rule-pack switches, lane rebuilds,
     streams/rules_control.py). Alerts of shadow rules go to ``topics.shadow_alerts``."""
@@ -102,6 +105,23 @@ def wire_agents(
     shadow_topic = topics.shadow_alerts or alerts_topic
     store = table.data
     changelog = table.changelog_topic.get_topic_name()
+    drift = DriftTracker()
+    drift_version = [""]
+
+    def observe_peer_scores() -> None:
+        # Per batch: the peer-group scores of the batch and the drift index of recent scores.
+        if peer is None or metrics is None:
+            return
+        scores = peer.drain_scores()
+        model = peer.model
+        if model is None:
+            return
+        if model.version != drift_version[0]:
+            drift.reset()
+            drift_version[0] = model.version
+        if scores:
+            psi = drift.update(scores, {k: km.reference for k, km in model.kinds.items()})
+            metrics.observe_model_scores(scores, psi)
 
     def get_state(entity_id: str) -> EntityState | None:
         raw = store.get(entity_id.encode())
@@ -156,6 +176,7 @@ def wire_agents(
             metrics.levels.update(_levels(res.states.items()))
             if res.max_event_ts:
                 metrics.event_time_lag.set(max(0.0, time.time() - res.max_event_ts))
+        observe_peer_scores()
 
     install(app, BatchTap(topics.inputs.topics, handle))
 

@@ -8,8 +8,9 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from detectors.anomaly import AnomalyDetector
 from detectors.engine import decode_state
-from detectors.factory import build_processor
+from detectors.factory import build_processor, peer_detector
 from detectors.pipeline import BatchProcessor
 from detectors.risk import load_risk_config
 from detectors.rules import RulePack
@@ -18,6 +19,7 @@ from riskflow.metrics import Metrics
 from riskflow.settings import Settings
 from streams.agents import wire_agents
 from streams.app import create_app
+from streams.control import load_into, wire_control
 from streams.rules_control import RuleControl
 from streams.tables import declare_tables
 from streams.topics import Topics, declare_topics
@@ -40,8 +42,10 @@ def build_topology(
     table = declare_tables(app, settings)
     risk = load_risk_config(settings.risk_config)
 
+    anomaly: list[AnomalyDetector] = []
+
     def make(p: RulePack) -> BatchProcessor:
-        return build_processor(
+        bp = build_processor(
             p,
             dedup_window=settings.dedup_window,
             max_bytes=settings.max_event_bytes,
@@ -49,6 +53,12 @@ def build_topology(
             risk=risk,
             links_topic=settings.topic_risk_links,
         )
+        # A rule-pack switch keeps the running anomaly detectors (and the loaded peer model).
+        if anomaly:
+            bp.engine.detectors = [d for d in bp.engine.detectors if not isinstance(d, AnomalyDetector)] + anomaly
+        else:
+            anomaly.extend(d for d in bp.engine.detectors if isinstance(d, AnomalyDetector))
+        return bp
 
     processor = make(pack)
     store = table.data
@@ -75,6 +85,12 @@ def build_topology(
 
     app.task(follow_rules)
     app.on_partitions_assigned.connect(on_assigned)
+    peer = peer_detector(processor)
+    if peer is not None:
+        if settings.model_dir is not None:
+            load_into(peer, settings.model_dir, metrics)  # at start-up; then on a reload message
+        if settings.kafka_bootstrap:
+            wire_control(app, settings.kafka_bootstrap, settings.topic_control, peer, settings.model_dir, metrics)
     wire_agents(
         app,
         topics,
@@ -84,5 +100,6 @@ def build_topology(
         batch_size=settings.batch_size,
         batch_timeout=settings.batch_timeout,
         before_batch=control.before_batch,
+        peer=peer,
     )
     return Topology(app, topics, table, processor, control)

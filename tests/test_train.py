@@ -131,3 +131,25 @@ def test_peer_detector_state_is_plain_data(model_dir: Path) -> None:
     for e in events[:300]:
         state, _ = det.process(state, parse_event(msgspec.json.encode(e), now=4e9))
         state = msgspec.msgpack.decode(msgspec.msgpack.encode(state))
+
+
+def test_control_messages_reload_or_are_ignored(model_dir: Path, tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from riskflow.metrics import Metrics
+    from streams.control import apply_control
+
+    reg = CollectorRegistry()
+    metrics = Metrics.create(reg)
+    det = PeerGroupDetector()
+    assert apply_control(b"{nope", det, model_dir, metrics).startswith("ignored")
+    assert apply_control(b'{"command": "dance"}', det, model_dir, metrics).startswith("ignored")
+    assert apply_control(b'{"command": "reload_model"}', det, None, metrics).startswith("ignored")
+    assert det.model is None
+    assert apply_control(b'{"command": "reload_model"}', det, model_dir, metrics) == f"loaded {det.model_version}"
+    assert det.model_version == load_model(model_dir).version
+    bad = msgspec.json.encode({"command": "reload_model", "path": str(tmp_path / "missing")})
+    assert apply_control(bad, det, model_dir, metrics) == "error"
+    assert det.model_version == load_model(model_dir).version  # the loaded model stays
+    assert reg.get_sample_value("riskflow_model_reloads_total", {"outcome": "ok"}) == 1
+    assert reg.get_sample_value("riskflow_model_reloads_total", {"outcome": "error"}) == 1

@@ -12,12 +12,22 @@ from __future__ import annotations
 
 from detectors.anomaly import daily as _daily  # noqa: F401  (registers the kind)
 from detectors.anomaly import peer as _peer  # noqa: F401
+from detectors.anomaly import univariate as _univariate  # noqa: F401
 from detectors.anomaly.base import ANOMALY_KINDS, DIMENSION, AnomalyDetector
 from detectors.anomaly.daily import DailyAnomaly
 from detectors.anomaly.peer import PeerGroupDetector
+from detectors.anomaly.univariate import UnivariateAnomaly
 from riskflow.models import PeerModel
 
-__all__ = ["ANOMALY_KINDS", "DIMENSION", "AnomalyDetector", "DailyAnomaly", "PeerGroupDetector", "anomaly_detectors"]
+__all__ = [
+    "ANOMALY_KINDS",
+    "DIMENSION",
+    "AnomalyDetector",
+    "DailyAnomaly",
+    "PeerGroupDetector",
+    "UnivariateAnomaly",
+    "anomaly_detectors",
+]
 
 
 def anomaly_detectors(model: PeerModel | None = None) -> list[AnomalyDetector]:
