@@ -61,6 +61,7 @@ class KindModel:
     norm: float  # c(max_samples)
     depth: int
     reference: list[float] = field(default_factory=list)  # training score share per PSI bin
+    z_threshold: float = 0.0  # largest |robust z| from which a vector is flagged (0: never)
 
     def vector(self, values: dict[str, float]) -> np.ndarray:
         """The kind's feature vector from a feature dict; a missing value is the peer median."""
@@ -69,38 +70,62 @@ class KindModel:
         x[bad] = self.median[bad]
         return x
 
+    def _flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Trees as flat arrays of global node ids; a leaf points to itself, so every walk
+        can take exactly ``depth`` steps without a leaf test."""
+        cached = self.__dict__.get("_flat_cache")
+        if cached is not None:
+            return cached
+        n_trees, n_nodes = self.feature.shape
+        base = (np.arange(n_trees) * n_nodes)[:, None]
+        own = base + np.arange(n_nodes)[None, :]
+        leaf = self.left < 0
+        left = np.where(leaf, own, base + self.left).ravel()
+        right = np.where(leaf, own, base + self.right).ravel()
+        feature = np.where(leaf, 0, self.feature).ravel()
+        cached = (base.ravel(), feature, self.split.ravel(), left, right, self.leaf_value.ravel())
+        self.__dict__["_flat_cache"] = cached
+        return cached
+
     def score_matrix(self, X: np.ndarray) -> np.ndarray:
         """IsolationForest anomaly scores in (0, 1] of the rows of ``X``."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
-        n_trees = self.feature.shape[0]
-        rows = np.arange(n_trees)[:, None]
-        idx = np.zeros((n_trees, X.shape[0]), dtype=np.int64)
-        for _ in range(self.depth + 1):
-            f = self.feature[rows, idx]
-            leaf = f < 0
-            if leaf.all():
-                break
-            xv = X[np.arange(X.shape[0])[None, :], np.where(leaf, 0, f)]
-            nxt = np.where(xv <= self.split[rows, idx], self.left[rows, idx], self.right[rows, idx])
-            idx = np.where(leaf, idx, nxt)
-        path = self.leaf_value[rows, idx].mean(axis=0)
+        roots, feature, split, left, right, leaf_value = self._flat()
+        rows = np.arange(X.shape[0])[None, :]
+        node = np.repeat(roots[:, None], X.shape[0], axis=1)
+        for _ in range(self.depth):
+            go_left = X[rows, feature[node]] <= split[node]
+            node = np.where(go_left, left[node], right[node])
+        path = leaf_value[node].mean(axis=0)
         return np.power(2.0, -path / self.norm)
+
+    def score_one(self, x: np.ndarray) -> float:
+        """:meth:`score_matrix` of one vector, without the 2-D bookkeeping."""
+        _, feature, split, left, right, leaf_value = self._flat()
+        node = self._roots_cache()
+        for _ in range(self.depth):
+            node = np.where(x[feature[node]] <= split[node], left[node], right[node])
+        return float(2.0 ** (-leaf_value[node].mean() / self.norm))
+
+    def _roots_cache(self) -> np.ndarray:
+        return self._flat()[0]
 
     def robust_z(self, x: np.ndarray) -> np.ndarray:
         return (x - self.median) / self.scale
 
-    def common_score(self, x: np.ndarray) -> float:
-        """The detector's score in [0, 1]: 0.5 at the forest's threshold, or at a feature so far
-        from the peer median that a normal tail, Bonferroni-corrected over the features, is 1e-4.
+    def common_score(self, x: np.ndarray, forest_score: float | None = None) -> float:
+        """The detector's score in [0, 1]: 0.5 at the forest's threshold, or when the largest
+        |robust z| of a feature reaches ``z_threshold``; both calibrated on the training
+        entities (see ``riskflow train``). 1 at a forest score of 1 or twice ``z_threshold``.
 
         IsolationForest cannot see how far *beyond* the training range a value lies (every split
         sends it where the most extreme peer went); the robust-z term covers that case.
         """
-        s = float(self.score_matrix(x[None, :])[0])
+        s = self.score_one(x) if forest_score is None else forest_score
         forest = 0.5 + 0.5 * (s - self.threshold) / max(1e-9, 1.0 - self.threshold) if s >= self.threshold else 0.0
         zmax = float(np.max(np.abs(self.robust_z(x)))) if len(x) else 0.0
-        p = min(1.0, math.erfc(zmax / math.sqrt(2.0)) * len(x))
-        ztail = 0.0 if p >= 1 else 1.0 if p <= 0 else min(1.0, -math.log10(p) / 8.0)
+        zt = self.z_threshold
+        ztail = 0.5 + 0.5 * min(1.0, (zmax - zt) / zt) if zt > 0 and zmax >= zt else 0.0
         return min(1.0, max(forest, ztail))
 
 
@@ -117,11 +142,18 @@ class PeerModel:
         km = self.kinds[kind]
         return km.common_score(km.vector(values))
 
+    def scores(self, kind: str, values: dict[str, float]) -> tuple[float, float]:
+        """(forest score, common score) of one feature dict, walking the trees once."""
+        km = self.kinds[kind]
+        x = km.vector(values)
+        s = km.score_one(x)
+        return s, km.common_score(x, s)
+
     def score(self, kind: str, values: dict[str, float] | list[float]) -> float:
         """The IsolationForest score (the drift metric's input)."""
         km = self.kinds[kind]
         x = km.vector(values) if isinstance(values, dict) else np.asarray(values, dtype=float)
-        return float(km.score_matrix(x[None, :])[0])
+        return km.score_one(x)
 
     def explain(self, kind: str, values: dict[str, float] | list[float], top: int = 3) -> list[dict[str, Any]]:
         """The features furthest from the peer median, in robust units (|z| descending)."""
@@ -154,6 +186,7 @@ class PeerModel:
             leaf_value=np.array([[0.0, 3.0, 0.0, 2.0, 1.0]]),
             norm=avg_path_length(8),
             depth=2,
+            z_threshold=6.0,
         )
         return cls("peer-toy", {}, {"bank": km})
 
@@ -182,6 +215,7 @@ def save_model(kinds: dict[str, KindModel], metadata: dict[str, Any], out_dir: s
             "norm": km.norm,
             "depth": km.depth,
             "reference": km.reference,
+            "z_threshold": km.z_threshold,
         }
         for k, km in kinds.items()
     }
@@ -224,6 +258,7 @@ def load_model(path: str | Path) -> PeerModel:
             norm=float(km["norm"]),
             depth=int(km["depth"]),
             reference=list(km.get("reference", [])),
+            z_threshold=float(km.get("z_threshold", 0.0)),
             **{a: data[f"{k}.{a}"] for a in _ARRAYS},
         )
     return PeerModel(p.name, meta, kinds)

@@ -72,6 +72,7 @@ def test_compiled_trees_score_exactly_like_scikit_learn() -> None:
     np.testing.assert_allclose(km.score_matrix(X), -forest.score_samples(X), rtol=1e-9)
     probe = np.array([[0.3, 0.02], [0.13, 0.2]])
     np.testing.assert_allclose(km.score_matrix(probe), -forest.score_samples(probe), rtol=1e-9)
+    assert [km.score_one(x) for x in probe] == pytest.approx(list(km.score_matrix(probe)), rel=1e-12)
 
 
 def test_explanation_names_the_feature_that_drove_it() -> None:

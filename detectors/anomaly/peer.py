@@ -4,11 +4,12 @@ Per entity, the detector keeps a small feature state: the latest prudential
 ratios and decayed (30-day half-life) daily rates of its activity. When an
 event-time week closes (the entity's first event in a later week, CST), the
 week's feature vector is scored by the loaded :class:`riskflow.models.PeerModel`
-for the entity's kind. The score is 0.5 at the kind's forest threshold (the
-99th percentile of training scores) or when a feature lies so many robust
-units from the peer median that its Bonferroni-corrected normal tail is 1e-4
-(the forest cannot see how far beyond the peers' range a value lies); from 0.5
-it is flagged; only the first flagged week of a
+for the entity's kind. The score is 0.5 at the kind's forest threshold or when
+a feature lies ``z_threshold`` robust units from the peer median (the forest
+cannot see how far beyond the peers' range a value lies), both calibrated in
+training as the 99th percentile of the training *entities'* highest weekly
+value, so about 1 % of normal entities are flagged over a training-length
+window; from 0.5 it is flagged; only the first flagged week of a
 run raises an alert (key ``peer:<monday>``). The evidence lists the features
 furthest from the peer median in robust units, and the alert names the model
 version. Without a model (none trained yet), the detector keeps the features
@@ -241,11 +242,10 @@ class PeerGroupDetector(AnomalyDetector):
         if model is None or kind not in model.kinds or fs["d"] - fs["first"] < self.warmup_days:
             return
         feats = features(fs)
-        score = model.score(kind, feats)
+        score, common = model.scores(kind, feats)
         if record:
             self.scored.append((kind, score))
         km = model.kinds[kind]
-        common = model.common_score(kind, feats)
         if common < self.threshold:
             st["flag"] = 0
             return

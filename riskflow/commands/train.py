@@ -31,12 +31,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--min-rows", type=int, default=20, help="kinds with fewer training rows get no model")
-    p.add_argument("--quantile", type=float, default=0.99, help="training-score quantile used as threshold")
+    p.add_argument(
+        "--quantile",
+        type=float,
+        default=0.99,
+        help="quantile of the training entities' highest scores used as thresholds",
+    )
     p.set_defaults(func=run)
 
 
-def training_rows(lines: Iterable[bytes]) -> tuple[dict[str, list[dict[str, float]]], float, float, int]:
-    """Feature rows per entity kind, and the history's first/last event time and event count."""
+def training_rows(
+    lines: Iterable[bytes],
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, list[str]], float, float, int]:
+    """Feature rows per entity kind, their entity ids, and the history's first/last event time
+    and event count."""
     from detectors.anomaly.peer import WARMUP_DAYS, PeerGroupDetector, features
     from riskflow.schema import InvalidEvent, parse_event
 
@@ -50,6 +58,7 @@ def training_rows(lines: Iterable[bytes]) -> tuple[dict[str, list[dict[str, floa
     det = PeerGroupDetector()
     states: dict[str, Any] = {}
     rows: dict[str, list[dict[str, float]]] = {}
+    groups: dict[str, list[str]] = {}
     for ev in events:
         st = states.get(ev.entity_id)
         if st is None:
@@ -59,14 +68,27 @@ def training_rows(lines: Iterable[bytes]) -> tuple[dict[str, list[dict[str, floa
         closes = wk >= 0 and (int((ev.ts + 8 * 3600) // 86400) + 3) // 7 > wk
         if closes and fs["d"] - fs["first"] >= WARMUP_DAYS:
             rows.setdefault(ev.entity_kind, []).append(features(fs))
+            groups.setdefault(ev.entity_kind, []).append(ev.entity_id)
         det.process(st, ev)
     first = events[0].ts if events else 0.0
     last = events[-1].ts if events else 0.0
-    return rows, first, last, len(events)
+    return rows, groups, first, last, len(events)
 
 
-def fit_kind(rows: list[dict[str, float]], *, trees: int, seed: int, quantile: float) -> Any:
-    """One :class:`riskflow.models.KindModel` fitted on a kind's rows."""
+def fit_kind(
+    rows: list[dict[str, float]],
+    *,
+    trees: int,
+    seed: int,
+    quantile: float,
+    groups: list[str] | None = None,
+) -> Any:
+    """One :class:`riskflow.models.KindModel` fitted on a kind's rows.
+
+    Thresholds are the ``quantile`` of each training entity's *highest* value over its rows
+    (``groups``: the entity of each row; default: one row per entity): an entity is scored
+    every week, so a per-row quantile would flag most entities at some point.
+    """
     from sklearn.ensemble import IsolationForest
 
     from detectors.anomaly.peer import FEATURES
@@ -116,7 +138,15 @@ def fit_kind(rows: list[dict[str, float]], *, trees: int, seed: int, quantile: f
         depth=depth_max,
     )
     scores = km.score_matrix(X)
-    km.threshold = float(np.quantile(scores, quantile))
+    zmax = np.max(np.abs(km.robust_z(X)), axis=1) if X.shape[1] else np.zeros(len(X))
+    ids = groups if groups is not None else [str(i) for i in range(len(rows))]
+    best_s: dict[str, float] = {}
+    best_z: dict[str, float] = {}
+    for g, sc, z in zip(ids, scores, zmax, strict=True):
+        best_s[g] = max(best_s.get(g, 0.0), float(sc))
+        best_z[g] = max(best_z.get(g, 0.0), float(z))
+    km.threshold = float(np.quantile(list(best_s.values()), quantile))
+    km.z_threshold = max(3.0, float(np.quantile(list(best_z.values()), quantile)))
     km.reference = psi_reference(scores)
     return km, forest, X
 
@@ -135,13 +165,13 @@ def train(
 
     from riskflow.models import save_model
 
-    rows, first, last, n_events = training_rows(lines)
+    rows, groups, first, last, n_events = training_rows(lines)
     kinds = {}
     counts = {}
     for kind in sorted(rows):
         if len(rows[kind]) < min_rows:
             continue
-        kinds[kind] = fit_kind(rows[kind], trees=trees, seed=seed, quantile=quantile)[0]
+        kinds[kind] = fit_kind(rows[kind], trees=trees, seed=seed, quantile=quantile, groups=groups[kind])[0]
         counts[kind] = len(rows[kind])
     if not kinds:
         raise SystemExit(f"riskflow train: no entity kind has {min_rows} training rows; give a longer history")
