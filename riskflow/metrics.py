@@ -31,7 +31,6 @@ from prometheus_client.utils import floatToGoString
 from riskflow.alerts import Alert
 from riskflow.schema import REGIONS
 
-SCORE_BUCKETS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: End-to-end latency reaches minutes when a backlog builds up; the top buckets see it.
 E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -104,7 +103,7 @@ class Metrics:
     consumer_lag: Gauge
     regions: Gauge
     levels: LevelBoard
-    model_scores: Histogram
+    model_scored: Counter
     model_drift: Gauge
     model: Info
     model_reloads: Counter
@@ -165,11 +164,10 @@ class Metrics:
             ),
             regions=_region_info(registry),
             levels=LevelBoard(registry),
-            model_scores=Histogram(
-                "riskflow_model_scores",
-                "Peer-group model scores (IsolationForest, 0-1) of the weeks scored, by entity kind.",
+            model_scored=Counter(
+                "riskflow_model_scored_total",
+                "Entity-weeks scored by the peer-group model, by entity kind.",
                 ["entity_kind"],
-                buckets=SCORE_BUCKETS,
                 registry=registry,
             ),
             model_drift=Gauge(
@@ -182,8 +180,8 @@ class Metrics:
             model=Info("riskflow_model", "Version of the loaded peer-group model.", registry=registry),
             model_reloads=Counter(
                 "riskflow_model_reloads_total",
-                "Peer-group model loads, by outcome (ok or error).",
-                ["outcome"],
+                "Peer-group model loads, by reason (loaded or load_failed).",
+                ["reason"],
                 registry=registry,
             ),
         )
@@ -219,8 +217,8 @@ class Metrics:
 
     def observe_model_scores(self, scores: Iterable[tuple[str, float]], psi: dict[str, float]) -> None:
         """One batch of peer-group scores ((entity kind, score) pairs) and the drift index per kind."""
-        for kind, score in scores:
-            self.model_scores.labels(entity_kind=kind).observe(score)
+        for kind, n in _Tally(kind for kind, _ in scores).items():
+            self.model_scored.labels(entity_kind=kind).inc(n)
         for kind, value in psi.items():
             self.model_drift.labels(entity_kind=kind).set(value)
 

@@ -35,12 +35,12 @@ def load_into(det: PeerGroupDetector, path: Path, metrics: Metrics | None) -> Pe
     except (ModelError, OSError, ValueError, KeyError) as exc:
         log.warning("model not loaded from %s: %s", path, exc)
         if metrics is not None:
-            metrics.model_reloads.labels(outcome="error").inc()
+            metrics.model_reloads.labels(reason="load_failed").inc()
         return None
     det.set_model(model)
     log.info("peer-group model %s loaded (%s)", model.version, ", ".join(model.kinds))
     if metrics is not None:
-        metrics.model_reloads.labels(outcome="ok").inc()
+        metrics.model_reloads.labels(reason="loaded").inc()
         metrics.model.info({"version": model.version})
     return model
 

@@ -152,5 +152,5 @@ def test_control_messages_reload_or_are_ignored(model_dir: Path, tmp_path: Path)
     bad = msgspec.json.encode({"command": "reload_model", "path": str(tmp_path / "missing")})
     assert apply_control(bad, det, model_dir, metrics) == "error"
     assert det.model_version == load_model(model_dir).version  # the loaded model stays
-    assert reg.get_sample_value("riskflow_model_reloads_total", {"outcome": "ok"}) == 1
-    assert reg.get_sample_value("riskflow_model_reloads_total", {"outcome": "error"}) == 1
+    assert reg.get_sample_value("riskflow_model_reloads_total", {"reason": "loaded"}) == 1
+    assert reg.get_sample_value("riskflow_model_reloads_total", {"reason": "load_failed"}) == 1
