@@ -159,4 +159,4 @@ async def _run_batch(self: Any, tap: BatchTap, batch: list[Any], spans: list[tup
         await self.commit()
 
 
-_faust_consumer.Consumer._drain_messages = cast(Any, _drain_messages)
+_faust_consumer.Consumer._drain_messages = cast(Any, _drain_messages)  # type: ignore[method-assign]

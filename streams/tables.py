@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def declare_tables(app: faust.App, settings: Settings) -> faust.Table:
-    table = app.Table(
+    table: Any = app.Table(
         "entity-state",
         default=None,
         partitions=settings.partitions,

@@ -55,7 +55,10 @@ def build_topology(
         )
         # A rule-pack switch keeps the running anomaly detectors (and the loaded peer model).
         if anomaly:
-            bp.engine.detectors = [d for d in bp.engine.detectors if not isinstance(d, AnomalyDetector)] + anomaly
+            bp.engine.detectors = [
+                *(d for d in bp.engine.detectors if not isinstance(d, AnomalyDetector)),
+                *anomaly,
+            ]
         else:
             anomaly.extend(d for d in bp.engine.detectors if isinstance(d, AnomalyDetector))
         return bp

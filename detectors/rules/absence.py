@@ -81,7 +81,7 @@ class AbsenceRule(Rule):
             self.event_types = frozenset({self.start_type, self.expect_type})
         elif self.form == "schedule":
             self.check_unknown(params, {"form", "period", "grace_days", "expect", "consecutive"})
-            self.period = params.get("period")
+            self.period: str = params.get("period", "")
             if self.period not in _MONTHS:
                 raise self.fail("params.period", f"must be one of {sorted(_MONTHS)}")
             self.grace_days = int(self.number(params, "grace_days", minimum=0))
@@ -113,7 +113,8 @@ class AbsenceRule(Rule):
 
     def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
         state, signals = self.on_time(state, event.ts) if self.next_deadline(state) is not None else (state, [])
-        et, p = event.event_type, event.payload
+        et = event.event_type
+        p: Any = event.payload
         if self.form == "match":
             opened: list[list[Any]] = state["o"]
             if et == self.start_type and (not self.start_when or match(self.start_when, p) is not None):
