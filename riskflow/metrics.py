@@ -34,6 +34,9 @@ from riskflow.schema import REGIONS
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: End-to-end latency reaches minutes when a backlog builds up; the top buckets see it.
 E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+#: Why a pushed rule pack was refused (streams/rules_control.py): not JSON or not the message's
+#: shape; a schema other than riskflow.rulepack/v1; rules that fail validation.
+RULE_PACK_REJECT_REASONS = ("malformed", "unsupported_schema", "invalid_rules")
 
 
 class BulkHistogram(Collector):
@@ -107,6 +110,7 @@ class Metrics:
     model_drift: Gauge
     model: Info
     model_reloads: Counter
+    rule_pack_rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -184,6 +188,7 @@ class Metrics:
                 ["reason"],
                 registry=registry,
             ),
+            rule_pack_rejected=_rule_pack_rejected(registry),
         )
 
     def count_batch(
@@ -285,6 +290,20 @@ class LevelBoard:
         self.update(entries)
         for level, region in stale - set(self._n):
             self.gauge.labels(level=level, region=region).set(0)
+
+
+def _rule_pack_rejected(registry: CollectorRegistry) -> Counter:
+    """``riskflow_rule_pack_rejected_total{reason}``; every reason's series exists from the start at 0."""
+    c = Counter(
+        "riskflow_rule_pack_rejected_total",
+        "Messages on the rules control topic that were not a valid rule pack (the running pack stays), "
+        "by reason (malformed, unsupported_schema, invalid_rules).",
+        ["reason"],
+        registry=registry,
+    )
+    for reason in RULE_PACK_REJECT_REASONS:
+        c.labels(reason=reason)
+    return c
 
 
 def _region_info(registry: CollectorRegistry) -> Gauge:

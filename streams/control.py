@@ -7,7 +7,8 @@ later loads the newest model at start-up anyway). Message:
 ``{"command": "reload_model"}`` (the newest artefact under
 ``RISKFLOW_MODEL_DIR``) or ``{"command": "reload_model", "path": "..."}``.
 The swap happens on the event loop between two batches, so a batch is scored
-by one model; a bad message or model is logged and counted, never fatal.
+by one model; a bad message or model is logged and counted, never fatal. The
+consumer is built from ``riskflow.kafka.client_config`` (SASL/SCRAM, TLS).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,19 +62,25 @@ def apply_control(data: bytes, det: PeerGroupDetector, model_dir: Path | None, m
     return f"loaded {model.version}" if model else "error"
 
 
+def control_consumer(client: Mapping[str, Any]) -> AIOKafkaConsumer:
+    """The group-less consumer of the control topic (not started); ``client``: aiokafka
+    keyword arguments from ``riskflow.kafka.client_config`` (bootstrap, SASL, TLS)."""
+    return AIOKafkaConsumer(**client, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=200)
+
+
 def wire_control(
     app: faust.App,
-    bootstrap: str,
+    client: Mapping[str, Any],
     topic: str,
     det: PeerGroupDetector,
     model_dir: Path | None,
     metrics: Metrics | None,
-) -> None:
-    @app.task
+) -> Callable[[], Awaitable[None]]:
+    """Start following the control topic as an app task (returned, for tests)."""
+    client = dict(client)
+
     async def control() -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=200
-        )
+        consumer = control_consumer(client)
         await consumer.start()
         try:
             parts = None
@@ -95,3 +103,6 @@ def wire_control(
             log.exception("control consumer stopped")
         finally:
             await consumer.stop()
+
+    app.task(control)
+    return control

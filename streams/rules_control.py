@@ -13,7 +13,11 @@ first batch, so a restarted worker starts on the latest pushed pack. After
 that a background task keeps following the topic; the agent picks up a new
 pack between two batches (one attribute check per batch), swapping the
 engine of its :class:`~detectors.pipeline.BatchProcessor`. A message that is
-not a valid pack is logged and ignored: the running pack stays.
+not a valid pack is logged, counted in ``riskflow_rule_pack_rejected_total{reason}``
+(:data:`REJECT_REASONS`) and ignored: the running pack stays.
+
+The consumer is built from ``riskflow.kafka.client_config`` (the ``client``
+argument), so SASL/SCRAM and TLS settings reach it as they reach the worker's own.
 
 The same hook also rebuilds the processor's event-time lanes (watermarks and
 deadline index of timed rules) from the entity-state table after start-up,
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -33,10 +37,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from detectors.engine import EntityState
 from detectors.pipeline import BatchProcessor
 from detectors.rules import RuleError, RulePack, load_texts
+from riskflow.metrics import RULE_PACK_REJECT_REASONS, Metrics
 
 log = logging.getLogger(__name__)
 
 PACK_SCHEMA = "riskflow.rulepack/v1"
+
+#: Why a pushed message was refused (the fixed label set of ``riskflow_rule_pack_rejected_total``):
+#: not JSON or not the message's shape; a schema other than ``riskflow.rulepack/v1``; rules that
+#: fail validation (:class:`~detectors.rules.RuleError`: file, rule id and field are logged).
+REJECT_REASONS = RULE_PACK_REJECT_REASONS
 
 
 class PushedPack(msgspec.Struct, kw_only=True):
@@ -63,12 +73,46 @@ def decode_pack(data: bytes) -> PushedPack:
     return msg
 
 
+class PackRejected(ValueError):
+    """A control message that is not a valid rule pack; ``reason`` is one of :data:`REJECT_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def parse_pushed(data: bytes, constants: Mapping[str, float] | None = None) -> RulePack:
+    """The rule pack in one control message, or :class:`PackRejected` saying why not.
+
+    >>> from detectors.rules import load_pack
+    >>> parse_pushed(encode_pack(load_pack())).version == load_pack().version
+    True
+    >>> for bad in (b"{nope", b'{"schema": "x/v9", "version": "1", "files": {}}'):
+    ...     try:
+    ...         parse_pushed(bad)
+    ...     except PackRejected as exc:
+    ...         print(exc.reason)
+    malformed
+    unsupported_schema
+    """
+    try:
+        msg = decode_pack(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PackRejected("malformed", str(exc)) from None
+    except ValueError as exc:
+        raise PackRejected("unsupported_schema", str(exc)) from None
+    try:
+        return load_texts(msg.files, constants)
+    except RuleError as exc:
+        raise PackRejected("invalid_rules", str(exc)) from None
+
+
 class RuleControl:
     """Follows the control topic; applies new packs and lane rebuilds between batches."""
 
     def __init__(
         self,
-        bootstrap: str,
+        client: Mapping[str, Any],
         topic: str,
         processor: BatchProcessor,
         make_engine: Callable[[RulePack], Any],
@@ -76,8 +120,11 @@ class RuleControl:
         *,
         constants: dict[str, float] | None = None,
         on_switch: Callable[[RulePack], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
+        """``client``: aiokafka keyword arguments (``riskflow.kafka.client_config``: bootstrap, SASL, TLS)."""
+        self.client, self.topic = dict(client), topic
+        self.metrics = metrics
         self.processor = processor
         self.make_engine = make_engine
         self.states = states
@@ -87,25 +134,34 @@ class RuleControl:
         self.pending: RulePack | None = None
         self.rebuild = True  # start-up: lanes come from the recovered table
 
-    def _load(self, value: bytes | None, offset: int) -> RulePack | None:
+    def load(self, value: bytes | None, offset: int = -1) -> RulePack | None:
+        """The pack in one control message, or None (logged and counted) if it is not a valid one."""
         if not value:
             return None
         try:
-            msg = decode_pack(value)
-            return load_texts(msg.files, self.constants)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RuleError) as exc:
-            log.error("rules topic %s offset %d: not a valid rule pack, ignored: %s", self.topic, offset, exc)
-            return None
+            return parse_pushed(value, self.constants)
+        except PackRejected as exc:
+            reason, detail = exc.reason, str(exc)
+        log.error(
+            "rules topic %s offset %d: rule pack rejected, the running pack stays: %s", self.topic, offset, detail
+        )
+        if self.metrics is not None:
+            self.metrics.rule_pack_rejected.labels(reason=reason).inc()
+        return None
 
-    async def run(self) -> None:
-        """Catch up with the control topic, release the agent, then follow it forever."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+    def consumer(self) -> AIOKafkaConsumer:
+        """The group-less consumer of the control topic (not started)."""
+        return AIOKafkaConsumer(
+            **self.client,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=200,
         )
+
+    async def run(self) -> None:
+        """Catch up with the control topic, release the agent, then follow it forever."""
+        consumer = self.consumer()
         await consumer.start()
         try:
             consumer.assign([TopicPartition(self.topic, 0)])
@@ -117,7 +173,7 @@ class RuleControl:
                 if not records:
                     break
                 for m in records:
-                    latest = self._load(m.value, m.offset) or latest
+                    latest = self.load(m.value, m.offset) or latest
             if latest is not None:
                 self.pending = latest
             self.ready.set()
@@ -125,7 +181,7 @@ class RuleControl:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for msgs in batch.values():
                     for m in msgs:
-                        pack = self._load(m.value, m.offset)
+                        pack = self.load(m.value, m.offset)
                         if pack is not None:
                             log.info("rule pack %s received (%d rules)", pack.version, len(pack.detectors))
                             self.pending = pack

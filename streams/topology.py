@@ -15,6 +15,7 @@ from detectors.pipeline import BatchProcessor
 from detectors.risk import load_risk_config
 from detectors.rules import RulePack
 from riskflow import __version__
+from riskflow.kafka import client_config
 from riskflow.metrics import Metrics
 from riskflow.settings import Settings
 from streams.agents import wire_agents
@@ -70,14 +71,17 @@ def build_topology(
         if metrics is not None:
             metrics.build.info({"version": __version__, "rule_pack": p.version})
 
+    # Every Kafka client of the worker gets the same connection and security options (SASL, TLS).
+    kafka = client_config(settings) if settings.kafka_bootstrap else {"bootstrap_servers": ""}
     control = RuleControl(
-        settings.kafka_bootstrap or "",
+        kafka,
         settings.topic_rules,
         processor,
         lambda p: make(p).engine,
         lambda: (decode_state(v) for v in list(store.values()) if v is not None),
         constants={"lpr_1y": settings.lpr_1y} if settings.lpr_1y is not None else None,
         on_switch=on_switch,
+        metrics=metrics,
     )
 
     async def follow_rules() -> None:
@@ -93,7 +97,7 @@ def build_topology(
         if settings.model_dir is not None:
             load_into(peer, settings.model_dir, metrics)  # at start-up; then on a reload message
         if settings.kafka_bootstrap:
-            wire_control(app, settings.kafka_bootstrap, settings.topic_control, peer, settings.model_dir, metrics)
+            wire_control(app, kafka, settings.topic_control, peer, settings.model_dir, metrics)
     wire_agents(
         app,
         topics,

@@ -150,3 +150,70 @@ def test_faust_worker_consumer_and_producer_get_sasl_and_tls(tmp_path: Any) -> N
             await consumer.stop()
 
     asyncio.run(go())
+
+
+def test_rule_and_model_control_consumers_get_sasl_and_tls(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's group-less consumers of the rules topic and of the model control topic."""
+    import streams.control as sc
+    import streams.topology as st
+
+    tasks: list[Any] = []
+    seen: list[Any] = []
+
+    def capture_task(*args: Any) -> Any:
+        tasks.append(sc.wire_control(*args))
+        return tasks[-1]
+
+    class Capture(AIOKafkaConsumer):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            seen.append(self)
+
+        async def start(self) -> None:
+            raise RuntimeError("stop here: only the configuration is under test")
+
+    monkeypatch.setattr(st, "wire_control", capture_task)
+    monkeypatch.setattr(sc, "AIOKafkaConsumer", Capture)
+
+    async def go() -> None:
+        topo = build_topology(sasl_ssl(data_dir=tmp_path, web_port=0), load_pack(), CollectorRegistry(), None)
+        assert topo.control is not None
+        rules = topo.control.consumer()
+        try:
+            check(rules)
+        finally:
+            await rules.stop()
+        (task,) = tasks  # the model control task, as the app would run it
+        with pytest.raises(RuntimeError, match="stop here"):
+            await task()
+        check(seen[0])
+        await seen[0].stop()
+
+    asyncio.run(go())
+
+
+def test_rules_push_producer_gets_sasl_and_tls(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    import aiokafka
+
+    from riskflow.commands.rules import run_push
+
+    seen: list[Any] = []
+
+    class Capture(AIOKafkaProducer):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            seen.append(self)
+
+        async def start(self) -> None:
+            raise RuntimeError("stop here: only the configuration is under test")
+
+    async def no_topics(settings: Settings) -> None:
+        return None
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", Capture)
+    monkeypatch.setattr(rk, "ensure_topics", no_topics)
+    with pytest.raises(RuntimeError, match="stop here"):
+        run_push(argparse.Namespace(path=None), sasl_ssl())
+    check(seen[0])

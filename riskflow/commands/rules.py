@@ -81,7 +81,7 @@ def run_push(args: argparse.Namespace, settings: Settings) -> int:
 
     from detectors.rules import RuleError
     from riskflow.alerts import utc_now_iso
-    from riskflow.kafka import ensure_topics
+    from riskflow.kafka import client_config, ensure_topics
     from streams.rules_control import encode_pack
 
     if not settings.kafka_bootstrap:
@@ -94,7 +94,7 @@ def run_push(args: argparse.Namespace, settings: Settings) -> int:
 
     async def go() -> None:
         await ensure_topics(settings)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        producer = AIOKafkaProducer(**client_config(settings))  # SASL/SCRAM and TLS as configured
         await producer.start()
         try:
             await producer.send_and_wait(
