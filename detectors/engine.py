@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from detectors import lateness as _lateness
 from detectors.base import Detector, Signal
 from detectors.risk.contagion import LinkMessage
 from detectors.risk.scorer import RiskScorer
@@ -87,6 +88,7 @@ class Outcome:
     alerts: list[Alert]
     duplicate: bool = False
     links: list[LinkMessage] = field(default_factory=list)  # for the links topic (risk contagion)
+    late: _lateness.LateRecord | None = None  # set when the event was late (detectors/lateness.py)
 
 
 class Engine:
@@ -106,8 +108,10 @@ class Engine:
         pack_version: str = "",
         clock: Callable[[], str] = utc_now_iso,
         risk: RiskScorer | None = None,
+        allowed_lateness: float | None = None,
     ) -> None:
         self.detectors = list(detectors)
+        self.allowed_lateness = allowed_lateness  # None: no lateness gate
         self.dedup_window = dedup_window
         self.pack_version = pack_version
         self.clock = clock
@@ -134,6 +138,9 @@ class Engine:
         state.entity_kind = event.entity_kind
         state.region = event.region
         state.events += 1
+        allowed = self.allowed_lateness
+        if allowed is not None and event.ts < state.watermark - allowed:
+            return self._late(state, event, allowed)
         if event.ts > state.watermark:
             state.watermark = event.ts
         hits: list[tuple[Detector, Signal]] = []
@@ -159,6 +166,29 @@ class Engine:
                     a.rule_pack_version = self.pack_version
             return Outcome(state, alerts, links=links)
         return Outcome(state, [self._alert(det, sig, event) for det, sig in hits])
+
+    def _late(self, state: EntityState, event: Event, allowed: float) -> Outcome:
+        """An event beyond the allowed lateness: re-evaluate where the state allows, and
+        describe it for the late-event ledger (detectors/lateness.py)."""
+        hits, corrections, lines = _lateness.reevaluate(self._for_event(event), state.detectors, event)
+        out = self._emit(state, event, hits + corrections)
+        # A correction must reach the officers even when the risk index would not re-emit
+        # its episode yet (it re-emits at milestones): issue the episode's next revision.
+        emitted = {a.rule_id for a in out.alerts}
+        for det, sig in corrections:
+            if det.id in emitted:
+                continue
+            a = self._alert(det, sig, event)
+            r = state.risk
+            track = r.rules.get(det.id) if r is not None else None
+            if track is not None:
+                a.alert_id = alert_id(det.id, event.entity_id, track.key)
+                a.revision = track.count
+                a.risk_level, a.risk_index = r.level, r.index  # type: ignore[union-attr]
+            out.alerts.append(a)
+        out.late = _lateness.record(event, state.watermark, allowed, lines)
+        out.late.alerts = [a.alert_id for a in out.alerts]
+        return out
 
     def _set_due(self, state: EntityState) -> None:
         due = 0.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from detectors.anomaly import PeerGroupDetector, anomaly_detectors
 from detectors.engine import Engine
+from detectors.lateness import DEFAULT_ALLOWED_LATENESS
 from detectors.pipeline import BatchProcessor
 from detectors.risk import RiskConfig, RiskScorer, load_risk_config
 from detectors.rules import RulePack
@@ -31,14 +32,22 @@ def build_processor(
     risk: RiskConfig | None = None,
     model: PeerModel | None = None,
     links_topic: str | None = None,
+    allowed_lateness: float | None = DEFAULT_ALLOWED_LATENESS,
 ) -> BatchProcessor:
     """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules,
     with ``model`` as the peer-group model (see :func:`peer_detector` to swap it later).
     ``risk``: the risk-index configuration (default: the shipped ``detectors/risk/risk.yaml``).
-    ``links_topic``: the live worker's internal contagion topic; offline runs leave it unset."""
+    ``links_topic``: the live worker's internal contagion topic; offline runs leave it unset.
+    ``allowed_lateness``: event-time seconds; older events go to the late ledger (detectors/lateness.py)."""
     detectors = [*pack.detectors, *(anomaly_detectors(model) if anomaly else ())]
     scorer = RiskScorer(risk if risk is not None else load_risk_config())
-    engine = Engine(detectors, dedup_window=dedup_window, pack_version=pack.version, risk=scorer)
+    engine = Engine(
+        detectors,
+        dedup_window=dedup_window,
+        pack_version=pack.version,
+        risk=scorer,
+        allowed_lateness=allowed_lateness,
+    )
     return BatchProcessor(engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds, links_topic=links_topic)
 
 

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import msgspec
 
 from detectors.engine import Engine, EntityState
+from detectors.lateness import LateRecord
 from detectors.risk.contagion import LinkMessage, decode_link
 from riskflow.alerts import Alert
 from riskflow.deadletter import dead_letter
@@ -48,6 +49,8 @@ class BatchResult:
     max_event_ts: float = 0.0
     #: messages for the internal links topic, keyed by their ``to`` (live only; see below)
     links: list[LinkMessage] = field(default_factory=list)
+    #: events beyond the allowed lateness, for the late-event ledger (detectors/lateness.py)
+    late: list[LateRecord] = field(default_factory=list)
 
 
 class Lane:
@@ -170,6 +173,9 @@ class BatchProcessor:
             res.alerts.extend(out.alerts)
             if out.links:
                 res.links.extend(out.links)
+            if out.late is not None:
+                out.late.event = msgspec.Raw(msg.value)
+                res.late.append(out.late)
             res.counted.append((event.event_type, event.entity_kind, event.region))
             if event.ts > res.max_event_ts:
                 res.max_event_ts = event.ts

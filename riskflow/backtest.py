@@ -291,6 +291,7 @@ def backtest(
         dedup_window=settings.dedup_window,
         max_bytes=settings.max_event_bytes,
         max_future_seconds=settings.max_future_seconds,
+        allowed_lateness=settings.allowed_lateness,
     )
     now = time.time() if now is None else now
     parts = settings.partitions

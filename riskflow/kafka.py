@@ -80,6 +80,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         settings.topic_alerts: settings.partitions,
         settings.topic_risk_links: settings.partitions,
         settings.topic_deadletter: 1,
+        settings.topic_late: 1,
         settings.topic_rules: 1,
         settings.topic_shadow_alerts: settings.partitions,
         settings.topic_control: 1,

@@ -111,6 +111,7 @@ class Metrics:
     model: Info
     model_reloads: Counter
     rule_pack_rejected: Counter
+    late: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -189,6 +190,12 @@ class Metrics:
                 registry=registry,
             ),
             rule_pack_rejected=_rule_pack_rejected(registry),
+            late=Counter(
+                "riskflow_late_events_total",
+                "Events beyond the allowed lateness, sent to the late-event ledger, by event type.",
+                ["event_type"],
+                registry=registry,
+            ),
         )
 
     def count_batch(
@@ -204,6 +211,11 @@ class Metrics:
             self.invalid.labels(reason=reason).inc(n)
         for (rule, sev, region, mode), n in _Tally((a.rule_id, a.severity, a.region, a.mode) for a in alerts).items():
             self.alerts.labels(rule=rule, severity=sev, region=region, mode=mode).inc(n)
+
+    def count_late(self, event_types: Iterable[str]) -> None:
+        """Add one batch's late events (their event types) to ``riskflow_late_events_total``."""
+        for etype, n in _Tally(event_types).items():
+            self.late.labels(event_type=etype).inc(n)
 
     def record_batch(
         self,

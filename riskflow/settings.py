@@ -92,6 +92,18 @@ class Settings(BaseSettings):
     topic_deadletter: str = Field(
         "riskflow.deadletter", description="RISKFLOW_TOPIC_DEADLETTER: rejected messages with their reason."
     )
+    topic_late: str = Field(
+        "riskflow.late",
+        description="RISKFLOW_TOPIC_LATE: late-event ledger: events beyond the allowed lateness, with the "
+        "rules they would have touched and what was re-evaluated (detectors/lateness.py).",
+    )
+    allowed_lateness: float = Field(
+        7 * 86400.0,
+        ge=0,
+        description="RISKFLOW_ALLOWED_LATENESS: event-time seconds an event may trail its entity's latest "
+        "event time and still be processed as usual; older events go to the late-event ledger "
+        "(re-evaluated where the rule state allows). Default 7 days.",
+    )
     partitions: int = Field(4, ge=1, description="RISKFLOW_PARTITIONS: partitions of the input topics and tables.")
     replication_factor: int = Field(1, ge=1, description="RISKFLOW_REPLICATION_FACTOR: of topics RiskFlow creates.")
     metrics_port: int = Field(

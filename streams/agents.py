@@ -39,6 +39,7 @@ from faust.types import TP
 
 from detectors.anomaly import PeerGroupDetector
 from detectors.engine import EntityState, decode_state, encode_state
+from detectors.lateness import encode_late
 from detectors.pipeline import BatchProcessor
 from detectors.risk.contagion import encode_link
 from riskflow.deadletter import encode_dead_letter
@@ -103,6 +104,7 @@ def wire_agents(
     del batch_size, batch_timeout  # a batch is one fetch (broker_max_poll_records, streams/app.py)
     alerts_topic = topics.alerts
     shadow_topic = topics.shadow_alerts or alerts_topic
+    late_topic = topics.late
     store = table.data
     changelog = table.changelog_topic.get_topic_name()
     drift = DriftTracker()
@@ -135,7 +137,7 @@ def wire_agents(
         producer = app.producer
         res = processor.process(records, get_state)
         evaluated = time.perf_counter()
-        if res.alerts or res.links or res.dead_letters:
+        if res.alerts or res.links or res.dead_letters or res.late:
             out: list[Send] = [
                 partial(
                     (shadow_topic if a.mode == "shadow" else alerts_topic).send,
@@ -149,6 +151,8 @@ def wire_agents(
                 partial(topics.deadletter.send, key=(d["key"] or "").encode(), value=encode_dead_letter(d))
                 for d in res.dead_letters
             ]
+            if late_topic is not None:
+                out += [partial(late_topic.send, key=r.entity_id.encode(), value=encode_late(r)) for r in res.late]
             await deliver(out, "alerts/links/dead letters")
         decided_at = time.time()
         # States go straight to the producer, one record per changed entity
@@ -165,6 +169,8 @@ def wire_agents(
             await deliver(writes, "entity states")
         if metrics is not None:
             metrics.count_batch(res.counted, (d["reason"] for d in res.dead_letters), res.alerts)
+            if res.late:
+                metrics.count_late(r.event_type for r in res.late)
             metrics.batches.inc()
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.record_batch(

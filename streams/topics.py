@@ -16,6 +16,7 @@ class Topics:
     links: faust.TopicT
     deadletter: faust.TopicT
     shadow_alerts: faust.TopicT | None = None  # alerts of rules in shadow mode
+    late: faust.TopicT | None = None  # the late-event ledger (detectors/lateness.py)
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -35,4 +36,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         links=app.topic(settings.topic_risk_links, partitions=settings.partitions, **raw),  # type: ignore[arg-type]
         deadletter=app.topic(settings.topic_deadletter, partitions=1, **raw),  # type: ignore[arg-type]
         shadow_alerts=app.topic(settings.topic_shadow_alerts, partitions=settings.partitions, **raw),  # type: ignore[arg-type]
+        late=app.topic(settings.topic_late, partitions=1, **raw),  # type: ignore[arg-type]
     )

@@ -53,6 +53,7 @@ def build_topology(
             max_future_seconds=settings.max_future_seconds,
             risk=risk,
             links_topic=settings.topic_risk_links,
+            allowed_lateness=settings.allowed_lateness,
         )
         # A rule-pack switch keeps the running anomaly detectors (and the loaded peer model).
         if anomaly:

@@ -150,6 +150,7 @@ def stack(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Stack]:
         "RISKFLOW_TOPIC_FUND_EVENTS": f"{name}.fund-events",
         "RISKFLOW_TOPIC_ALERTS": f"{name}.alerts",
         "RISKFLOW_TOPIC_DEADLETTER": f"{name}.deadletter",
+        "RISKFLOW_TOPIC_LATE": f"{name}.late",
         "RISKFLOW_TOPIC_RISK_LINKS": f"{name}.risk-links",
         "RISKFLOW_TOPIC_CONTROL": f"{name}.control",
         "RISKFLOW_WEB_PORT": "0",

@@ -9,15 +9,18 @@ while, and commit checks compare against the offsets the producer was given.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.factory import build_processor
+from detectors.lateness import LateRecord
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import load_pack
 from riskflow.alerts import Alert
@@ -192,6 +195,32 @@ def reference_alerts(lines: Iterable[bytes] | list[RawMessage], *, dedup_window:
     out: dict[str, list[Alert]] = {}
     for a in res.alerts:
         out.setdefault(a.alert_id, []).append(a)
+    return out
+
+
+def reference_late(lines: Iterable[bytes] | list[RawMessage], *, dedup_window: int) -> list[LateRecord]:
+    """The late-event ledger records of the same history run offline in one batch."""
+    bp: BatchProcessor = build_processor(load_pack(), dedup_window=dedup_window)
+    msgs = [m if isinstance(m, RawMessage) else RawMessage(m, "file", 0, i, None) for i, m in enumerate(lines)]
+    return bp.process(msgs, {}.get).late
+
+
+def late_copies(events: Sequence[dict[str, Any]], n: int, behind: float = 8 * 86400.0) -> list[dict[str, Any]]:
+    """``n`` events (new ids) of distinct entities, each a copy of one of the entity's early
+    events: sent after the history, they trail the entity's latest event by more than ``behind``."""
+    last: dict[str, float] = {}
+    for e in events:
+        last[e["entity_id"]] = max(
+            last.get(e["entity_id"], 0.0), dt.datetime.fromisoformat(e["event_time"]).timestamp()
+        )
+    out: list[dict[str, Any]] = []
+    for e in events:
+        eid = e["entity_id"]
+        if eid in last and last[eid] - dt.datetime.fromisoformat(e["event_time"]).timestamp() > behind:
+            out.append({**e, "event_id": f"late-{e['event_id']}"})
+            del last[eid]
+            if len(out) == n:
+                break
     return out
 
 

@@ -1,7 +1,12 @@
 """A flood of bad input on the real broker: >= 10,000 bad messages of every kind
 mixed into a simulated history. Every bad message reaches the dead-letter topic
 exactly once with the right reason and its exact bytes, every good one is
-processed, metrics and topics add up exactly, and the worker never restarts."""
+processed, metrics and topics add up exactly, and the worker never restarts.
+
+The history also ends with a few valid but *late* events (beyond the allowed
+lateness of their entity, detectors/lateness.py): they are not dead letters;
+each reaches the late-event ledger topic once, as the offline run records it,
+and ``riskflow_late_events_total`` counts them."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from collections import Counter
 
 import msgspec
 
+from detectors.lateness import decode_late
 from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
@@ -18,10 +24,12 @@ from tests.kafka_fixtures import Stack
 from tests.reliability_tools import (
     alerts_by_id,
     assert_copies_identical,
+    late_copies,
     latest_revisions,
     metric_sum,
     produce_located,
     reference_alerts,
+    reference_late,
     scrape,
 )
 
@@ -56,8 +64,12 @@ def bad_messages(good: list[dict], rng: random.Random) -> list[tuple[str, bytes,
 def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: Stack) -> None:
     rng = random.Random(8)
     events, _ = simulate(entities=40, days=40, seed=3)
-    good = [encode_event(e) for e in events]
+    late = late_copies(events, 6)
+    assert len(late) == 6
+    good = [encode_event(e) for e in [*events, *late]]
     want_alerts = reference_alerts(good, dedup_window=1000)
+    want_late = reference_late(good, dedup_window=1000)
+    assert sorted(r.event_id for r in want_late) == sorted(e["event_id"] for e in late)
     want_ids = set(want_alerts)
 
     stack.env.update(RISKFLOW_DEDUP_WINDOW="1000", RISKFLOW_MAX_EVENT_BYTES=str(MAX_BYTES))
@@ -105,7 +117,16 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: 
     assert_copies_identical(alerts)
     n_alert_records = sum(len(v) for v in alerts.values())
 
+    ledger = [decode_late(v) for v in stack.consume(s.topic_late, min_count=len(want_late), timeout=60)]
+    assert sorted(r.event_id for r in ledger) == sorted(r.event_id for r in want_late)
+    by_id = {r.event_id: r for r in ledger}
+    for want in want_late:
+        got = by_id[want.event_id]
+        assert (got.rules, got.alerts, got.late_by_seconds) == (want.rules, want.alerts, want.late_by_seconds)
+        assert msgspec.json.decode(got.event)["event_id"] == want.event_id  # type: ignore[arg-type]
+
     m = scrape(worker.metrics_port)
+    assert metric_sum(m, "riskflow_late_events_total") == len(late)
     assert metric_sum(m, "riskflow_events_total") == len(good)
     for reason, n in want_bad.items():
         assert metric_sum(m, "riskflow_invalid_events_total", reason=reason) == n, reason
