@@ -237,10 +237,10 @@ class BatchProcessor:
             return
         held = res.states.get(link.to)
         state = held[0] if held is not None else get_state(link.to)
-        if link.kind == "push":
-            res.alerts.append(scorer.on_push(state, link, self.engine.clock))
-            return
         if state is None:
             state = EntityState(entity_id=link.to)
-        res.links.extend(scorer.on_link(state, link))
+        if link.kind == "push":  # contagion feeds the dependent's shown index and level
+            res.alerts.extend(scorer.on_push(state, link, self.engine.clock))
+        else:
+            res.links.extend(scorer.on_link(state, link))
         res.states[link.to] = (state, partition)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 from detectors.engine import EntityState
 from detectors.factory import build_processor
 from detectors.pipeline import BatchProcessor, RawMessage
-from detectors.risk import RiskConfig
-from detectors.risk.contagion import CONTAGION_RULE, LinkMessage, encode_link
+from detectors.risk import RiskConfig, RiskScorer
+from detectors.risk.contagion import CONTAGION_RULE, LinkMessage, encode_link, shown_index
 from detectors.risk.state import RiskState
 from detectors.rules import load_pack
 from riskflow.alerts import alert_id
@@ -66,11 +67,65 @@ def test_manager_red_raises_its_fund_bounded_and_explained() -> None:
     assert a.evidence["explanation_en"] == "raised by manager PFM-1's red level"
     assert a.evidence["explanation_zh"] == "受管理人PFM-1红色等级传导"
     assert a.revision == 1 and a.title_zh == "关联风险传导（管理人）" and a.risk_tags == [CONTAGION_RULE]
+    assert (a.evidence["from"], a.evidence["to"]) == ("green", "orange") and a.severity == "high"
     assert a.event_time == mgr_level.event_time.replace("+08:00", "+00:00").replace("T10", "T02")
-    # Contagion is one hop and does not feed the fund's own index.
-    fund_state = res.states["PF-9"][0]
-    assert fund_state.risk.index == 0 and fund_state.risk.level == "green"
+    # Contagion feeds the fund's shown index and level; its own index stays apart (one hop).
+    r = res.states["PF-9"][0].risk
+    assert (r.index, r.level) == (a.risk_index, "orange")
+    assert (r.own_level, r.own_seq, r.rules) == ("green", 0, {})
     assert res.states["PFM-1"][0].risk.dependents == ["manager|PF-9"]
+
+
+def test_contagion_shows_in_the_dependents_own_alerts_and_level_change() -> None:
+    """A fund raised to yellow by its manager and at yellow on its own is orange: its own
+    alerts carry the raised index, its level alert says why, its tags name the contagion."""
+    cfg = {"contagion_factors": {"manager": 0.5}}
+    bp = build_processor(load_pack(), anomaly=False, risk=RiskConfig(**cfg))  # type: ignore[arg-type]
+    store: dict[str, EntityState] = {}
+    got = []
+    ad = raw("advertisement.published", {"channel": "w", "guaranteed": True}, "PF-9", "private_fund", 3, "ad")
+    for i, v in enumerate([fund_registered("PF-9", "PFM-1"), lost_contact("PFM-1"), ad]):
+        res = bp.process([RawMessage(v, "f", 0, i, None)], store.get)
+        store.update({k: st for k, (st, _) in res.states.items()})
+        got += res.alerts
+    (push,) = contagion(got)
+    assert push.risk_level == "yellow" and push.risk_index == round(0.5 * 86.5, 1)
+    own = next(a for a in got if a.entity_id == "PF-9" and a.rule_id not in (CONTAGION_RULE, "risk.level"))
+    level = next(a for a in got if a.entity_id == "PF-9" and a.rule_id == "risk.level")
+    r = store["PF-9"].risk
+    assert r.own_level == "yellow" and r.level == "orange"
+    assert own.risk_level == "orange" and own.risk_index == r.index
+    assert own.risk_tags[:2] == [own.rule_id, CONTAGION_RULE]
+    assert level.alert_id == alert_id("risk.level", "PF-9", "1:yellow>orange")
+    assert level.evidence["raised_by"] == "PFM-1" and level.evidence["own_index"] < 60 <= level.risk_index
+    assert level.evidence["explanation_en"] == "raised by manager PFM-1's red level"
+    assert level.risk_tags[0] == CONTAGION_RULE
+    # Bounded: however strong the source, contagion alone stops below red.
+    assert r.index < 80
+
+
+def test_affiliates_raise_each_other_once_without_amplification() -> None:
+    """A <-> B related parties, both orange on their own: each is raised by the other's OWN index
+    (pushes never carry a raised index), the message exchange ends, and no seed changes the end."""
+
+    def flow(a: str, b: str) -> bytes:
+        payload = {"direction": "out", "amount": 1e6, "counterparty_id": b, "related_party": True}
+        return raw("flow.transfer", payload, a, "enterprise", 0, f"t{a}")
+
+    flows = [flow("A", "B"), flow("B", "A")]
+    notices = [raw("amac.notice", {"notice": n}, e, "private_fund_manager", 1, f"{n}{e}")
+               for e in ("A", "B") for n in ("abnormal_operation", "false_filing")]  # fmt: skip
+    finals = []
+    for seed in range(6):
+        _, store = live([*flows, *notices], seed, with_states=True)
+        finals.append({k: (s.risk.index, s.risk.level, s.risk.own_level) for k, s in store.items()})
+    assert all(f == finals[0] for f in finals)
+    for me, other in (("A", "B"), ("B", "A")):
+        r, o = store[me].risk, store[other].risk
+        own = RiskScorer(RiskConfig()).index_of(r.rules)
+        c = min(79.9, 0.5 * o.trans_index)
+        assert r.own_level == "orange" and r.index == shown_index(own, c, RiskConfig()) and r.index > own
+        assert [x.source for x in r.raised_by] == [other] and r.raised_by[0].index == o.trans_index
 
 
 def test_cap_keeps_contagion_below_red() -> None:
@@ -122,7 +177,7 @@ def test_parent_and_related_party_links() -> None:
     assert res.states["ENT-3"][0].risk.dependents == ["related_party|PFM-1"]
 
 
-def live(values: list[bytes], order_seed: int) -> list:
+def live(values: list[bytes], order_seed: int, with_states: bool = False) -> Any:
     """The live path: links go out in ``BatchResult.links`` and come back, in a shuffled order,
     interleaved with the remaining events (per entity, events keep their order)."""
     bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
@@ -138,7 +193,7 @@ def live(values: list[bytes], order_seed: int) -> list:
         alerts += res.alerts
         for m in res.links:
             queue.insert(rng.randint(0, len(queue)), RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()))
-    return alerts
+    return (alerts, store) if with_states else alerts
 
 
 def summary(alerts) -> dict[str, tuple[int, str, float]]:
@@ -158,10 +213,16 @@ def test_live_and_offline_agree_whatever_the_message_timing() -> None:
         quiet_day("PFM-1", "private_fund_manager", "q2", 27),
         quiet_day("PF-9", "private_fund", "q3", 28),
     ]
-    want = summary(offline(history).alerts)
-    assert len(contagion(offline(history).alerts)) >= 2
+    off = offline(history)
+    want = summary(off.alerts)
+    assert len(contagion(off.alerts)) >= 2
+    shown = {k: (s.risk.index, s.risk.level) for k, (s, _) in off.states.items()}
+    assert shown["PF-8"][0] > 0  # raised by the manager's orange level (decayed)
     for seed in range(8):
-        assert summary(live(history, seed)) == want, seed
+        alerts, store = live(history, seed, with_states=True)
+        assert summary(alerts) == want, seed
+        # Once every message is in, each entity shows the same index and level.
+        assert {k: (s.risk.index, s.risk.level) for k, s in store.items()} == shown, seed
 
 
 def test_dependents_are_bounded_independently_of_arrival_order() -> None:

@@ -25,11 +25,12 @@ def history() -> list[bytes]:
     return out
 
 
-def best(alerts: list[dict]) -> dict[str, tuple[int, str, str]]:
-    out: dict[str, tuple[int, str, str]] = {}
+def best(alerts: list[dict]) -> dict[str, tuple[int, str, float, str]]:
+    """Contagion alert id -> (revision, the dependent's level and index it shows, dependent)."""
+    out: dict[str, tuple[int, str, float, str]] = {}
     for a in alerts:
         if a["rule_id"] == CONTAGION_RULE and a["revision"] >= out.get(a["alert_id"], (0,))[0]:
-            out[a["alert_id"]] = (a["revision"], a["risk_level"], a["entity_id"])
+            out[a["alert_id"]] = (a["revision"], a["risk_level"], a["risk_index"], a["entity_id"])
     return out
 
 
@@ -39,7 +40,10 @@ def test_contagion_across_two_workers_matches_offline(stack: Stack) -> None:
     bp = build_processor(load_pack(), dedup_window=1000)
     res = bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate(lines)], {}.get)
     expected = best([msgspec.json.decode(a.to_json()) for a in res.alerts])
-    assert {e for _, _, e in expected.values()} == {"PF-0", "PF-4", "PF-1", "PF-5"}
+    assert {e for *_, e in expected.values()} == {"PF-0", "PF-4", "PF-1", "PF-5"}
+    # Contagion raised the funds' own shown level (offline: their final states).
+    raised = {k: s.risk.level for k, (s, _) in res.states.items() if k.startswith("PF-") and s.risk.raised_by}
+    assert raised["PF-1"] == "orange" and raised["PF-5"] == "orange"
     # The effects must cross partitions (so, with two workers, processes): manager and fund differ.
     pairs = [("PFM-0", "PF-4"), ("PFM-1", "PF-1"), ("PFM-1", "PF-5")]
     assert all(partition_for(m.encode(), s.partitions) != partition_for(f.encode(), s.partitions) for m, f in pairs)
@@ -49,7 +53,7 @@ def test_contagion_across_two_workers_matches_offline(stack: Stack) -> None:
     while time.monotonic() < deadline and not all("Worker ready" in w.log_text() for w in workers):
         time.sleep(0.5)
     stack.produce([(r.topic, r.key, r.value) for r in route(lines, s)])
-    got: dict[str, tuple[int, str, str]] = {}
+    got: dict[str, tuple[int, str, float, str]] = {}
     alerts: list[dict] = []
     for _ in range(4):
         alerts = [msgspec.json.decode(v) for v in stack.consume(s.topic_alerts, min_count=len(expected), timeout=90)]
@@ -62,4 +66,6 @@ def test_contagion_across_two_workers_matches_offline(stack: Stack) -> None:
         if a["rule_id"] == CONTAGION_RULE:
             # The push was handled where the fund's state lives: its kind and region are known.
             assert a["entity_kind"] == "private_fund" and a["region"] == "330100", a
+            # The dependent's level moved with it, and the alert says from what to what.
+            assert a["evidence"]["to"] == a["risk_level"] and "risk.contagion" in a["risk_tags"], a
     assert all(w.proc.poll() is None for w in workers)

@@ -89,6 +89,8 @@ class RiskConfig:
     max_dependents: int = 32
     #: Link targets an entity remembers having announced itself to.
     max_links: int = 8
+    #: Sources whose latest push an entity remembers (those with the smallest id hash are kept).
+    max_sources: int = 4
 
     def __post_init__(self) -> None:
         if not (0 < self.yellow < self.orange < self.red <= 100):

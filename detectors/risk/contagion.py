@@ -10,24 +10,54 @@ Links come from the events themselves:
 Entities live on different partitions, so the effects travel as small messages
 on an internal topic keyed by the entity they are for (``riskflow.risk-links``):
 a ``link`` tells a source that a dependent exists, a ``push`` tells a dependent
-the source's level. The source sends a push on each of its level transitions
-once it has ever reached ``contagion_from`` (orange), and on each new link if
-it has; the dependent turns it into a ``risk.contagion`` alert:
+the source's level. The source sends a push on each transition of its *own*
+level once that has ever reached ``contagion_from`` (orange), and on each new
+link if it has.
+
+Contagion feeds the dependent's index. The dependent keeps the latest push of
+each source (highest ``seq``; at most ``max_sources`` sources, those with the
+smallest id hash, so the bound does not depend on arrival order). At the
+dependent's event time ``T`` (its latest own event, or a later push time) a
+source at or above ``contagion_from`` contributes
+
+    ``c = min(contagion_cap, factor[relation] x source index) x 0.5 ** ((T - ts) / half_life)``
+
+(``ts``: the source's transition; a source below ``contagion_from`` gives 0), the
+strongest source counts (``C = max c``; several sources do not add up), and the
+shown index is ``max(own, min(contagion_cap, own (+) C))`` where ``(+)`` is the
+index's own noisy-or. So contagion alone never makes a dependent red (the cap,
+79.9 by default), and the shown level is the higher of the own level (with its
+hysteresis) and the level of the shown index. It is visible in the dependent's
+``risk_index``/``risk_level`` on every alert, in its ``risk.level`` alerts (with an
+explanation in the evidence) and in ``risk_tags`` (``risk.contagion``).
+
+Bounded, one hop, no amplification: a push carries the source's own index and
+own level, never its contagion-raised one, and only own transitions send pushes.
+So A raising B never comes back to A (affiliates A <-> B settle after one
+push each way), and a manager's parent does not reach the manager's funds.
+
+A push is answered by the dependent's ``risk.contagion`` alert:
 
 - id ``alert_id("risk.contagion", dependent, source)`` -- one alert per (dependent, source),
-- ``revision`` = the source's transition count, so sinks keep the latest,
-- ``risk_index`` = ``min(contagion_cap, factor[relation] x source index at the transition)``
-  and ``risk_level`` its level: bounded (one hop, never red by default) and explained
-  ("raised by manager PFM-1's red level").
+- ``revision`` = the source's own transition count, so sinks keep the latest,
+- ``risk_index``/``risk_level``: the dependent's shown index and level as of the push's
+  event time (the source's transition; so not depending on how far the dependent's
+  own clock ran before the push landed), with the move in ``evidence``
+  (``from``: the level shown before it landed, ``to``) and the explanation
+  ("raised by manager PFM-1's red level"). It is the level-change alert of a
+  change a push makes; ``risk.level`` alerts (transition counter) come only from
+  the entity's own events, so pushes landing at different times do not renumber them.
 
-Contagion does not feed the dependent's own index, so it cannot cascade and the
-dependent's own alerts stay independent of message timing. Live, a push may
-arrive before or after the dependent's own events and a link may arrive after
-several transitions of its source; the offline path (``BatchProcessor`` without a
-links topic) delivers them after each batch. Both therefore give the same
-contagion alert ids and the same highest revision and level of each; live may
-show more intermediate revisions, and ``affected_people``/``affected_amount``
-(the dependent's own, at the time the push arrives) may differ.
+Timing. Live, a push may arrive before or after the dependent's own events and
+a link may arrive after several transitions of its source; the offline path
+(``BatchProcessor`` without a links topic) delivers them after each batch. What
+does not depend on it: the ids and highest revision of the contagion alerts, and
+once all messages are in, every entity's shown index and level (the contribution
+is a function of event times, the kept push per source is the highest ``seq``,
+and the contagion part has no hysteresis). For a dependent without events of its
+own in between (the usual case) the contagion alerts are identical. When the
+dependent's own events cross a push in flight, the index carried by those events'
+alerts, and its own-event ``risk.level`` transitions, may differ between runs.
 
 >>> msg = LinkMessage(kind="push", to="PF-1", other="PFM-1", relation="manager", level="red", index=90.0, seq=2)
 >>> decode_link(encode_link(msg)) == msg
@@ -43,7 +73,7 @@ from typing import Any
 import msgspec
 
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
-from detectors.risk.state import RiskState
+from detectors.risk.state import Raise, RiskState
 from riskflow.alerts import Alert, alert_id
 from riskflow.schema import Event
 
@@ -106,6 +136,15 @@ def add_dependent(r: RiskState, relation: str, entity_id: str, limit: int) -> bo
     return entry in deps
 
 
+def own_level(r: RiskState) -> str:
+    """The level of the entity's own index (states from before contagion fed the index: the level)."""
+    return r.own_level or r.level
+
+
+def own_seq(r: RiskState) -> int:
+    return r.seq if r.own_seq < 0 else r.own_seq
+
+
 def push_for(r: RiskState, source: str, source_kind: str, entry: str) -> LinkMessage:
     relation, _, dep = entry.partition("|")
     return LinkMessage(
@@ -114,11 +153,60 @@ def push_for(r: RiskState, source: str, source_kind: str, entry: str) -> LinkMes
         other=source,
         relation=relation,
         source_kind=source_kind,
-        level=r.level,
+        level=own_level(r),
         index=r.trans_index,
-        seq=r.seq,
+        seq=own_seq(r),
         ts=r.trans_ts,
     )
+
+
+def absorb(r: RiskState, msg: LinkMessage, cfg: RiskConfig) -> bool:
+    """Keep ``msg`` as its source's latest push unless a later one is kept. True if it is (now) kept."""
+    for i, old in enumerate(r.raised_by):
+        if old.source == msg.other:
+            if msg.seq < old.seq:
+                return False
+            r.raised_by[i] = Raise(msg.other, msg.relation, msg.level, msg.index, msg.ts, msg.seq)
+            return True
+    entry = Raise(msg.other, msg.relation, msg.level, msg.index, msg.ts, msg.seq)
+    kept = sorted([*r.raised_by, entry], key=lambda e: _rank_key(e.source))[: cfg.max_sources]
+    r.raised_by = kept
+    return entry in kept
+
+
+def strongest(r: RiskState, cfg: RiskConfig, at: float | None = None) -> tuple[float, Raise | None]:
+    """``(C, source)``: the strongest decayed contribution at event time ``at`` (default: the
+    entity's contagion time, its latest own event or push), and its source."""
+    if not r.raised_by:
+        return 0.0, None
+    t = max(r.t, max(e.ts for e in r.raised_by)) if at is None else at
+    floor = LEVEL_RANK[cfg.contagion_from]
+    best, src = 0.0, None
+    for e in r.raised_by:
+        if LEVEL_RANK.get(e.level, 0) < floor:
+            continue
+        c = min(cfg.contagion_cap, cfg.contagion_factors.get(e.relation, 0.5) * e.index)
+        c *= 0.5 ** (max(0.0, t - e.ts) / cfg.half_life)
+        if c > best or (c == best and src is not None and e.source < src.source):
+            best, src = c, e
+    return best, src
+
+
+def shown_index(own: float, c: float, cfg: RiskConfig) -> float:
+    """The index shown for an entity with own index ``own`` and contagion ``c`` (both 0-100)."""
+    if c <= 0.0:
+        return own
+    raised = 100.0 * (1.0 - (1.0 - own / 100.0) * (1.0 - c / 100.0))
+    return round(max(own, min(cfg.contagion_cap, raised)), 1)
+
+
+def explain(relation: str, source: str, level: str, cfg: RiskConfig) -> tuple[str, str]:
+    """(English, Chinese) explanation of a source's effect at ``level``."""
+    noun_en, noun_zh = RELATIONS.get(relation, (relation, relation))
+    src_zh = LEVEL_NAMES[level][0]
+    if LEVEL_RANK[level] >= LEVEL_RANK[cfg.contagion_from]:
+        return f"raised by {noun_en} {source}'s {level} level", f"受{noun_zh}{source}{src_zh}色等级传导"
+    return f"{noun_en} {source} is back at {level} level", f"{noun_zh}{source}已回落至{src_zh}色等级"
 
 
 def links_from_event(r: RiskState, event: Event, cfg: RiskConfig) -> list[LinkMessage]:
@@ -167,30 +255,26 @@ def contagion_alert(
     region: str,
     people: int,
     amount: float,
+    before: str,
+    after: str,
+    index: float,
+    tags: list[str],
     clock: Callable[[], str],
 ) -> Alert:
-    """The dependent's ``risk.contagion`` alert for a push."""
+    """The dependent's ``risk.contagion`` alert for a push: its level moved ``before`` -> ``after``
+    (or not), its shown index is now ``index``."""
     from detectors.risk.scorer import iso  # the scorer imports this module
 
     factor = cfg.contagion_factors.get(msg.relation, 0.5)
-    index = round(min(cfg.contagion_cap, factor * msg.index), 1)
-    level = cfg.level_of(index)
     noun_en, noun_zh = RELATIONS[msg.relation]
-    src_zh = LEVEL_NAMES[msg.level][0]
-    raised = LEVEL_RANK[msg.level] >= LEVEL_RANK[cfg.contagion_from]
-    why_en = (
-        f"raised by {noun_en} {msg.other}'s {msg.level} level"
-        if raised
-        else f"{noun_en} {msg.other} is back at {msg.level} level"
-    )
-    why_zh = f"受{noun_zh}{msg.other}{src_zh}色等级传导" if raised else f"{noun_zh}{msg.other}已回落至{src_zh}色等级"
+    why_en, why_zh = explain(msg.relation, msg.other, msg.level, cfg)
     a = Alert(
         alert_id=alert_id(CONTAGION_RULE, msg.to, msg.other),
         entity_id=msg.to,
         entity_kind=entity_kind,
         region=region,
         rule_id=CONTAGION_RULE,
-        severity=LEVEL_SEVERITY[level],
+        severity=LEVEL_SEVERITY[after],
         title_zh=f"关联风险传导（{noun_zh}）",
         title_en=f"Linked-entity contagion ({noun_en})",
         dimension="contagion",
@@ -201,6 +285,11 @@ def contagion_alert(
             "source_level": msg.level,
             "source_index": msg.index,
             "factor": factor,
+            "contribution": round(min(cfg.contagion_cap, factor * msg.index), 1)
+            if LEVEL_RANK[msg.level] >= LEVEL_RANK[cfg.contagion_from]
+            else 0.0,
+            "from": before,
+            "to": after,
             "explanation_en": why_en,
             "explanation_zh": why_zh,
         },
@@ -208,7 +297,7 @@ def contagion_alert(
         detected_at=clock(),
         revision=msg.seq,
     )
-    a.risk_index, a.risk_level = index, level
-    a.risk_tags = [CONTAGION_RULE]
+    a.risk_index, a.risk_level = index, after
+    a.risk_tags = tags
     a.affected_people, a.affected_amount = people, amount
     return a

@@ -46,8 +46,8 @@ from detectors.base import Detector, Signal
 from detectors.risk import contagion as _contagion
 from detectors.risk import people as _people
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
-from detectors.risk.contagion import LinkMessage
-from detectors.risk.state import RiskState, RuleTrack, dim_code, dim_name, second
+from detectors.risk.contagion import CONTAGION_RULE, LinkMessage
+from detectors.risk.state import Raise, RiskState, RuleTrack, dim_code, dim_name, second
 from riskflow.alerts import Alert, alert_id
 from riskflow.schema import Event
 
@@ -95,14 +95,29 @@ class RiskScorer:
             survive *= 1.0 - weight(dim) * (1.0 - math.exp(-x))
         return round(100.0 * (1.0 - survive), 1)
 
-    def tags(self, r: RiskState, first: str | None = None) -> list[str]:
-        """The rules behind the entity's index, strongest first (``first`` leads)."""
+    def shown(self, r: RiskState, own_idx: float, own_level: str = "") -> tuple[float, Raise | None]:
+        """The index shown for the entity (own index raised by contagion) and the source raising it."""
+        c, src = _contagion.strongest(r, self.config)
+        idx = _contagion.shown_index(own_idx, c, self.config)
+        return idx, (src if idx > own_idx else None)
+
+    def shown_level(self, idx: float, own_level: str, raiser: Raise | None) -> str:
+        """The higher of the own level (with hysteresis) and the shown index's level (contagion: none)."""
+        if raiser is None:
+            return own_level
+        raw = self.config.level_of(idx)
+        return raw if LEVEL_RANK[raw] > LEVEL_RANK[own_level] else own_level
+
+    def tags(self, r: RiskState, first: str | None = None, raised: bool = False) -> list[str]:
+        """The rules behind the entity's index, strongest first (``first`` leads, then contagion)."""
         floor = self.config.forget_below
         ranked = sorted(
             (rid for rid, tr in r.rules.items() if tr.acc >= floor and rid != first),
             key=lambda rid: (-r.rules[rid].acc, rid),
         )
         out = [first] if first else []
+        if raised and first != CONTAGION_RULE:
+            out.append(CONTAGION_RULE)
         return (out + ranked)[: self.config.max_tags]
 
     def _decay(self, r: RiskState, ts: float) -> None:
@@ -175,9 +190,21 @@ class RiskScorer:
             if det.mode != "shadow":  # shadow rules are on trial: alerts, but no weight in the index
                 tr.acc += cfg.mass(sig.severity, sig.score) * late
             touched[rid] = (det, sig, before)
-        idx = self.index_of(r.rules)
+        own_idx = self.index_of(r.rules)
+        own_old = r.own_level = _contagion.own_level(r)  # pinned: the shown level may differ
+        if r.own_seq < 0:
+            r.own_seq = r.seq
+        own_new = cfg.level_of(own_idx, own_old)
+        if own_new != own_old:  # only own transitions reach dependents (one hop)
+            r.own_seq += 1
+            r.own_level = own_new
+            r.trans_index, r.trans_ts = own_idx, ts
+            if LEVEL_RANK[own_new] >= LEVEL_RANK[cfg.contagion_from]:
+                r.hot = True
+            links += _contagion.pushes_on_transition(r, event.entity_id, event.entity_kind)
+        idx, raiser = self.shown(r, own_idx, own_new)
         old = r.level
-        new = cfg.level_of(idx, old)
+        new = self.shown_level(idx, own_new, raiser)
         rank = LEVEL_RANK[new]
         people, amount = self.affected(r)
         alerts: list[Alert] = []
@@ -199,16 +226,12 @@ class RiskScorer:
                 "count": tr.count,
                 "reopens_after": iso(tr.last + cfg.quiet),
             }
-            self._fill(a, r, idx, new, people, amount, rid)
+            self._fill(a, r, idx, new, people, amount, rid, raiser)
             alerts.append(a)
         if new != old:
             r.seq += 1
             r.level = new
-            r.trans_index, r.trans_ts = idx, ts
-            if rank >= LEVEL_RANK[cfg.contagion_from]:
-                r.hot = True
-            alerts.append(self._level_alert(r, event, old, new, idx, people, amount, clock))
-            links += _contagion.pushes_on_transition(r, event.entity_id, event.entity_kind)
+            alerts.append(self._level_alert(r, event, old, new, idx, own_idx, raiser, people, amount, clock))
         r.index = idx
         # Forget rules whose weight has decayed away and whose episode is closed.
         floor, quiet = cfg.forget_below, cfg.quiet
@@ -223,26 +246,56 @@ class RiskScorer:
             state.risk = RiskState()
         return _contagion.on_link(state.risk, state.entity_id, state.entity_kind, msg, self.config)
 
-    def on_push(self, state: Any, msg: LinkMessage, clock: Callable[[], str]) -> Alert:
-        """A ``push`` for this entity (the dependent): its contagion alert. ``state`` may be None."""
-        r = state.risk if state is not None else None
-        people, amount = self.affected(r) if r is not None else (0, 0.0)
-        return _contagion.contagion_alert(
-            msg,
-            self.config,
-            entity_kind=state.entity_kind if state is not None else "",
-            region=state.region if state is not None else "",
-            people=people,
-            amount=amount,
-            clock=clock,
-        )
+    def on_push(self, state: Any, msg: LinkMessage, clock: Callable[[], str]) -> list[Alert]:
+        """A ``push`` for this entity (the dependent; ``state`` an EntityState, created by the
+        caller if new): fold it into the shown index and level; its ``risk.contagion`` alert."""
+        r: RiskState | None = state.risk
+        if r is None:
+            r = state.risk = RiskState()
+        cfg = self.config
+        before = r.level
+        own_idx = self.index_of(r.rules)
+        if _contagion.absorb(r, msg, cfg):
+            r.own_level = _contagion.own_level(r)  # pinned: the shown level may now differ
+            if r.own_seq < 0:
+                r.own_seq = r.seq
+            idx, raiser = self.shown(r, own_idx)
+            r.index, r.level = idx, self.shown_level(idx, r.own_level, raiser)
+        # The alert tells the level as of the source's transition (event time), not of arrival.
+        c, src = _contagion.strongest(r, cfg, at=msg.ts)
+        at_idx = _contagion.shown_index(own_idx, c, cfg)
+        at_level = self.shown_level(at_idx, _contagion.own_level(r), src if at_idx > own_idx else None)
+        people, amount = self.affected(r)
+        return [
+            _contagion.contagion_alert(
+                msg,
+                cfg,
+                entity_kind=state.entity_kind,
+                region=state.region,
+                people=people,
+                amount=amount,
+                before=before,
+                after=at_level,
+                index=at_idx,
+                tags=self.tags(r, CONTAGION_RULE),
+                clock=clock,
+            )
+        ]
 
     def _fill(
-        self, a: Alert, r: RiskState, idx: float, level: str, people: int, amount: float, first: str | None
+        self,
+        a: Alert,
+        r: RiskState,
+        idx: float,
+        level: str,
+        people: int,
+        amount: float,
+        first: str | None,
+        raiser: Raise | None = None,
     ) -> None:
         a.risk_index = idx
         a.risk_level = level
-        a.risk_tags = self.tags(r, first)
+        a.risk_tags = self.tags(r, first, raised=raiser is not None)
         a.affected_people = people
         a.affected_amount = amount
 
@@ -253,6 +306,8 @@ class RiskScorer:
         old: str,
         new: str,
         idx: float,
+        own_idx: float,
+        raiser: Raise | None,
         people: int,
         amount: float,
         clock: Callable[[], str],
@@ -276,10 +331,24 @@ class RiskScorer:
                 "disposal_en": LEVEL_NAMES[new][1],
                 "disposal_zh": LEVEL_NAMES[new][2],
                 "transition": r.seq,
+                **self._raised_evidence(own_idx, raiser),
             },
             event_id=event.event_id,
             event_time=event.event_time.isoformat(),
             detected_at=clock(),
         )
-        self._fill(a, r, idx, new, people, amount, None)
+        self._fill(a, r, idx, new, people, amount, None, raiser)
         return a
+
+    def _raised_evidence(self, own_idx: float, raiser: Raise | None) -> dict[str, Any]:
+        if raiser is None:
+            return {}
+        en, zh = _contagion.explain(raiser.relation, raiser.source, raiser.level, self.config)
+        return {
+            "own_index": own_idx,
+            "raised_by": raiser.source,
+            "relation": raiser.relation,
+            "source_level": raiser.level,
+            "explanation_en": en,
+            "explanation_zh": zh,
+        }

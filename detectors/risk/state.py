@@ -58,6 +58,17 @@ class RuleTrack(msgspec.Struct, array_like=True):
     emitted_level: int = -1
 
 
+class Raise(msgspec.Struct, array_like=True):
+    """The latest level a linked source pushed to this entity (``detectors/risk/contagion.py``)."""
+
+    source: str
+    relation: str
+    level: str  # the source's own level after its ``seq``-th own transition
+    index: float  # the source's own index at that transition
+    ts: float  # event time of that transition
+    seq: int
+
+
 class RiskState(msgspec.Struct, array_like=True):
     """Everything the risk index remembers about one entity."""
 
@@ -75,3 +86,9 @@ class RiskState(msgspec.Struct, array_like=True):
     trans_ts: float = 0.0  # event time of the latest level transition
     dependents: list[str] = msgspec.field(default_factory=list)  # "relation|entity id"
     announced: bytes = b""  # 8-byte digests of the "relation|entity id" links this entity announced
+    # Contagion into the index: ``level``/``seq``/``index`` above are the entity's level as shown
+    # (own index raised by its sources); its own index's level and transitions are kept apart,
+    # because only they are pushed on (one hop). "" / -1: a state from before, own == shown.
+    own_level: str = ""
+    own_seq: int = -1
+    raised_by: list[Raise] = msgspec.field(default_factory=list)  # by source, bounded
