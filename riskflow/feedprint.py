@@ -1,8 +1,28 @@
-"""Read alerts from the alerts topic and print them for people or machines."""
+"""Read alerts from the alerts topic and print them for people or machines.
+
+An alert id comes back with a higher ``revision`` when its episode grows or the
+entity's level moves; ``tail`` prints each (id, revision) once, later revisions
+marked (``↑ revision 3: orange→red``), and drops a revision at or below one
+already printed (a re-delivered or superseded record).
+
+>>> from riskflow.alerts import Alert
+>>> t = Tracker()
+>>> a = Alert(alert_id="x", entity_id="PF-1", entity_kind="private_fund", region="330100", rule_id="r",
+...           severity="high", title_zh="z", title_en="e", dimension="", evidence={}, event_time="",
+...           detected_at="", risk_level="orange")
+>>> t.see(a)
+(True, None)
+>>> t.see(a)  # the same (id, revision) again: not printed
+(False, (1, 'orange'))
+>>> a.revision, a.risk_level = 3, "red"
+>>> ok, prev = t.see(a); revision_mark(a, prev)
+'↑ revision 3: orange→red'
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -13,6 +33,36 @@ from riskflow.alerts import Alert, decode_alert
 from riskflow.schema import REGIONS
 
 _SEV = {"low": "LOW ", "medium": "MED ", "high": "HIGH", "critical": "CRIT"}
+
+
+_RANK = {"green": 0, "yellow": 1, "orange": 2, "red": 3}
+
+
+class Tracker:
+    """The highest revision and its level printed so far, per alert id."""
+
+    def __init__(self) -> None:
+        self.printed: dict[str, tuple[int, str]] = {}
+
+    def see(self, a: Alert) -> tuple[bool, tuple[int, str] | None]:
+        """(print it?, the (revision, level) printed before for this id, if any)."""
+        prev = self.printed.get(a.alert_id)
+        if prev is not None and a.revision <= prev[0]:
+            return False, prev
+        self.printed[a.alert_id] = (a.revision, a.risk_level)
+        return True, prev
+
+
+def revision_mark(a: Alert, prev: tuple[int, str] | None) -> str:
+    """How a later revision is announced: level moves first, else the episode's count."""
+    if prev is None:
+        return ""
+    old, new = prev[1], a.risk_level
+    if old and new and old != new:
+        arrow = "↑" if _RANK.get(new, 0) > _RANK.get(old, 0) else "↓"
+        return f"{arrow} revision {a.revision}: {old}→{new}"
+    count = (a.episode or {}).get("count")
+    return f"↻ revision {a.revision}" + (f": {count} hits 次" if count else "")
 
 
 def format_alert(a: Alert) -> str:
@@ -34,7 +84,10 @@ async def tail_alerts(
     stop: asyncio.Event | None = None,
     keep: Callable[[Alert], bool] = lambda a: True,
 ) -> int:
-    """Print every alert on ``topic`` from the beginning, once per alert id, until ``stop``."""
+    """Print every alert on ``topic`` from the beginning, each (id, revision) once and only
+    revisions above the one printed before, until ``stop``; returns the ids printed.
+    With ``as_json`` each line is the alert's JSON (it has ``revision``) plus ``previous``
+    (``{"revision", "risk_level"}`` printed before) on a revision."""
     kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
     consumer = AIOKafkaConsumer(
         topic,
@@ -45,18 +98,31 @@ async def tail_alerts(
         fetch_max_wait_ms=100,
     )
     await consumer.start()
-    seen: set[str] = set()
+    seen = Tracker()
     try:
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200)
             for msgs in batches.values():
                 for m in msgs:
                     a = decode_alert(m.value)
-                    if a.alert_id in seen or not keep(a):
+                    if not keep(a):
                         continue
-                    seen.add(a.alert_id)
-                    out.write((m.value.decode() if as_json else format_alert(a)) + "\n")
+                    fresh, prev = seen.see(a)
+                    if not fresh:
+                        continue
+                    out.write(render(a, m.value, prev, as_json) + "\n")
             out.flush()
     finally:
         await consumer.stop()
-    return len(seen)
+    return len(seen.printed)
+
+
+def render(a: Alert, raw: bytes, prev: tuple[int, str] | None, as_json: bool) -> str:
+    if as_json:
+        if prev is None:
+            return raw.decode()
+        d = json.loads(raw)
+        d["previous"] = {"revision": prev[0], "risk_level": prev[1]}
+        return json.dumps(d, ensure_ascii=False)
+    mark = revision_mark(a, prev)
+    return f"{mark}  {format_alert(a)}" if mark else format_alert(a)

@@ -72,7 +72,9 @@ def test_tail_filters_by_level_and_region(stack: Stack) -> None:
         make_alert("r2", risk_level="red", region="330300"),
         make_alert("o1", risk_level="orange"),
         make_alert("r3", risk_level="red", revision=1),
-        make_alert("r1", risk_level="red", revision=2),  # a later revision: printed once per id
+        make_alert("r1", risk_level="red", revision=2),  # a later revision: printed, marked
+        make_alert("r1", risk_level="red", revision=2),  # the same (id, revision) again: not
+        make_alert("r1", risk_level="red", revision=1),  # superseded: not
     ]
     stack.produce([(t, a.alert_id.encode(), a.to_json()) for a in alerts])
     out_path = stack.tmp / "tail.out"
@@ -86,12 +88,40 @@ def test_tail_filters_by_level_and_region(stack: Stack) -> None:
         )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and out_path.read_text().count("\n") < 2:
+        while time.monotonic() < deadline and out_path.read_text().count("\n") < 3:
             time.sleep(0.2)
         time.sleep(2)  # room for anything that should not be there to show up
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     got = [json.loads(line) for line in out_path.read_text().splitlines()]
-    assert sorted(a["alert_id"] for a in got) == ["r1", "r3"]
+    assert sorted((a["alert_id"], a["revision"]) for a in got) == [("r1", 1), ("r1", 2), ("r3", 1)]
     assert {(a["risk_level"], a["region"]) for a in got} == {("red", "330100")}
+    rev = next(a for a in got if a["revision"] == 2)
+    assert rev["previous"] == {"revision": 1, "risk_level": "red"}
+    assert all("previous" not in a for a in got if a["revision"] == 1)
+
+
+def test_tail_marks_revisions_once() -> None:
+    """Officers see level upgrades and growing episodes; each (id, revision) once."""
+    from riskflow.feedprint import Tracker, render
+
+    t = Tracker()
+    seq = [
+        make_alert("e1", risk_level="orange", revision=1),
+        make_alert("e1", risk_level="red", revision=3),
+        make_alert("e1", risk_level="red", revision=3),
+        make_alert("e1", risk_level="red", revision=2),
+        make_alert("e1", risk_level="red", revision=5, episode={"count": 5}),
+        make_alert("e1", risk_level="yellow", revision=6),
+    ]
+    lines = []
+    for a in seq:
+        fresh, prev = t.see(a)
+        if fresh:
+            lines.append(render(a, a.to_json(), prev, as_json=False))
+    assert len(lines) == 4
+    assert not lines[0].startswith(("↑", "↓", "↻"))
+    assert lines[1].startswith("↑ revision 3: orange→red  ")
+    assert lines[2].startswith("↻ revision 5: 5 hits 次  ")
+    assert lines[3].startswith("↓ revision 6: red→yellow  ")

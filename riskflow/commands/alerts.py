@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("alerts", help="follow, store, list and act on alerts")
     asub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
 
-    t = asub.add_parser("tail", help="follow the alerts topic (from the beginning, once per alert id)")
+    t = asub.add_parser("tail", help="follow the alerts topic (from the beginning; later revisions of an id marked)")
     t.add_argument("--json", action="store_true", help="one alert JSON object per line")
     t.add_argument("--severity", default=None, help="only this severity")
     t.add_argument("--level", default=None, choices=LEVELS, help="only this risk level 风险等级")
