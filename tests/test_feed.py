@@ -15,7 +15,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
-from riskflow.feed.app import build_app
+from riskflow.feed.app import KEY_REGISTRY, build_app
 from riskflow.feed.auth import Tokens
 from riskflow.feed.openapi import openapi_document
 from riskflow.store import open_store
@@ -205,6 +205,8 @@ def test_stream_pushes_changes_from_any_writer(tmp_path: Path, db: str, request:
         events = [e async for e in _read_events(resp, 2)]
         other.close()
         assert [(e["alert_id"], e["status"]) for e in events] == [("a9", "open"), ("a2", "acknowledged")]
+        value = c.app[KEY_REGISTRY].get_sample_value  # type: ignore[index]
+        assert value("riskflow_feed_clients") == 1 and value("riskflow_feed_events_sent_total") == 2
         assert events[0]["region_zh"] == "台州"
         resp.close()
 
@@ -215,6 +217,33 @@ def test_stream_pushes_changes_from_any_writer(tmp_path: Path, db: str, request:
         resp.close()
 
     run_app(tmp_path, scenario, request.getfixturevalue("postgres_url") if db == "postgresql" else None)
+
+
+def test_requests_counted_by_route_pattern_and_status(tmp_path: Path) -> None:
+    async def scenario(c: TestClient, target: str) -> None:
+        await c.get("/api/alerts", headers=VIEWER)
+        await c.get("/api/alerts/a1", headers=VIEWER)
+        await c.get("/api/alerts/a2", headers=VIEWER)
+        await c.get("/api/alerts/zzz", headers=VIEWER)
+        await c.get("/api/alerts")
+        await c.post("/api/alerts/a1/ack", headers=VIEWER, json={})
+        await c.get("/no/such/page/PF-1")
+        r = await c.get("/metrics")
+        assert r.status == 200
+        text = await r.text()
+        count = c.app[KEY_REGISTRY].get_sample_value  # type: ignore[index]
+
+        def n(route: str, status: str) -> float | None:
+            return count("riskflow_feed_requests_total", {"route": route, "status": status})
+
+        assert n("/api/alerts", "200") == 1 and n("/api/alerts", "401") == 1
+        assert n("/api/alerts/{alert_id}", "200") == 2 and n("/api/alerts/{alert_id}", "404") == 1
+        assert n("/api/alerts/{alert_id}/{action}", "403") == 1 and n("other", "404") == 1
+        # Label values come from fixed sets: no alert or entity id ever becomes one.
+        assert "a1" not in re.findall(r'route="([^"]*)"', text) and "PF-1" not in text
+        assert "riskflow_feed_clients 0.0" in text
+
+    run_app(tmp_path, scenario)
 
 
 def test_page_static_and_openapi_document(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from riskflow.alerts import Alert
 from riskflow.store import AlertStore, open_store
+from riskflow.store.metrics import StoreMetrics
 from riskflow.store.sink import SinkStats, run_sink
 from tests.kafka_fixtures import Stack
 from tests.test_store import make_alert
@@ -31,14 +33,24 @@ async def _committed(bootstrap: str, topic: str, group: str) -> int:
         await c.stop()
 
 
-async def _sink_until(store: AlertStore, stack: Stack, group: str, done: Any, timeout: float = 90.0) -> SinkStats:
+async def _sink_until(
+    store: AlertStore, stack: Stack, group: str, done: Any, timeout: float = 90.0, metrics: StoreMetrics | None = None
+) -> SinkStats:
     """Run the sink until ``done(stats)`` holds, then stop it."""
     s = stack.settings
     stop = asyncio.Event()
     stats = SinkStats()
     task = asyncio.create_task(
         run_sink(
-            store, stack.bootstrap, s.topic_alerts, group, stop=stop, session_timeout=6.0, retry_delay=0.2, stats=stats
+            store,
+            stack.bootstrap,
+            s.topic_alerts,
+            group,
+            stop=stop,
+            session_timeout=6.0,
+            retry_delay=0.2,
+            stats=stats,
+            metrics=metrics,
         )
     )
     deadline = time.monotonic() + timeout
@@ -80,9 +92,14 @@ def test_sink_stores_each_alert_once_and_commits_after_writing(stack: Stack, tmp
     first = [make_alert(f"a{i}", entity_id=f"PF-{i % 3}") for i in range(20)]
     stack.produce(_records(stack, first + first[:5], garbage=2))  # re-delivered alerts + junk
 
+    registry = CollectorRegistry()
+    metrics = StoreMetrics.create(registry)
+
     async def phase1() -> tuple[SinkStats, int]:
         store = FlakyStore(target, fail=2)
-        st = await _sink_until(store, stack, group, lambda s: s.received >= 25 and s.commits == s.batches)
+        st = await _sink_until(
+            store, stack, group, lambda s: s.received >= 25 and s.commits == s.batches, metrics=metrics
+        )
         store.close()
         return st, await _committed(stack.bootstrap, topic, group)
 
@@ -90,6 +107,10 @@ def test_sink_stores_each_alert_once_and_commits_after_writing(stack: Stack, tmp
     assert st.store_errors == 2, "the failing writes were retried, not skipped"
     assert (st.received, st.invalid, st.changed) == (25, 2, 20)
     assert committed == 27, "every consumed message is committed once its batch is stored"
+    value = registry.get_sample_value
+    assert value("riskflow_store_upserts_total") == 25 and value("riskflow_store_changed_total") == 20
+    assert value("riskflow_store_write_errors_total") == 2 and value("riskflow_store_invalid_total") == 2
+    assert value("riskflow_store_write_seconds_count") == st.batches  # one observation per stored batch
     with open_store(target) as s:
         assert s.count() == 20
         assert {r.alert.alert_id for r in s.list_alerts(limit=100)} == {a.alert_id for a in first}

@@ -25,8 +25,10 @@ from typing import Any, Final
 
 import msgspec
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from riskflow.feed.auth import Principal, Tokens
+from riskflow.feed.metrics import FeedMetrics
 from riskflow.feed.openapi import openapi_document
 from riskflow.schema import ENTITY_KINDS, REGIONS
 from riskflow.store import ACTIONS, STATUSES, AlertRow, AlertStore, IllegalTransition, NotFound, TransitionError
@@ -65,6 +67,8 @@ KEY_STORE: Final = web.AppKey("store", AlertStore)
 KEY_TOKENS: Final = web.AppKey("tokens", Tokens)
 KEY_PRINCIPAL: Final = web.RequestKey("principal", Principal)
 KEY_MAX_SNOOZE: Final = web.AppKey("max_snooze", _dt.timedelta)
+KEY_METRICS: Final = web.AppKey("metrics", FeedMetrics)
+KEY_REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
 
 
 class ChangeHub:
@@ -157,6 +161,23 @@ def _token(request: web.Request) -> str | None:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each request by route pattern and status (fixed label sets: riskflow/feed/metrics.py)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "other"
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        request.app[KEY_METRICS].request(route, status)
 
 
 @web.middleware
@@ -341,12 +362,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     q = hub.subscribe()
+    metrics = request.app[KEY_METRICS]
+    metrics.clients.inc()
 
     async def send(rows: list[dict[str, Any]]) -> None:
         out = []
         for d in rows:
             out.append(f"id: {d['seq']}\nevent: alert\ndata: {_dumps(d)}\n\n")
         await resp.write("".join(out).encode())
+        metrics.events_sent.inc(len(rows))
 
     try:
         await resp.write(b"retry: 2000\n: connected\n\n")
@@ -367,6 +391,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         hub.unsubscribe(q)
+        metrics.clients.dec()
     return resp
 
 
@@ -382,20 +407,32 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus exposition of the feed's registry (feed and, when it runs one, sink metrics)."""
+    body = await asyncio.to_thread(generate_latest, request.app[KEY_REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def build_app(
     store: AlertStore,
     tokens: Tokens,
     *,
     poll_interval: float = 0.5,
     max_snooze: _dt.timedelta = _dt.timedelta(days=30),
+    registry: CollectorRegistry | None = None,
 ) -> web.Application:
-    """The feed app over ``store``; the change hub starts and stops with the app."""
-    app = web.Application(middlewares=[auth_middleware])
+    """The feed app over ``store``; the change hub starts and stops with the app.
+    Its metrics go to ``registry`` (a new one if None), served at ``/metrics``."""
+    app = web.Application(middlewares=[metrics_middleware, auth_middleware])
+    reg = registry if registry is not None else CollectorRegistry()
+    app[KEY_REGISTRY] = reg
+    app[KEY_METRICS] = FeedMetrics.create(reg)
     app[KEY_STORE] = store
     app[KEY_TOKENS] = tokens
     app[KEY_MAX_SNOOZE] = max_snooze
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_static("/static/", str(STATIC))
     app.router.add_get("/api/meta", meta)

@@ -8,12 +8,14 @@ import datetime as _dt
 import logging
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from riskflow.feed.app import KEY_HUB, build_app
 from riskflow.feed.auth import Tokens
 from riskflow.kafka import client_config
 from riskflow.settings import Settings
 from riskflow.store import AlertStore, open_store
+from riskflow.store.metrics import StoreMetrics
 from riskflow.store.sink import run_sink
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ async def serve_feed(
     tokens, generated = tokens_from(settings)
     own_store = store is None
     st = store or open_store(settings.store_target())
-    app = build_app(st, tokens, max_snooze=_dt.timedelta(days=settings.snooze_max_days))
+    registry = CollectorRegistry()
+    app = build_app(st, tokens, max_snooze=_dt.timedelta(days=settings.snooze_max_days), registry=registry)
     runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
     await runner.setup()
     want = settings.feed_port if port is None else port
@@ -68,6 +71,7 @@ async def serve_feed(
                 stop=stop,
                 on_change=app[KEY_HUB].poke,
                 session_timeout=settings.session_timeout,
+                metrics=StoreMetrics.create(registry),
             )
         )
     try:

@@ -21,6 +21,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from riskflow.alerts import Alert, decode_alert
 from riskflow.store.base import AlertStore
+from riskflow.store.metrics import StoreMetrics
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,10 @@ async def run_sink(
     retry_delay: float = 1.0,
     snooze_check_every: float = 30.0,
     stats: SinkStats | None = None,
+    metrics: StoreMetrics | None = None,
 ) -> SinkStats:
-    """Consume ``topic`` into ``store`` until ``stop`` is set; see the module doc."""
+    """Consume ``topic`` into ``store`` until ``stop`` is set; see the module doc.
+    ``metrics``: counted per batch (riskflow/store/metrics.py)."""
     st = stats or SinkStats()
     # ``bootstrap`` may be the full client config (riskflow.kafka.client_config: SASL/TLS).
     kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
@@ -94,8 +97,10 @@ async def run_sink(
             st.batches += 1
             if invalid:
                 st.invalid += invalid
+                if metrics is not None:
+                    metrics.invalid.inc(invalid)
                 log.warning("alert sink: skipped %d undecodable messages on %s", invalid, topic)
-            changed = await _store_with_retry(store, alerts, stop, retry_delay, st)
+            changed = await _store_with_retry(store, alerts, stop, retry_delay, st, metrics)
             if changed is None:  # stopping while the database is down: offsets stay uncommitted
                 break
             st.changed += len(changed)
@@ -112,13 +117,24 @@ async def run_sink(
 
 
 async def _store_with_retry(
-    store: AlertStore, alerts: list[Alert], stop: asyncio.Event, delay: float, st: SinkStats
+    store: AlertStore,
+    alerts: list[Alert],
+    stop: asyncio.Event,
+    delay: float,
+    st: SinkStats,
+    metrics: StoreMetrics | None = None,
 ) -> list[str] | None:
     while True:
         try:
-            return await asyncio.to_thread(store.upsert_alerts, alerts)
+            started = time.perf_counter()
+            changed = await asyncio.to_thread(store.upsert_alerts, alerts)
+            if metrics is not None:
+                metrics.wrote(alerts=len(alerts), changed=len(changed), seconds=time.perf_counter() - started)
+            return changed
         except Exception as e:
             st.store_errors += 1
+            if metrics is not None:
+                metrics.write_errors.inc()
             log.error("alert sink: store write failed (%s: %s); retrying in %.1fs", type(e).__name__, e, delay)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)

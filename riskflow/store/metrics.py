@@ -1,0 +1,59 @@
+"""Metrics of the alert sink (store writes), on an injected registry.
+
+Per batch, never per alert: one counter increment and one histogram
+observation for each batch the sink writes.
+
+>>> from prometheus_client import CollectorRegistry
+>>> reg = CollectorRegistry()
+>>> m = StoreMetrics.create(reg)
+>>> m.wrote(alerts=3, changed=2, seconds=0.01)
+>>> reg.get_sample_value("riskflow_store_upserts_total"), reg.get_sample_value("riskflow_store_write_seconds_count")
+(3.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    upserts: Counter
+    changed: Counter
+    write_seconds: Histogram
+    write_errors: Counter
+    invalid: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> StoreMetrics:
+        return cls(
+            upserts=Counter(
+                "riskflow_store_upserts_total", "Alerts the sink upserted into the store.", registry=registry
+            ),
+            changed=Counter(
+                "riskflow_store_changed_total",
+                "Upserted alerts that changed a stored row (new id or higher revision).",
+                registry=registry,
+            ),
+            write_seconds=Histogram(
+                "riskflow_store_write_seconds",
+                "Time to upsert one sink batch (one transaction).",
+                buckets=WRITE_BUCKETS,
+                registry=registry,
+            ),
+            write_errors=Counter(
+                "riskflow_store_write_errors_total", "Sink batch writes that failed (then retried).", registry=registry
+            ),
+            invalid=Counter(
+                "riskflow_store_invalid_total", "Undecodable messages the sink skipped.", registry=registry
+            ),
+        )
+
+    def wrote(self, *, alerts: int, changed: int, seconds: float) -> None:
+        self.upserts.inc(alerts)
+        self.changed.inc(changed)
+        self.write_seconds.observe(seconds)
