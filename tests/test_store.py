@@ -222,3 +222,98 @@ def test_postgres_store_reconnects_after_losing_its_connection(postgres_url: str
             s.upsert_alerts([make_alert("a2")])  # the write in flight fails: the sink retries it
         assert s.upsert_alerts([make_alert("a2")]) == ["a2"], "the next call reconnects"
         assert s.count() == 2
+
+
+# The schema as RiskFlow created it before schema versions were recorded (migration 1 must
+# accept it unchanged): written out here, not imported, so a later edit cannot hide a break.
+OLD_SCHEMA = (
+    "CREATE TABLE rf_meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)",
+    """CREATE TABLE rf_alerts (
+        alert_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, entity_id TEXT NOT NULL,
+        entity_kind TEXT NOT NULL, region TEXT NOT NULL, rule_id TEXT NOT NULL, severity TEXT NOT NULL,
+        risk_level TEXT NOT NULL, risk_index DOUBLE PRECISION NOT NULL, event_time TEXT NOT NULL,
+        detected_at TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, assignee TEXT NOT NULL,
+        snooze_until TEXT NOT NULL, snooze_reason TEXT NOT NULL, updated_at TEXT NOT NULL, seq BIGINT NOT NULL)""",
+    "CREATE INDEX rf_alerts_seq ON rf_alerts (seq)",
+    """CREATE TABLE rf_revisions (
+        alert_id TEXT NOT NULL, revision INTEGER NOT NULL, entity_id TEXT NOT NULL, event_time TEXT NOT NULL,
+        rule_id TEXT NOT NULL, risk_index DOUBLE PRECISION NOT NULL, risk_level TEXT NOT NULL,
+        PRIMARY KEY (alert_id, revision))""",
+    """CREATE TABLE rf_audit (
+        id {pk}, alert_id TEXT NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        from_status TEXT NOT NULL, to_status TEXT NOT NULL, note TEXT NOT NULL)""",
+    "INSERT INTO rf_meta (k, v) VALUES ('seq', 3)",
+)
+
+
+def _old_store(target: str) -> None:
+    """A store as the previous schema left it: two alerts (one snoozed), revisions, audit."""
+    from riskflow.store import Dialect, SQLiteDialect
+
+    scheme = target.split("://", 1)[0] if "://" in target else "sqlite"
+    dialect = Dialect.registry.get(scheme, SQLiteDialect)(target)
+    conn = dialect.connect()
+    cur = conn.cursor()
+    dialect.begin(cur)
+    for q in OLD_SCHEMA:
+        cur.execute(q.replace("{pk}", dialect.autoinc_pk))
+    cols = (
+        "alert_id, revision, entity_id, entity_kind, region, rule_id, severity, risk_level, risk_index, event_time,"
+        " detected_at, body, status, assignee, snooze_until, snooze_reason, updated_at, seq"
+    )
+    for i, (status, until, reason) in enumerate(
+        [("open", "", ""), ("snoozed", "2099-01-01T00:00:00.000+00:00", "awaiting filing")], start=1
+    ):
+        a = make_alert(f"old{i}", revision=i)
+        row = (a.alert_id, a.revision, a.entity_id, a.entity_kind, a.region, a.rule_id, a.severity, a.risk_level,
+               a.risk_index, a.event_time, a.detected_at, a.to_json().decode(), status, "", until, reason,
+               "2026-01-01T00:00:00.000+00:00", i)  # fmt: skip
+        cur.execute(dialect.sql(f"INSERT INTO rf_alerts ({cols}) VALUES ({', '.join('?' * 18)})"), row)
+        cur.execute(
+            dialect.sql("INSERT INTO rf_revisions VALUES (?, ?, ?, ?, ?, ?, ?)"),
+            (a.alert_id, a.revision, a.entity_id, a.event_time, a.rule_id, a.risk_index, a.risk_level),
+        )
+    audit = "INSERT INTO rf_audit (alert_id, at, actor, action, from_status, to_status, note) VALUES (?,?,?,?,?,?,?)"
+    cur.execute(
+        dialect.sql(audit), ("old2", "2026-01-01T00:00:00.000+00:00", "li.na", "snooze", "open", "snoozed", "x")
+    )
+    conn.commit()
+    conn.close()
+
+
+def _in_days(n: float) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(days=n)).isoformat()
+
+
+def test_an_old_store_is_migrated_without_losing_rows(target: str) -> None:
+    from riskflow.store.migrations import LATEST, MIGRATIONS
+
+    _old_store(target)
+    with open_store(target) as s:
+        assert s.schema_version() == LATEST >= 2
+        assert s.count() == 2 and s.last_seq() == 3
+        old1, old2 = s.get("old1"), s.get("old2")
+        assert (old1.status, old1.snooze_by, old1.alert.revision) == ("open", "", 1)
+        # Migration 2 filled the new column from the audit trail.
+        assert (old2.status, old2.snooze_reason, old2.snooze_by) == ("snoozed", "awaiting filing", "li.na")
+        assert [e.actor for e in s.audit("old2")] == ["li.na"]
+        assert [r.alert_id for r in s.history("PFM-330100-0001")] == ["old1", "old2"]
+        # The migrated store works as a new one: upsert, transition (the audit id still counts up).
+        assert s.upsert_alerts([make_alert("new1"), make_alert("old1", revision=2)]) == ["new1", "old1"]
+        assert s.transition("new1", "snooze", actor="wang.wei", reason="r", until=_in_days(2)).snooze_by == "wang.wei"
+        assert s.last_seq() == 6
+    with open_store(target) as s:  # opening again applies nothing twice
+        assert s.schema_version() == LATEST and s.count() == 3
+        with s._tx() as cur:
+            versions = [r[0] for r in s._x(cur, "SELECT version FROM rf_schema_version ORDER BY version").fetchall()]
+        assert versions == [m.version for m in MIGRATIONS]
+
+
+def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    from riskflow.store.migrations import LATEST, SchemaTooNew
+
+    target = str(tmp_path / "new.sqlite3")
+    with open_store(target) as s, s._tx() as cur:
+        s._x(cur, "INSERT INTO rf_schema_version VALUES (?, 'from the future', '')", (LATEST + 1,))
+    with pytest.raises(SchemaTooNew):
+        open_store(target)

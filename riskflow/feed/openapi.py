@@ -87,6 +87,7 @@ def openapi_document() -> dict[str, Any]:
             "assignee": string,
             "snooze_until": string,
             "snooze_reason": string,
+            "snooze_by": string,
             "updated_at": string,
             "seq": {"type": "integer", "description": "store-wide change number of the alert's last change"},
         },

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Final
 import msgspec
 
 from riskflow.alerts import Alert
+from riskflow.store.migrations import LATEST, MIGRATIONS, VERSION_TABLE, SchemaTooNew
 
 STATUSES: Final = ("open", "acknowledged", "assigned", "snoozed", "resolved")
 ACTIONS: Final = ("ack", "assign", "resolve", "snooze", "reopen")
@@ -75,6 +76,7 @@ class AlertRow(msgspec.Struct, kw_only=True):
     snooze_reason: str = ""
     updated_at: str = ""
     seq: int = 0
+    snooze_by: str = ""  # the officer who snoozed it
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = msgspec.to_builtins(self.alert)
@@ -83,6 +85,7 @@ class AlertRow(msgspec.Struct, kw_only=True):
             assignee=self.assignee,
             snooze_until=self.snooze_until,
             snooze_reason=self.snooze_reason,
+            snooze_by=self.snooze_by,
             updated_at=self.updated_at,
             seq=self.seq,
         )
@@ -132,7 +135,7 @@ def to_utc_iso(t: _dt.datetime | str) -> str:
 
 _COLUMNS: Final = (
     "alert_id, revision, entity_id, entity_kind, region, rule_id, severity, risk_level, risk_index, "
-    "event_time, detected_at, body, status, assignee, snooze_until, snooze_reason, updated_at, seq"
+    "event_time, detected_at, body, status, assignee, snooze_until, snooze_reason, updated_at, seq, snooze_by"
 )
 
 
@@ -166,6 +169,9 @@ class Dialect:
     def is_broken(self, conn: Any) -> bool:
         """Whether ``conn`` is lost and must be replaced before the next transaction."""
         return False
+
+    def lock_schema(self, cur: Any) -> None:
+        """Serialise schema migrations between processes, until the transaction ends."""
 
     def sql(self, q: str) -> str:
         return q if self.placeholder == "?" else q.replace("?", self.placeholder)
@@ -210,33 +216,26 @@ class AlertStore:
         return cur
 
     def _create_schema(self) -> None:
+        """Bring the database to the latest schema version (``riskflow/store/migrations.py``)."""
         pk = self.dialect.autoinc_pk
-        ddl = [
-            "CREATE TABLE IF NOT EXISTS rf_meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)",
-            """CREATE TABLE IF NOT EXISTS rf_alerts (
-                alert_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, entity_id TEXT NOT NULL,
-                entity_kind TEXT NOT NULL, region TEXT NOT NULL, rule_id TEXT NOT NULL, severity TEXT NOT NULL,
-                risk_level TEXT NOT NULL, risk_index DOUBLE PRECISION NOT NULL, event_time TEXT NOT NULL,
-                detected_at TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, assignee TEXT NOT NULL,
-                snooze_until TEXT NOT NULL, snooze_reason TEXT NOT NULL, updated_at TEXT NOT NULL,
-                seq BIGINT NOT NULL)""",
-            "CREATE INDEX IF NOT EXISTS rf_alerts_seq ON rf_alerts (seq)",
-            "CREATE INDEX IF NOT EXISTS rf_alerts_entity ON rf_alerts (entity_id)",
-            "CREATE INDEX IF NOT EXISTS rf_alerts_time ON rf_alerts (event_time)",
-            """CREATE TABLE IF NOT EXISTS rf_revisions (
-                alert_id TEXT NOT NULL, revision INTEGER NOT NULL, entity_id TEXT NOT NULL,
-                event_time TEXT NOT NULL, rule_id TEXT NOT NULL, risk_index DOUBLE PRECISION NOT NULL,
-                risk_level TEXT NOT NULL, PRIMARY KEY (alert_id, revision))""",
-            "CREATE INDEX IF NOT EXISTS rf_revisions_entity ON rf_revisions (entity_id)",
-            f"""CREATE TABLE IF NOT EXISTS rf_audit (
-                id {pk}, alert_id TEXT NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-                from_status TEXT NOT NULL, to_status TEXT NOT NULL, note TEXT NOT NULL)""",
-            "CREATE INDEX IF NOT EXISTS rf_audit_alert ON rf_audit (alert_id)",
-        ]
         with self._tx() as cur:
-            for q in ddl:
-                self._x(cur, q)
-            self._x(cur, "INSERT INTO rf_meta (k, v) VALUES ('seq', 0) ON CONFLICT (k) DO NOTHING")
+            self.dialect.lock_schema(cur)
+            self._x(cur, VERSION_TABLE)
+            have = int(self._x(cur, "SELECT COALESCE(MAX(version), 0) FROM rf_schema_version").fetchone()[0])
+            if have > LATEST:
+                raise SchemaTooNew(f"store schema version {have} is newer than this RiskFlow's ({LATEST})")
+            at = now_iso()
+            for m in MIGRATIONS:
+                if m.version <= have:
+                    continue
+                for q in m.statements:
+                    self._x(cur, q.replace("{pk}", pk))
+                row = (m.version, m.name, at)
+                self._x(cur, "INSERT INTO rf_schema_version (version, name, applied_at) VALUES (?, ?, ?)", row)
+
+    def schema_version(self) -> int:
+        with self._tx() as cur:
+            return int(self._x(cur, "SELECT COALESCE(MAX(version), 0) FROM rf_schema_version").fetchone()[0])
 
     def _next_seq(self, cur: Any, n: int) -> int:
         """Reserve ``n`` change numbers; returns the last. The counter row stays locked until
@@ -297,7 +296,7 @@ class AlertStore:
                 if a.alert_id not in have:
                     self._x(
                         cur,
-                        f"INSERT INTO rf_alerts ({_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                        f"INSERT INTO rf_alerts ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
                         (
                             a.alert_id,
                             a.revision,
@@ -311,6 +310,7 @@ class AlertStore:
                             "",
                             at,
                             seq,
+                            "",
                         ),
                     )
                 else:
@@ -401,9 +401,11 @@ class AlertStore:
                 raise TransitionError(f"snooze longer than the maximum of {max_snooze.days} days")
             sets["snooze_until"] = to_utc_iso(u)
             sets["snooze_reason"] = reason.strip()
+            sets["snooze_by"] = actor.strip()
         else:
             sets["snooze_until"] = ""
             sets["snooze_reason"] = ""
+            sets["snooze_by"] = ""
         allowed, to = TRANSITIONS[action]
         with self._tx() as cur:
             row = self._x(
@@ -447,7 +449,8 @@ class AlertStore:
                 seq += 1
                 self._x(
                     cur,
-                    "UPDATE rf_alerts SET status = 'open', snooze_until = '', snooze_reason = '', updated_at = ?,"
+                    "UPDATE rf_alerts SET status = 'open', snooze_until = '', snooze_reason = '', snooze_by = '',"
+                    " updated_at = ?,"
                     " seq = ? WHERE alert_id = ?",
                     (at, seq, aid),
                 )
@@ -470,6 +473,7 @@ class AlertStore:
                 snooze_reason=r[15],
                 updated_at=r[16],
                 seq=int(r[17]),
+                snooze_by=r[18],
             )
             for r in rows
         ]

@@ -31,6 +31,9 @@ class PostgresDialect(Dialect):
     def is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
 
+    def lock_schema(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(7316224507)")  # "riskflow schema", any fixed key
+
     def begin(self, cur: Any) -> None:
         """psycopg opens a transaction at the first statement."""
 

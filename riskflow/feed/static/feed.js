@@ -192,7 +192,7 @@ async function renderDetail(id, clear = false) {
   fact("Severity 严重度", a.severity);
   fact("Status 状态", el("span", { class: "status " + a.status, "data-field": "status" }, `${a.status_zh} ${a.status}`));
   if (a.assignee) fact("Assignee 承办人", a.assignee);
-  if (a.snooze_until) fact("Snoozed until 暂缓至", `${fmtTime(a.snooze_until)} — ${a.snooze_reason}`);
+  if (a.snooze_until) fact("Snoozed until 暂缓至", `${fmtTime(a.snooze_until)} — ${a.snooze_reason}${a.snooze_by ? ` (${a.snooze_by})` : ""}`);
   if (a.episode) fact("Episode 事件", `${a.episode.count || 1}× · ${fmtTime(a.episode.first_seen)} → ${fmtTime(a.episode.last_seen)}`);
   $(".evidence", node).textContent = JSON.stringify(a.evidence, null, 2);
   $(".audit", node).append(...a.audit.map((e) => el("li", {}, `${fmtTime(e.at)} · ${e.actor} · ${e.action}: ${e.from_status} → ${e.to_status}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
