@@ -89,17 +89,34 @@ def _start_feed(stack: Stack, store: str, port: int) -> subprocess.Popen[bytes]:
     pytest.fail("the feed did not come up:\n" + (stack.tmp / "feed.log").read_text(errors="replace")[-3000:])
 
 
-def _rule_row(driver: webdriver.Chrome) -> tuple[str, str] | bool:
-    """(alert id, row text) of the guaranteed-return alert's list row, or False.
+def _rule_row(driver: webdriver.Chrome, entity: str = "PFM-330100-0042") -> tuple[str, str] | bool:
+    """(alert id, row text) of ``entity``'s guaranteed-return alert's list row, or False.
 
     Returns values, not elements: the list re-renders on every live update, so an
     element can go stale between two calls (the waits ignore stale elements and poll again).
     """
     for row in driver.find_elements(By.CSS_SELECTOR, "#alerts tbody tr[data-alert-id]"):
         text = row.text
-        if "承诺保本保收益" in text:
+        if "承诺保本保收益" in text and entity in text:
             return row.get_attribute("data-alert-id") or "", text
     return False
+
+
+def _ad(entity: str, n: int) -> bytes:
+    """An advertisement promising guaranteed returns -> the worker raises pf.guaranteed_return."""
+    event = {
+        "schema": "riskflow.event/v1",
+        "event_id": f"browser-ad-{n}",
+        "event_type": "advertisement.published",
+        "entity_id": entity,
+        "entity_kind": "private_fund_manager",
+        "region": "330100",
+        "event_time": "2025-04-11T10:00:00+08:00",
+        "source": "advertising_monitor",
+        # (a private roadshow at 10%: no public-promotion or 4xLPR rule fires alongside)
+        "payload": {"channel": "roadshow", "promised_return": 0.10, "guaranteed": True, "text": "保本保息"},
+    }
+    return json.dumps(event).encode()
 
 
 def test_alert_appears_live_is_acknowledged_and_stays_so(stack: Stack, browser: webdriver.Chrome) -> None:
@@ -117,26 +134,23 @@ def test_alert_appears_live_is_acknowledged_and_stays_so(stack: Stack, browser: 
         region_options = browser.find_element(By.CSS_SELECTOR, "select[name=region]").text
         assert "杭州 Hangzhou" in region_options and "丽水 Lishui" in region_options
 
-        # An advertisement promising guaranteed returns -> the worker raises pf.guaranteed_return.
-        event = {
-            "schema": "riskflow.event/v1",
-            "event_id": "browser-ad-1",
-            "event_type": "advertisement.published",
-            "entity_id": "PFM-330100-0042",
-            "entity_kind": "private_fund_manager",
-            "region": "330100",
-            "event_time": "2025-04-11T10:00:00+08:00",
-            "source": "advertising_monitor",
-            # (a private roadshow at 10%: no public-promotion or 4xLPR rule fires alongside)
-            "payload": {"channel": "roadshow", "promised_return": 0.10, "guaranteed": True, "text": "保本保息"},
-        }
-        stack.produce([(r.topic, r.key, r.value) for r in route([json.dumps(event).encode()], stack.settings)])
+        stack.produce([(r.topic, r.key, r.value) for r in route([_ad("PFM-330100-0042", 1)], stack.settings)])
 
         found = wait.until(_rule_row)  # appears without a reload, pushed over server-sent events
         assert isinstance(found, tuple)
         alert_id, text = found
         assert "承诺保本保收益" in text and "Guaranteed-return promise" in text and "PFM-330100-0042" in text
         assert "杭州 Hangzhou" in text and "待处置 open" in text and "2025-04-11 10:00" in text
+
+        # Pause 暂停: the list freezes while the officer reads; a new alert only counts in the badge.
+        browser.find_element(By.ID, "pause").click()
+        stack.produce([(r.topic, r.key, r.value) for r in route([_ad("PFM-330100-0043", 2)], stack.settings)])
+        # (the rule's alert and the entity's risk.level alert: two updates)
+        wait.until(lambda d: d.find_element(By.ID, "pending").text.startswith("2 new"))
+        assert _rule_row(browser, "PFM-330100-0043") is False, "a paused list does not change"
+        browser.find_element(By.ID, "pause").click()  # resume 继续: the waiting alert is applied
+        wait.until(lambda d: _rule_row(d, "PFM-330100-0043"))
+        assert not browser.find_element(By.ID, "pending").is_displayed()
 
         # Each interaction runs inside a wait, so that a re-render in between just means another try.
         row_cell = f'#alerts tr[data-alert-id="{alert_id}"] td'  # the first cell, not the entity link

@@ -1,7 +1,8 @@
 // RiskFlow officers' feed: list + live stream (server-sent events), entity page, lifecycle actions.
 "use strict";
 
-const state = { token: null, meta: null, alerts: new Map(), selected: null, detailDirty: false, seq: 0, es: null, fresh: new Map(), rowCache: new Map() };
+const state = { token: null, meta: null, alerts: new Map(), selected: null, detailDirty: false, seq: 0, es: null, fresh: new Map(), rowCache: new Map(),
+  paused: false, pending: new Map() };  // paused: stream updates wait in `pending` (latest per alert id)
 const $ = (sel, root = document) => root.querySelector(sel);
 const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
@@ -82,6 +83,7 @@ function fillFilters() {
   add("rule", state.meta.rules.map((r) => [r.rule_id, `${r.title_zh} ${r.title_en}`]));
   add("status", state.meta.statuses.map((s) => [s.id, `${s.zh} ${s.en}`]));
   f.addEventListener("change", () => renderList());
+  $("#pause").addEventListener("click", togglePause);
 }
 
 function addRuleOption(a) {
@@ -107,14 +109,47 @@ function connect() {
   es.onerror = () => { conn.className = "conn off"; conn.lastChild.textContent = "reconnecting 重连中"; };
   es.addEventListener("alert", (ev) => {
     const a = JSON.parse(ev.data);
-    const known = state.alerts.has(a.alert_id);
-    state.alerts.set(a.alert_id, a);
     state.seq = Math.max(state.seq, a.seq);
-    if (!known) state.fresh.set(a.alert_id, Date.now());  // highlighted for a few seconds
-    addRuleOption(a);
-    if (state.selected === a.alert_id) state.detailDirty = true;
+    const cur = state.alerts.get(a.alert_id);
+    if (cur && cur.seq >= a.seq) return;  // already shown (e.g. the officer's own action)
+    if (state.paused) {  // the officer is reading: count it, apply it on resume
+      state.pending.set(a.alert_id, a);
+      showPending();
+      return;
+    }
+    apply(a);
     scheduleRender();
   });
+}
+
+function apply(a) {
+  const known = state.alerts.has(a.alert_id);
+  state.alerts.set(a.alert_id, a);
+  if (!known) state.fresh.set(a.alert_id, Date.now());  // highlighted for a few seconds
+  addRuleOption(a);
+  if (state.selected === a.alert_id) state.detailDirty = true;
+}
+
+// Pause 暂停: freeze the list while reading; new and changed alerts are counted in a badge
+// and applied on resume 继续.
+function togglePause() {
+  state.paused = !state.paused;
+  const b = $("#pause");
+  b.setAttribute("aria-pressed", String(state.paused));
+  b.textContent = state.paused ? "Resume 继续" : "Pause 暂停";
+  if (!state.paused) {
+    for (const a of state.pending.values()) apply(a);
+    state.pending.clear();
+    scheduleRender();
+  }
+  showPending();
+}
+
+function showPending() {
+  const badge = $("#pending");
+  const n = state.pending.size;
+  badge.hidden = !state.paused;
+  badge.textContent = `${n} new 条更新`;
 }
 
 // Events come in bursts (a replay, a reconnect's backlog): redraw at most a few times a second.
