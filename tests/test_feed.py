@@ -261,7 +261,7 @@ def test_page_static_and_openapi_document(tmp_path: Path) -> None:
         documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
         for route in c.server.app.router.routes():
             path = route.resource.canonical if route.resource else ""
-            if path.startswith("/api/") and route.method != "HEAD":
+            if (path.startswith("/api/") or path == "/metrics") and route.method != "HEAD":
                 assert (route.method, path) in documented, (route.method, path)
 
     run_app(tmp_path, scenario)

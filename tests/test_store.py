@@ -107,6 +107,19 @@ def test_lifecycle_transitions_are_audited(store: AlertStore) -> None:
     assert store.get("a1").status == "open"
 
 
+def test_a_snooze_holds_while_the_level_holds_and_breaks_on_escalation(store: AlertStore) -> None:
+    store.upsert_alerts([make_alert("a1", risk_level="orange")])
+    store.transition("a1", "snooze", actor="li.na", reason="on-site visit booked", until=_in_days(3))
+    store.upsert_alerts([make_alert("a1", revision=2, risk_level="orange")])  # the episode grows: still snoozed
+    assert store.get("a1").status == "snoozed"
+    store.upsert_alerts([make_alert("a1", revision=3, risk_level="red")])
+    row = store.get("a1")
+    assert (row.status, row.snooze_until, row.snooze_by, row.alert.revision) == ("open", "", "", 3)
+    last = store.audit("a1")[-1]
+    assert (last.action, last.actor, last.from_status, last.to_status) == ("reopen", "system", "snoozed", "open")
+    assert last.note == "escalated orange → red while snoozed (revision 3)"
+
+
 def test_snooze_needs_reason_and_expiry_and_expires(store: AlertStore) -> None:
     store.upsert_alerts([make_alert("a1")])
     now = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -121,14 +134,14 @@ def test_snooze_needs_reason_and_expiry_and_expires(store: AlertStore) -> None:
 
     until = "2026-11-29T20:00:00+08:00"
     row = store.transition("a1", "snooze", actor="li.na", reason="awaiting quarterly filing", until=until, now=now)
-    assert (row.status, row.snooze_reason) == ("snoozed", "awaiting quarterly filing")
+    assert (row.status, row.snooze_reason, row.snooze_by) == ("snoozed", "awaiting quarterly filing", "li.na")
     assert row.snooze_until == "2026-11-29T12:00:00.000+00:00"
 
     assert store.expire_snoozes(now + dt.timedelta(days=1)) == [], "not yet expired"
     assert store.get("a1").status == "snoozed"
     assert store.expire_snoozes(now + dt.timedelta(days=2)) == ["a1"]
     row = store.get("a1")
-    assert (row.status, row.snooze_until, row.snooze_reason) == ("open", "", "")
+    assert (row.status, row.snooze_until, row.snooze_reason, row.snooze_by) == ("open", "", "", "")
     last = store.audit("a1")[-1]
     assert (last.action, last.actor, last.from_status, last.to_status) == (
         "snooze_expired",

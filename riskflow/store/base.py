@@ -5,7 +5,8 @@ episode that grows re-sends its alert with a higher revision); re-delivering an
 alert changes nothing. Each alert has an officer lifecycle::
 
     open -> acknowledged -> assigned -> resolved
-      \\-> snoozed (reason, officer, expiry) -> open again when the snooze expires
+      \\-> snoozed (reason, officer, expiry) -> open again when the snooze expires,
+                                               or when a new revision raises its risk level
 
 and every transition is written to an audit trail (who, when, note) in the same
 transaction as the status change. Every write bumps a store-wide change
@@ -52,6 +53,7 @@ TRANSITIONS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "reopen": (("acknowledged", "assigned", "snoozed", "resolved"), "open"),
 }
 SYSTEM_ACTOR: Final = "system"
+_RANK: Final = {"green": 0, "yellow": 1, "orange": 2, "red": 3}
 
 
 class TransitionError(ValueError):
@@ -269,14 +271,14 @@ class AlertStore:
             return []
         changed: list[str] = []
         with self._tx() as cur:
-            have: dict[str, tuple[int, str]] = {}
+            have: dict[str, tuple[int, str, str]] = {}
             ids = list(latest)
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                q = f"SELECT alert_id, revision, status FROM rf_alerts WHERE alert_id IN ({marks})"
-                for aid, rev, status in self._x(cur, q, chunk).fetchall():
-                    have[aid] = (int(rev), status)
+                q = f"SELECT alert_id, revision, status, risk_level FROM rf_alerts WHERE alert_id IN ({marks})"
+                for aid, rev, status, level in self._x(cur, q, chunk).fetchall():
+                    have[aid] = (int(rev), status, level)
             todo = [a for a in latest.values() if a.alert_id not in have or a.revision > have[a.alert_id][0]]
             if not todo:
                 return []
@@ -314,8 +316,17 @@ class AlertStore:
                         ),
                     )
                 else:
-                    old_status = have[a.alert_id][1]
-                    status = "open" if old_status == "resolved" else old_status
+                    old_status, old_level = have[a.alert_id][1], have[a.alert_id][2]
+                    # A snooze holds while the alert stays at its level: an escalation re-opens it.
+                    escalated = old_status == "snoozed" and _RANK.get(a.risk_level, -1) > _RANK.get(old_level, -1)
+                    status = "open" if old_status == "resolved" or escalated else old_status
+                    if escalated:
+                        self._x(
+                            cur,
+                            "UPDATE rf_alerts SET snooze_until = '', snooze_reason = '', snooze_by = ''"
+                            " WHERE alert_id = ?",
+                            (a.alert_id,),
+                        )
                     self._x(
                         cur,
                         "UPDATE rf_alerts SET revision = ?, entity_id = ?, entity_kind = ?, region = ?, rule_id = ?,"
@@ -342,7 +353,9 @@ class AlertStore:
                             "reopen",
                             old_status,
                             status,
-                            f"new revision {a.revision} after resolution",
+                            f"escalated {old_level} → {a.risk_level} while snoozed (revision {a.revision})"
+                            if escalated
+                            else f"new revision {a.revision} after resolution",
                         )
                 changed.append(a.alert_id)
         return changed
