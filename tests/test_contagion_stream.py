@@ -42,7 +42,7 @@ def test_contagion_across_two_workers_matches_offline(stack: Stack) -> None:
     expected = best([msgspec.json.decode(a.to_json()) for a in res.alerts])
     assert {e for *_, e in expected.values()} == {"PF-0", "PF-4", "PF-1", "PF-5"}
     # Contagion raised the funds' own shown level (offline: their final states).
-    raised = {k: s.risk.level for k, (s, _) in res.states.items() if k.startswith("PF-") and s.risk.raised_by}
+    raised = {k: r.level for k, (s, _) in res.states.items() if k.startswith("PF-") and (r := s.risk) and r.raised_by}
     assert raised["PF-1"] == "orange" and raised["PF-5"] == "orange"
     # The effects must cross partitions (so, with two workers, processes): manager and fund differ.
     pairs = [("PFM-0", "PF-4"), ("PFM-1", "PF-1"), ("PFM-1", "PF-5")]
