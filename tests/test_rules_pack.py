@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import PACK_DIR, load_pack
 from detectors.rules.base import DIMENSIONS, OPTIONAL, REQUIRED
 from riskflow.alerts import SEVERITIES
-from riskflow.schema import CATALOGUE, ENTITY_KINDS
+from riskflow.schema import CATALOGUE, ENTITY_KINDS, Event, InvalidEvent, PrudentialReport, parse_event
 
 PACK = load_pack()
 RULES = {r.id: r for r in PACK.detectors}
@@ -154,6 +155,7 @@ CASES: dict[str, tuple[Hist, Hist]] = {
     "bank.car_below_buffer": (prud(capital_adequacy_ratio=0.08), prud(capital_adequacy_ratio=0.105)),
     "bank.npl_above_5pct": (prud(npl_ratio=0.0501), prud(npl_ratio=0.05)),
     "bank.lcr_below_100pct": (prud(liquidity_coverage_ratio=0.999), prud(liquidity_coverage_ratio=1.0)),
+    "bank.liquidity_ratio_below_25pct": (prud(liquidity_ratio=0.2499), prud(liquidity_ratio=0.25)),
     "fg.leverage_over_10x": (prud(guarantee_leverage=10.01), prud(guarantee_leverage=10.0)),
     "fg.leverage_over_15x": (prud(guarantee_leverage=15.01), prud(guarantee_leverage=15.0)),
     "fg.single_client_over_10pct": (prud(largest_borrower_share=0.1001), prud(largest_borrower_share=0.10)),
@@ -255,7 +257,7 @@ def fired(rule_id: str, hist: Hist) -> list[Any]:
             msgs.append(RawMessage(event(n, "OTHER", "bank", day, "grid.report", {}), "t", 0, n, None))
         else:
             msgs.append(RawMessage(event(n, "E-1", kind, day, etype, payload), "t", 0, n, None))
-    res = BatchProcessor(Engine([rule], dedup_window=0)).process(msgs, {}.get, now=T0.timestamp() + 9e8)
+    res = BatchProcessor(Engine([rule], dedup_window=0)).process(msgs, lambda _: None, now=T0.timestamp() + 9e8)
     assert not res.dead_letters, res.dead_letters
     return [a for a in res.alerts if a.rule_id == rule_id]
 
@@ -285,6 +287,28 @@ def test_rule_file_contract(path: Path) -> None:
         assert spec["id"].count(".") == 1 and spec["id"] == spec["id"].lower()
 
 
+ARTICLE = re.compile(r"第[0-9一二三四五六七八九十百]+条")
+NO_ARTICLE = re.compile(r"no article: \S.{20,}")
+
+
+def cites_article(source: str) -> bool:
+    """A document (《…》) and an article (第…条), or an explicit ``no article: <why>``."""
+    return "《" in source and bool(ARTICLE.search(source) or NO_ARTICLE.search(source))
+
+
+def test_every_source_names_an_article_or_says_why_not() -> None:
+    missing = [r.id for r in PACK.detectors if not cites_article(r.describe.source)]
+    assert not missing, f"cite the article (第…条) or say 'no article: <why>': {missing}"
+
+
+def test_the_article_check_can_fail() -> None:
+    assert cites_article("《融资担保公司监督管理条例》(国务院令第683号) 第15条")
+    assert cites_article("《某通知》 — no article: the notice is numbered by items, not articles")
+    assert not cites_article("《商业银行风险监管核心指标（试行）》(银监发〔2005〕89号) 信用风险指标")
+    assert not cites_article("《某通知》 no article:")  # a reason is required
+    assert not cites_article("第15条")  # and a document
+
+
 def test_every_rule_event_type_is_in_the_catalogue() -> None:
     for r in PACK.detectors:
         assert r.event_types is None or set(r.event_types) <= set(CATALOGUE), r.id
@@ -303,3 +327,28 @@ def test_rule_fires_on_positive_case(rule_id: str) -> None:
 @pytest.mark.parametrize("rule_id", sorted(CASES))
 def test_rule_silent_on_negative_case(rule_id: str) -> None:
     assert fired(rule_id, CASES[rule_id][1]) == []
+
+
+# -- liquidity ratio: a backward-compatible extension of v1 report.prudential -----------------
+def test_liquidity_ratio_is_an_optional_extension_of_v1() -> None:
+    without = event(0, "B-1", "bank", 0, "report.prudential", {"liquidity_coverage_ratio": 0.9})
+    got = parse_event(without)
+    assert isinstance(got, Event) and isinstance(got.payload, PrudentialReport)
+    assert got.payload.liquidity_ratio is None  # v1 events still parse
+    with_it = parse_event(event(1, "B-1", "bank", 0, "report.prudential", {"liquidity_ratio": 0.3}))
+    assert isinstance(with_it, Event) and isinstance(with_it.payload, PrudentialReport)
+    assert with_it.payload.liquidity_ratio == 0.3
+    with pytest.raises(InvalidEvent):  # validated like every other ratio
+        parse_event(event(2, "B-1", "bank", 0, "report.prudential", {"liquidity_ratio": -0.1}))
+
+    # a v1 report without the field cannot breach the liquidity-ratio rule; the LCR rule still fires
+    assert fired("bank.liquidity_ratio_below_25pct", prud(liquidity_coverage_ratio=0.5)) == []
+    assert len(fired("bank.lcr_below_100pct", prud(liquidity_coverage_ratio=0.5))) == 1
+
+
+def test_lcr_and_liquidity_ratio_are_separate_rules_with_their_own_cites() -> None:
+    lcr, lr = RULES["bank.lcr_below_100pct"], RULES["bank.liquidity_ratio_below_25pct"]
+    assert lcr.describe.source != lr.describe.source
+    assert "第39条" in lr.describe.source and "25%" in lr.describe.name_en
+    both = prud(liquidity_coverage_ratio=0.99, liquidity_ratio=0.2)
+    assert len(fired("bank.lcr_below_100pct", both)) == 1 and len(fired("bank.liquidity_ratio_below_25pct", both)) == 1
