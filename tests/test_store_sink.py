@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from riskflow.alerts import Alert
+from riskflow.broker import free_port
 from riskflow.store import AlertStore, open_store
 from riskflow.store.metrics import StoreMetrics
 from riskflow.store.sink import SinkStats, run_sink
@@ -163,10 +166,12 @@ def test_alerts_sink_command_fills_a_postgres_store(stack: Stack, postgres_url: 
     import sys
 
     stack.produce(_records(stack, [make_alert(f"c{i}") for i in range(3)] + [make_alert("c1", revision=4)]))
-    env = dict(os.environ, **stack.env, RISKFLOW_STORE_URL=postgres_url)
+    env = dict(os.environ, **stack.env, RISKFLOW_STORE_URL=postgres_url, RISKFLOW_METRICS_HOST="127.0.0.1")
     log = stack.tmp / "sink.log"
+    port = free_port()
+    cmd = [sys.executable, "-m", "riskflow", "alerts", "sink", "--metrics-port", str(port)]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "riskflow", "alerts", "sink"], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 90
         with open_store(postgres_url) as s:
@@ -174,6 +179,14 @@ def test_alerts_sink_command_fills_a_postgres_store(stack: Stack, postgres_url: 
                 time.sleep(0.3)
             assert s.count() == 3, log.read_text(errors="replace")[-2000:]
             assert s.get("c1").alert.revision == 4
+        # --metrics-port: the sink's own metrics (4 alerts upserted, in one or more batches).
+        pattern = re.compile(r"^riskflow_store_upserts_total (\S+)$", re.M)
+        upserts = 0.0
+        while time.monotonic() < deadline and upserts < 4:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            upserts = float(m.group(1)) if (m := pattern.search(text)) else 0.0
+            time.sleep(0.2)
+        assert upserts == 4 and "riskflow_store_write_seconds_count" in text
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text(errors="replace")[-2000:]

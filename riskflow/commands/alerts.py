@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_tail)
 
     s = asub.add_parser("sink", help="consume the alerts topic into the alert store (RISKFLOW_STORE_URL)")
+    s.add_argument(
+        "--metrics-port", type=int, default=0, help="serve the sink's metrics on this port (/metrics; 0: do not)"
+    )
     s.set_defaults(func=run_sink_cmd)
 
     ls = asub.add_parser("list", help="alerts in the store, newest event first")
@@ -111,6 +114,15 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.kafka_bootstrap:
         raise SystemExit("riskflow alerts sink: set RISKFLOW_KAFKA_BOOTSTRAP")
+    metrics = None
+    if args.metrics_port:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from riskflow.store.metrics import StoreMetrics
+
+        registry = CollectorRegistry()
+        metrics = StoreMetrics.create(registry)
+        start_http_server(args.metrics_port, addr=settings.metrics_host, registry=registry)
 
     async def go(stop: asyncio.Event) -> None:
         with open_store(settings.store_target()) as store:
@@ -121,6 +133,7 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
                 settings.store_group_id(),
                 stop=stop,
                 session_timeout=settings.session_timeout,
+                metrics=metrics,
             )
 
     run_until_signal(go)
