@@ -6,6 +6,8 @@ import json
 import random
 from typing import Any
 
+import pytest
+
 from detectors.engine import EntityState
 from detectors.factory import build_processor
 from detectors.pipeline import BatchProcessor, RawMessage
@@ -223,6 +225,28 @@ def test_live_and_offline_agree_whatever_the_message_timing() -> None:
         assert summary(alerts) == want, seed
         # Once every message is in, each entity shows the same index and level.
         assert {k: (s.risk.index, s.risk.level) for k, s in store.items()} == shown, seed
+
+
+def test_two_sources_the_strongest_counts_whatever_the_order() -> None:
+    """ENT-2 hangs off a parent and an affiliate that both turn red: the stronger contribution
+    (parent 0.6 > related party 0.5) sets its level; each source's alert is the same in any order."""
+    sub = raw("entity.registered", {"name": "S", "registered_capital": 1e6, "legal_rep": "L", "address": "A",
+                                    "parent_id": "P-1"}, "ENT-2", "enterprise", 0, "r1")  # fmt: skip
+    flow = raw("flow.transfer", {"direction": "out", "amount": 5e6, "counterparty_id": "ENT-2", "related_party": True},
+               "P-2", "private_fund_manager", 0, "t1")  # fmt: skip
+    history = [sub, flow, lost_contact("P-1", "m1", 1), lost_contact("P-2", "m2", 2)]
+    off = offline(history)
+    want = summary(off.alerts)
+    r = off.states["ENT-2"][0].risk
+    assert {e.source for e in r.raised_by} == {"P-1", "P-2"}
+    parent = next(a for a in contagion(off.alerts) if a.evidence["source"] == "P-1")
+    # The parent's share, decayed from its transition (day 1) to the latest push (day 2).
+    assert r.index == pytest.approx(parent.risk_index * 0.5 ** (1 / 30), abs=0.1)
+    assert r.level == parent.risk_level == "yellow"
+    for seed in range(8):
+        alerts, store = live(history, seed, with_states=True)
+        assert summary(alerts) == want, seed
+        assert (store["ENT-2"].risk.index, store["ENT-2"].risk.level) == (r.index, r.level), seed
 
 
 def test_dependents_are_bounded_independently_of_arrival_order() -> None:

@@ -40,10 +40,11 @@ A push is answered by the dependent's ``risk.contagion`` alert:
 
 - id ``alert_id("risk.contagion", dependent, source)`` -- one alert per (dependent, source),
 - ``revision`` = the source's own transition count, so sinks keep the latest,
-- ``risk_index``/``risk_level``: the dependent's shown index and level as of the push's
-  event time (the source's transition; so not depending on how far the dependent's
-  own clock ran before the push landed), with the move in ``evidence``
-  (``from``: the level shown before it landed, ``to``) and the explanation
+- ``risk_index``/``risk_level``: the dependent's index and level with this source's
+  contribution as of its transition (event time; not decayed by how far the
+  dependent's clock ran before the push landed, and not mixed with other sources'
+  pushes that happened to land first), with the move in ``evidence`` (``from``: the
+  level shown before it landed, ``to``) and the explanation
   ("raised by manager PFM-1's red level"). It is the level-change alert of a
   change a push makes; ``risk.level`` alerts (transition counter) come only from
   the entity's own events, so pushes landing at different times do not renumber them.
@@ -174,18 +175,24 @@ def absorb(r: RiskState, msg: LinkMessage, cfg: RiskConfig) -> bool:
     return entry in kept
 
 
-def strongest(r: RiskState, cfg: RiskConfig, at: float | None = None) -> tuple[float, Raise | None]:
-    """``(C, source)``: the strongest decayed contribution at event time ``at`` (default: the
-    entity's contagion time, its latest own event or push), and its source."""
+def contribution(relation: str, level: str, index: float, cfg: RiskConfig) -> float:
+    """What a source at ``level`` with own ``index`` gives a dependent at the time of its transition."""
+    if LEVEL_RANK.get(level, 0) < LEVEL_RANK[cfg.contagion_from]:
+        return 0.0
+    return min(cfg.contagion_cap, cfg.contagion_factors.get(relation, 0.5) * index)
+
+
+def strongest(r: RiskState, cfg: RiskConfig) -> tuple[float, Raise | None]:
+    """``(C, source)``: the strongest contribution, decayed to the entity's contagion time (its
+    latest own event or push), and its source."""
     if not r.raised_by:
         return 0.0, None
-    t = max(r.t, max(e.ts for e in r.raised_by)) if at is None else at
-    floor = LEVEL_RANK[cfg.contagion_from]
+    t = max(r.t, max(e.ts for e in r.raised_by))
     best, src = 0.0, None
     for e in r.raised_by:
-        if LEVEL_RANK.get(e.level, 0) < floor:
+        c = contribution(e.relation, e.level, e.index, cfg)
+        if c <= 0.0:
             continue
-        c = min(cfg.contagion_cap, cfg.contagion_factors.get(e.relation, 0.5) * e.index)
         c *= 0.5 ** (max(0.0, t - e.ts) / cfg.half_life)
         if c > best or (c == best and src is not None and e.source < src.source):
             best, src = c, e
@@ -285,9 +292,7 @@ def contagion_alert(
             "source_level": msg.level,
             "source_index": msg.index,
             "factor": factor,
-            "contribution": round(min(cfg.contagion_cap, factor * msg.index), 1)
-            if LEVEL_RANK[msg.level] >= LEVEL_RANK[cfg.contagion_from]
-            else 0.0,
+            "contribution": round(contribution(msg.relation, msg.level, msg.index, cfg), 1),
             "from": before,
             "to": after,
             "explanation_en": why_en,

@@ -101,9 +101,9 @@ class RiskScorer:
         idx = _contagion.shown_index(own_idx, c, self.config)
         return idx, (src if idx > own_idx else None)
 
-    def shown_level(self, idx: float, own_level: str, raiser: Raise | None) -> str:
+    def shown_level(self, idx: float, own_level: str, raised: object) -> str:
         """The higher of the own level (with hysteresis) and the shown index's level (contagion: none)."""
-        if raiser is None:
+        if not raised:
             return own_level
         raw = self.config.level_of(idx)
         return raw if LEVEL_RANK[raw] > LEVEL_RANK[own_level] else own_level
@@ -261,10 +261,11 @@ class RiskScorer:
                 r.own_seq = r.seq
             idx, raiser = self.shown(r, own_idx)
             r.index, r.level = idx, self.shown_level(idx, r.own_level, raiser)
-        # The alert tells the level as of the source's transition (event time), not of arrival.
-        c, src = _contagion.strongest(r, cfg, at=msg.ts)
+        # The alert tells what this source does to the entity as of its transition (event time),
+        # not what arrived before it: the same alert whatever the arrival order.
+        c = _contagion.contribution(msg.relation, msg.level, msg.index, cfg)
         at_idx = _contagion.shown_index(own_idx, c, cfg)
-        at_level = self.shown_level(at_idx, _contagion.own_level(r), src if at_idx > own_idx else None)
+        at_level = self.shown_level(at_idx, _contagion.own_level(r), at_idx > own_idx)
         people, amount = self.affected(r)
         return [
             _contagion.contagion_alert(
