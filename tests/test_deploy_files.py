@@ -13,7 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from deploy.grafana import generate as gen
+from riskflow.feed.metrics import FeedMetrics
 from riskflow.metrics import Metrics
+from riskflow.store.metrics import StoreMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "deploy" / "prometheus"
@@ -63,7 +65,15 @@ def test_dashboards_have_the_required_views() -> None:
     for word in ("per city", "top rules"):
         assert word in regional, word
     detectors = " | ".join(_titles("detectors")).lower()
-    for word in ("hits per rule", "shadow vs live", "version"):
+    for word in (
+        "hits per rule",
+        "shadow vs live",
+        "rule pack and version",
+        "rule packs rejected",
+        "anomaly score drift",
+        "model version",
+        "late events",
+    ):
         assert word in detectors, word
 
 
@@ -89,8 +99,11 @@ def _readme_metrics() -> set[str]:
 
 
 def _registered() -> set[str]:
+    """Every riskflow_ metric of the worker's bundle and of the feed's and alert sink's."""
     reg = CollectorRegistry()
     Metrics.create(reg)
+    FeedMetrics.create(reg)
+    StoreMetrics.create(reg)
     out = set()
     for fam in reg.collect():
         out.add(fam.name + ("_total" if fam.type == "counter" else "_info" if fam.type == "info" else ""))

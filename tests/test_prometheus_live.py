@@ -2,7 +2,9 @@
 
 Debian's ``prometheus`` binary is started on loopback (free port, temporary
 storage, 1 s scrape and rule intervals) from the deploy configuration, scraping
-a real ``riskflow worker`` fed with a simulated stream on the embedded broker.
+a real ``riskflow worker`` fed with a simulated stream on the embedded broker
+(with a small peer-group model loaded, so that model version and score drift
+exist).
 Each PromQL expression of ``deploy/grafana/dashboards/*.json`` and
 ``deploy/prometheus/alerts.yml`` must parse and return at least one series
 with a finite value. No timing is asserted; waits are generous.
@@ -27,6 +29,7 @@ import pytest
 import yaml
 
 from riskflow.broker import free_port
+from riskflow.commands.train import train
 from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
@@ -142,10 +145,14 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _records(stack: Stack, seed: int, bad: list[bytes]) -> list[tuple[str, bytes | None, bytes]]:
+def _lines(seed: int) -> list[bytes]:
     events, _ = simulate(entities=30, days=40, seed=seed)
+    return [encode_event(e) for e in events]
+
+
+def _records(stack: Stack, lines: list[bytes], bad: list[bytes]) -> list[tuple[str, bytes | None, bytes]]:
     s = stack.settings
-    good = [(r.topic, r.key, r.value) for r in route([encode_event(e) for e in events], s)]
+    good = [(r.topic, r.key, r.value) for r in route(lines, s)]
     return good + [(s.topic_fund_events, b"PF-1", line) for line in bad]
 
 
@@ -153,12 +160,16 @@ def test_every_dashboard_and_alert_query_returns_data(
     stack: Stack, tmp_path: Path, invalid_examples: list[tuple[str, bytes]]
 ) -> None:
     bad = [line for _, line in invalid_examples]
+    lines1, lines2 = _lines(3), _lines(8)
+    # A small peer-group model, so that the model's version and score-drift series exist.
+    model = train(lines1, tmp_path / "models", trees=5, min_rows=5, seed=1)
+    stack.env["RISKFLOW_MODEL_DIR"] = str(tmp_path / "models")
     worker = stack.start_worker()
     with run_prometheus(tmp_path, [f"127.0.0.1:{worker.metrics_port}"]) as prom:
         prom.wait("worker scraped", lambda: prom.values('up{job="riskflow"}') == [1.0])
         # Two waves, several scrapes apart: the first creates the series, the second
         # moves them, so rates and quantiles come out as numbers, not NaN.
-        wave1, wave2 = _records(stack, 3, bad), _records(stack, 8, bad)
+        wave1, wave2 = _records(stack, lines1, bad), _records(stack, lines2, bad)
         stack.produce(wave1)
         prom.wait(
             "wave 1 scraped",
@@ -173,6 +184,10 @@ def test_every_dashboard_and_alert_query_returns_data(
             "wave 2 scraped",
             lambda: prom.values("sum(riskflow_invalid_events_total)") == [2.0 * len(bad)],
         )
+        # the simulated stream has events beyond the allowed lateness (late-event ledger)
+        prom.wait("late events", lambda: sum(prom.values("sum(riskflow_late_events_total)")) > 0)
+        prom.wait("score drift", lambda: prom.values("count(riskflow_model_score_psi)") != [], timeout=30)
+        assert prom.values(f'count(riskflow_model_info{{version="{model.version}"}})') == [1.0]
 
         exprs = [(w, grafana(e)) for w, e in dashboard_queries()]
         exprs += [(f"alert {r['alert']}", rule_query(r["expr"])) for r in alert_rules()]

@@ -223,8 +223,44 @@ DETECTORS = (
         (Q("riskflow_build_info", "{{instance}} riskflow {{version}}, rule pack {{rule_pack}}", instant=True),),
         kind="table",
         options={"format": "table"},
-        width=24,
+        width=16,
         height=5,
+    ),
+    Panel(
+        "Rule packs rejected (selected range)",
+        (Q("sum by (reason) (increase(riskflow_rule_pack_rejected_total[$__range]))", "{{reason}}", instant=True),),
+        kind="stat",
+        width=8,
+        height=5,
+        description="Messages on the rules topic that were not a valid pack; the running pack stayed. "
+        "The worker log names the file, rule id and field.",
+    ),
+    Panel(
+        "Anomaly score drift (PSI) by entity kind",
+        (Q("max by (entity_kind) (riskflow_model_score_psi)", "{{entity_kind}}"),),
+        description="Population stability index of recent peer-group scores against the training scores. "
+        "Above ~0.25 the peer model has gone stale: retrain (riskflow train) and reload.",
+    ),
+    Panel(
+        "Peer-group model: entity-weeks scored",
+        (Q(f"sum by (entity_kind) (rate(riskflow_model_scored_total[{RI}]))", "{{entity_kind}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "Peer-group model version",
+        (Q("riskflow_model_info", "{{instance}} model {{version}}", instant=True),),
+        kind="table",
+        options={"format": "table"},
+        width=12,
+        height=5,
+    ),
+    Panel(
+        "Late events (beyond the allowed lateness)",
+        (Q(f"sum by (event_type) (rate(riskflow_late_events_total[{RI}]))", "{{event_type}}"),),
+        unit="ops",
+        height=5,
+        description="Events older than RISKFLOW_ALLOWED_LATENESS behind their entity's newest event: "
+        "kept out of the detectors and written to the late-event ledger topic.",
     ),
 )
 
