@@ -207,6 +207,7 @@ def test_rules_push_producer_gets_sasl_and_tls(tmp_path: Any, monkeypatch: pytes
             seen.append(self)
 
         async def start(self) -> None:
+            await self.stop()  # never started: closes the client, no connection is made
             raise RuntimeError("stop here: only the configuration is under test")
 
     async def no_topics(settings: Settings) -> None:
