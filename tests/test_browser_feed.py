@@ -161,7 +161,8 @@ def test_alert_appears_live_is_acknowledged_and_stays_so(stack: Stack, browser: 
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#detail input[name=note]").get_attribute("value") == note)
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#detail button[data-action=ack]").click() or True)
         wait.until(lambda d: "acknowledged" in d.find_element(By.CSS_SELECTOR, "#detail [data-field=status]").text)
-        wait.until(lambda d: "li.na · ack" in d.find_element(By.CSS_SELECTOR, "#detail ol.audit").text)
+        audit = "li.na · ack 确认: 待处置 open → 已确认 acknowledged"  # bilingual
+        wait.until(lambda d: audit in d.find_element(By.CSS_SELECTOR, "#detail ol.audit").text)
         browser.save_screenshot(str(stack.tmp / "feed-list.png"))
 
         browser.refresh()

@@ -26,6 +26,8 @@ async function api(path, opts = {}) {
 
 const MAX_ROWS = 300;
 const LEVEL = { red: "红 Red", orange: "橙 Orange", yellow: "黄 Yellow", green: "绿 Green" };
+const ACTION_ZH = { ack: "确认", assign: "分派", resolve: "办结", snooze: "暂缓", reopen: "重新打开", snooze_expired: "暂缓到期" };
+const STATUS_ZH = { open: "待处置", acknowledged: "已确认", assigned: "已分派", snoozed: "暂缓", resolved: "已办结" };
 // Officers work in Zhejiang: every time is shown in China Standard Time (UTC+8).
 const fmtTime = (t) => {
   const d = t ? new Date(t) : null;
@@ -230,7 +232,8 @@ async function renderDetail(id, clear = false) {
   if (a.snooze_until) fact("Snoozed until 暂缓至", `${fmtTime(a.snooze_until)} — ${a.snooze_reason}${a.snooze_by ? ` (${a.snooze_by})` : ""}`);
   if (a.episode) fact("Episode 事件", `${a.episode.count || 1}× · ${fmtTime(a.episode.first_seen)} → ${fmtTime(a.episode.last_seen)}`);
   $(".evidence", node).textContent = JSON.stringify(a.evidence, null, 2);
-  $(".audit", node).append(...a.audit.map((e) => el("li", {}, `${fmtTime(e.at)} · ${e.actor} · ${e.action}: ${e.from_status} → ${e.to_status}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
+  const st = (s) => `${STATUS_ZH[s] || ""} ${s}`.trim();
+  $(".audit", node).append(...a.audit.map((e) => el("li", {}, `${fmtTime(e.at)} · ${e.actor} · ${e.action} ${ACTION_ZH[e.action] || ""}: ${st(e.from_status)} → ${st(e.to_status)}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
   const form = $(".actions", node);
   for (const b of form.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(a.alert_id, b.dataset.action, form));
   if (typed) for (const [k, v] of Object.entries(typed)) if (form.elements[k]) form.elements[k].value = v;
