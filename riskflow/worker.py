@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 import faust
 from prometheus_client import REGISTRY, start_http_server
@@ -18,6 +20,74 @@ from streams.topology import build_topology
 log = logging.getLogger(__name__)
 
 
+#: aiokafka's per-attempt messages while a broker is unreachable.
+CONNECTION_ERRORS = (
+    "Unable connect to node",
+    "Unable to update metadata",
+    "Failed fetch messages",
+    "Got error produce response",
+    "NodeNotReadyError",
+    "KafkaConnectionError",
+)
+
+
+class BrokerRetryLog(logging.Filter):
+    """Collapses aiokafka's connection errors into one line per back-off step.
+
+    While a broker is unreachable, aiokafka's fetcher, metadata updater and
+    producer retry every few milliseconds and log each attempt (measured: ~170
+    lines a second). This filter lets the first one through, rewritten as a clear
+    "Kafka broker unreachable" line, then one summary per 1, 2, 4 .. 60 s with the
+    number of failed attempts; after ``reset`` seconds without one, the next error
+    starts a new outage.
+
+    >>> f = BrokerRetryLog(clock=iter([0.0, 0.1, 1.2]).__next__)
+    >>> rec = lambda: logging.LogRecord("aiokafka", logging.ERROR, "", 0, "Unable connect to node 1", (), None)
+    >>> [f.filter(rec()) for _ in range(3)]
+    [True, False, True]
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_wait: float = 60.0, reset: float = 30.0
+    ) -> None:
+        super().__init__()
+        self.clock, self.max_wait, self.reset = clock, max_wait, reset
+        self._last = float("-inf")
+        self._next = 0.0
+        self._wait = 1.0
+        self._errors = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if record.levelno < logging.WARNING or not any(p in msg for p in CONNECTION_ERRORS):
+            return True
+        now = self.clock()
+        if now - self._last > self.reset:  # a new outage
+            self._next, self._wait, self._errors = now, 1.0, 0
+        self._last = now
+        self._errors += 1
+        if now < self._next:
+            return False
+        record.msg = "Kafka broker unreachable, retrying (%d failed attempts so far; next report in %.0fs): %s"
+        record.args = (self._errors, self._wait, msg)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        self._next = now + self._wait
+        self._wait = min(self._wait * 2, self.max_wait)
+        return True
+
+
+def quiet_aiokafka_retries() -> BrokerRetryLog:
+    """Install one :class:`BrokerRetryLog` on every aiokafka logger (records are filtered
+    by the logger that made them, so each one needs it)."""
+    import aiokafka  # noqa: F401  (its loggers exist once imported)
+
+    f = BrokerRetryLog()
+    names = [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]
+    for name in names:
+        logging.getLogger(name).addFilter(f)
+    return f
+
+
 def run_worker(settings: Settings, rules: str | None = None) -> int:
     """Run until stopped (SIGINT/SIGTERM). Returns the process exit code."""
     if not settings.kafka_bootstrap:
@@ -29,7 +99,10 @@ def run_worker(settings: Settings, rules: str | None = None) -> int:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    # Start-up: ensure_topics waits for the broker, retrying with back-off and a log line
+    # per wait ("Kafka at ... not reachable ...; retrying in 2.0s").
     asyncio.run(ensure_topics(settings))
+    quiet_aiokafka_retries()
     topo = build_topology(settings, pack, registry, metrics)
     log.info("rule pack %s: %d rules", pack.version, len(pack.detectors))
     worker = faust.Worker(

@@ -323,3 +323,92 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def metric_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     want = set(labels.items())
     return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
+
+
+class KafkaProxy:
+    """A TCP proxy in front of the broker, to make it unreachable on demand.
+
+    Closed, nothing listens on its port (connection refused); :meth:`cut` also
+    aborts every open connection. A Kafka client that bootstraps through the
+    proxy is told the brokers' addresses in Metadata and FindCoordinator
+    responses; the proxy rewrites the broker's port there to its own (same
+    host, so the frame sizes do not change), so every later connection goes
+    through it too.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.host, self.upstream_port = host, int(port)
+        from riskflow.broker import free_port
+
+        self.port = free_port(host)
+        self._find = host.encode() + self.upstream_port.to_bytes(4, "big")
+        self._repl = host.encode() + self.port.to_bytes(4, "big")
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+
+    def open(self) -> None:
+        async def go() -> None:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_address=True)
+
+        self._call(go())
+
+    def cut(self) -> None:
+        """Stop listening and abort every open connection."""
+
+        async def go() -> None:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+            for w in list(self._writers):
+                w.transport.abort()
+            self._writers.clear()
+
+        self._call(go())
+
+    def stop(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            u_reader, u_writer = await asyncio.open_connection(self.host, self.upstream_port)
+        except OSError:
+            c_writer.transport.abort()
+            return
+        self._writers |= {c_writer, u_writer}
+
+        async def requests() -> None:
+            while data := await c_reader.read(65536):
+                u_writer.write(data)
+                await u_writer.drain()
+
+        async def responses() -> None:  # whole frames: int32 size, then the response
+            while True:
+                head = await u_reader.readexactly(4)
+                body = await u_reader.readexactly(int.from_bytes(head, "big"))
+                c_writer.write(head + body.replace(self._find, self._repl))
+                await c_writer.drain()
+
+        tasks = [asyncio.ensure_future(requests()), asyncio.ensure_future(responses())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except Exception:
+            pass
+        finally:
+            for t in tasks:
+                t.cancel()
+            for w in (c_writer, u_writer):
+                w.transport.abort()
+                self._writers.discard(w)
