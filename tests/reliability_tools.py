@@ -278,18 +278,6 @@ def wait_states(bootstrap: str, app_id: str, want: dict[str, EntityState], timeo
     return diff
 
 
-def try_wait_committed(bootstrap: str, group: str, ends: dict[TopicPartition, int], timeout: float = 20.0) -> bool:
-    """Like :func:`wait_committed` but only reports. Faust on Tansu sometimes
-    stops advancing a partition's committed offset after a restart while it
-    keeps processing (see the report of issue 8); correctness must not
-    depend on it, so tests use this where a full commit is only preferred."""
-    try:
-        wait_committed(bootstrap, group, ends, timeout)
-    except AssertionError:
-        return False
-    return True
-
-
 def produce_located(bootstrap: str, records: Sequence[tuple[str, bytes | None, bytes]]) -> list[tuple[str, int, int]]:
     """Send records in order; returns each one's (topic, partition, offset)."""
 
