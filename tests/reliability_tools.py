@@ -243,6 +243,17 @@ def assert_copies_identical(by_id: dict[str, list[Alert]]) -> None:
             assert first.setdefault(a.revision, plain) == plain, (aid, a.revision)
 
 
+def assert_alerts_exactly(values: Iterable[bytes], want: dict[str, list[Alert]]) -> dict[str, list[Alert]]:
+    """The alerts topic's deduplicated view is exactly ``want`` (the offline reference):
+    no id missing or extra, the same highest revision per id, re-emitted copies identical."""
+    got = alerts_by_id(values)
+    missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
+    assert not missing and not extra, f"missing {sorted(missing)[:5]} extra {sorted(extra)[:5]}"
+    assert latest_revisions(got) == latest_revisions(want)
+    assert_copies_identical(got)
+    return got
+
+
 def latest_revisions(by_id: dict[str, list[Alert]]) -> dict[str, int]:
     """The deduplicated view a sink keeps: alert id -> highest revision."""
     return {aid: max(a.revision for a in copies) for aid, copies in by_id.items()}

@@ -29,8 +29,7 @@ from riskflow.store import open_store
 from tests.kafka_fixtures import Stack
 from tests.reliability_tools import (
     BackgroundProducer,
-    alerts_by_id,
-    assert_copies_identical,
+    assert_alerts_exactly,
     committed,
     latest_revisions,
     merge_ends,
@@ -126,11 +125,8 @@ def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack, 
     produce(stack.bootstrap, recs[cut:])
     diff = wait_states(stack.bootstrap, s.app_id, want_states)
     assert not diff, "\n".join(diff[:20])
-    got = alerts_by_id(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120))
-    missing, extra = want_ids - got.keys(), got.keys() - want_ids
-    assert not missing and not extra, f"missing {sorted(missing)[:5]} extra {sorted(extra)[:5]}"
-    assert latest_revisions(got) == latest_revisions(reference_alerts(msgs, dedup_window=DEDUP))
-    assert_copies_identical(got)
+    want_alerts = reference_alerts(msgs, dedup_window=DEDUP)
+    assert_alerts_exactly(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120), want_alerts)
     assert w2.proc.poll() is None
 
     # The alert sink into PostgreSQL: every expected alert once, at its highest revision.
@@ -138,7 +134,7 @@ def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack, 
     log = stack.tmp / "sink.log"
     with open(log, "wb") as out:
         sink = subprocess.Popen([sys.executable, "-m", "riskflow", "alerts", "sink"], env=env, stdout=out, stderr=out)
-    want_rev = latest_revisions(reference_alerts(msgs, dedup_window=DEDUP))
+    want_rev = latest_revisions(want_alerts)
     try:
         deadline = time.monotonic() + 120
         with open_store(postgres_url) as store:

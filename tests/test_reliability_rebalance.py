@@ -12,9 +12,7 @@ from riskflow.simulate import simulate
 from tests.kafka_fixtures import Stack
 from tests.reliability_tools import (
     BackgroundProducer,
-    alerts_by_id,
-    assert_copies_identical,
-    latest_revisions,
+    assert_alerts_exactly,
     metric_sum,
     produce,
     reference,
@@ -52,11 +50,7 @@ def test_second_worker_mid_stream_shares_partitions_and_state(stack: Stack) -> N
 
     diff = wait_states(stack.bootstrap, s.app_id, want_states, timeout=240)
     assert not diff, "\n".join(diff[:20]) + w1.log_text()[-2000:]
-    got = alerts_by_id(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120))
-    missing, extra = want_ids - got.keys(), got.keys() - want_ids
-    assert not missing and not extra, f"missing {sorted(missing)[:5]} extra {sorted(extra)[:5]}"
-    assert latest_revisions(got) == latest_revisions(want_alerts)
-    assert_copies_identical(got)
+    assert_alerts_exactly(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120), want_alerts)
 
     # Both took part: the newcomer was given partitions and processed events.
     assert w0.proc.poll() is None and w1.proc.poll() is None
