@@ -205,18 +205,21 @@ def reference_late(lines: Iterable[bytes] | list[RawMessage], *, dedup_window: i
     return bp.process(msgs, {}.get).late
 
 
-def late_copies(events: Sequence[dict[str, Any]], n: int, behind: float = 8 * 86400.0) -> list[dict[str, Any]]:
-    """``n`` events (new ids) of distinct entities, each a copy of one of the entity's early
-    events: sent after the history, they trail the entity's latest event by more than ``behind``."""
+def late_copies(
+    events: Sequence[dict[str, Any]], n: int, behind: float = 8 * 86400.0, at_most: float = 25 * 86400.0
+) -> list[dict[str, Any]]:
+    """``n`` events (new ids) of distinct entities, each a copy of one of the entity's events:
+    sent after the history, they trail the entity's latest event by more than ``behind``
+    (late) and at most ``at_most`` (recent enough for 30-day windows to re-evaluate)."""
     last: dict[str, float] = {}
     for e in events:
         last[e["entity_id"]] = max(
             last.get(e["entity_id"], 0.0), dt.datetime.fromisoformat(e["event_time"]).timestamp()
         )
     out: list[dict[str, Any]] = []
-    for e in events:
+    for e in reversed(events):  # the newest that qualify: most likely to change an open window
         eid = e["entity_id"]
-        if eid in last and last[eid] - dt.datetime.fromisoformat(e["event_time"]).timestamp() > behind:
+        if eid in last and behind < last[eid] - dt.datetime.fromisoformat(e["event_time"]).timestamp() <= at_most:
             out.append({**e, "event_id": f"late-{e['event_id']}"})
             del last[eid]
             if len(out) == n:

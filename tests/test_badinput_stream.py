@@ -70,6 +70,9 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: 
     want_alerts = reference_alerts(good, dedup_window=1000)
     want_late = reference_late(good, dedup_window=1000)
     assert sorted(r.event_id for r in want_late) == sorted(e["event_id"] for e in late)
+    # The late events exercise re-evaluation, and one of them raises an alert.
+    assert any(x.action == "reevaluated" for r in want_late for x in r.rules)
+    assert any(r.alerts for r in want_late)
     want_ids = set(want_alerts)
 
     stack.env.update(RISKFLOW_DEDUP_WINDOW="1000", RISKFLOW_MAX_EVENT_BYTES=str(MAX_BYTES))
