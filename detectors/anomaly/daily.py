@@ -6,8 +6,8 @@ Time, derived from ``event_time``; never the wall clock). Metrics:
 ========================  =====  ==================================================
 metric                    type   from
 ========================  =====  ==================================================
-``subscriptions``         count  ``fund.subscription``
-``investors``             count  distinct ``investor_id`` of the day's subscriptions
+``retail_subscriptions``  count  ``fund.subscription`` below 1,000,000 CNY (under the qualified minimum)
+``retail_investors``      count  distinct ``investor_id`` of the day's retail subscriptions
 ``redemption_requests``   count  ``fund.redemption_requested``
 ``complaints``            count  ``complaint.filed``
 ``lawsuits``              count  ``lawsuit.filed`` as defendant
@@ -17,20 +17,48 @@ metric                    type   from
 ``sentiment``             level  mean ``opinion.published`` sentiment, days with opinions
 ========================  =====  ==================================================
 
+Subscriptions count only *retail tickets*, below the 1,000,000 CNY minimum a
+qualified investor puts into one private fund (《私募投资基金监督管理暂行办法》
+第十二条): a burst of qualified (institutional, large) subscriptions is what a
+successful fund looks like, while a burst of small tickets from the public is
+the signature of illegal fundraising (非法集资, 《防范和处置非法集资条例》第二条).
+
 *Count* metrics (every day counts, zero days too) keep an EWMA rate and
 variance and score a day's count, and the last 7 days' sum, by a
 quasi-Poisson upper tail (the variance/mean ratio, at least 1, rescales the
 counts). Since a count only grows within a day, it is scored on every event
 that adds to it, so an alert does not wait for the day to close; the result
 is the same whatever the batching, as it depends only on the entity's own
-event sequence. *Level* metrics keep an EWMA centre and an EWMA mean absolute
-deviation (updates Huber-clipped at 3 scales), with optional per-weekday
-offsets, and are scored when the day closes (the entity's first event on a
-later day) by a robust z on the normal tail.
+event sequence. A count is flagged only when it also exceeds its expectation
+by ``min_excess`` (3) events: two complaints against a firm that never has
+any is not yet a pattern. *Level* metrics keep an EWMA centre and an EWMA mean
+absolute deviation (updates Huber-clipped at 3 scales), with per-weekday
+offsets for money flows, and are scored when the day closes (the entity's
+first event on a later day) by a robust z on the normal tail, each with a
+minimum effect in absolute terms:
+
+- ``inflow`` / ``outflow`` must *persist*: a day is a hit when its one-sided
+  tail is below ``persist_q`` (1e-3, robust z 3.09), and the metric is scored
+  by the binomial tail of the hits among its last ``persist_n`` (14) observed
+  days; three hits give p = 3.6e-7. One large transfer (a strategic
+  investor's 30 million, a big redemption paid) never alarms on its own; a
+  sustained shift of the money flowing in or out does.
+- ``nav_return`` must move by at least ``nav_min`` (10 %) in one report.
+- ``sentiment`` must be negative in absolute terms (a day's mean at most
+  ``sentiment_max``, -0.3), not merely less glowing than usual.
+
+*Calibration.* Each score is ``-log10(p) / 8`` of a tail probability ``p``
+multiplied by the number of tests made per entity-day (14: each count metric
+on its day and its 7-day window, each level metric), a Bonferroni bound. So the
+threshold 0.5 means: on a day when nothing has changed, an entity raises a
+flag with probability at most 1e-4, i.e. about one false flag per 27 entity-
+years under the model's assumptions (the 7-day windows overlap, so the bound
+is conservative).
 
 Decision: a metric-day whose score reaches ``threshold`` is flagged; a flagged
 day is not learned (a count day is kept out of the baseline when it is
-flagged, or suspicious, and above the rate), and a flag raises an alert (key
+flagged, or suspicious, and above the rate; a money-flow day that is a hit
+stays out too), and a flag raises an alert (key
 ``<metric code>:<date>``, e.g. ``cmp:2025-01-29``; the evidence names the
 metric) only when the metric's *run* is 0: the run grows by one
 per flagged day and shrinks by one per other day, so a sustained shift, even
@@ -41,7 +69,8 @@ or ``warmup_obs`` observed days of the metric (level metrics).
 
 State (msgpack-friendly, a few hundred bytes): ``{"day", "days", "acc",
 "inv", "fired", "c": {metric: [rate, var, run, last 6 days...]}, "l":
-{metric: [n, centre, mad, run, 7 weekday offsets]}, "nav"}``.
+{metric: [n, centre, mad, run, 7 weekday offsets]}, "h": {metric: bit mask
+of the hits among its last 14 observed days}, "nav"}``.
 
 >>> from riskflow.schema import parse_event
 >>> det = DailyAnomaly()
@@ -61,7 +90,7 @@ State (msgpack-friendly, a few hundred bytes): ``{"day", "days", "acc",
 ...     state, sig = det.process(state, complaint(i, 29))
 ...     if sig:
 ...         print(sig[0].key, sig[0].evidence["metric"], sig[0].evidence["value"], sig[0].evidence["baseline"])
-cmp:2025-01-29 complaints 3 0.0666
+cmp:2025-01-29 complaints 4 0.0666
 """
 
 from __future__ import annotations
@@ -93,8 +122,8 @@ METRICS = COUNT_METRICS + LEVEL_METRICS
 
 #: state code -> (name in evidence) ; the state keeps short codes to stay small.
 METRIC_NAME = {
-    "sub": "subscriptions",
-    "inv": "investors",
+    "sub": "retail_subscriptions",
+    "inv": "retail_investors",
     "red": "redemption_requests",
     "cmp": "complaints",
     "law": "lawsuits",
@@ -104,8 +133,8 @@ METRIC_NAME = {
     "snt": "sentiment",
 }
 METRIC_ZH = {
-    "sub": "认购笔数",
-    "inv": "认购投资者数",
+    "sub": "小额认购笔数",
+    "inv": "小额认购投资者数",
     "red": "赎回申请数",
     "cmp": "投诉数",
     "law": "被诉案件数",
@@ -141,6 +170,24 @@ _MAX_INVESTORS = 64  # distinct investor hashes kept per open day; beyond, each 
 _C_RATE, _C_VAR, _C_RUN, _C_RING = 0, 1, 2, 3  # count state layout: [rate, var, run, 6 past days]
 _L_N, _L_CENTRE, _L_MAD, _L_RUN, _L_SEAS = 0, 1, 2, 3, 4  # level layout: [n, centre, mad, run, 7 offsets]
 _MAD_TO_SIGMA = 1.2533  # sigma / mean absolute deviation for a normal distribution
+_PERSIST = frozenset({"in", "out"})  # level metrics scored by persistence (k hits of n days)
+#: Tests per entity-day (each count metric on its day and 7-day window, each level metric): the
+#: Bonferroni factor of every p-value, so that the threshold bounds the false-flag rate per entity-day.
+TESTS_PER_DAY = 2 * len(COUNT_METRICS) + len(LEVEL_METRICS)
+QUALIFIED_MINIMUM_CNY = 1_000_000.0  # 《私募投资基金监督管理暂行办法》第十二条: >= 1,000,000 CNY per fund
+
+
+def binomial_tail(k: int, n: int, q: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, q).
+
+    >>> f"{binomial_tail(3, 14, 1e-3):.2g}"
+    '3.6e-07'
+    >>> binomial_tail(0, 14, 0.5)
+    1.0
+    """
+    if k <= 0:
+        return 1.0
+    return min(1.0, sum(math.comb(n, i) * q**i * (1.0 - q) ** (n - i) for i in range(k, n + 1)))
 
 
 def _day_of(ts: float) -> int:
@@ -160,11 +207,11 @@ class DailyAnomaly(AnomalyDetector):
 
     kind = "daily"
     id = "anomaly.daily"
-    version = "1"
+    version = "2"
     event_types = _EVENT_TYPES
     describe = Describe(
         name_zh="经营指标异常波动",
-        name_en="Abnormal daily activity (streaming baseline) 经营指标异常波动",
+        name_en="Abnormal daily activity (streaming baseline)",
         dimension=DIMENSION,
         source="RiskFlow streaming anomaly model (EWMA / robust MAD baselines per entity and metric)",
         rationale="A metric far outside the entity's own history (robust, does not learn from flagged days) "
@@ -184,6 +231,11 @@ class DailyAnomaly(AnomalyDetector):
         learn_gate: float = 0.01,
         accept_after: int = 28,
         learn_flagged: bool = False,
+        min_excess: float = 3.0,
+        persist_q: float = 1e-3,
+        persist_n: int = 14,
+        nav_min: float = 0.10,
+        sentiment_max: float = -0.3,
     ) -> None:
         self.span_days = span_days
         self.warmup_days = warmup_days
@@ -195,6 +247,11 @@ class DailyAnomaly(AnomalyDetector):
         self.learn_gate = learn_gate
         self.accept_after = accept_after
         self.learn_flagged = learn_flagged
+        self.min_excess = min_excess
+        self.persist_q = persist_q
+        self.persist_n = persist_n
+        self.nav_min = nav_min
+        self.sentiment_max = sentiment_max
         self.alpha = 2.0 / (span_days + 1.0)
         self.model_version = f"daily/{self.version}:span={span_days:g},warmup={warmup_days},thr={threshold:g}"
 
@@ -210,10 +267,15 @@ class DailyAnomaly(AnomalyDetector):
             "learn_gate": self.learn_gate,
             "accept_after": self.accept_after,
             "learn_flagged": self.learn_flagged,
+            "min_excess": self.min_excess,
+            "persist_q": self.persist_q,
+            "persist_n": self.persist_n,
+            "nav_min": self.nav_min,
+            "sentiment_max": self.sentiment_max,
         }
 
     def init_state(self) -> dict[str, Any]:
-        return {"day": -1, "days": 0, "acc": {}, "inv": [], "fired": [], "c": {}, "l": {}, "nav": 0.0}
+        return {"day": -1, "days": 0, "acc": {}, "inv": [], "fired": [], "c": {}, "l": {}, "h": {}, "nav": 0.0}
 
     # -- the interface -----------------------------------------------------------------------------
     def learn_one(self, state: Any, event: Event) -> Any:
@@ -257,6 +319,8 @@ class DailyAnomaly(AnomalyDetector):
         raised: tuple[str, ...]
         if et == "fund.subscription":
             acc["in"] = acc.get("in", 0.0) + p.amount
+            if p.amount >= QUALIFIED_MINIMUM_CNY:
+                return ()
             raised = ("sub",)
             inv = st["inv"]
             h = zlib.crc32(p.investor_id.encode()) & 0xFFFF  # 16 bits: 3 msgpack bytes
@@ -320,8 +384,9 @@ class DailyAnomaly(AnomalyDetector):
         if metric in st["fired"]:
             return True
         p, horizon, value, expected, disp = self._count_tail(st, metric)
+        p = min(1.0, p * TESTS_PER_DAY)
         score = tail_score(p)
-        if score < self.threshold:
+        if score < self.threshold or value - expected < self.min_excess:
             return False
         st["fired"].append(metric)
         if st["c"][metric][_C_RUN] > 0:
@@ -410,12 +475,33 @@ class DailyAnomaly(AnomalyDetector):
         scale = max(lv[_L_MAD] * _MAD_TO_SIGMA, floor)
         r = v - expected
         z = r / scale
-        flagged = False
+        flagged = hold = alarming = False
         if n >= self.warmup_obs and st["days"] >= self.warmup_days:
             tail_z = z if direction > 0 else -z if direction < 0 else abs(z)
-            p = normal_tail(tail_z) * (2.0 if direction == 0 else 1.0)
+            p_day = min(1.0, normal_tail(tail_z) * (2.0 if direction == 0 else 1.0))
+            extra: dict[str, Any] = {}
+            if metric in _PERSIST:
+                # Persistence: the binomial tail of the hits among the last ``persist_n`` observed days.
+                hit = p_day <= self.persist_q
+                held = st.setdefault("h", {})  # absent from states written before version 2
+                mask = ((held.get(metric, 0) << 1) | hit) & ((1 << self.persist_n) - 1)
+                held[metric] = mask
+                hits = mask.bit_count()
+                p_window = binomial_tail(hits, self.persist_n, self.persist_q)
+                # While the window still holds enough hits, quiet days in it do not end the run.
+                alarming = tail_score(min(1.0, p_window * TESTS_PER_DAY)) >= self.threshold
+                p = p_window if hit else 1.0
+                extra = {"hits": hits, "of_days": self.persist_n}
+            elif metric == "nav":
+                p = p_day if abs(raw) >= self.nav_min else 1.0
+            elif metric == "snt":
+                p = p_day if raw <= self.sentiment_max else 1.0
+            else:
+                p = p_day
+            p = min(1.0, p * TESTS_PER_DAY)
             score = tail_score(p)
             flagged = score >= self.threshold
+            hold = flagged or (metric in _PERSIST and p_day <= self.persist_q)
             if flagged and lv[_L_RUN] == 0:
                 signals.append(
                     Signal(
@@ -431,14 +517,15 @@ class DailyAnomaly(AnomalyDetector):
                             "value": round(raw, 6),
                             "baseline": round(math.expm1(expected) if metric in ("in", "out") else expected, 6),
                             "robust_z": round(z, 3),
+                            **extra,
                             "p_value": p,
                             "score": round(score, 4),
                             "model_version": self.model_version,
                         },
                     )
                 )
-        lv[_L_RUN] = lv[_L_RUN] + 1 if flagged else max(0, lv[_L_RUN] - 1)
-        if flagged and not learn_all and lv[_L_RUN] < self.accept_after:
+        lv[_L_RUN] = lv[_L_RUN] + 1 if flagged else lv[_L_RUN] if alarming else max(0, lv[_L_RUN] - 1)
+        if hold and not learn_all and lv[_L_RUN] < self.accept_after:
             return
         a = max(self.alpha, 1.0 / (n + 1.0))
         clip = 3.0 * scale if n >= self.warmup_obs else math.inf
