@@ -184,7 +184,8 @@ def test_every_dashboard_and_alert_query_returns_data(
             "wave 2 scraped",
             lambda: prom.values("sum(riskflow_invalid_events_total)") == [2.0 * len(bad)],
         )
-        # the simulated stream has events beyond the allowed lateness (late-event ledger)
+        # Wave 2 shares a few entity ids with wave 1 and starts 40 days earlier: their events
+        # land beyond the allowed lateness, in the late-event ledger.
         prom.wait("late events", lambda: sum(prom.values("sum(riskflow_late_events_total)")) > 0)
         prom.wait("score drift", lambda: prom.values("count(riskflow_model_score_psi)") != [], timeout=30)
         assert prom.values(f'count(riskflow_model_info{{version="{model.version}"}})') == [1.0]
