@@ -13,7 +13,10 @@ COPY pyproject.toml README.md ./
 COPY riskflow ./riskflow
 COPY detectors ./detectors
 COPY streams ./streams
-RUN pip install ".[postgres]" && useradd --system --uid 10001 --home-dir /data --create-home riskflow
+# /models: peer-group model artefacts (a named volume in docker-compose.yml; the image's
+# directory gives the new volume its owner, so the unprivileged user can write it).
+RUN pip install ".[postgres]" && useradd --system --uid 10001 --home-dir /data --create-home riskflow \
+    && mkdir /models && chown riskflow:riskflow /models
 
 USER riskflow
 VOLUME ["/data"]

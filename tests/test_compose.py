@@ -42,6 +42,7 @@ def test_the_stack_has_every_part() -> None:
         "worker-1",
         "worker-2",
         "simulator",
+        "trainer",
         "alert-store",
         "feed",
         "prometheus",
@@ -187,3 +188,30 @@ def test_readme_topic_table_lists_every_topic_the_code_creates() -> None:
     table = text.split("## Topics", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([\w.-]+)` \(`RISKFLOW_TOPIC_\w+`\)", table, re.M))
     assert listed == set(topic_specs(Settings())), listed ^ set(topic_specs(Settings()))
+
+
+def _named_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> named volume, for named-volume mounts."""
+    out = {}
+    for v in service.get("volumes", []):
+        src, dst = v.split(":")[:2]
+        if not src.startswith(("./", "/")):
+            out[dst] = src
+    return out
+
+
+def test_workers_start_with_the_model_the_trainer_wrote() -> None:
+    trainer = SERVICES["trainer"]
+    (script,) = trainer["command"]
+    train = next(shlex.split(part) for part in script.split("&&") if shlex.split(part)[1] == "train")
+    out = train[train.index("--out") + 1]
+    volume = _named_mounts(trainer)[out]
+    assert volume in COMPOSE["volumes"]
+    assert (
+        "\nRUN " in (ROOT / "Dockerfile").read_text()
+        and f"mkdir {out} && chown riskflow" in (ROOT / "Dockerfile").read_text()
+    ), "the unprivileged image user must own the models volume"
+    for name, svc in WORKERS.items():
+        assert settings_of(svc).model_dir == Path(out), name
+        assert _named_mounts(svc)[out] == volume, name
+        assert svc["depends_on"]["trainer"]["condition"] == "service_completed_successfully", name
