@@ -139,8 +139,11 @@ class Engine:
         state.region = event.region
         state.events += 1
         allowed = self.allowed_lateness
-        if allowed is not None and event.ts < state.watermark - allowed:
-            return self._late(state, event, allowed)
+        closed = None
+        if allowed is not None and event.ts < state.watermark:
+            if event.ts < state.watermark - allowed:
+                return self._late(state, event, allowed)
+            closed = _lateness.closed_windows(self._for_event(event), state.detectors, event)
         if event.ts > state.watermark:
             state.watermark = event.ts
         hits: list[tuple[Detector, Signal]] = []
@@ -156,7 +159,12 @@ class Engine:
             timed = timed or getattr(det, "timed", False)
         if timed:
             self._set_due(state)
-        return self._emit(state, event, hits)
+        out = self._emit(state, event, hits)
+        if closed and allowed is not None:  # within the lateness but too old for a window: ledgered
+            out.late = _lateness.record(event, state.watermark, allowed, closed)
+            out.late.beyond_lateness = False
+            out.late.alerts = [a.alert_id for a in out.alerts]
+        return out
 
     def _emit(self, state: EntityState, event: Event, hits: list[tuple[Detector, Signal]]) -> Outcome:
         if self.risk is not None:

@@ -19,6 +19,12 @@ keep day buckets and fold it into its own day, so their aggregates are those
 of event-time order; see the README's "Late and out-of-order events" for
 the kinds whose result depends on arrival order.
 
+One thing a window cannot do out of order: count an event whose day is
+already older than the window's oldest day (e.g. an event 6.5 days behind in
+a 7-day window). Such an event is processed as usual by every other rule and
+also recorded in the ledger (``beyond_lateness: false``) with those windows
+as ``window_closed``, so that nothing is dropped silently.
+
 **Beyond the lateness** an event is never dropped silently. It is recorded in
 the late-event ledger (:class:`LateRecord`, on the ``riskflow.late`` topic,
 counted by ``riskflow_late_events_total{event_type}``) with every rule it
@@ -102,6 +108,8 @@ class LateRecord(msgspec.Struct, kw_only=True):
     entity_watermark: str  # the entity's event-time high-water mark when the event arrived
     late_by_seconds: float  # watermark - event time
     allowed_lateness_seconds: float
+    #: False: within the lateness, processed as usual, but some window could not count it
+    beyond_lateness: bool = True
     rules: list[LateRule] = msgspec.field(default_factory=list)
     alerts: list[str] = msgspec.field(default_factory=list)  # ids of the alerts issued or revised
     event: msgspec.Raw = msgspec.Raw(b"null")  # the event as received (set by the pipeline), for a replay
@@ -212,6 +220,25 @@ def reevaluate(
     for _, sig in hits:
         sig.evidence["note"] = note
     return hits, corrections, lines
+
+
+def closed_windows(detectors: Sequence[Detector], dstates: dict[str, Any], event: Event) -> list[LateRule]:
+    """The windows that would count an out-of-order event but whose oldest day is past its day.
+
+    Called before the event is applied, only for events older than the entity's mark."""
+    lines: list[LateRule] = []
+    day = day_of(event.ts)
+    for det in detectors:
+        if isinstance(det, WindowRule):
+            span = det.window_days
+        elif isinstance(det, SurgeRule):
+            span = det.span
+        else:
+            continue
+        st = dstates.get(det.id)
+        if st is not None and _counts(det, event) and day < st["t"] - span + 1:
+            lines.append(LateRule(rule_id=det.id, kind=det.kind, action="window_closed", window_days=span))
+    return lines
 
 
 def record(event: Event, watermark: float, allowed: float, lines: list[LateRule]) -> LateRecord:

@@ -38,6 +38,15 @@ rules:
     rationale: test
     source: test
     params: {event_type: complaint.filed, when: [{field: category, op: "==", value: fraud}]}
+  - id: t.lawsuits_7d
+    name_zh: 诉讼频发
+    name_en: Frequent lawsuits
+    kind: window
+    severity: medium
+    dimension: operational_anomaly
+    rationale: test
+    source: test
+    params: {event_type: lawsuit.filed, agg: count, window_days: 7, op: ">=", threshold: 2}
   - id: t.nav_jump
     name_zh: 净值跳变
     name_en: NAV jump
@@ -58,6 +67,8 @@ def processor(allowed: float | None = DEFAULT_ALLOWED_LATENESS) -> BatchProcesso
 
 
 def ev(eid: str, day: float, etype: str, entity: str = ENTITY, **payload: Any) -> bytes:
+    if etype == "lawsuit.filed":
+        payload = {"role": "defendant", "cause": "loan", **payload}
     if etype == "complaint.filed":
         payload = {"channel": "hotline", "category": "other", **payload}
     elif etype == "fund.nav_reported":
@@ -111,6 +122,7 @@ def test_late_means_older_than_the_entitys_high_water_mark_minus_the_allowed_lat
     )
     assert [r.event_id for r in res.late] == ["c"]
     rec = res.late[0]
+    assert rec.beyond_lateness
     assert rec.late_by_seconds == round(7.01 * DAY, 3) and rec.allowed_lateness_seconds == allowed
     assert dt.datetime.fromisoformat(rec.entity_watermark) == T0 + dt.timedelta(days=20)
     assert len(res.counted) == 4  # a late event is processed (ledgered), not dropped
@@ -213,6 +225,23 @@ def test_within_the_lateness_out_of_order_events_count_as_in_event_time_order() 
     assert not res.late
     [a] = rule_alerts(res, "t.complaints_30d")
     assert a.evidence["value"] == 3
+
+
+def test_within_the_lateness_an_event_too_old_for_a_short_window_is_ledgered_too() -> None:
+    lines = [ev("s1", 10, "lawsuit.filed"), ev("s2", 16.9, "lawsuit.filed")]
+    base = run(lines)
+    # 6.95 days behind (within the 7-day lateness), but its calendar day is before
+    # the 7-day window's oldest day: the window cannot count it.
+    res = run([*lines, ev("s0", 9.95, "lawsuit.filed")])
+    [rec] = res.late
+    assert rec.event_id == "s0" and not rec.beyond_lateness
+    assert [(r.rule_id, r.action) for r in rec.rules] == [("t.lawsuits_7d", "window_closed")]
+    st, st0 = res.states[ENTITY][0], base.states[ENTITY][0]
+    assert st.events == st0.events + 1 and st.watermark == st0.watermark
+    assert st.detectors["t.lawsuits_7d"] == st0.detectors["t.lawsuits_7d"]
+    # One day newer, the window counts it: no ledger entry, and the 2 in 7 days fire.
+    res = run([*lines, ev("s0", 11.5, "lawsuit.filed")])
+    assert not res.late and len(rule_alerts(res, "t.lawsuits_7d")) == 1
 
 
 def test_late_decisions_do_not_depend_on_batch_boundaries() -> None:
