@@ -82,6 +82,10 @@ def _seen(blob: bytes, digest: bytes) -> bool:
     return False
 
 
+#: one detector of an engine's per-event plan: (detector, its id, its process, its init_state)
+_Step = tuple[Detector, str, Callable[[Any, Event], tuple[Any, list[Signal]]], Callable[[], Any]]
+
+
 @dataclass(slots=True)
 class Outcome:
     state: EntityState
@@ -116,15 +120,30 @@ class Engine:
         self.pack_version = pack_version
         self.clock = clock
         self.risk = risk
-        self._by_type: dict[str, list[Detector]] = {}
-        self._timed = [d for d in self.detectors if getattr(d, "timed", False)]
+
+    @property
+    def detectors(self) -> list[Detector]:
+        return self._detectors
+
+    @detectors.setter
+    def detectors(self, detectors: Sequence[Detector]) -> None:
+        # Replacing the detectors (a rule-pack switch keeping the anomaly detectors) drops the plans.
+        self._detectors = list(detectors)
+        self._by_type: dict[tuple[str, str], tuple[tuple[_Step, ...], bool]] = {}
+        self._timed = [d for d in self._detectors if getattr(d, "timed", False)]
 
     def _for_event(self, event: Event) -> list[Detector]:
-        key = event.event_type + "\x1f" + event.entity_kind
-        found = self._by_type.get(key)
-        if found is None:
-            found = self._by_type[key] = [d for d in self.detectors if d.applies_to(event)]
-        return found
+        return [step[0] for step in self._plan(event)[0]]
+
+    def _plan(self, event: Event) -> tuple[tuple[_Step, ...], bool]:
+        """The detectors that can react to this (event type, entity kind), in pack order, with
+        their bound methods, and whether any is timed: built once per pair, then looked up."""
+        key = (event.event_type, event.entity_kind)
+        plan = self._by_type.get(key)
+        if plan is None:
+            steps = tuple((d, d.id, d.process, d.init_state) for d in self.detectors if d.applies_to(event))
+            plan = self._by_type[key] = (steps, any(getattr(d, "timed", False) for d, *_ in steps))
+        return plan
 
     def process(self, state: EntityState | None, event: Event) -> Outcome:
         if state is None:
@@ -148,15 +167,15 @@ class Engine:
             state.watermark = event.ts
         hits: list[tuple[Detector, Signal]] = []
         dstates = state.detectors
-        timed = False
-        for det in self._for_event(event):
-            new, signals = det.process(dstates.get(det.id, None) or det.init_state(), event)
+        steps, timed = self._plan(event)
+        for det, did, process, init_state in steps:
+            new, signals = process(dstates.get(did) or init_state(), event)
             if new is None:
-                dstates.pop(det.id, None)
+                dstates.pop(did, None)
             else:
-                dstates[det.id] = new
-            hits.extend((det, sig) for sig in signals)
-            timed = timed or getattr(det, "timed", False)
+                dstates[did] = new
+            if signals:
+                hits += [(det, sig) for sig in signals]
         if timed:
             self._set_due(state)
         out = self._emit(state, event, hits)
