@@ -113,13 +113,14 @@ class WindowRule(Rule):
         if event.event_type != self.event_type or (self.when and match(self.when, event.payload) is None):
             return state, []
         day = day_of(event.ts)
-        if day > state["t"]:
+        moved = day > state["t"]
+        if moved:
             state["t"] = day
         now = state["t"]
         oldest = now - self.window_days + 1
         if day < oldest:
             return state, []  # too late for the window
-        value = self.fold(state, event, day, oldest)
+        value = self.fold(state, event, day, oldest, moved)
         if value is None:
             return state, []
         hit = value >= self.threshold if self.op == ">=" else value > self.threshold
@@ -133,15 +134,20 @@ class WindowRule(Rule):
         evidence["window_days"] = self.window_days
         return state, [self.signal(event.event_id, evidence)]
 
-    def fold(self, state: dict[str, Any], event: Event, day: int, oldest: int) -> float | None:
-        """Add the event to the state; return the aggregate over the window (None: undefined)."""
+    def fold(self, state: dict[str, Any], event: Event, day: int, oldest: int, moved: bool = True) -> float | None:
+        """Add the event to the state; return the aggregate over the window (None: undefined).
+
+        ``moved``: the window's end day advanced with this event. When it did not, nothing
+        can have left the window since the last fold (every fold leaves only days >=
+        ``oldest``, and ``oldest`` moves only with the end day), so the rescan is skipped."""
         if self.agg == "distinct":
             seen: dict[int, int] = state.setdefault("d", {})
             h = value_hash(getattr(event.payload, self.field, None))  # type: ignore[arg-type]
             if seen.get(h, -1) < day:
                 seen[h] = day
-            for k in [k for k, d in seen.items() if d < oldest]:
-                del seen[k]
+            if moved:
+                for k in [k for k, d in seen.items() if d < oldest]:
+                    del seen[k]
             while len(seen) > self.cap:
                 del seen[min(seen, key=seen.__getitem__)]
             return float(len(seen))
