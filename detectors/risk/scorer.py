@@ -206,7 +206,8 @@ class RiskScorer:
         old = r.level
         new = self.shown_level(idx, own_new, raiser)
         rank = LEVEL_RANK[new]
-        people, amount = self.affected(r)
+        # (people, CNY) only when an alert goes out: most events emit none
+        people, amount = self.affected(r) if touched or new != old else (0, 0.0)
         alerts: list[Alert] = []
         for rid, (det, sig, before) in touched.items():
             tr = r.rules[rid]
