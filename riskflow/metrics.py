@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter as _Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +77,36 @@ class BulkHistogram(Collector):
         with self._lock:
             for i, n in enumerate(counts):
                 self._counts[i] += n
+            self._sum += total
+
+    def observe_ages(self, stamps_ms: Iterable[int | None], now: float) -> None:
+        """Observe ``now - t / 1000`` for each timestamp ``t`` (ms) that is set (not None, > 0),
+        clamped at 0: the same as :meth:`observe_many` of those ages, without a per-value
+        Python step. The timestamps are sorted once (C); each bucket is one bisect on the
+        timestamp at which an age crosses its bound."""
+        ts = sorted(filter(None, stamps_ms))  # type: ignore[type-var]  # None and 0 dropped
+        lo = bisect_right(ts, 0)  # and negative ones (-1: no timestamp)
+        n = len(ts) - lo
+        if n <= 0:
+            return
+        counts, below = [], 0
+        for bound in self.bounds:
+            # age <= bound  <=>  t >= the least integer stamp c with now - c / 1000 <= bound
+            # (the age is decreasing in t; clamped ages of future stamps are 0 <= bound)
+            c = math.ceil((now - bound) * 1000.0)
+            while now - (c - 1) / 1000 <= bound:
+                c -= 1
+            while now - c / 1000 > bound:
+                c += 1
+            upto = len(ts) - max(bisect_left(ts, c), lo)
+            counts.append(upto - below)
+            below = upto
+        counts.append(n - below)
+        k = bisect_right(ts, now * 1000.0)  # stamps up to now: positive ages
+        total = (k - lo) * now - math.fsum(ts[lo:k]) / 1000.0 if k > lo else 0.0
+        with self._lock:
+            for i, c in enumerate(counts):
+                self._counts[i] += c
             self._sum += total
 
     def describe(self) -> Iterator[Metric]:
@@ -220,14 +250,14 @@ class Metrics:
     def record_batch(
         self,
         *,
-        produced_at_ms: Sequence[int | None],
+        produced_at_ms: Iterable[int | None],
         decided_at: float,
         evaluation_seconds: float,
         lag_by_topic: Mapping[str, int],
     ) -> None:
         """Per-batch timings: Kafka timestamps (ms) of its messages, when they were decided
         (POSIX s), the detectors' time, and each input topic's consumer lag."""
-        self.latency.observe_many(max(0.0, decided_at - t / 1000) for t in produced_at_ms if t and t > 0)
+        self.latency.observe_ages(produced_at_ms, decided_at)
         self.evaluation_seconds.observe(evaluation_seconds)
         for topic, lag in lag_by_topic.items():
             self.consumer_lag.labels(topic=topic).set(max(0, lag))

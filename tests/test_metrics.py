@@ -69,6 +69,24 @@ def test_bulk_histogram_equals_observing_one_by_one(values: list[float]) -> None
     assert reg.get_sample_value("bulk_seconds_sum") == pytest.approx(reg.get_sample_value("ref_seconds_sum"))
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.just(-1), st.integers(min_value=0, max_value=2_000_000)), max_size=200),
+    st.floats(min_value=0, max_value=2_000, allow_nan=False),
+)
+def test_observe_ages_equals_observing_each_age(stamps: list[int | None], now: float) -> None:
+    reg = CollectorRegistry()
+    ages = BulkHistogram("ages_seconds", "x", E2E_BUCKETS, reg)
+    ref = BulkHistogram("ref_seconds", "x", E2E_BUCKETS, reg)
+    ages.observe_ages(iter(stamps), now)
+    ref.observe_many(max(0.0, now - t / 1000) for t in stamps if t and t > 0)
+    for le in [*map(str, E2E_BUCKETS), "+Inf"]:
+        assert reg.get_sample_value("ages_seconds_bucket", {"le": le}) == reg.get_sample_value(
+            "ref_seconds_bucket", {"le": le}
+        ), le
+    assert reg.get_sample_value("ages_seconds_sum") == pytest.approx(reg.get_sample_value("ref_seconds_sum"))
+
+
 def test_record_batch_latency_evaluation_and_lag() -> None:
     reg, m = fresh()
     m.record_batch(
