@@ -22,6 +22,7 @@ from bench.common import headline, history, median
 from detectors.factory import build_processor
 from detectors.pipeline import RawMessage
 from detectors.rules import load_pack
+from riskflow.gctune import tune
 
 
 def run_offline(lines: list[bytes], batch: int) -> tuple[float, int]:
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> float:
     args = ap.parse_args(argv)
 
     lines = history(args.events)
+    tune()  # as `riskflow backtest` does (riskflow/gctune.py)
     rates, ratios = [], []
     for r in range(args.rounds):
         raw_s = run_raw(lines)

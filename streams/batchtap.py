@@ -31,6 +31,8 @@ from typing import Any, cast
 from faust.transport import consumer as _faust_consumer
 from mode.utils.futures import notify
 
+from riskflow.gctune import tune
+
 Handler = Callable[[list[Any]], Awaitable[None]]
 
 _original_drain = _faust_consumer.Consumer._drain_messages
@@ -48,6 +50,7 @@ class BatchTap:
     def __init__(self, topics: Iterable[str], handler: Handler) -> None:
         self.topics = frozenset(topics)
         self.handler = handler
+        self.tuned = False  # garbage collector tuned for the hot path (riskflow/gctune.py)
 
 
 class _InFlight:
@@ -136,6 +139,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
 
 
 async def _run_batch(self: Any, tap: BatchTap, batch: list[Any], spans: list[tuple[Any, list[Any]]]) -> None:
+    if not tap.tuned:  # start-up is over: freeze what it built, fewer collector passes
+        tap.tuned = True
+        tune()
     marker = _InFlight()
     self._unacked_messages.add(marker)
     try:
