@@ -85,14 +85,15 @@ class RiskScorer:
     # -- the index ---------------------------------------------------------------------------
     def index_of(self, rules: dict[str, RuleTrack]) -> float:
         """Noisy-or of the saturated dimensions, 0-100, rounded to 0.1."""
-        by_dim: dict[str, float] = {}
+        # grouped by code (a name stored before its code existed maps to the code), named once
+        by_dim: dict[int | str, float] = {}
         for tr in rules.values():
-            dim = dim_name(tr.dim)
-            by_dim[dim] = by_dim.get(dim, 0.0) + tr.acc
+            d = tr.dim if tr.dim.__class__ is int else dim_code(tr.dim)  # type: ignore[arg-type]
+            by_dim[d] = by_dim.get(d, 0.0) + tr.acc
         survive = 1.0
         weight = self.config.weight
-        for dim, x in by_dim.items():
-            survive *= 1.0 - weight(dim) * (1.0 - math.exp(-x))
+        for code, x in by_dim.items():
+            survive *= 1.0 - weight(dim_name(code)) * (1.0 - math.exp(-x))
         return round(100.0 * (1.0 - survive), 1)
 
     def shown(self, r: RiskState, own_idx: float, own_level: str = "") -> tuple[float, Raise | None]:
