@@ -99,12 +99,19 @@ class Condition:
     (9.0, True)
     """
 
-    __slots__ = ("den", "field", "num", "op", "op_name", "value")
+    __slots__ = ("den", "field", "num", "op", "op_name", "value", "want")
 
     def __init__(self, field: str, op: str, value: Any) -> None:
         self.field, self.op_name, self.op, self.value = field, op, OPS[op], value
         num, _, den = field.partition("/")
         self.num, self.den = num.strip(), den.strip()
+        # What the op compares against: for any_in over a list of strings, a set (same answer
+        # for the list-of-strings fields it reads, e.g. keywords; one hash per element).
+        self.want = (
+            frozenset(value)
+            if op == "any_in" and isinstance(value, list) and all(isinstance(v, str) for v in value)
+            else value
+        )
 
     def read(self, payload: Any) -> Any:
         got = getattr(payload, self.num, None)
@@ -120,7 +127,7 @@ class Condition:
         if got is None:
             return False
         try:
-            return bool(self.op(got, self.value))
+            return bool(self.op(got, self.want))
         except TypeError:
             return False
 
@@ -133,7 +140,7 @@ def match(conditions: list[Condition], payload: Any) -> dict[str, Any] | None:
         if got is None:
             return None
         try:
-            if not c.op(got, c.value):
+            if not c.op(got, c.want):
                 return None
         except TypeError:
             return None

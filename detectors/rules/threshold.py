@@ -38,3 +38,10 @@ class ThresholdRule(Rule):
         if evidence is None:
             return []
         return [self.signal(event.event_id, evidence)]
+
+    def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
+        # The engine's call: no state to learn, so straight to the decision (one call, not three).
+        evidence = match(self.when, event.payload)
+        if evidence is None:
+            return state, []
+        return state, [self.signal(event.event_id, evidence)]
