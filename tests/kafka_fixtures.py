@@ -139,6 +139,17 @@ class Stack:
             w.stop()
 
 
+def isolated_topics(name: str) -> dict[str, str]:
+    """``RISKFLOW_TOPIC_*`` for every topic setting, prefixed with ``name``: no
+    two tests share a topic on the session broker (a rule pack pushed by one
+    test must not reach the workers of the next), including topics added later."""
+    return {
+        f"RISKFLOW_{field.upper()}": f"{name}.{default.removeprefix('riskflow.')}"
+        for field, info in Settings.model_fields.items()
+        if field.startswith("topic_") and isinstance(default := info.default, str)
+    }
+
+
 @pytest.fixture
 def stack(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Stack]:
     n = next(_ids)
@@ -146,13 +157,7 @@ def stack(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Stack]:
     env = {
         "RISKFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
         "RISKFLOW_APP_ID": f"riskflow-{name}",
-        "RISKFLOW_TOPIC_INSTITUTION_EVENTS": f"{name}.institution-events",
-        "RISKFLOW_TOPIC_FUND_EVENTS": f"{name}.fund-events",
-        "RISKFLOW_TOPIC_ALERTS": f"{name}.alerts",
-        "RISKFLOW_TOPIC_DEADLETTER": f"{name}.deadletter",
-        "RISKFLOW_TOPIC_LATE": f"{name}.late",
-        "RISKFLOW_TOPIC_RISK_LINKS": f"{name}.risk-links",
-        "RISKFLOW_TOPIC_CONTROL": f"{name}.control",
+        **isolated_topics(name),
         "RISKFLOW_WEB_PORT": "0",
         "RISKFLOW_SESSION_TIMEOUT": "6",
         "RISKFLOW_LOG_LEVEL": "info",

@@ -17,7 +17,7 @@ from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
 from tests.kafka_fixtures import Stack
-from tests.reliability_tools import reference, scrape
+from tests.reliability_tools import alerts_by_id, reference, scrape
 
 SECRET = "Zx9-s3cr3t-sasl-Pa55"
 
@@ -46,7 +46,8 @@ def test_no_secret_or_personal_data_in_logs_or_metrics(stack: Stack) -> None:
     worker = stack.start_worker()
     bad = [(s.topic_fund_events, None, b'{"investor_id": "' + x.encode() + b'", broken') for x in sorted(pii)[:20]]
     stack.produce([(r.topic, r.key, r.value) for r in route(lines, s)] + bad)
-    stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120)
+    got = alerts_by_id(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120))
+    assert got.keys() == want_ids  # the run really went through the detectors (and only this test's pack)
     stack.consume(s.topic_deadletter, min_count=len(bad), timeout=60)
 
     text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=10).read().decode()
