@@ -28,7 +28,7 @@ from riskflow.broker import EmbeddedBroker, free_port
 from riskflow.kafka import ensure_topics
 from riskflow.replay import route
 from riskflow.schema import encode_event
-from riskflow.settings import Settings
+from riskflow.settings import Settings, prefixed_topics
 from riskflow.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,10 +91,7 @@ def stack_settings(bootstrap: str, name: str | None = None, **extra: str) -> dic
     env = {
         "RISKFLOW_KAFKA_BOOTSTRAP": bootstrap,
         "RISKFLOW_APP_ID": f"riskflow-{name}",
-        "RISKFLOW_TOPIC_INSTITUTION_EVENTS": f"{name}.institution-events",
-        "RISKFLOW_TOPIC_FUND_EVENTS": f"{name}.fund-events",
-        "RISKFLOW_TOPIC_ALERTS": f"{name}.alerts",
-        "RISKFLOW_TOPIC_DEADLETTER": f"{name}.deadletter",
+        **prefixed_topics(name),
         "RISKFLOW_WEB_PORT": "0",
         "RISKFLOW_SESSION_TIMEOUT": "6",
         "RISKFLOW_LOG_LEVEL": "warning",

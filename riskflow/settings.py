@@ -178,3 +178,18 @@ class Settings(BaseSettings):
 
     def store_group_id(self) -> str:
         return self.store_group or f"{self.app_id}-alert-store"
+
+
+def prefixed_topics(prefix: str) -> dict[str, str]:
+    """``RISKFLOW_TOPIC_*`` variables that put every topic of a deployment under
+    ``prefix`` (e.g. several deployments, or test runs, sharing one cluster).
+    Derived from the settings themselves, so a topic added later is covered.
+
+    >>> prefixed_topics("t1")["RISKFLOW_TOPIC_RULES"]
+    't1.rules'
+    """
+    return {
+        f"RISKFLOW_{name.upper()}": f"{prefix}.{default.removeprefix('riskflow.')}"
+        for name, info in Settings.model_fields.items()
+        if name.startswith("topic_") and isinstance(default := info.default, str)
+    }

@@ -22,7 +22,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from riskflow.broker import EmbeddedBroker, free_port
-from riskflow.settings import Settings
+from riskflow.settings import Settings, prefixed_topics
 
 _ids = itertools.count(1)
 
@@ -139,17 +139,6 @@ class Stack:
             w.stop()
 
 
-def isolated_topics(name: str) -> dict[str, str]:
-    """``RISKFLOW_TOPIC_*`` for every topic setting, prefixed with ``name``: no
-    two tests share a topic on the session broker (a rule pack pushed by one
-    test must not reach the workers of the next), including topics added later."""
-    return {
-        f"RISKFLOW_{field.upper()}": f"{name}.{default.removeprefix('riskflow.')}"
-        for field, info in Settings.model_fields.items()
-        if field.startswith("topic_") and isinstance(default := info.default, str)
-    }
-
-
 @pytest.fixture
 def stack(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Stack]:
     n = next(_ids)
@@ -157,7 +146,7 @@ def stack(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Stack]:
     env = {
         "RISKFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
         "RISKFLOW_APP_ID": f"riskflow-{name}",
-        **isolated_topics(name),
+        **prefixed_topics(name),  # no topic shared between tests (e.g. a pushed rule pack)
         "RISKFLOW_WEB_PORT": "0",
         "RISKFLOW_SESSION_TIMEOUT": "6",
         "RISKFLOW_LOG_LEVEL": "info",
