@@ -155,12 +155,11 @@ def evaluate(events: list[dict], labels: list[dict], alerts: dict[str, dict[str,
             }
         r["scenarios"] = per
         if g != "rules":
-            first_rule = {e: min((a["t"] for a in in_window("rules", e, window[e])), default=None) for e in scen}
-            mine = {e: min((a["t"] for a in in_window(g, e, window[e])), default=None) for e in scen}
-            r["adds_uncaught"] = sum(1 for e in scen if mine[e] is not None and first_rule[e] is None)
-            r["adds_earlier"] = sum(
-                1 for e in scen if mine[e] is not None and first_rule[e] is not None and mine[e] < first_rule[e]
-            )
+            inf = float("inf")
+            first_rule = {e: min((a["t"] for a in in_window("rules", e, window[e])), default=inf) for e in scen}
+            mine = {e: min((a["t"] for a in in_window(g, e, window[e])), default=inf) for e in scen}
+            r["adds_uncaught"] = sum(1 for e in scen if mine[e] < inf and first_rule[e] == inf)
+            r["adds_earlier"] = sum(1 for e in scen if mine[e] < first_rule[e] < inf)
         out["groups"][g] = r
     return out
 

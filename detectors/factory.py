@@ -33,13 +33,15 @@ def build_processor(
     model: PeerModel | None = None,
     links_topic: str | None = None,
     allowed_lateness: float | None = DEFAULT_ALLOWED_LATENESS,
+    peer: bool = False,
 ) -> BatchProcessor:
     """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules,
-    with ``model`` as the peer-group model (see :func:`peer_detector` to swap it later).
+    with ``model`` as the peer-group model (see :func:`peer_detector` to swap it later); the
+    peer-group detector runs only with a ``model`` or ``peer=True`` (opt-in).
     ``risk``: the risk-index configuration (default: the shipped ``detectors/risk/risk.yaml``).
     ``links_topic``: the live worker's internal contagion topic; offline runs leave it unset.
     ``allowed_lateness``: event-time seconds; older events go to the late ledger (detectors/lateness.py)."""
-    detectors = [*pack.detectors, *(anomaly_detectors(model) if anomaly else ())]
+    detectors = [*pack.detectors, *(anomaly_detectors(model, peer=peer) if anomaly else ())]
     scorer = RiskScorer(risk if risk is not None else load_risk_config())
     engine = Engine(
         detectors,

@@ -112,6 +112,18 @@ def wire_agents(
     drift = DriftTracker()
     drift_version = [""]
 
+    def follow_model() -> None:
+        # A newly loaded model: the drift index restarts, and its kinds' series exist from now on.
+        model = peer.model if peer is not None else None
+        if model is None or metrics is None or model.version == drift_version[0]:
+            return
+        drift.reset()
+        drift_version[0] = model.version
+        for kind in model.kinds:
+            metrics.model_scored.labels(entity_kind=kind).inc(0)
+
+    follow_model()
+
     def observe_peer_scores() -> None:
         # Per batch: the peer-group scores of the batch and the drift index of recent scores.
         if peer is None or metrics is None:
@@ -120,9 +132,7 @@ def wire_agents(
         model = peer.model
         if model is None:
             return
-        if model.version != drift_version[0]:
-            drift.reset()
-            drift_version[0] = model.version
+        follow_model()
         if scores:
             psi = drift.update(scores, {k: km.reference for k, km in model.kinds.items()})
             metrics.observe_model_scores(scores, psi)

@@ -54,6 +54,7 @@ def build_topology(
             risk=risk,
             links_topic=settings.topic_risk_links,
             allowed_lateness=settings.allowed_lateness,
+            peer=settings.model_dir is not None,  # the peer-group model is opt-in
         )
         # A rule-pack switch keeps the running anomaly detectors (and the loaded peer model).
         if anomaly:

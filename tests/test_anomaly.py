@@ -311,3 +311,11 @@ def test_simulated_ponzi_funds_rank_above_normal_entities() -> None:
     pos = [best.get(e, 0.0) for e in scen]
     assert len(pos) >= 5
     assert roc_auc(pos, normal) >= 0.8
+
+
+def test_peer_model_is_opt_in() -> None:
+    assert [d.id for d in build_processor(load_pack()).engine.detectors if d.id.startswith("anomaly.")] == [
+        "anomaly.daily"
+    ]
+    on = build_processor(load_pack(), peer=True)
+    assert [d.id for d in on.engine.detectors if d.id.startswith("anomaly.")] == ["anomaly.daily", "anomaly.peer"]

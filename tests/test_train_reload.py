@@ -1,4 +1,5 @@
-"""A real worker loads the peer-group model at start-up and swaps it on a control message."""
+"""A real worker loads the peer-group model at start-up, scores a stream with it (score count and
+drift index on /metrics) and swaps it on a control message."""
 
 from __future__ import annotations
 
@@ -10,21 +11,32 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from riskflow.commands.train import train
+from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
 from tests.kafka_fixtures import Stack
 
 
-def _model_version(port: int) -> str | None:
+def _samples(port: int, name: str) -> list[tuple[dict[str, str], float]]:
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError:
-        return None
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == "riskflow_model_info":
-                return s.labels.get("version")
-    return None
+        return []
+    return [(s.labels, s.value) for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name]
+
+
+def _model_version(port: int) -> str | None:
+    found = _samples(port, "riskflow_model_info")
+    return found[0][0].get("version") if found else None
+
+
+def _wait(what: str, check: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(2.0)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _wait_version(port: int, want: str, timeout: float, resend: object = None) -> str | None:
@@ -48,6 +60,20 @@ def test_worker_loads_newest_model_and_reloads_on_control_message(stack: Stack, 
     stack.env["RISKFLOW_MODEL_DIR"] = str(models)
     worker = stack.start_worker()
     assert _wait_version(worker.metrics_port, first.version, 120) == first.version, worker.log_text()[-3000:]
+    port = worker.metrics_port
+    # Loaded: every kind of the model has its score counter, before any event.
+    scored = {lab["entity_kind"]: v for lab, v in _samples(port, "riskflow_model_scored_total")}
+    assert scored == {kind: 0.0 for kind in first.kinds}
+
+    # The history streamed through the worker: entity-weeks are scored and the drift index has values.
+    stack.produce([(r.topic, r.key, r.value) for r in route(lines, stack.settings)])
+
+    def scored_and_drift() -> bool:
+        n = sum(v for _, v in _samples(port, "riskflow_model_scored_total"))
+        psi = [v for lab, v in _samples(port, "riskflow_model_score_psi") if lab["entity_kind"] in first.kinds]
+        return n > 0 and bool(psi) and all(v >= 0 for v in psi)
+
+    _wait("peer scores and drift index", scored_and_drift, 180)
 
     time.sleep(1.0)  # a newer artefact (mtime order), then a reload message to every worker
     second = train(lines, models, trees=10, min_rows=5, seed=2)

@@ -5,6 +5,8 @@ Each detector kind is a module here with a class registered in
 set the worker and every offline run use.
 
 >>> [d.id for d in anomaly_detectors()]
+['anomaly.daily']
+>>> [d.id for d in anomaly_detectors(peer=True)]
 ['anomaly.daily', 'anomaly.peer']
 """
 
@@ -30,10 +32,15 @@ __all__ = [
 ]
 
 
-def anomaly_detectors(model: PeerModel | None = None) -> list[AnomalyDetector]:
+def anomaly_detectors(model: PeerModel | None = None, *, peer: bool = False) -> list[AnomalyDetector]:
     """The anomaly detectors a processor runs, with their default parameters.
 
+    The peer-group detector is opt-in (``peer=True``, or a ``model``): measured on
+    labelled simulated histories it adds almost no detection over the rules and
+    ``anomaly.daily`` while flagging healthy firms (README, Anomaly detection).
     ``model``: the peer-group model (``riskflow train``); without one the peer
     detector flags nothing until a model is loaded.
     """
+    if model is None and not peer:
+        return [DailyAnomaly()]
     return [DailyAnomaly(), PeerGroupDetector(model)]

@@ -179,7 +179,7 @@ class PeerGroupDetector(AnomalyDetector):
     version = "1"
     describe = Describe(
         name_zh="同业对比异常",
-        name_en="Outlier among its peers (peer-group model) 同业对比异常",
+        name_en="Outlier among its peers (peer-group model)",
         dimension=DIMENSION,
         source="RiskFlow peer-group model: IsolationForest per entity kind over prudential ratios and activity",
         rationale="An institution whose ratios and activity sit far from every peer of its kind deserves a look "
