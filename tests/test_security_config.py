@@ -176,7 +176,11 @@ def test_rule_and_model_control_consumers_get_sasl_and_tls(tmp_path: Any, monkey
     monkeypatch.setattr(sc, "AIOKafkaConsumer", Capture)
 
     async def go() -> None:
-        topo = build_topology(sasl_ssl(data_dir=tmp_path, web_port=0), load_pack(), CollectorRegistry(), None)
+        # A model directory opts the worker into the peer-group model, and so into its control consumer.
+        models = tmp_path / "models"
+        models.mkdir()
+        settings = sasl_ssl(data_dir=tmp_path, web_port=0, model_dir=models)
+        topo = build_topology(settings, load_pack(), CollectorRegistry(), None)
         assert topo.control is not None
         rules = topo.control.consumer()
         try:
