@@ -292,6 +292,34 @@ def wait_states(bootstrap: str, app_id: str, want: dict[str, EntityState], timeo
     return diff
 
 
+def explain_missing(
+    bootstrap: str, app_id: str, msgs: Sequence[RawMessage], diff: Sequence[str], *, most: int = 4
+) -> str:
+    """For a failed state comparison: per differing entity, the input events its final
+    changelog state does not hold (position in the routed stream, partition, type, time)
+    and the event counts of every changelog write for it, in order (a drop would be a
+    stale write landing after a newer one)."""
+    from detectors.engine import _digest
+
+    writes: dict[str, list[int]] = {}
+    for key, value in read_all(bootstrap, changelog_topic(app_id), settle=1.0):
+        if key is not None and value and not key.startswith(b"\x00"):
+            writes.setdefault(key.decode(), []).append(decode_state(value).events)
+    latest = changelog_states(bootstrap, app_id, settle=1.0)
+    lines = []
+    for eid in [d.split(":")[0] for d in diff[:most]]:
+        st = latest.get(eid)
+        ring = st.recent_ids if st is not None else b""
+        held = {ring[i : i + 8] for i in range(0, len(ring), 8)}
+        missing = []
+        for i, m in enumerate(msgs):
+            ev = msgspec.json.decode(m.value)
+            if isinstance(ev, dict) and ev.get("entity_id") == eid and _digest(str(ev.get("event_id"))) not in held:
+                missing.append((i, m.partition, ev.get("event_type"), ev.get("event_time")))
+        lines.append(f"{eid}: not in state {missing}; changelog event counts {writes.get(eid)}")
+    return "\n".join(lines)
+
+
 def produce_located(bootstrap: str, records: Sequence[tuple[str, bytes | None, bytes]]) -> list[tuple[str, int, int]]:
     """Send records in order; returns each one's (topic, partition, offset)."""
 

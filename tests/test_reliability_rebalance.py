@@ -13,6 +13,7 @@ from tests.kafka_fixtures import Stack
 from tests.reliability_tools import (
     BackgroundProducer,
     assert_alerts_exactly,
+    explain_missing,
     metric_sum,
     produce,
     reference,
@@ -49,7 +50,7 @@ def test_second_worker_mid_stream_shares_partitions_and_state(stack: Stack) -> N
     assert bg.sent > 0
 
     diff = wait_states(stack.bootstrap, s.app_id, want_states, timeout=240)
-    assert not diff, "\n".join(diff[:20]) + w1.log_text()[-2000:]
+    assert not diff, "\n".join(diff[:20]) + "\n" + explain_missing(stack.bootstrap, s.app_id, msgs, diff)
     assert_alerts_exactly(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120), want_alerts)
 
     # Both took part: the newcomer was given partitions and processed events.
