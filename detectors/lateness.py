@@ -139,14 +139,8 @@ def window_value(rule: WindowRule, state: dict[str, Any]) -> float | None:
     """The aggregate a window rule's state holds now (None: undefined, e.g. a ratio's tiny base)."""
     if rule.agg == "distinct":
         return float(len(state.get("d", {})))
-    buckets = state.get("b", [])
-    num = float(sum(b[1] for b in buckets))
-    if rule.agg != "ratio":
-        return num
-    den = sum(b[2] for b in buckets)
-    if den <= 0 or den < rule.min_denominator:
-        return None
-    return num / den
+    value = rule.bucket_value(state.get("b", []))
+    return None if value is None else float(value)
 
 
 def _counts(rule: WindowRule | SurgeRule, event: Event) -> bool:

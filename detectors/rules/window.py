@@ -176,6 +176,10 @@ class WindowRule(Rule):
                 buckets[:] = merged
         while buckets and buckets[0][0] < oldest:
             buckets.pop(0)
+        return self.bucket_value(buckets)
+
+    def bucket_value(self, buckets: list[list[float]]) -> float | None:
+        """The sum (or ratio) over the kept day buckets; None when a ratio's base is too small."""
         total_num = sum(b[1] for b in buckets)
         if self.agg != "ratio":
             return total_num
