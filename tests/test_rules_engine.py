@@ -4,16 +4,15 @@ depends only on the order of events within each partition (not batches, not rest
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from pathlib import Path
 
 import pytest
 
+from bench.rules import messages  # the benchmark routes messages exactly as this test needs
 from detectors.engine import Engine, EntityState, decode_state, encode_state
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import RuleError, load_pack, load_texts
-from riskflow.partitioning import partition_for
 from riskflow.schema import encode_event, parse_event
 from riskflow.simulate import simulate
 from tests.test_rules_pack import RULES, event
@@ -107,16 +106,6 @@ def _history() -> list[bytes]:
     return extra + lines
 
 
-def _messages(lines: list[bytes], partitions: int = 4) -> list[RawMessage]:
-    out = []
-    for i, line in enumerate(lines):
-        d = json.loads(line)
-        key = d["entity_id"].encode()
-        topic = "funds" if d["entity_kind"] in ("private_fund", "private_fund_manager") else "inst"
-        out.append(RawMessage(line, topic, partition_for(key, partitions), i, key))
-    return out
-
-
 def _run(msgs: list[RawMessage], cuts: list[int], restart_at: set[int] = frozenset()) -> list[tuple[str, str]]:
     """Process in batches split at ``cuts``; at a cut in ``restart_at`` the worker 'restarts':
     a new processor whose lanes are rebuilt from the (msgpack) stored states."""
@@ -139,7 +128,7 @@ def _run(msgs: list[RawMessage], cuts: list[int], restart_at: set[int] = frozens
 def test_alerts_do_not_depend_on_batches_or_restarts() -> None:
     # Per partition, the order is the order of the file (as Kafka keeps it); across
     # partitions, batches interleave differently from run to run.
-    msgs = _messages(_history())
+    msgs = messages(_history())
     whole = _run(msgs, [])
     ids = {a for a, _ in whole}
     assert len(ids) == len(whole), "an alert fired twice"
