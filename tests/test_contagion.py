@@ -277,3 +277,34 @@ def test_bad_link_message_is_dead_lettered() -> None:
     (d,) = res.dead_letters
     assert d["reason"] == "malformed_json" and d["topic"] == LINKS and d["offset"] == 7
     assert parse_event(lost_contact("PFM-1")).entity_id == "PFM-1"
+
+
+def test_a_redelivered_push_adds_nothing() -> None:
+    """After a crash or a rebalance the links topic is read again from the committed offset:
+    a push whose transition the dependent already holds must not come out again as a copy of
+    its ``risk.contagion`` alert with the same id and revision but other content (it said
+    "from orange" the second time: issue 8, seen in tests/test_reliability_rebalance.py)."""
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    store: dict[str, EntityState] = {}
+
+    def run(batch: list[RawMessage]) -> Any:
+        res = bp.process(batch, store.get)
+        store.update({k: s for k, (s, _) in res.states.items()})
+        return res
+
+    pushes: list[LinkMessage] = []
+    queue = [RawMessage(fund_registered("PF-9", "PFM-1"), "events", 0, 0, None)]
+    queue.append(RawMessage(lost_contact("PFM-1"), "events", 0, 1, None))
+    while queue:  # deliver every link message once, as the links topic would
+        res = run([queue.pop(0)])
+        pushes += [m for m in res.links if m.kind == "push"]
+        queue += [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links if m.kind == "link"]
+    (push,) = pushes
+    wire = RawMessage(encode_link(push), LINKS, 0, 0, b"PF-9")
+    first = run([wire])
+    (a,) = contagion(first.alerts)
+    assert (a.evidence["from"], a.evidence["to"]) == ("green", "orange")
+    held = store["PF-9"].risk
+    again = run([wire])  # the same record, delivered again
+    assert contagion(again.alerts) == []
+    assert store["PF-9"].risk == held

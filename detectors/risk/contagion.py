@@ -161,6 +161,11 @@ def push_for(r: RiskState, source: str, source_kind: str, entry: str) -> LinkMes
     )
 
 
+def seen_push(r: RiskState, msg: LinkMessage) -> bool:
+    """True if ``r`` already holds this source's push ``msg.seq`` or a later one."""
+    return any(old.source == msg.other and old.seq >= msg.seq for old in r.raised_by)
+
+
 def absorb(r: RiskState, msg: LinkMessage, cfg: RiskConfig) -> bool:
     """Keep ``msg`` as its source's latest push unless a later one is kept. True if it is (now) kept."""
     for i, old in enumerate(r.raised_by):

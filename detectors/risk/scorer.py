@@ -255,6 +255,11 @@ class RiskScorer:
         if r is None:
             r = state.risk = RiskState()
         cfg = self.config
+        if _contagion.seen_push(r, msg):
+            # This transition of this source is already folded in (a dependent that
+            # announces itself again, or a redelivery after a crash or rebalance): its
+            # alert went out before the state that holds it, so nothing new to say.
+            return []
         before = r.level
         own_idx = self.index_of(r.rules)
         if _contagion.absorb(r, msg, cfg):
