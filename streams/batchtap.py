@@ -20,11 +20,25 @@ While a batch is in flight, a marker sits among the consumer's unacknowledged
 messages, so a rebalance or a shutdown (``Consumer.wait_empty``) waits for the
 batch to finish before it commits and gives partitions away.
 
+No input record is ever skipped. Faust treats a jump in a partition's offsets
+as a gap (compaction, transaction markers) and commits past it; around a
+rebalance, records fetched for a partition that was paused, revoked or just
+re-assigned can be dropped by the fetch loop while the consumer's position
+moves on, and the next fetch then starts past them. Committing past those
+lost events for good (issue 8: a second worker joining mid-stream, the first
+kept a partition, and its next batch started 12 offsets past the committed
+one). So for the input topics a batch must start exactly where the partition's
+processing stands — the offset after its last processed record in this
+generation, else the committed offset. Any jump is read again from there, and
+believed (as a real gap) only when a second read from there still starts at
+the same offset. Records dropped unprocessed get their partition rewound.
+
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
@@ -32,6 +46,8 @@ from faust.transport import consumer as _faust_consumer
 from mode.utils.futures import notify
 
 from riskflow.gctune import tune
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Any]], Awaitable[None]]
 
@@ -51,6 +67,10 @@ class BatchTap:
         self.topics = frozenset(topics)
         self.handler = handler
         self.tuned = False  # garbage collector tuned for the hot path (riskflow/gctune.py)
+        # Per input partition: (consumer generation, offset after the last processed record).
+        self.next_offset: dict[Any, tuple[int, int]] = {}
+        # Per input partition: (expected offset, first offset fetched) of a jump read again once.
+        self.jumps: dict[Any, tuple[int, int]] = {}
 
 
 class _InFlight:
@@ -83,12 +103,15 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     tap_topics = tap.topics
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
-            generation = self.app.consumer_generation_id
             records, active = await self._wait_next_records(1.0)
             await asyncio.sleep(0)
+            # As Faust's getmany: the generation current when the records are
+            # handed over. (Taken before the wait, it dropped the first fetch
+            # after an assignment, changelog records of a recovery included.)
+            generation = self.app.consumer_generation_id
             if not records or self.should_stop:
                 continue
-            if not self.flow_active or self.app.consumer_generation_id != generation:
+            if not self.flow_active:
                 # A rebalance began: drop what was fetched (not acked, so it is
                 # fetched again from the committed offsets).
                 await self.perform_seek()
@@ -97,22 +120,21 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
             batch: list[Any] = []
             spans: list[tuple[Any, list[Any]]] = []
             for tp, recs in records.items():
-                if not recs or not (active is None or tp in active or tp in buffered):
+                if not recs:
+                    continue
+                if tp.topic in tap_topics:
+                    if not (active is None or tp in active or tp in buffered):
+                        await _rewind(self, tp, recs[0].offset)  # paused or revoked meanwhile
+                        continue
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    recs = await _in_sequence(self, tap, tp, recs, generation)
+                    if recs:
+                        batch.extend(recs)
+                        spans.append((tp, recs))
+                    continue
+                if not (active is None or tp in active or tp in buffered):
                     continue
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                if tp.topic in tap_topics:
-                    r_offset = read_offset.get(tp)
-                    if r_offset is not None:
-                        # As Faust: after a seek the read offset is the committed one (>=).
-                        if recs[0].offset < r_offset:
-                            recs = [r for r in recs if r.offset >= r_offset]
-                            if not recs:
-                                continue
-                        if r_offset and recs[0].offset - r_offset > 1:
-                            await self._add_gap(tp, r_offset + 1, recs[0].offset)
-                    batch.extend(recs)
-                    spans.append((tp, recs))
-                    continue
                 for rec in recs:  # Faust's own path: one message at a time
                     message = self._to_message(tp, rec)
                     offset = message.offset
@@ -123,7 +145,13 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                         read_offset[tp] = offset
             if batch:
-                await _run_batch(self, tap, batch, spans)
+                if not self.flow_active or self.app.consumer_generation_id != generation:
+                    # A rebalance began while the records above were handled: drop
+                    # the batch unacknowledged, and rewind so that none is skipped.
+                    for tp, recs in spans:
+                        await _rewind(self, tp, recs[0].offset)
+                    continue
+                await _run_batch(self, tap, batch, spans, generation)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
             return
@@ -138,7 +166,54 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         raise
 
 
-async def _run_batch(self: Any, tap: BatchTap, batch: list[Any], spans: list[tuple[Any, list[Any]]]) -> None:
+async def _rewind(self: Any, tp: Any, offset: int) -> None:
+    """Seek ``tp`` back to ``offset`` (its first record dropped unprocessed), if still assigned."""
+    if tp in self.assignment():
+        try:
+            await self.seek(tp, offset)
+        except Exception as exc:  # revoked meanwhile: its next owner starts from the committed offset
+            log.warning("input %s[%d]: could not rewind to %d (%r)", tp.topic, tp.partition, offset, exc)
+
+
+async def _in_sequence(self: Any, tap: BatchTap, tp: Any, recs: list[Any], generation: int) -> list[Any]:
+    """The records of ``recs`` to process now: those from where ``tp`` stands on.
+
+    Where it stands: after the last record processed in this consumer generation,
+    else the committed offset (a rebalance may have handed it to another worker and
+    back, or re-read it from the changelog). Records below were processed already.
+    A batch starting above is a jump: read again from where it stands, and believed
+    (offsets without records: transaction markers, compaction, retention) only if the
+    second read starts at the same offset."""
+    held = tap.next_offset.get(tp)
+    expected = held[1] if held is not None and held[0] == generation else self._committed_offset.get(tp)
+    if expected is None:  # nothing processed or committed yet: from where the consumer starts
+        return recs
+    if recs[0].offset < expected:
+        recs = [r for r in recs if r.offset >= expected]
+        if not recs:
+            return recs
+    first = recs[0].offset
+    if first > expected:
+        if tap.jumps.pop(tp, None) == (expected, first):
+            await self._add_gap(tp, expected, first - 1)
+        else:
+            tap.jumps[tp] = (expected, first)
+            log.warning(
+                "input %s[%d]: fetched from offset %d, expected %d; reading again from %d",
+                tp.topic,
+                tp.partition,
+                first,
+                expected,
+                expected,
+            )
+            await _rewind(self, tp, expected)
+            return []
+    return recs
+
+
+async def _run_batch(
+    self: Any, tap: BatchTap, batch: list[Any], spans: list[tuple[Any, list[Any]]], generation: int
+) -> None:
     if not tap.tuned:  # start-up is over: freeze what it built, fewer collector passes
         tap.tuned = True
         tune()
@@ -155,6 +230,7 @@ async def _run_batch(self: Any, tap: BatchTap, batch: list[Any], spans: list[tup
                 self._acked_index[tp].update(offsets)
                 self._n_acked += len(offsets)
             self._read_offset[tp] = recs[-1].offset
+            tap.next_offset[tp] = (generation, recs[-1].offset + 1)
     finally:
         marker.acked = True
         self._unacked_messages.discard(marker)

@@ -243,7 +243,14 @@ def assert_copies_identical(by_id: dict[str, list[Alert]]) -> None:
         first: dict[int, Alert] = {}
         for a in copies:
             plain = msgspec.structs.replace(a, detected_at="")
-            assert first.setdefault(a.revision, plain) == plain, (aid, a.revision)
+            seen = first.setdefault(a.revision, plain)
+            assert seen == plain, (aid, a.revision, _field_diff(seen, plain))
+
+
+def _field_diff(a: Alert, b: Alert) -> dict[str, tuple[Any, Any]]:
+    """The fields in which two copies of an alert differ: {field: (first, second)}."""
+    da, db = msgspec.structs.asdict(a), msgspec.structs.asdict(b)
+    return {k: (da[k], db[k]) for k in da if da[k] != db[k]}
 
 
 def assert_alerts_exactly(values: Iterable[bytes], want: dict[str, list[Alert]]) -> dict[str, list[Alert]]:
