@@ -9,7 +9,7 @@ import time
 from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
-from tests.kafka_fixtures import Stack
+from tests.kafka_fixtures import Stack, Worker
 from tests.reliability_tools import (
     BackgroundProducer,
     assert_alerts_exactly,
@@ -28,6 +28,15 @@ from tests.test_reliability_crash import touch_every_entity
 DEDUP = 1000
 
 
+def wait_ready(w: Worker, timeout: float) -> None:
+    """Until the worker has joined the group and finished its recovery (its log says so)."""
+    deadline = time.monotonic() + timeout
+    while "Worker ready" not in w.log_text():
+        assert w.proc.poll() is None, w.log_text()[-3000:]
+        assert time.monotonic() < deadline, "second worker never became ready"
+        time.sleep(0.5)
+
+
 def test_second_worker_mid_stream_shares_partitions_and_state(stack: Stack) -> None:
     events, _ = simulate(entities=60, days=60, seed=12)
     lines = [encode_event(e) for e in events] + touch_every_entity(events)
@@ -43,11 +52,18 @@ def test_second_worker_mid_stream_shares_partitions_and_state(stack: Stack) -> N
 
     w0 = stack.start_worker()
     wait_committed(stack.bootstrap, s.app_id, produce(stack.bootstrap, recs[:50]))
-    bg = BackgroundProducer(stack.bootstrap, recs[50:], chunk=20, pause=0.25).start()
+    # The join happens while the replay goes on; the last third is held back until
+    # the newcomer is ready, so that it always has events to take over (on a loaded
+    # machine it once joined after the whole replay was processed, and got nothing).
+    held = 50 + 2 * (len(recs) - 50) // 3
+    bg = BackgroundProducer(stack.bootstrap, recs[50:held], chunk=20, pause=0.25).start()
     time.sleep(1.0)  # not a timing assertion: only lets the replay get going before the join
     w1 = stack.start_worker()
+    wait_ready(w1, timeout=240)
     bg.join(timeout=300)
-    assert bg.sent > 0
+    bg2 = BackgroundProducer(stack.bootstrap, recs[held:], chunk=20, pause=0.25).start()
+    bg2.join(timeout=300)
+    assert bg.sent > 0 and bg2.sent > 0
 
     diff = wait_states(stack.bootstrap, s.app_id, want_states, timeout=240)
     assert not diff, "\n".join(diff[:20]) + "\n" + explain_missing(stack.bootstrap, s.app_id, msgs, diff)
