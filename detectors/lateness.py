@@ -73,7 +73,7 @@ LATE_SCHEMA = "riskflow.late/v1"
 #: holiday (the Spring Festival and National Day "golden weeks" are 7 days), and an
 #: entity's late filings after one must still count in its windows.
 DEFAULT_ALLOWED_LATENESS = 7 * 86400.0
-ACTIONS = ("reevaluated", "window_closed", "order_dependent")
+ACTIONS = ("reevaluated", "window_closed", "order_dependent", "bounded")
 
 
 class LateRule(msgspec.Struct, kw_only=True):
@@ -85,6 +85,7 @@ class LateRule(msgspec.Struct, kw_only=True):
     window_days: int | None = None
     value_before: float | None = None  # the rule's window value before / after the late event
     value_after: float | None = None
+    reason: str | None = None  # for ``bounded``: what the rule's bounded state no longer holds
 
 
 class LateRecord(msgspec.Struct, kw_only=True):
@@ -217,7 +218,8 @@ def reevaluate(
 
 
 def closed_windows(detectors: Sequence[Detector], dstates: dict[str, Any], event: Event) -> list[LateRule]:
-    """The windows that would count an out-of-order event but whose oldest day is past its day.
+    """The windows that would count an out-of-order event but whose oldest day is past its day,
+    and the order-sensitive rules whose bounded state cannot place it (``cannot_place``).
 
     Called before the event is applied, only for events older than the entity's mark."""
     lines: list[LateRule] = []
@@ -228,6 +230,11 @@ def closed_windows(detectors: Sequence[Detector], dstates: dict[str, Any], event
         elif isinstance(det, SurgeRule):
             span = det.span
         else:
+            place = getattr(det, "cannot_place", None)
+            st = dstates.get(det.id)
+            if place is not None and st is not None and (why := place(st, event)) is not None:
+                kind = getattr(det, "kind", "detector")
+                lines.append(LateRule(rule_id=det.id, kind=kind, action="bounded", reason=why))
             continue
         st = dstates.get(det.id)
         if st is not None and _counts(det, event) and day < st["t"] - span + 1:
