@@ -35,6 +35,8 @@ class Signal:
     per-event rule, a window start for a windowed one): the alert id is derived
     from (detector id, entity id, key), so the same finding always gets the
     same id. ``score`` in [0, 1] is the finding's strength, used by the risk index.
+    ``correction``: this revises an earlier finding (an out-of-order event changed it;
+    score 0, so no weight): the engine issues it as the next revision of the rule's alert.
     """
 
     detector_id: str
@@ -42,6 +44,7 @@ class Signal:
     severity: str
     score: float
     evidence: dict[str, Any] = field(default_factory=dict)
+    correction: bool = False
 
 
 @dataclass(frozen=True, slots=True)

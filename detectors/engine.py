@@ -179,6 +179,8 @@ class Engine:
         if timed:
             self._set_due(state)
         out = self._emit(state, event, hits)
+        if hits and any(sig.correction for _, sig in hits):  # an out-of-order event revised a finding
+            self._revise(state, event, out, [(det, sig) for det, sig in hits if sig.correction])
         if closed and allowed is not None:  # within the lateness but too old for a window: ledgered
             out.late = _lateness.record(event, state.watermark, allowed, closed)
             out.late.beyond_lateness = False
@@ -199,11 +201,24 @@ class Engine:
         describe it for the late-event ledger (detectors/lateness.py)."""
         hits, corrections, lines = _lateness.reevaluate(self._for_event(event), state.detectors, event)
         out = self._emit(state, event, hits + corrections)
-        # A correction must reach the officers even when the risk index would not re-emit
-        # its episode yet (it re-emits at milestones): issue the episode's next revision.
-        emitted = {a.rule_id for a in out.alerts}
+        self._revise(state, event, out, corrections)
+        out.late = _lateness.record(event, state.watermark, allowed, lines)
+        out.late.alerts = [a.alert_id for a in out.alerts]
+        return out
+
+    def _revise(
+        self, state: EntityState, event: Event, out: Outcome, corrections: list[tuple[Detector, Signal]]
+    ) -> None:
+        """A correction must reach the officers even when the risk index would not re-emit
+        its episode yet (it re-emits at milestones): issue the episode's next revision. When
+        the rule's alert already goes out for this event, the correction joins its evidence
+        (``revised``)."""
+        emitted = {a.rule_id: a for a in out.alerts}
         for det, sig in corrections:
-            if det.id in emitted:
+            a = emitted.get(det.id)
+            if a is not None:
+                if a.evidence is not sig.evidence:
+                    a.evidence = {**a.evidence, "revised": [*a.evidence.get("revised", ()), sig.evidence]}
                 continue
             a = self._alert(det, sig, event)
             r = state.risk
@@ -213,9 +228,7 @@ class Engine:
                 a.revision = track.count
                 a.risk_level, a.risk_index = r.level, r.index  # type: ignore[union-attr]
             out.alerts.append(a)
-        out.late = _lateness.record(event, state.watermark, allowed, lines)
-        out.late.alerts = [a.alert_id for a in out.alerts]
-        return out
+            emitted[det.id] = a
 
     def _set_due(self, state: EntityState) -> None:
         due = 0.0

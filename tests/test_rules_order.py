@@ -9,7 +9,9 @@ events (what the kinds did before: arrival order decides) must find a counter-ex
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,7 @@ from detectors.rules import load_texts
 from detectors.rules.base import Rule, build_rule
 from detectors.rules.sequence import HORIZON as SEQ_HORIZON
 from detectors.rules.sequence import MAX_OPEN, SequenceRule
+from detectors.rules.series import MAX_RECENT, SeriesRule
 from riskflow.schema import Event, encode_event, parse_event
 
 DAY = 86400.0
@@ -250,3 +253,152 @@ def test_sequence_in_event_time_order_fires_once_per_first_event(count: int) -> 
         state, signals = r.process(state, e)
         keys += [s.key for s in signals]
     assert keys == ["A1"]
+
+
+# ---- series --------------------------------------------------------------------------------
+
+
+def nav(eid: str, at: float, value: float) -> Event:
+    return event(eid, at, "fund.nav_reported", fund_id=ENTITY, nav=value, period_end="2025-03-01")
+
+
+def series_rule(test: str) -> SeriesRule:
+    params: dict[str, Any] = {"event_type": "fund.nav_reported", "field": "nav", "test": test}
+    params.update({"max_change": 0.2} if test == "jump" else {"points": 3, "max_std": 0.002})
+    r = rule("series", params)
+    assert isinstance(r, SeriesRule)
+    return r
+
+
+@st.composite
+def series_cases(draw: st.DrawFn, min_gap: float = DAY) -> tuple[SeriesRule, list[Event], list[int]]:
+    """Reports at least ``min_gap`` apart (so at most MAX_RECENT fit in the horizon), values that
+    sometimes jump and sometimes rise smoothly, and an arrival order within the lateness."""
+    r = series_rule(draw(st.sampled_from(["jump", "smooth"])))
+    n = draw(st.integers(2, 14))
+    gaps = draw(st.lists(st.floats(min_gap, 10 * DAY), min_size=n, max_size=n))
+    times = list(itertools.accumulate(gaps))
+    steps = draw(st.lists(st.sampled_from([1.003, 1.0031, 1.0029, 1.03, 0.97, 1.5, 0.6]), min_size=n, max_size=n))
+    values = [round(v, 6) for v in itertools.accumulate(steps, operator.mul)]
+    events = [nav(f"N{i}", t, v) for i, (t, v) in enumerate(zip(times, values, strict=True))]
+    delays = draw(st.lists(st.floats(0, LATENESS * 0.999), min_size=n, max_size=n))
+    return r, events, arrivals(times, delays)
+
+
+@PROPS
+@given(series_cases())
+def test_series_latest_word_per_report_does_not_depend_on_arrival_order_within_the_lateness(case: Any) -> None:
+    r, events, order = case
+    want, none = run(r, by_time(events))
+    got, bounded = run(r, [events[i] for i in order])
+    assert not none and not bounded, "at most MAX_RECENT reports in the horizon: nothing is bounded"
+    assert got == want
+
+
+@PROPS
+@given(series_cases(min_gap=3600.0))
+def test_series_with_dense_reports_is_exact_or_says_what_it_could_not_place(case: Any) -> None:
+    r, events, order = case
+    want, _ = run(r, by_time(events))
+    got, bounded = run(r, [events[i] for i in order])
+    assert got == want or bounded
+
+
+def test_series_negative_control_without_the_recent_reports_arrival_order_decides() -> None:
+    # The property, on one case, with the kept recent reports wiped before each event (a late
+    # report is then compared with the previous arrival, as the kind did before): it fails.
+    r = series_rule("jump")
+    events = [nav("N1", 0.0, 1.0), nav("N2", 2 * DAY, 1.4), nav("N3", 4 * DAY, 1.5)]
+    order = arrivals([e.ts for e in events], [0.0, 5 * DAY, 0.0])
+    assert [events[i].event_id for i in order] == ["N1", "N3", "N2"]
+    want, _ = run(r, by_time(events))
+    assert set(want) == {"N2"} and run(r, [events[i] for i in order])[0] == want
+
+    def wipe(state: Any) -> None:
+        state["v"] += [p[1] for p in state.get("r", [])]
+        state["r"] = []
+
+    assert run(r, [events[i] for i in order], forget=wipe)[0] != want
+
+
+def test_series_a_late_report_withdraws_a_jump_judged_against_the_wrong_neighbour() -> None:
+    r = series_rule("jump")
+    state = r.init_state()
+    out = []
+    for e in [nav("N1", 0.0, 1.0), nav("N3", 4 * DAY, 1.5), nav("N2", 2 * DAY, 1.45)]:
+        state, signals = r.process(state, e)
+        out += signals
+    first, fix, found = out
+    assert (first.key, first.correction, first.evidence["previous"]) == ("N3", False, 1.0)
+    assert fix.key == "N3" and fix.correction and fix.score == 0.0
+    assert fix.evidence["withdrawn"] is True and fix.evidence["before"] == first.evidence
+    assert fix.evidence["late_event_id"] == "N2" and "withdrawn" in fix.evidence["note"]
+    assert (found.key, found.correction, found.evidence["previous"]) == ("N2", False, 1.0)
+
+
+def test_series_state_stays_bounded_and_reads_a_state_from_before() -> None:
+    r = series_rule("smooth")
+    state = r.init_state()
+    for i in range(200):
+        state, _ = r.process(state, nav(f"N{i}", i * 3600.0, 1.0 + i / 1000))
+    assert len(state["v"]) == r.keep - 1 and len(state["r"]) <= MAX_RECENT
+    old = {"v": [1.0, 1.003, 1.006, 1.009]}  # the state a worker wrote before: values only
+    old, signals = r.process(old, nav("N-next", 0.0, 1.012))
+    assert [s.key for s in signals] == ["N-next"] and len(old["r"]) == 1
+
+
+SERIES_PACK = """
+version: "1"
+rules:
+  - id: t.nav_jump
+    name_zh: 净值跳变
+    name_en: NAV jump
+    kind: series
+    severity: medium
+    dimension: operational_anomaly
+    rationale: test
+    source: test
+    params: {event_type: fund.nav_reported, field: nav, test: jump, max_change: 0.2}
+"""
+
+
+def nav_alerts(values: list[tuple[str, float, float]]) -> tuple[list[Any], Any]:
+    """Feed NAV reports one batch each through the shared pipeline; the t.nav_jump alerts."""
+    bp = build_processor(load_texts({"t.yaml": SERIES_PACK}), anomaly=False)
+    store: dict[str, Any] = {}
+    alerts = []
+    for i, (eid, day, value) in enumerate(values):
+        res = bp.process([RawMessage(encode_event(nav(eid, day * DAY, value)), "in", 0, i, None)], store.get, now=NOW)
+        store.update({k: s for k, (s, _) in res.states.items()})
+        alerts += [a for a in res.alerts if a.rule_id == "t.nav_jump"]
+        assert not res.late
+    return alerts, store[ENTITY]
+
+
+def test_series_a_withdrawn_finding_goes_out_as_the_next_revision_of_the_alert_with_a_note() -> None:
+    # 1.0 -> 1.35 jumps; with 1.18 between them by event time, neither step does
+    (first, fix), state = nav_alerts([("N1", 0, 1.0), ("N3", 4, 1.35), ("N2", 2, 1.18)])
+    assert fix.alert_id == first.alert_id and fix.revision > first.revision
+    assert fix.evidence["withdrawn"] is True and fix.event_id == "N2" and "withdrawn" in fix.evidence["note"]
+    assert state.risk.rules["t.nav_jump"].acc > 0  # the first finding's weight stays
+
+
+def test_series_a_late_report_that_offends_itself_carries_the_revision_of_the_later_one() -> None:
+    # 1.0 -> 1.25 jumps (N2), 1.25 -> 1.35 does not: N3's finding is withdrawn in N2's alert
+    (first, found), _ = nav_alerts([("N1", 0, 1.0), ("N3", 4, 1.35), ("N2", 2, 1.25)])
+    assert found.alert_id == first.alert_id and found.revision > first.revision
+    assert found.evidence["previous"] == 1.0 and found.evidence["value"] == 1.25
+    [fix] = found.evidence["revised"]
+    assert fix["withdrawn"] is True and fix["before"]["value"] == 1.35
+
+
+def test_series_a_report_the_state_cannot_place_is_ledgered_not_applied() -> None:
+    bp = build_processor(load_texts({"t.yaml": SERIES_PACK}), anomaly=False)
+    events = [nav(f"N{i}", i * 3600.0, 1.0) for i in range(MAX_RECENT + 3)]
+    events.append(nav("N-late", 1800.0, 5.0))  # 1.5 hours before the oldest report still kept
+    msgs = [RawMessage(encode_event(e), "in", 0, i, None) for i, e in enumerate(events)]
+    res = bp.process(msgs, {}.get, now=NOW)
+    [rec] = res.late
+    assert rec.event_id == "N-late" and not rec.beyond_lateness
+    assert [(line.rule_id, line.action) for line in rec.rules] == [("t.nav_jump", "bounded")]
+    assert not [a for a in res.alerts if a.rule_id == "t.nav_jump"]
