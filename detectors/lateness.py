@@ -16,8 +16,12 @@ the same events as late.
 **Within the lateness** an out-of-order event goes through the detectors like
 any other. The window kinds (``window``, ``change_frequency``, ``surge``)
 keep day buckets and fold it into its own day, so their aggregates are those
-of event-time order; see the README's "Late and out-of-order events" for
-the kinds whose result depends on arrival order.
+of event-time order. ``sequence`` and ``series`` keep a bounded recent history
+by event time and give the result of event-time order too (``series``
+corrects a finding an arrival order got wrong; see their modules). What such a
+bounded state cannot place is recorded in the ledger (``beyond_lateness:
+false``, action ``bounded`` with the rule's ``reason``). See the README's
+"Late and out-of-order events" for what still follows arrival order.
 
 One thing a window cannot do out of order: count an event whose day is
 already older than the window's oldest day (e.g. an event 6.5 days behind in
@@ -40,9 +44,11 @@ would have touched and what was done about each (:data:`ACTIONS`):
   note of what changed.
 - ``window_closed``: the window has moved past the event's day; its state
   no longer holds that day, so nothing can be re-evaluated.
-- ``order_dependent``: the kind's state is a function of arrival order
-  (``series``, ``sequence``, ``absence``, the anomaly models); applying a late
-  event would corrupt it, so it is not applied.
+- ``order_dependent``: the kind's state cannot take an event this far out of
+  order (``series``, ``sequence``, ``absence``, the anomaly models); applying it
+  would corrupt the state, so it is not applied.
+- ``bounded`` (within the lateness only): an order-sensitive rule's bounded
+  state no longer holds what placing the event needs (``reason`` says what).
 
 Duplicates are dropped before the gate (a redelivered late event is a
 duplicate, not a second ledger entry).

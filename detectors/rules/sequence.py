@@ -92,7 +92,7 @@ class SequenceRule(Rule):
         w = state.get("w", ts)
         signals = []
         if step == 1:
-            ep = [ts, event.event_id, 0, 0]
+            ep: list[Any] = [ts, event.event_id, 0, 0]
             if ts < w:  # out of order: count the B events that arrived before it
                 ep[2] = sum(1 for b in state.get("b", ()) if ts <= b <= ts + self.within)
                 if ep[2] >= self.count:
@@ -105,12 +105,12 @@ class SequenceRule(Rule):
                     state["x"] = max(state.get("x", 0.0), min(old[0] + self.within, ts))
                 del episodes[:-MAX_OPEN]
         else:
-            for ep in episodes:
-                if ep[0] <= ts <= ep[0] + self.within:
-                    ep[2] += 1
-                    if ep[2] >= self.count and not ep[3]:
-                        ep[3] = 1
-                        signals.append(self._fired(ep))
+            for open_ep in episodes:
+                if open_ep[0] <= ts <= open_ep[0] + self.within:
+                    open_ep[2] += 1
+                    if open_ep[2] >= self.count and not open_ep[3]:
+                        open_ep[3] = 1
+                        signals.append(self._fired(open_ep))
             times: list[float] = state.setdefault("b", [])
             bisect.insort(times, ts)
             if len(times) > self.keep_then:
