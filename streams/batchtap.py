@@ -114,7 +114,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
             if not self.flow_active:
                 # A rebalance began: drop what was fetched (not acked, so it is
                 # fetched again from the committed offsets).
-                await self.perform_seek()
+                try:
+                    await self.perform_seek()
+                except Exception as exc:  # as Faust's getmany: the assignment changed under the seek
+                    log.warning("seek to committed offsets while the flow is stopped failed: %r", exc)
                 continue
             buffered = self._buffered_partitions
             batch: list[Any] = []
