@@ -16,9 +16,10 @@ the same events as late.
 **Within the lateness** an out-of-order event goes through the detectors like
 any other. The window kinds (``window``, ``change_frequency``, ``surge``)
 keep day buckets and fold it into its own day, so their aggregates are those
-of event-time order. ``sequence`` and ``series`` keep a bounded recent history
-by event time and give the result of event-time order too (``series``
-corrects a finding an arrival order got wrong; see their modules). What such a
+of event-time order. ``sequence``, ``series`` and ``absence`` keep a bounded
+recent history by event time and give the result of event-time order too
+(``series`` and ``absence`` correct a finding an arrival order got wrong; see
+their modules). What such a
 bounded state cannot place is recorded in the ledger (``beyond_lateness:
 false``, action ``bounded`` with the rule's ``reason``). See the README's
 "Late and out-of-order events" for what still follows arrival order.

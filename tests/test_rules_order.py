@@ -23,6 +23,7 @@ from detectors.factory import build_processor
 from detectors.lateness import DEFAULT_ALLOWED_LATENESS
 from detectors.pipeline import RawMessage
 from detectors.rules import load_texts
+from detectors.rules.absence import AbsenceRule, period_end
 from detectors.rules.base import Rule, build_rule
 from detectors.rules.sequence import HORIZON as SEQ_HORIZON
 from detectors.rules.sequence import MAX_OPEN, SequenceRule
@@ -83,14 +84,26 @@ Findings = dict[str, dict[str, Any]]
 _REVISION_FIELDS = ("note", "before", "late_event_id", "late_event_time")
 
 
-def run(r: Rule, events: list[Event], *, forget: Callable[[Any], None] | None = None) -> tuple[Findings, list[str]]:
+def run(
+    r: Rule, events: list[Event], *, forget: Callable[[Any], None] | None = None, timed: bool = False
+) -> tuple[Findings, list[str]]:
     """Feed ``events`` in the given order; return the latest word per finding key (a withdrawn
     finding removed, revision bookkeeping left out) and the events the rule reported it could
-    not place (``cannot_place``, asked as the engine does: for events older than the newest)."""
+    not place (``cannot_place``, asked as the engine does: for events older than the newest).
+    ``timed``: deadlines fire as the newest time seen passes them (as the pipeline's partition
+    watermark does), and at the end 60 days after the newest event."""
     state = r.init_state()
     newest = -math.inf
     found: Findings = {}
     bounded: list[str] = []
+
+    def fold(signals: list[Any]) -> None:
+        for s in signals:
+            if s.evidence.get("withdrawn"):
+                found.pop(s.key, None)
+            else:
+                found[s.key] = {k: v for k, v in s.evidence.items() if k not in _REVISION_FIELDS}
+
     for e in events:
         if e.ts < newest and r.cannot_place(state, e) is not None:  # type: ignore[attr-defined]
             bounded.append(e.event_id)
@@ -98,11 +111,12 @@ def run(r: Rule, events: list[Event], *, forget: Callable[[Any], None] | None = 
             forget(state)
         state, signals = r.process(state, e)
         newest = max(newest, e.ts)
-        for s in signals:
-            if s.evidence.get("withdrawn"):
-                found.pop(s.key, None)
-            else:
-                found[s.key] = {k: v for k, v in s.evidence.items() if k not in _REVISION_FIELDS}
+        fold(signals)
+        if timed:
+            state, signals = r.on_time(state, newest)  # type: ignore[attr-defined]
+            fold(signals)
+    if timed:
+        fold(r.on_time(state, newest + 60 * DAY)[1])  # type: ignore[attr-defined]
     return found, bounded
 
 
@@ -402,3 +416,213 @@ def test_series_a_report_the_state_cannot_place_is_ledgered_not_applied() -> Non
     assert rec.event_id == "N-late" and not rec.beyond_lateness
     assert [(line.rule_id, line.action) for line in rec.rules] == [("t.nav_jump", "bounded")]
     assert not [a for a in res.alerts if a.rule_id == "t.nav_jump"]
+
+
+# ---- absence -------------------------------------------------------------------------------
+
+
+def absence_match(within_days: float) -> AbsenceRule:
+    r = rule(
+        "absence",
+        {
+            "form": "match",
+            "within_days": within_days,
+            "start": {"event_type": "fund.redemption_requested", "key": "request_id"},
+            "expect": {"event_type": "fund.redemption_paid", "key": "request_id"},
+        },
+    )
+    assert isinstance(r, AbsenceRule)
+    return r
+
+
+def absence_schedule(grace_days: int, consecutive: int) -> AbsenceRule:
+    r = rule(
+        "absence",
+        {
+            "form": "schedule",
+            "period": "month",
+            "grace_days": grace_days,
+            "consecutive": consecutive,
+            "expect": {"event_type": "filing.submitted"},
+        },
+    )
+    assert isinstance(r, AbsenceRule)
+    return r
+
+
+def requested(eid: str, at: float, key: str) -> Event:
+    return event(eid, at, "fund.redemption_requested", fund_id=ENTITY, request_id=key, investor_id="I-1", amount=1e5)
+
+
+def paid(eid: str, at: float, key: str) -> Event:
+    return event(eid, at, "fund.redemption_paid", fund_id=ENTITY, request_id=key, amount=1e5)
+
+
+def filing(eid: str, at: float, period_end: dt.date) -> Event:
+    return event(eid, at, "filing.submitted", filing="monthly", period_end=period_end.isoformat())
+
+
+def grid(eid: str, at: float) -> Event:
+    return event(eid, at, "grid.report", observation="normal")
+
+
+@st.composite
+def match_cases(draw: st.DrawFn) -> tuple[AbsenceRule, list[Event], list[int]]:
+    """Redemption requests, most paid (some late by event time), and an arrival order within
+    the lateness; the deadline fires as soon as the newest event passes it (as the pipeline's
+    partition watermark does)."""
+    within = draw(st.sampled_from([1, 3, 10]))
+    n = draw(st.integers(1, 8))
+    events = []
+    for i in range(n):
+        t = draw(st.integers(0, 60 * 24 * 40)) * 60.0 + i  # distinct
+        events.append(requested(f"S{i}", t, f"R{i}"))
+        if draw(st.booleans()) or draw(st.booleans()):
+            delay = draw(st.integers(1, int(within * 1.5 * 24 * 60))) * 60.0 + 0.5
+            events.append(paid(f"P{i}", t + delay, f"R{i}"))
+    delays = draw(st.lists(st.floats(0, LATENESS * 0.999), min_size=len(events), max_size=len(events)))
+    return absence_match(within), events, arrivals([e.ts for e in events], delays)
+
+
+def months(n: int) -> list[dt.date]:
+    return [period_end(dt.date(2025, 3 + i, 1), "month") for i in range(n)]
+
+
+@st.composite
+def schedule_cases(draw: st.DrawFn, grace_days: int) -> tuple[AbsenceRule, list[Event], list[int]]:
+    """Monthly filings (some missing, some late by event time), other events moving time on,
+    and an arrival order within the lateness."""
+    r = absence_schedule(grace_days, draw(st.integers(1, 2)))
+    # the first events around a month's end, then one every few days (time moves on)
+    hours = draw(st.lists(st.integers(24 * 25, 24 * 150), min_size=10, max_size=40, unique=True))
+    events = [grid(f"G{i}", h * 3600.0 + 1) for i, h in enumerate(hours)]
+    for i, end in enumerate(months(5)):
+        if draw(st.integers(0, 3)) == 0:
+            continue  # missed
+        due = r._due(end.toordinal())  # midnight after the grace days
+        offset = draw(st.integers(-5 * 24, 3 * 24)) * 3600.0 + 7.0  # never exactly at the due time
+        at = due + offset - T0.timestamp()
+        if at > 0:
+            events.append(filing(f"F{i}", at, end))
+    delays = draw(st.lists(st.floats(0, LATENESS * 0.999), min_size=len(events), max_size=len(events)))
+    return r, events, arrivals([e.ts for e in events], delays)
+
+
+@PROPS
+@given(match_cases())
+def test_absence_match_latest_word_per_request_does_not_depend_on_arrival_order(case: Any) -> None:
+    r, events, order = case
+    want, none = run(r, by_time(events), timed=True)
+    got, bounded = run(r, [events[i] for i in order], timed=True)
+    assert not none and not bounded
+    assert got == want
+
+
+@PROPS
+@given(st.data())
+def test_absence_schedule_latest_word_per_period_does_not_depend_on_arrival_order(data: st.DataObject) -> None:
+    r, events, order = data.draw(schedule_cases(grace_days=data.draw(st.sampled_from([0, 3, 8, 20]))))
+    want, none = run(r, by_time(events), timed=True)
+    got, bounded = run(r, [events[i] for i in order], timed=True)
+    assert not none
+    assert got == want or (bounded and r.grace_days < 7)
+
+
+def test_absence_negative_control_without_the_kept_items_arrival_order_decides() -> None:
+    # A payment in time that arrives after the deadline passed (another event moved time on):
+    # with the fired deadlines wiped (the kind before), the alert stands; with them, withdrawn.
+    r = absence_match(3)
+    events = [requested("S1", 0.0, "R1"), paid("P1", 2 * DAY, "R1"), requested("S2", 5 * DAY, "R2")]
+    order = arrivals([e.ts for e in events], [0.0, 4 * DAY, 0.0])
+    assert [events[i].event_id for i in order] == ["S1", "S2", "P1"]
+    want, _ = run(r, by_time(events), timed=True)
+    assert set(want) == {"R2"} and run(r, [events[i] for i in order], timed=True)[0] == want
+    assert run(r, [events[i] for i in order], timed=True, forget=lambda s: s.pop("x", None))[0] != want
+    # A payment that arrives before its (late) request answers it.
+    events = [requested("S1", 0.0, "R1"), paid("P1", 1 * DAY, "R1"), requested("S2", 10 * DAY, "R2")]
+    order = arrivals([e.ts for e in events], [2 * DAY, 0.0, 0.0])
+    assert [events[i].event_id for i in order] == ["P1", "S1", "S2"]
+    assert run(r, [events[i] for i in order], timed=True)[0] == run(r, by_time(events), timed=True)[0]
+    assert "R1" in run(r, [events[i] for i in order], timed=True, forget=lambda s: s.pop("e", None))[0]
+
+
+def test_absence_a_late_event_never_moves_time_back() -> None:
+    r = absence_match(3)
+    state = r.init_state()
+    state, _ = r.process(state, requested("S1", 0.0, "R1"))
+    state, fired = r.process(state, requested("S2", 10 * DAY, "R2"))
+    assert [s.key for s in fired] == ["R1"]
+    # A late event (2 days behind) fires nothing more, reopens nothing, keeps the newest time.
+    state, again = r.process(state, requested("S0", 8 * DAY, "R0"))
+    assert again == [] and state["w"] == T0.timestamp() + 10 * DAY
+    assert [o[0] for o in state["o"]] == ["R0", "R2"]
+
+
+def test_absence_schedule_starts_from_the_earliest_event_even_when_it_arrives_late() -> None:
+    r = absence_schedule(grace_days=10, consecutive=1)
+    # T0 is 2025-03-01: an event on 2 April arrives first, then one on 28 March (5 days late)
+    events = [grid("G2", 32 * DAY), grid("G1", 27 * DAY), grid("G3", 120 * DAY)]
+    got, bounded = run(r, events, timed=True)
+    want, _ = run(r, by_time(events), timed=True)
+    assert "2025-03-31" in want and got == want and not bounded
+
+
+def test_absence_schedule_a_filing_in_time_that_arrives_after_the_miss_withdraws_it() -> None:
+    r = absence_schedule(grace_days=5, consecutive=1)
+    end = dt.date(2025, 3, 31)
+    due = r._due(end.toordinal()) - T0.timestamp()  # 6 April, midnight
+    events = [grid("G1", 0.0), grid("G2", due + DAY), filing("F1", due - DAY, end)]
+    state = r.init_state()
+    out = []
+    for e in events:
+        state, signals = r.process(state, e)
+        out += signals
+    miss, fix = out
+    assert miss.key == fix.key == "2025-03-31" and fix.correction and fix.evidence["withdrawn"] is True
+    assert fix.evidence["before"] == miss.evidence and state["m"] == 0
+
+
+ABSENCE_PACK = """
+version: "1"
+rules:
+  - id: t.unpaid
+    name_zh: 赎回逾期未兑付
+    name_en: Redemption unpaid
+    kind: absence
+    severity: high
+    dimension: operational_anomaly
+    rationale: test
+    source: test
+    params:
+      form: match
+      within_days: 3
+      start: {event_type: fund.redemption_requested, key: request_id}
+      expect: {event_type: fund.redemption_paid, key: request_id}
+"""
+
+
+def test_absence_a_payment_in_time_after_the_partition_passed_the_deadline_withdraws_the_alert() -> None:
+    bp = build_processor(load_texts({"t.yaml": ABSENCE_PACK}), anomaly=False)
+    other = parse_event(encode_event({**grid("G", 5 * DAY).to_dict(), "entity_id": "PF-OTHER"}), now=NOW)
+    events = [requested("S1", 0.0, "R1"), other, paid("P1", 2 * DAY, "R1")]  # P1 in time, 3 days behind
+    store: dict[str, Any] = {}
+    alerts = []
+    for i, e in enumerate(events):
+        res = bp.process([RawMessage(encode_event(e), "in", 0, i, None)], store.get, now=NOW)
+        store.update({k: s for k, (s, _) in res.states.items()})
+        alerts += [a for a in res.alerts if a.rule_id == "t.unpaid"]
+        assert not res.late
+    fired, fix = alerts
+    assert fired.evidence["request_id"] == "R1" and fired.event_time == fired.evidence["due"]
+    assert fix.alert_id == fired.alert_id and fix.revision > fired.revision and fix.event_id == "P1"
+    assert fix.evidence["withdrawn"] is True and "withdrawn" in fix.evidence["note"]
+
+
+def test_absence_a_late_request_whose_payments_are_no_longer_kept_is_ledgered() -> None:
+    bp = build_processor(load_texts({"t.yaml": ABSENCE_PACK}), anomaly=False)
+    # more unmatched payments than kept, then a request older than the dropped ones
+    events = [paid(f"P{i}", DAY + i * 60.0, f"X{i}") for i in range(20)] + [requested("S-late", 0.0, "X0")]
+    msgs = [RawMessage(encode_event(e), "in", 0, i, None) for i, e in enumerate(events)]
+    res = bp.process(msgs, {}.get, now=NOW)
+    [rec] = res.late
+    assert rec.event_id == "S-late" and [(x.rule_id, x.action) for x in rec.rules] == [("t.unpaid", "bounded")]

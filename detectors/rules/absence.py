@@ -29,6 +29,30 @@ oldest is fired early as overflow would otherwise lose it — by then the
 entity is alerting anyway), or one period cursor plus a few filed periods
 (``schedule``).
 
+**Out of order (within the allowed lateness).** Time never moves back: a late
+event fires nothing that a newer one did not, and reopens nothing. The
+outcome is that of event-time order:
+
+- ``match``: an expected event that arrives *before* its start (in arrival
+  order) is kept (at most ``MAX_KEPT``, for :data:`HORIZON` of event time),
+  so the start that arrives after it is answered, not opened. An expected
+  event on time by event time (start <= t <= due) that arrives after its
+  deadline already fired (the entity's or the partition's time passed it)
+  withdraws that finding: a correction (``Signal.correction``, score 0,
+  ``withdrawn: true``, ``before``, ``late_event_id``, a ``note``) that the
+  engine issues as the next revision of the rule's alert; fired deadlines are
+  kept for :data:`HORIZON` for that.
+- ``schedule``: the schedule starts from the entity's *earliest* event: an
+  earlier event that arrives late moves the start back while no period has
+  been judged yet (filings for the earlier period that arrived before it are
+  kept meanwhile). A filing on time by event time for the period just judged
+  missed, arriving after that judgement, resets the run as it would have, and
+  withdraws the finding if the miss had fired one.
+
+What the bounds cannot place (an older period, kept items overflowing, a
+lateness configured above :data:`HORIZON`) is reported by
+:meth:`AbsenceRule.cannot_place` for the late ledger (``bounded``).
+
 >>> spec = {"id": "x", "name_zh": "赎回逾期未兑付", "name_en": "Redemption unpaid", "kind": "absence",
 ...     "severity": "high", "dimension": "operational_anomaly", "rationale": "r", "source": "s",
 ...     "params": {"form": "match", "within_days": 30,
@@ -50,6 +74,10 @@ from detectors.rules.base import CST_OFFSET, DAY, Rule, day_of, match
 from riskflow.schema import Event
 
 MAX_OPEN = 256
+MAX_KEPT = 16
+#: How far behind its newest event the state still places an event exactly: the default
+#: allowed lateness (``detectors.lateness.DEFAULT_ALLOWED_LATENESS``, 7 days).
+HORIZON = 7 * DAY
 _EPOCH = _dt.date(1970, 1, 1).toordinal()
 _CST = _dt.timezone(_dt.timedelta(hours=8))
 _MONTHS = {"month": 1, "quarter": 3, "year": 12}
@@ -115,30 +143,139 @@ class AbsenceRule(Rule):
         state, signals = self.on_time(state, event.ts) if self.next_deadline(state) is not None else (state, [])
         et = event.event_type
         p: Any = event.payload
+        ts = event.ts
         if self.form == "match":
             opened: list[list[Any]] = state["o"]
+            w = state.get("w", ts)
             if et == self.start_type and (not self.start_when or match(self.start_when, p) is not None):
                 key = str(getattr(p, self.start_key))
-                if all(o[0] != key for o in opened):
-                    opened.append([key, event.ts + self.within, event.event_id])
+                if ts < w and self._answered(state, key, ts):
+                    pass  # out of order: its expected event arrived first, in time
+                elif all(o[0] != key for o in opened):
+                    opened.append([key, ts + self.within, event.event_id])
                     opened.sort(key=lambda o: o[1])
                     if len(opened) > MAX_OPEN:
                         signals += self._fire(opened.pop(0))
             elif et == self.expect_type and (not self.expect_when or match(self.expect_when, p) is not None):
                 key = str(getattr(p, self.expect_key))
+                n = len(opened)
                 opened[:] = [o for o in opened if o[0] != key]
+                if len(opened) == n:
+                    signals += self._unmatched(state, key, event)
+            if ts > w or "w" not in state:
+                state["w"] = max(w, ts)
+                self._prune(state, state["w"] - HORIZON)
             return state, signals
         if "p" not in state:
-            first = _dt.datetime.fromordinal(day_of(event.ts) + _EPOCH).date()
-            end = period_end(first, self.period)
-            if end == first:
-                end = period_end(first + _dt.timedelta(days=1), self.period)
-            state.update(p=end.toordinal(), f=[], m=0)
+            state.update(p=self._start(ts), f=[], m=0, s=ts)
+        elif ts < state.get("s", ts):
+            if self._initial(state):
+                state["p"] = min(state["p"], self._start(ts))
+            state["s"] = ts
         if et == self.expect_type and (not self.expect_when or match(self.expect_when, p) is not None):
             pe = period_end(p.period_end, self.period).toordinal()
-            if pe >= state["p"] and pe not in state["f"]:
-                state["f"] = sorted([*state["f"], pe])[-8:]
+            if pe >= state["p"] or self._initial(state):  # (kept in case the start moves back)
+                if pe not in state["f"]:
+                    state["f"] = sorted([*state["f"], pe])[-8:]
+            elif ts <= self._due(pe) and state.get("l", (None,))[0] == pe:
+                signals += self._filed_late(state, event)
         return state, signals
+
+    def _start(self, ts: float) -> int:
+        """The first period of a schedule whose first event is at ``ts``."""
+        first = _dt.datetime.fromordinal(day_of(ts) + _EPOCH).date()
+        end = period_end(first, self.period)
+        if end == first:
+            end = period_end(first + _dt.timedelta(days=1), self.period)
+        return end.toordinal()
+
+    def _initial(self, state: dict[str, Any]) -> bool:
+        """No period judged yet (a state from before, without ``s``, counts as judged)."""
+        return "s" in state and state["p"] == self._start(state["s"])
+
+    def _answered(self, state: dict[str, Any], key: str, ts: float) -> bool:
+        """A late start: did its expected event arrive before it, in time? (consumed if so)"""
+        kept = state.get("e") or []
+        for i, (k, t) in enumerate(kept):
+            if k == key and ts <= t <= ts + self.within:
+                del kept[i]
+                return True
+        return False
+
+    def _unmatched(self, state: dict[str, Any], key: str, event: Event) -> list[Signal]:
+        """An expected event that answers nothing open: it withdraws a deadline that fired
+        although it was in time, or is kept for a start that may arrive after it."""
+        fired = state.get("x") or []
+        for i, item in enumerate(fired):
+            if item[0] != key:
+                continue
+            due = item[1]
+            if not due - self.within <= event.ts <= due:
+                return []  # late by event time too: the finding stands
+            del fired[i]
+            [was] = self._fire(item)
+            ev = {"withdrawn": True, "before": was.evidence, **self._late(event)}
+            ev["note"] = (
+                f"withdrawn: {self.expect_type} {key} ({event.event_id}, {event.event_time.isoformat()}) was in "
+                f"time for the deadline {_iso(due)}; it arrived after event time had passed the deadline"
+            )
+            return [Signal(self.id, key, self.severity, 0.0, ev, correction=True)]
+        kept = state.setdefault("e", [])
+        kept.append([key, event.ts])
+        if len(kept) > MAX_KEPT:
+            kept.sort(key=lambda k: k[1])
+            state["y"] = max(state.get("y", 0.0), kept.pop(0)[1])
+        return []
+
+    def _filed_late(self, state: dict[str, Any], event: Event) -> list[Signal]:
+        """The filing for the period just judged missed, in time by event time: as it would have."""
+        pe, fired = state.pop("l")
+        state["m"] = 0
+        if not fired:
+            return []
+        end = _dt.date.fromordinal(pe)
+        was = {"period_end": end.isoformat(), "missed_in_a_row": self.consecutive, "due": _iso(self._due(pe))}
+        was["grace_days"] = self.grace_days
+        ev = {"withdrawn": True, "before": was, **self._late(event)}
+        ev["note"] = (
+            f"withdrawn: the {self.expect_type} for {end.isoformat()} ({event.event_id}, "
+            f"{event.event_time.isoformat()}) was in time; it arrived after the period was judged missed"
+        )
+        return [Signal(self.id, end.isoformat(), self.severity, 0.0, ev, correction=True)]
+
+    @staticmethod
+    def _late(event: Event) -> dict[str, Any]:
+        return {"late_event_id": event.event_id, "late_event_time": event.event_time.isoformat()}
+
+    def _prune(self, state: dict[str, Any], floor: float) -> None:
+        """Forget kept expected events and fired deadlines that no event within the horizon can touch."""
+        for name, at, lost in (("e", 1, "y"), ("x", 1, "z")):
+            kept = state.get(name)
+            if kept and min(k[at] for k in kept) < floor:
+                gone = [k[at] for k in kept if k[at] < floor]
+                state[lost] = max(state.get(lost, 0.0), *gone)
+                kept[:] = [k for k in kept if k[at] >= floor]
+
+    def cannot_place(self, state: Any, event: Event) -> str | None:
+        """Why an out-of-order event cannot be applied as in event-time order (None: it can)."""
+        et, ts = event.event_type, event.ts
+        p: Any = event.payload
+        if self.form == "match":
+            if et == self.start_type and ts <= state.get("y", 0.0):
+                return f"'{self.expect_type}' events it may be answered by are no longer kept"
+            if et == self.expect_type and ts <= state.get("z", 0.0):
+                return "a deadline it may have answered in time is no longer kept"
+            return None
+        if "p" not in state:
+            return None
+        if ts < state.get("s", ts) and not self._initial(state) and self._start(ts) < self._start(state["s"]):
+            return "the schedule started from a later event and has judged a period since"
+        if et == self.expect_type and (not self.expect_when or match(self.expect_when, p) is not None):
+            pe = period_end(p.period_end, self.period).toordinal()
+            judged = pe < state["p"] and not self._initial(state)
+            if judged and ts <= self._due(pe) and state.get("l", (None,))[0] != pe:
+                return f"the outcome of the period ending {_dt.date.fromordinal(pe).isoformat()} is no longer kept"
+        return None
 
     # -- as event time passes ----------------------------------------------------------------
     def next_deadline(self, state: Any) -> float | None:
@@ -158,20 +295,28 @@ class AbsenceRule(Rule):
         if self.form == "match":
             opened = state["o"]
             while opened and opened[0][1] < watermark:
-                signals += self._fire(opened.pop(0))
+                item = opened.pop(0)
+                signals += self._fire(item)
+                fired = state.setdefault("x", [])  # kept: an expected event in time may still arrive
+                fired.append(item)
+                if len(fired) > MAX_KEPT:
+                    state["z"] = max(state.get("z", 0.0), fired.pop(0)[1])
             return state, signals
         while "p" in state and self._due(state["p"]) < watermark:
             p = state["p"]
             if p in state["f"]:
                 state["f"].remove(p)
                 state["m"] = 0
+                state.pop("l", None)
             else:
                 state["m"] += 1
+                state["l"] = [p, 0]  # judged missed: a filing in time may still arrive
                 if state["m"] == self.consecutive:
                     end = _dt.date.fromordinal(p)
                     ev = {"period_end": end.isoformat(), "missed_in_a_row": state["m"], "due": _iso(self._due(p))}
                     ev["grace_days"] = self.grace_days
                     signals.append(self.signal(end.isoformat(), ev))
+                    state["l"][1] = 1
             state["p"] = period_end(_dt.date.fromordinal(p) + _dt.timedelta(days=1), self.period).toordinal()
             state["f"] = [f for f in state["f"] if f >= state["p"]]
         return state, signals
