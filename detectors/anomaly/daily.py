@@ -97,6 +97,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import math
 import zlib
 from typing import Any
@@ -171,6 +172,7 @@ _C_RATE, _C_VAR, _C_RUN, _C_RING = 0, 1, 2, 3  # count state layout: [rate, var,
 _L_N, _L_CENTRE, _L_MAD, _L_RUN, _L_SEAS = 0, 1, 2, 3, 4  # level layout: [n, centre, mad, run, 7 offsets]
 _MAD_TO_SIGMA = 1.2533  # sigma / mean absolute deviation for a normal distribution
 _PERSIST = frozenset({"in", "out"})  # level metrics scored by persistence (k hits of n days)
+_SUB, _SUB_INV, _RED, _CMP, _LAW = ("sub",), ("sub", "inv"), ("red",), ("cmp",), ("law",)  # raised metrics
 #: Tests per entity-day (each count metric on its day and 7-day window, each level metric): the
 #: Bonferroni factor of every p-value, so that the threshold bounds the false-flag rate per entity-day.
 TESTS_PER_DAY = 2 * len(COUNT_METRICS) + len(LEVEL_METRICS)
@@ -188,6 +190,12 @@ def binomial_tail(k: int, n: int, q: float) -> float:
     if k <= 0:
         return 1.0
     return min(1.0, sum(math.comb(n, i) * q**i * (1.0 - q) ** (n - i) for i in range(k, n + 1)))
+
+
+#: The quasi-Poisson tails of the count metrics, memoised: many (count, rate) pairs recur (a quiet
+#: metric sits at the ``min_rate`` floor with whole-number counts). A pure function, so bounded memory
+#: and the same answers; no entity state lives here.
+_poisson_tail = functools.lru_cache(maxsize=16384)(poisson_tail)
 
 
 def _day_of(ts: float) -> int:
@@ -253,6 +261,8 @@ class DailyAnomaly(AnomalyDetector):
         self.nav_min = nav_min
         self.sentiment_max = sentiment_max
         self.alpha = 2.0 / (span_days + 1.0)
+        # binomial_tail(hits, persist_n, persist_q) for every possible number of hits, computed once
+        self._persist_tail = [binomial_tail(k, persist_n, persist_q) for k in range(persist_n + 1)]
         self.model_version = f"daily/{self.version}:span={span_days:g},warmup={warmup_days},thr={threshold:g}"
 
     def params(self) -> dict[str, Any]:
@@ -290,24 +300,30 @@ class DailyAnomaly(AnomalyDetector):
         return self._step(state, event, learn_all=self.learn_flagged)
 
     # -- internals ---------------------------------------------------------------------------------
+    # Cost: an event adds to the open day (O(1)); a count metric it raised is scored at once, but the
+    # two Poisson tails are computed only when the count exceeds its expectation by ``min_excess`` on
+    # the day or the 7-day window (without that the flag is impossible, whatever the tails say). The
+    # EWMA updates and the level metrics run once per entity-day, when the day closes.
     def _step(self, st: dict[str, Any], ev: Event, learn_all: bool) -> tuple[dict[str, Any], list[Signal]]:
-        day = _day_of(ev.ts)
+        day = int((ev.ts + _CST) // _DAY)
         signals: list[Signal] = []
-        if st["day"] < 0:
-            st["day"] = day
-        elif day < st["day"]:
-            return st, signals  # late for a day already scored: left out of the daily metrics
-        elif day > st["day"]:
-            self._close_day(st, signals, learn_all)
-            self._skip_days(st, day - st["day"] - 1)
-            st["day"] = day
-            st["days"] += 1
-            st["acc"] = {}
-            st["inv"] = []
-            st["fired"] = []
-        warm = st["days"] >= self.warmup_days
-        for metric in self._add(st, ev):
-            if warm:
+        open_day = st["day"]
+        if day != open_day:
+            if open_day < 0:
+                st["day"] = day
+            elif day < open_day:
+                return st, signals  # late for a day already scored: left out of the daily metrics
+            else:
+                self._close_day(st, signals, learn_all)
+                self._skip_days(st, day - open_day - 1)
+                st["day"] = day
+                st["days"] += 1
+                st["acc"] = {}
+                st["inv"] = []
+                st["fired"] = []
+        raised = self._add(st, ev)
+        if raised and st["days"] >= self.warmup_days:
+            for metric in raised:
                 self._score_count(st, metric, signals)
         return st, signals
 
@@ -317,33 +333,33 @@ class DailyAnomaly(AnomalyDetector):
         et = ev.event_type
         p: Any = ev.payload
         raised: tuple[str, ...]
+        if et == "flow.transfer":
+            key = "in" if p.direction == "in" else "out"
+            acc[key] = acc.get(key, 0.0) + p.amount
+            return ()
         if et == "fund.subscription":
             acc["in"] = acc.get("in", 0.0) + p.amount
             if p.amount >= QUALIFIED_MINIMUM_CNY:
                 return ()
-            raised = ("sub",)
+            raised = _SUB
             inv = st["inv"]
             h = zlib.crc32(p.investor_id.encode()) & 0xFFFF  # 16 bits: 3 msgpack bytes
             if len(inv) >= _MAX_INVESTORS:
-                raised = ("sub", "inv")
+                raised = _SUB_INV
             elif h not in inv:
                 inv.append(h)
-                raised = ("sub", "inv")
-        elif et == "flow.transfer":
-            key = "in" if p.direction == "in" else "out"
-            acc[key] = acc.get(key, 0.0) + p.amount
-            return ()
+                raised = _SUB_INV
         elif et == "fund.redemption_paid":
             acc["out"] = acc.get("out", 0.0) + p.amount
             return ()
         elif et == "fund.redemption_requested":
-            raised = ("red",)
+            raised = _RED
         elif et == "complaint.filed":
-            raised = ("cmp",)
+            raised = _CMP
         elif et == "lawsuit.filed":
             if p.role != "defendant":
                 return ()
-            raised = ("law",)
+            raised = _LAW
         elif et == "fund.nav_reported":
             prev = st["nav"]
             if prev > 0:
@@ -370,11 +386,11 @@ class DailyAnomaly(AnomalyDetector):
         x = st["acc"].get(metric, 0.0)
         rate = max(c[_C_RATE], self.min_rate)
         disp = min(10.0, max(1.0, c[_C_VAR] / rate))
-        p = poisson_tail(x / disp, rate / disp)
+        p = _poisson_tail(x / disp, rate / disp)
         best = (p, "day", x, rate, disp)
         if self.week_horizon:
             wx = x + sum(c[_C_RING:])
-            wp = poisson_tail(wx / disp, 7.0 * rate / disp)
+            wp = _poisson_tail(wx / disp, 7.0 * rate / disp)
             if wp < p:
                 best = (wp, "7d", wx, 7.0 * rate, disp)
         return best
@@ -383,13 +399,22 @@ class DailyAnomaly(AnomalyDetector):
         """Score a count metric of the open day; record and (first day of a run) signal a flag."""
         if metric in st["fired"]:
             return True
+        # A flag needs ``value - expected >= min_excess`` on the horizon with the smaller tail: when
+        # neither horizon has that excess, no tail can flag (the same comparisons as below, made first).
+        c = st["c"][metric]
+        x = st["acc"].get(metric, 0.0)
+        rate = max(c[_C_RATE], self.min_rate)
+        if x - rate < self.min_excess and (
+            not self.week_horizon or x + sum(c[_C_RING:]) - 7.0 * rate < self.min_excess
+        ):
+            return False
         p, horizon, value, expected, disp = self._count_tail(st, metric)
         p = min(1.0, p * TESTS_PER_DAY)
         score = tail_score(p)
         if score < self.threshold or value - expected < self.min_excess:
             return False
         st["fired"].append(metric)
-        if st["c"][metric][_C_RUN] > 0:
+        if c[_C_RUN] > 0:
             return True  # the run of flagged days already raised its alert
         day = _date(st["day"])
         signals.append(
@@ -418,40 +443,48 @@ class DailyAnomaly(AnomalyDetector):
         acc = st["acc"]
         a = max(self.alpha, 1.0 / (st["days"] + 1))
         warm = st["days"] >= self.warmup_days
+        fired_today = st["fired"]
+        min_rate = self.min_rate
+        gate = warm and not learn_all
         for metric, c in st["c"].items():
             x = acc.get(metric, 0)
-            rate = max(c[_C_RATE], self.min_rate)
-            fired = metric in st["fired"]
-            c[_C_RUN] = c[_C_RUN] + 1 if fired else max(0, c[_C_RUN] - 1)
+            c_rate = c[_C_RATE]
+            rate = max(c_rate, min_rate)
+            fired = metric in fired_today
+            run = c[_C_RUN] = c[_C_RUN] + 1 if fired else max(0, c[_C_RUN] - 1)
             # A day above the rate stays out of the baseline while it is flagged or suspicious (7-day
             # tail below ``learn_gate``), so a shift cannot teach the baseline before it is flagged.
             # A quiet day after a spike keeps the window high but is learned. After ``accept_after``
             # flagged days in a row, the new level is accepted.
             keep_out = (
-                warm
+                gate
                 and x > rate
-                and not learn_all
+                and run < self.accept_after
                 and (fired or self._count_tail(st, metric)[0] < self.learn_gate)
-                and c[_C_RUN] < self.accept_after
             )
             if not keep_out:
                 # Huber-clipped update: one burst moves the rate and variance by a bounded step.
-                d = min(x, rate + 3.0 * math.sqrt(rate * max(1.0, c[_C_VAR] / rate))) - c[_C_RATE]
-                c[_C_RATE] += a * d
-                c[_C_VAR] += a * (d * d - c[_C_VAR])
-            c[_C_RING:] = [*c[_C_RING + 1 :], x]
+                c_var = c[_C_VAR]
+                d = min(x, rate + 3.0 * math.sqrt(rate * max(1.0, c_var / rate))) - c_rate
+                c[_C_RATE] = c_rate + a * d
+                c[_C_VAR] = c_var + a * (d * d - c_var)
+            del c[_C_RING]
+            c.append(x)
         if "sn" in acc:
             acc["snt"] = acc["ss"] / acc["sn"]
+        if not acc:
+            return
         weekday = (st["day"] + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+        levels = st["l"]
         for metric, (direction, floor) in LEVEL_SPEC.items():
             if metric not in acc:
                 continue
             raw = acc[metric]
-            v = math.log1p(raw) if metric in ("in", "out") else raw
-            lv = st["l"].get(metric)
+            v = math.log1p(raw) if metric in _SEASONAL else raw
+            lv = levels.get(metric)
             if lv is None:
                 seas = [0.0] * 7 if metric in _SEASONAL else []
-                st["l"][metric] = [1, v, 0.0, 0, *seas]
+                levels[metric] = [1, v, 0.0, 0, *seas]
                 continue
             self._level(st, metric, lv, v, raw, direction, floor, weekday, learn_all, signals)
 
@@ -487,7 +520,7 @@ class DailyAnomaly(AnomalyDetector):
                 mask = ((held.get(metric, 0) << 1) | hit) & ((1 << self.persist_n) - 1)
                 held[metric] = mask
                 hits = mask.bit_count()
-                p_window = binomial_tail(hits, self.persist_n, self.persist_q)
+                p_window = self._persist_tail[hits]
                 # While the window still holds enough hits, quiet days in it do not end the run.
                 alarming = tail_score(min(1.0, p_window * TESTS_PER_DAY)) >= self.threshold
                 p = p_window if hit else 1.0

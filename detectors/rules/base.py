@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from detectors.base import Describe, Detector, Signal
@@ -146,6 +147,60 @@ def match(conditions: list[Condition], payload: Any) -> dict[str, Any] | None:
             return None
         evidence[c.field] = round(got, 6) if isinstance(got, float) else got
     return evidence
+
+
+_INLINE_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!=", "in": "in", "not_in": "not in"}
+
+
+class Matcher:
+    """:func:`match` specialised to one list of conditions when the pack loads.
+
+    The per-event loop over conditions, the operator lookups and the calls through
+    ``operator`` are compiled away into one generated function per list (with the same
+    reads, comparisons, ``TypeError`` handling and evidence as :func:`match`):
+    ``match(payload)`` returns the evidence or None, ``holds(payload)`` only whether
+    all hold. It pickles as its conditions and recompiles on load.
+
+    >>> m = Matcher([Condition("loan_balance/net_assets", ">", 8), Condition("npl_ratio", "<", 0.1)])
+    >>> class P: loan_balance, net_assets, npl_ratio = 900.0, 100.0, 0.05
+    >>> m.match(P), m.holds(P), match(m.conditions, P)
+    ({'loan_balance/net_assets': 9.0, 'npl_ratio': 0.05}, True, {'loan_balance/net_assets': 9.0, 'npl_ratio': 0.05})
+    """
+
+    __slots__ = ("conditions", "holds", "match")
+
+    def __init__(self, conditions: list[Condition]) -> None:
+        self.conditions = list(conditions)
+        self.match: Callable[[Any], dict[str, Any] | None] = self._compile(evidence=True)  # type: ignore[assignment]
+        self.holds: Callable[[Any], bool] = self._compile(evidence=False)  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Matcher, (self.conditions,))
+
+    def _compile(self, *, evidence: bool) -> Callable[[Any], Any]:
+        miss = "None" if evidence else "False"
+        ns: dict[str, Any] = {"_any_in": _any_in}
+        body = []
+        for i, c in enumerate(self.conditions):
+            ns[f"w{i}"] = c.want
+            body.append(f"    v{i} = getattr(p, {c.num!r}, None)")
+            body.append(f"    if v{i} is None:\n        return {miss}")
+            if c.den:
+                body.append(f"    d{i} = getattr(p, {c.den!r}, None)")
+                body.append(f"    if d{i} is None or d{i} <= 0:\n        return {miss}")
+                body.append(f"    v{i} = v{i} / d{i}")
+            test = f"_any_in(v{i}, w{i})" if c.op_name == "any_in" else f"v{i} {_INLINE_OPS[c.op_name]} w{i}"
+            body.append(f"    try:\n        ok = {test}\n    except TypeError:\n        return {miss}")
+            body.append(f"    if not ok:\n        return {miss}")
+        if evidence:
+            body.append("    e = {}")
+            for i, c in enumerate(self.conditions):
+                body.append(f"    e[{c.field!r}] = round(v{i}, 6) if isinstance(v{i}, float) else v{i}")
+            body.append("    return e")
+        else:
+            body.append("    return True")
+        exec("def f(p):\n" + "\n".join(body), ns)  # names are repr() literals, values live in ns
+        return ns["f"]  # type: ignore[no-any-return]
 
 
 class Rule(Detector):

@@ -18,11 +18,15 @@ State: day buckets ``[day, count]`` over ``recent_days + baseline_days`` days.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from operator import itemgetter
 from typing import Any
 
 from detectors.base import Signal
-from detectors.rules.base import Rule, day_of, match
+from detectors.rules.base import CST_OFFSET, DAY, Matcher, Rule
 from riskflow.schema import Event
+
+_DAY_OF, _COUNT = itemgetter(0), itemgetter(1)  # of a day bucket [day, count]
 
 
 class SurgeRule(Rule):
@@ -38,32 +42,39 @@ class SurgeRule(Rule):
         self.factor = self.number(params, "factor", minimum=1)
         self.floor = self.number(params, "floor", minimum=1)
         self.span = self.recent_days + self.baseline_days
+        self._when = Matcher(self.when) if self.when else None
 
     def init_state(self) -> Any:
         return {"t": 0, "on": 0, "b": []}
 
     def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
-        if self.when and match(self.when, event.payload) is None:
+        if self._when is not None and not self._when.holds(event.payload):
             return state, []
-        day = day_of(event.ts)
+        day = int((event.ts + CST_OFFSET) // DAY)  # day_of, inlined
         if day > state["t"]:
             state["t"] = day
         now = state["t"]
         if day <= now - self.span:
             return state, []
+        # The buckets are kept sorted by day, one per day: today's is almost always the last.
         buckets: list[list[int]] = state["b"]
-        for b in buckets:
-            if b[0] == day:
-                b[1] += 1
-                break
+        if buckets and buckets[-1][0] == day:
+            buckets[-1][1] += 1
         else:
-            buckets.append([day, 1])
-            buckets.sort(key=lambda b: b[0])
+            for b in buckets:
+                if b[0] == day:
+                    b[1] += 1
+                    break
+            else:
+                buckets.append([day, 1])
+                if len(buckets) > 1 and buckets[-2][0] > day:
+                    buckets.sort(key=_DAY_OF)
         while buckets and buckets[0][0] <= now - self.span:
             buckets.pop(0)
         cut = now - self.recent_days
-        recent = sum(c for d, c in buckets if d > cut)
-        base = sum(c for d, c in buckets if d <= cut)
+        i = bisect_right(buckets, cut, key=_DAY_OF)  # buckets[i:] are the recent days (day > cut)
+        recent = sum(map(_COUNT, buckets[i:]))  # whole numbers: exact in any order
+        base = sum(map(_COUNT, buckets[:i]))
         expected = base * self.recent_days / self.baseline_days
         if recent < self.floor or recent < self.factor * expected:
             state["on"] = 0

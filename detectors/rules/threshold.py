@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.base import Signal
-from detectors.rules.base import Rule, match
+from detectors.rules.base import Matcher, Rule
 from riskflow.schema import Event
 
 
@@ -32,16 +32,17 @@ class ThresholdRule(Rule):
         self.event_type = self.event_type_param(params, "event_type")
         self.event_types = frozenset({self.event_type})
         self.when = self.conditions(params.get("when"), "params.when", self.event_type, required=True)
+        self._when = Matcher(self.when)
 
     def score_one(self, state: Any, event: Event) -> list[Signal]:
-        evidence = match(self.when, event.payload)
+        evidence = self._when.match(event.payload)
         if evidence is None:
             return []
-        return [self.signal(event.event_id, evidence)]
+        return [Signal(self.id, event.event_id, self.severity, 1.0, evidence)]
 
     def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
         # The engine's call: no state to learn, so straight to the decision (one call, not three).
-        evidence = match(self.when, event.payload)
+        evidence = self._when.match(event.payload)
         if evidence is None:
             return state, []
-        return state, [self.signal(event.event_id, evidence)]
+        return state, [Signal(self.id, event.event_id, self.severity, 1.0, evidence)]
