@@ -105,7 +105,6 @@ from typing import Any
 from detectors.anomaly.base import (
     DIMENSION,
     AnomalyDetector,
-    normal_tail,
     poisson_tail,
     severity_for,
     tail_score,
@@ -170,6 +169,7 @@ _MAX_GAP_FOLD = 64  # zero days folded into a count baseline after a silence, at
 _MAX_INVESTORS = 64  # distinct investor hashes kept per open day; beyond, each subscription counts
 _C_RATE, _C_VAR, _C_RUN, _C_RING = 0, 1, 2, 3  # count state layout: [rate, var, run, 6 past days]
 _L_N, _L_CENTRE, _L_MAD, _L_RUN, _L_SEAS = 0, 1, 2, 3, 4  # level layout: [n, centre, mad, run, 7 offsets]
+_SQRT2 = math.sqrt(2.0)
 _MAD_TO_SIGMA = 1.2533  # sigma / mean absolute deviation for a normal distribution
 _PERSIST = frozenset({"in", "out"})  # level metrics scored by persistence (k hits of n days)
 _SUB, _SUB_INV, _RED, _CMP, _LAW = ("sub",), ("sub", "inv"), ("red",), ("cmp",), ("law",)  # raised metrics
@@ -263,6 +263,8 @@ class DailyAnomaly(AnomalyDetector):
         self.alpha = 2.0 / (span_days + 1.0)
         # binomial_tail(hits, persist_n, persist_q) for every possible number of hits, computed once
         self._persist_tail = [binomial_tail(k, persist_n, persist_q) for k in range(persist_n + 1)]
+        self._persist_alarming = [tail_score(min(1.0, p * TESTS_PER_DAY)) >= threshold for p in self._persist_tail]
+        self._persist_mask = (1 << persist_n) - 1
         self.model_version = f"daily/{self.version}:span={span_days:g},warmup={warmup_days},thr={threshold:g}"
 
     def params(self) -> dict[str, Any]:
@@ -315,7 +317,8 @@ class DailyAnomaly(AnomalyDetector):
                 return st, signals  # late for a day already scored: left out of the daily metrics
             else:
                 self._close_day(st, signals, learn_all)
-                self._skip_days(st, day - open_day - 1)
+                if day - open_day > 1:
+                    self._skip_days(st, day - open_day - 1)
                 st["day"] = day
                 st["days"] += 1
                 st["acc"] = {}
@@ -504,27 +507,30 @@ class DailyAnomaly(AnomalyDetector):
         n = lv[_L_N]
         seasonal = self.seasonal and len(lv) > _L_SEAS
         offset = lv[_L_SEAS + weekday] if seasonal else 0.0
-        expected = lv[_L_CENTRE] + offset
+        centre = lv[_L_CENTRE]
+        expected = centre + offset
         scale = max(lv[_L_MAD] * _MAD_TO_SIGMA, floor)
         r = v - expected
         z = r / scale
         flagged = hold = alarming = False
-        if n >= self.warmup_obs and st["days"] >= self.warmup_days:
+        run = lv[_L_RUN]
+        warm_obs = n >= self.warmup_obs
+        if warm_obs and st["days"] >= self.warmup_days:
             tail_z = z if direction > 0 else -z if direction < 0 else abs(z)
-            p_day = min(1.0, normal_tail(tail_z) * (2.0 if direction == 0 else 1.0))
-            extra: dict[str, Any] = {}
+            # normal_tail(tail_z), inlined
+            p_day = min(1.0, 0.5 * math.erfc(tail_z / _SQRT2) * (2.0 if direction == 0 else 1.0))
+            hits = -1
             if metric in _PERSIST:
                 # Persistence: the binomial tail of the hits among the last ``persist_n`` observed days.
                 hit = p_day <= self.persist_q
                 held = st.setdefault("h", {})  # absent from states written before version 2
-                mask = ((held.get(metric, 0) << 1) | hit) & ((1 << self.persist_n) - 1)
+                mask = ((held.get(metric, 0) << 1) | hit) & self._persist_mask
                 held[metric] = mask
                 hits = mask.bit_count()
-                p_window = self._persist_tail[hits]
                 # While the window still holds enough hits, quiet days in it do not end the run.
-                alarming = tail_score(min(1.0, p_window * TESTS_PER_DAY)) >= self.threshold
-                p = p_window if hit else 1.0
-                extra = {"hits": hits, "of_days": self.persist_n}
+                alarming = self._persist_alarming[hits]
+                p = self._persist_tail[hits] if hit else 1.0
+                hold = hit
             elif metric == "nav":
                 p = p_day if abs(raw) >= self.nav_min else 1.0
             elif metric == "snt":
@@ -534,8 +540,9 @@ class DailyAnomaly(AnomalyDetector):
             p = min(1.0, p * TESTS_PER_DAY)
             score = tail_score(p)
             flagged = score >= self.threshold
-            hold = flagged or (metric in _PERSIST and p_day <= self.persist_q)
-            if flagged and lv[_L_RUN] == 0:
+            hold = hold or flagged
+            if flagged and run == 0:
+                extra = {"hits": hits, "of_days": self.persist_n} if hits >= 0 else {}
                 signals.append(
                     Signal(
                         self.id,
@@ -557,19 +564,20 @@ class DailyAnomaly(AnomalyDetector):
                         },
                     )
                 )
-        lv[_L_RUN] = lv[_L_RUN] + 1 if flagged else lv[_L_RUN] if alarming else max(0, lv[_L_RUN] - 1)
-        if hold and not learn_all and lv[_L_RUN] < self.accept_after:
+        run = lv[_L_RUN] = run + 1 if flagged else run if alarming else max(0, run - 1)
+        if hold and not learn_all and run < self.accept_after:
             return
         a = max(self.alpha, 1.0 / (n + 1.0))
-        clip = 3.0 * scale if n >= self.warmup_obs else math.inf
+        clip = 3.0 * scale if warm_obs else math.inf
         rc = max(-clip, min(clip, r))
         lv[_L_N] = n + 1
-        lv[_L_CENTRE] += a * rc
-        lv[_L_MAD] += a * (abs(rc) - lv[_L_MAD])
+        centre = lv[_L_CENTRE] = centre + a * rc
+        mad = lv[_L_MAD]
+        lv[_L_MAD] = mad + a * (abs(rc) - mad)
         if seasonal:
             # Additive Holt-Winters: the weekday offset learns what the level does not explain.
             # Each offset is updated once a week, so at a faster rate than the level.
-            lv[_L_SEAS + weekday] += min(0.5, 4.0 * a) * (expected + rc - lv[_L_CENTRE] - offset)
+            lv[_L_SEAS + weekday] += min(0.5, 4.0 * a) * (expected + rc - centre - offset)
 
     def _skip_days(self, st: dict[str, Any], gap: int) -> None:
         """Fold the silent days between two events into the count baselines as zero days."""

@@ -74,9 +74,13 @@ class SurgeRule(Rule):
         cut = now - self.recent_days
         i = bisect_right(buckets, cut, key=_DAY_OF)  # buckets[i:] are the recent days (day > cut)
         recent = sum(map(_COUNT, buckets[i:]))  # whole numbers: exact in any order
+        if recent < self.floor:
+            state["on"] = 0
+            return state, []
+        # the baseline only now: most events stop at the floor
         base = sum(map(_COUNT, buckets[:i]))
         expected = base * self.recent_days / self.baseline_days
-        if recent < self.floor or recent < self.factor * expected:
+        if recent < self.factor * expected:
             state["on"] = 0
             return state, []
         if state["on"]:

@@ -33,6 +33,7 @@ the window" holds iff at least T of the kept most-recent entries are in it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from operator import itemgetter
 from typing import Any
@@ -45,8 +46,14 @@ AGGS = ("count", "sum", "distinct", "ratio")
 _NUM, _DEN = itemgetter(1), itemgetter(2)  # of a day bucket [day, num, den]
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
 def value_hash(value: Any) -> int:
-    return int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "big") >> 1
+    """63-bit hash of a value's text (memoised: two rules counting the same id hash it once)."""
+    return _text_hash(str(value))
 
 
 class WindowRule(Rule):
