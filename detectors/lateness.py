@@ -21,7 +21,8 @@ recent history by event time and give the result of event-time order too
 (``series`` and ``absence`` correct a finding an arrival order got wrong; see
 their modules). What such a
 bounded state cannot place is recorded in the ledger (``beyond_lateness:
-false``, action ``bounded`` with the rule's ``reason``). See the README's
+false``, action ``bounded`` with the rule's ``reason``), and so is an event
+for a day the daily anomaly model has already scored (``window_closed``). See the README's
 "Late and out-of-order events" for what still follows arrival order.
 
 One thing a window cannot do out of order: count an event whose day is
@@ -68,6 +69,7 @@ from typing import Any
 
 import msgspec
 
+from detectors.anomaly.daily import DailyAnomaly
 from detectors.base import Detector, Signal
 from detectors.rules.base import day_of, match
 from detectors.rules.surge import SurgeRule
@@ -236,6 +238,12 @@ def closed_windows(detectors: Sequence[Detector], dstates: dict[str, Any], event
             span = det.window_days
         elif isinstance(det, SurgeRule):
             span = det.span
+        elif isinstance(det, DailyAnomaly):
+            st = dstates.get(det.id)
+            if st is not None and day < st.get("day", -1):
+                why = "its day is already scored: left out of the daily metrics"
+                lines.append(LateRule(rule_id=det.id, kind=det.kind, action="window_closed", window_days=1, reason=why))
+            continue
         else:
             place = getattr(det, "cannot_place", None)
             st = dstates.get(det.id)

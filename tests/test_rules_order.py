@@ -626,3 +626,22 @@ def test_absence_a_late_request_whose_payments_are_no_longer_kept_is_ledgered() 
     res = bp.process(msgs, {}.get, now=NOW)
     [rec] = res.late
     assert rec.event_id == "S-late" and [(x.rule_id, x.action) for x in rec.rules] == [("t.unpaid", "bounded")]
+
+
+def test_an_event_for_a_day_the_daily_anomaly_model_already_scored_is_ledgered() -> None:
+    bp = build_processor(load_texts({"t.yaml": ABSENCE_PACK}))  # with the anomaly detectors
+    complaint = {"channel": "hotline", "category": "other"}
+    events = [
+        event("C1", 3 * DAY, "complaint.filed", **complaint),
+        event("C0", 2 * DAY, "complaint.filed", **complaint),
+    ]
+    msgs = [RawMessage(encode_event(e), "in", 0, i, None) for i, e in enumerate(events)]
+    res = bp.process(msgs, {}.get, now=NOW)
+    [rec] = res.late
+    assert rec.event_id == "C0" and not rec.beyond_lateness
+    [line] = [x for x in rec.rules if x.rule_id == "anomaly.daily"]
+    assert line.action == "window_closed" and line.reason and "already scored" in line.reason
+    # On the same day it is counted: nothing to ledger.
+    events[1] = event("C0", 3 * DAY - 3600.0, "complaint.filed", **complaint)
+    msgs = [RawMessage(encode_event(e), "in", 0, i, None) for i, e in enumerate(events)]
+    assert not bp.process(msgs, {}.get, now=NOW).late
