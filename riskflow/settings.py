@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     fetch_max_wait: float = Field(
         0.05, gt=0, description="RISKFLOW_FETCH_MAX_WAIT: longest a fetch may wait at the broker, seconds."
     )
+    state_cache: int = Field(
+        10_000,
+        ge=0,
+        description="RISKFLOW_STATE_CACHE: decoded entity states the worker keeps in memory in front of the "
+        "table's msgpack bytes (~5 KB each; dropped on a rebalance; 0: off; streams/statecache.py).",
+    )
     max_fetch_bytes: int = Field(
         1 << 20,
         ge=1024,

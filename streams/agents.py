@@ -18,6 +18,12 @@ either re-emits alerts with the same ids (the sinks upsert) or finds the
 events already folded into state; it never loses an alert. A rebalance or
 shutdown waits for the batch in flight before committing.
 
+Entity states are read through a bounded cache of the decoded states this
+worker last wrote (``streams/statecache.py``), dropped whole on a rebalance,
+after a table recovery and when a batch fails half-way; the table's bytes
+stay the truth. Every output record goes straight to ``app.producer`` by
+topic name, the whole batch's at once.
+
 Recovery of the table itself is made whole in ``streams/tables.py`` (Tansu
 reports end offsets short). A failed delivery is retried with back-off by
 :func:`deliver` (a log line per retry) instead of raising, so that a broker
@@ -47,6 +53,7 @@ from riskflow.deadletter import encode_dead_letter
 from riskflow.metrics import Metrics
 from riskflow.models import DriftTracker
 from streams.batchtap import BatchTap, install
+from streams.statecache import StateCache
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -100,14 +107,22 @@ def wire_agents(
     batch_timeout: float,
     before_batch: Callable[[], Awaitable[None]] | None = None,
     peer: PeerGroupDetector | None = None,
+    state_cache: int = 10_000,
 ) -> Any:
     """``before_batch``: awaited before each batch (rule-pack switches, lane rebuilds,
-    streams/rules_control.py). Alerts of shadow rules go to ``topics.shadow_alerts``."""
+    streams/rules_control.py). Alerts of shadow rules go to ``topics.shadow_alerts``.
+    ``state_cache``: decoded entity states kept in memory (streams/statecache.py; 0: none)."""
     del batch_size, batch_timeout  # a batch is one fetch (broker_max_poll_records, streams/app.py)
-    alerts_topic = topics.alerts
-    shadow_topic = topics.shadow_alerts or alerts_topic
-    late_topic = topics.late
+    # Every output goes straight to the producer, named by topic (no Faust Topic.send per message:
+    # it was ~12% of a busy worker, bench/latency.py). Keyed records are placed by the
+    # producer's murmur2 partitioner, as Topic.send placed them.
+    alerts_topic = topics.alerts.get_topic_name()
+    shadow_topic = topics.shadow_alerts.get_topic_name() if topics.shadow_alerts is not None else alerts_topic
+    links_topic = topics.links.get_topic_name()
+    deadletter_topic = topics.deadletter.get_topic_name()
+    late_topic = topics.late.get_topic_name() if topics.late is not None else None
     store = table.data
+    cache = StateCache(state_cache)
     changelog = table.changelog_topic.get_topic_name()
     drift = DriftTracker()
     drift_version = [""]
@@ -138,33 +153,53 @@ def wire_agents(
             metrics.observe_model_scores(scores, psi)
 
     def get_state(entity_id: str) -> EntityState | None:
+        state = cache.get(entity_id)
+        if state is not None:
+            return state
         raw = store.get(entity_id.encode())
         return decode_state(raw) if raw is not None else None
 
     async def handle(records: list[Any]) -> None:
         """One fetched batch (aiokafka records, in partition order) through the pipeline."""
+        try:
+            await _handle(records)
+        except BaseException:
+            # Failed or cancelled half-way: the pipeline mutated cached states in place for
+            # events whose offsets were not acknowledged. Back to the table's bytes.
+            cache.clear()
+            raise
+
+    async def _handle(records: list[Any]) -> None:
         if before_batch is not None:
             await before_batch()
+        cache.check_generation(app.consumer_generation_id)  # a rebalance drops the cache
         started = time.perf_counter()
         producer = app.producer
+        send = producer.send  # (topic, key, value, partition, timestamp, headers)
         res = processor.process(records, get_state)
         evaluated = time.perf_counter()
         if res.alerts or res.links or res.dead_letters or res.late:
             out: list[Send] = [
                 partial(
-                    (shadow_topic if a.mode == "shadow" else alerts_topic).send,
-                    key=a.entity_id.encode(),
-                    value=a.to_json(),
+                    send,
+                    shadow_topic if a.mode == "shadow" else alerts_topic,
+                    a.entity_id.encode(),
+                    a.to_json(),
+                    None,
+                    None,
+                    None,
                 )
                 for a in res.alerts
             ]
-            out += [partial(topics.links.send, key=m.to.encode(), value=encode_link(m)) for m in res.links]
+            out += [partial(send, links_topic, m.to.encode(), encode_link(m), None, None, None) for m in res.links]
             out += [
-                partial(topics.deadletter.send, key=(d["key"] or "").encode(), value=encode_dead_letter(d))
+                partial(send, deadletter_topic, (d["key"] or "").encode(), encode_dead_letter(d), None, None, None)
                 for d in res.dead_letters
             ]
             if late_topic is not None:
-                out += [partial(late_topic.send, key=r.entity_id.encode(), value=encode_late(r)) for r in res.late]
+                out += [
+                    partial(send, late_topic, r.entity_id.encode(), encode_late(r), None, None, None) for r in res.late
+                ]
             await deliver(out, "alerts/links/dead letters")
         decided_at = time.time()
         # States go straight to the producer, one record per changed entity
@@ -173,10 +208,12 @@ def wire_agents(
         # producer buffer, drained one message at a time, and stalls the
         # stream whenever 100 are pending; bench/pipeline.py measured it.)
         writes: list[Send] = []
+        put = cache.put
         for eid, (state, partition) in res.states.items():
             key, value = eid.encode(), encode_state(state)
             store[key] = value
-            writes.append(partial(producer.send, changelog, key, value, partition, None, None))
+            put(eid, state)
+            writes.append(partial(send, changelog, key, value, partition, None, None))
         if writes:
             await deliver(writes, "entity states")
         if metrics is not None:
@@ -197,6 +234,16 @@ def wire_agents(
         observe_peer_scores()
 
     install(app, BatchTap(topics.inputs.topics, handle))
+
+    table_recovered = table.on_recovery_completed
+
+    async def drop_cache(active_tps: set[Any], standby_tps: set[Any]) -> None:
+        """After the table's recovery (and its catch-up, streams/tables.py) the table's bytes
+        are the truth again: no decoded state survives it."""
+        await table_recovered(active_tps, standby_tps)
+        cache.clear()
+
+    table.on_recovery_completed = drop_cache  # type: ignore[method-assign]
 
     if metrics is not None:
         board = metrics.levels

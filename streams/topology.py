@@ -110,5 +110,6 @@ def build_topology(
         batch_timeout=settings.batch_timeout,
         before_batch=control.before_batch,
         peer=peer,
+        state_cache=settings.state_cache,
     )
     return Topology(app, topics, table, processor, control)
