@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as _Tally
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from functools import partial
 from operator import attrgetter
@@ -42,6 +43,7 @@ from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.sensors.prometheus import PrometheusMonitor
 from faust.types import TP
 
 from detectors.anomaly import PeerGroupDetector
@@ -123,6 +125,8 @@ def wire_agents(
     late_topic = topics.late.get_topic_name() if topics.late is not None else None
     store = table.data
     cache = StateCache(state_cache)
+    monitor = app.monitor
+    sent_counter = monitor._metrics.topic_messages_sent if isinstance(monitor, PrometheusMonitor) else None
     changelog = table.changelog_topic.get_topic_name()
     drift = DriftTracker()
     drift_version = [""]
@@ -216,6 +220,16 @@ def wire_agents(
             writes.append(partial(send, changelog, key, value, partition, None, None))
         if writes:
             await deliver(writes, "entity states")
+        if sent_counter is not None:  # Faust's per-topic count, which Topic.send kept, per batch
+            sent = _Tally(shadow_topic if a.mode == "shadow" else alerts_topic for a in res.alerts)
+            sent[links_topic] += len(res.links)
+            sent[deadletter_topic] += len(res.dead_letters)
+            sent[changelog] += len(writes)
+            if late_topic is not None:
+                sent[late_topic] += len(res.late)
+            for topic, n in sent.items():
+                if n:
+                    sent_counter.labels(topic=f"topic.{topic}").inc(n)
         if metrics is not None:
             metrics.count_batch(res.counted, (d["reason"] for d in res.dead_letters), res.alerts)
             if res.late:

@@ -49,9 +49,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         consumer_max_fetch_size=settings.max_fetch_bytes,
         # A batch's alerts and entity states go out together: with aiokafka's 16 KB record
         # batches and one request in flight per broker (one batch per partition in it), the
-        # ~1 KB states of a 1,000-event batch took a dozen sequential round trips. 256 KB
-        # batches (at most a quarter of a fetch, so every reader takes one whole) need one.
-        producer_max_batch_size=min(256 * 1024, settings.max_fetch_bytes // 4),
+        # ~1 KB states of a 1,000-event batch took a dozen sequential round trips; 256 KB
+        # batches need one. (At most a quarter of a fetch, so that readers take whole batches;
+        # never below aiokafka's default.)
+        producer_max_batch_size=max(16 * 1024, min(256 * 1024, settings.max_fetch_bytes // 4)),
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
         # One fetch = one batch of the hot path (streams/batchtap.py).
         broker_max_poll_records=settings.batch_size,
