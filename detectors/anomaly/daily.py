@@ -583,14 +583,17 @@ class DailyAnomaly(AnomalyDetector):
         """Fold the silent days between two events into the count baselines as zero days."""
         if gap <= 0:
             return
+        n = st["days"]
+        # the same EWMA weights for every metric: max(alpha, 1 / (n + i + 1)) for the i-th zero day
+        weights = [max(self.alpha, 1.0 / (n + i + 1)) for i in range(min(gap, _MAX_GAP_FOLD))]
         for c in st["c"].values():
             c[_C_RUN] = max(0, c[_C_RUN] - gap)
-            n = st["days"]
-            for i in range(min(gap, _MAX_GAP_FOLD)):
-                a = max(self.alpha, 1.0 / (n + i + 1))
-                d = -c[_C_RATE]
-                c[_C_RATE] += a * d
-                c[_C_VAR] += a * (d * d - c[_C_VAR])
+            rate, var = c[_C_RATE], c[_C_VAR]
+            for a in weights:
+                d = -rate
+                rate += a * d
+                var += a * (d * d - var)
+            c[_C_RATE], c[_C_VAR] = rate, var
             ring = c[_C_RING:]
             keep = max(0, 6 - gap)
             c[_C_RING:] = [*ring[6 - keep :], *([0] * (6 - keep))] if keep else [0] * 6
