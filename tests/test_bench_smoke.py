@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import backtest, common, latency, memory, parse, pipeline, scaleout
+from bench import backtest, common, detector_cost, latency, memory, parse, pipeline, scaleout
 from riskflow.broker import EmbeddedBroker
 
 
@@ -47,6 +47,11 @@ def test_parse_bench_checks_agree_with_the_schema(valid_example_lines: list[byte
 def test_backtest_bench(capsys: pytest.CaptureFixture[str]) -> None:
     backtest.main(["--events", "300", "--rounds", "1"])
     assert _headline(capsys, "backtest_events_per_s") > 0
+
+
+def test_detector_cost_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    detector_cost.main(["--events", "300", "--rounds", "1"])
+    assert _headline(capsys, "detectors_cpu_us_per_event") > 0
 
 
 def test_memory_bench(capsys: pytest.CaptureFixture[str]) -> None:
