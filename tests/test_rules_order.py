@@ -356,6 +356,10 @@ def test_series_state_stays_bounded_and_reads_a_state_from_before() -> None:
     for i in range(200):
         state, _ = r.process(state, nav(f"N{i}", i * 3600.0, 1.0 + i / 1000))
     assert len(state["v"]) == r.keep - 1 and len(state["r"]) <= MAX_RECENT
+    # a flood of reports each older than the newest (within the lateness) stays bounded too
+    for i in range(50):
+        state, _ = r.process(state, nav(f"O{i}", 199 * 3600.0 - (i + 1) * 60.0, 1.2))
+    assert len(state["v"]) == r.keep - 1 and len(state["r"]) <= MAX_RECENT
     old = {"v": [1.0, 1.003, 1.006, 1.009]}  # the state a worker wrote before: values only
     old, signals = r.process(old, nav("N-next", 0.0, 1.012))
     assert [s.key for s in signals] == ["N-next"] and len(old["r"]) == 1

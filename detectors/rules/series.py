@@ -148,6 +148,7 @@ class SeriesRule(Rule):
                     f"report {key} in event time; its evidence is judged again"
                 )
             signals.append(Signal(self.id, key, self.severity, 0.0, ev, correction=True))
+        self._prune(state, recent[-1][0] - HORIZON)  # bounded even if only older reports arrive
         # corrections first: the finding, if any, is what the rule's alert shows
         return state, signals + findings
 
