@@ -47,12 +47,16 @@ from detectors.risk import contagion as _contagion
 from detectors.risk import people as _people
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
 from detectors.risk.contagion import CONTAGION_RULE, LinkMessage
-from detectors.risk.state import Raise, RiskState, RuleTrack, dim_code, dim_name, second
+from detectors.risk.state import DIMENSION_CODES, Raise, RiskState, RuleTrack, dim_code, dim_name, second
 from riskflow.alerts import Alert, alert_id
 from riskflow.schema import Event
 
 LEVEL_RULE = "risk.level"
 _LINK_EVENTS = frozenset({"fund.registered", "entity.registered", "flow.transfer"})
+#: events that move the exposure (people affected, CNY raised or claimed)
+_EXPOSURE_EVENTS = frozenset(
+    {"fund.subscription", "fund.redemption_requested", "fund.redemption_paid", "complaint.filed", "lawsuit.filed"}
+)
 
 MakeAlert = Callable[[Detector, Signal, Event], Alert]
 
@@ -82,18 +86,44 @@ class RiskScorer:
     def __init__(self, config: RiskConfig | None = None) -> None:
         self.config = config or RiskConfig()
 
+    @property
+    def config(self) -> RiskConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: RiskConfig) -> None:
+        # The per-event path reads the configuration as plain floats, looked up once here.
+        self._config = config
+        self._half_life = config.half_life
+        self._quiet = config.quiet
+        self._floor = config.forget_below
+        self._weights: dict[int | str, float] = {code: config.weight(name) for code, name in enumerate(DIMENSION_CODES)}
+
     # -- the index ---------------------------------------------------------------------------
     def index_of(self, rules: dict[str, RuleTrack]) -> float:
         """Noisy-or of the saturated dimensions, 0-100, rounded to 0.1."""
-        # grouped by code (a name stored before its code existed maps to the code), named once
+        return self._noisy_or(self._by_dim(rules))
+
+    @staticmethod
+    def _by_dim(rules: dict[str, RuleTrack]) -> dict[int | str, float]:
+        # grouped by code (a name stored before its code existed maps to the code)
         by_dim: dict[int | str, float] = {}
         for tr in rules.values():
-            d = tr.dim if tr.dim.__class__ is int else dim_code(tr.dim)  # type: ignore[arg-type]
+            d = tr.dim
+            if d.__class__ is not int:
+                d = dim_code(d)  # type: ignore[arg-type]
             by_dim[d] = by_dim.get(d, 0.0) + tr.acc
+        return by_dim
+
+    def _noisy_or(self, by_dim: dict[int | str, float]) -> float:
         survive = 1.0
-        weight = self.config.weight
+        weights = self._weights
+        exp = math.exp
         for code, x in by_dim.items():
-            survive *= 1.0 - weight(dim_name(code)) * (1.0 - math.exp(-x))
+            w = weights.get(code)
+            if w is None:
+                w = self._config.weight(dim_name(code))
+            survive *= 1.0 - w * (1.0 - exp(-x))
         return round(100.0 * (1.0 - survive), 1)
 
     def shown(self, r: RiskState, own_idx: float, own_level: str = "") -> tuple[float, Raise | None]:
@@ -124,7 +154,7 @@ class RiskScorer:
     def _decay(self, r: RiskState, ts: float) -> None:
         if ts > r.t:
             if r.rules and r.t:
-                f = 0.5 ** ((ts - r.t) / self.config.half_life)
+                f = 0.5 ** ((ts - r.t) / self._half_life)
                 for tr in r.rules.values():
                     tr.acc *= f
             r.t = ts
@@ -164,25 +194,38 @@ class RiskScorer:
         r: RiskState | None = state.risk
         if r is None:
             r = state.risk = RiskState()
-        cfg = self.config
+        cfg = self._config
         ts = event.ts
-        self._exposure(r, event)
-        links = _contagion.links_from_event(r, event, cfg) if event.event_type in _LINK_EVENTS else []
-        if not hits and not r.rules and r.level == "green":
+        et = event.event_type
+        if et in _EXPOSURE_EVENTS:
+            self._exposure(r, event)
+        links = _contagion.links_from_event(r, event, cfg) if et in _LINK_EVENTS else []
+        rules = r.rules
+        if not hits:
+            if not rules and r.level == "green":
+                if ts > r.t:
+                    r.t = ts
+                return [], links
+            # The common case: no signal, the index only decays (one pass over the rules).
+            f = 1.0
             if ts > r.t:
+                if rules and r.t:
+                    f = 0.5 ** ((ts - r.t) / self._half_life)
                 r.t = ts
-            return [], links
+            by_dim, forget = self._scan(rules, ts, f)
+            return self._decide(r, event, self._noisy_or(by_dim), {}, forget, links, make, clock), links
         self._decay(r, ts)
-        late = 0.5 ** ((r.t - ts) / cfg.half_life) if ts < r.t else 1.0
+        late = 0.5 ** ((r.t - ts) / self._half_life) if ts < r.t else 1.0
+        quiet = self._quiet
         # Fold the hits in; remember per rule the count before this event and the last signal.
         touched: dict[str, tuple[Detector, Signal, int]] = {}
         for det, sig in hits:
             rid = sig.detector_id
-            tr = r.rules.get(rid)
+            tr = rules.get(rid)
             if tr is None:
-                tr = r.rules[rid] = RuleTrack(dim_code(det.describe.dimension or "unknown"))
+                tr = rules[rid] = RuleTrack(dim_code(det.describe.dimension or "unknown"))
             sec = second(ts)
-            if tr.count == 0 or sec - tr.last > cfg.quiet:
+            if tr.count == 0 or sec - tr.last > quiet:
                 tr.key, tr.first, tr.last, tr.count, tr.emitted_level = sig.key, sec, sec, 0, -1
             before = touched[rid][2] if rid in touched else tr.count
             tr.count += 1
@@ -191,8 +234,42 @@ class RiskScorer:
             if det.mode != "shadow":  # shadow rules are on trial: alerts, but no weight in the index
                 tr.acc += cfg.mass(sig.severity, sig.score) * late
             touched[rid] = (det, sig, before)
-        own_idx = self.index_of(r.rules)
-        own_old = r.own_level = _contagion.own_level(r)  # pinned: the shown level may differ
+        by_dim, forget = self._scan(rules, ts, 1.0)
+        return self._decide(r, event, self._noisy_or(by_dim), touched, forget, links, make, clock), links
+
+    def _scan(self, rules: dict[str, RuleTrack], ts: float, f: float) -> tuple[dict[int | str, float], list[str]]:
+        """One pass over the rules: decay each by ``f`` (1.0: none), sum them by dimension, and
+        list those to forget (weight decayed away and episode closed) once the event is decided."""
+        by_dim: dict[int | str, float] = {}
+        forget: list[str] = []
+        floor, quiet = self._floor, self._quiet
+        for rid, tr in rules.items():
+            if f != 1.0:
+                tr.acc *= f
+            acc = tr.acc
+            d = tr.dim
+            if d.__class__ is not int:
+                d = dim_code(d)  # type: ignore[arg-type]
+            by_dim[d] = by_dim.get(d, 0.0) + acc
+            if acc < floor and ts - tr.last > quiet:
+                forget.append(rid)
+        return by_dim, forget
+
+    def _decide(
+        self,
+        r: RiskState,
+        event: Event,
+        own_idx: float,
+        touched: dict[str, tuple[Detector, Signal, int]],
+        forget: list[str],
+        links: list[LinkMessage],
+        make: MakeAlert,
+        clock: Callable[[], str],
+    ) -> list[Alert]:
+        """Levels, episodes and alerts once the signals are folded in and the index is known."""
+        cfg = self._config
+        ts = event.ts
+        own_old = r.own_level = r.own_level or r.level  # pinned: the shown level may differ
         if r.own_seq < 0:
             r.own_seq = r.seq
         own_new = cfg.level_of(own_idx, own_old)
@@ -203,43 +280,49 @@ class RiskScorer:
             if LEVEL_RANK[own_new] >= LEVEL_RANK[cfg.contagion_from]:
                 r.hot = True
             links += _contagion.pushes_on_transition(r, event.entity_id, event.entity_kind)
-        idx, raiser = self.shown(r, own_idx, own_new)
+        if r.raised_by:
+            idx, raiser = self.shown(r, own_idx, own_new)
+            new = self.shown_level(idx, own_new, raiser)
+        else:  # no contagion: the shown index and level are the own ones
+            idx, raiser, new = own_idx, None, own_new
         old = r.level
-        new = self.shown_level(idx, own_new, raiser)
-        rank = LEVEL_RANK[new]
-        # (people, CNY) only when an alert goes out: most events emit none
-        people, amount = self.affected(r) if touched or new != old else (0, 0.0)
         alerts: list[Alert] = []
-        for rid, (det, sig, before) in touched.items():
-            tr = r.rules[rid]
-            due = tr.emitted_level != rank or any(
-                is_milestone(n, cfg.episode_emit_first) for n in range(before + 1, tr.count + 1)
-            )
-            if not due:
-                continue
-            tr.emitted_level = rank
-            a = make(det, sig, event)
-            a.alert_id = alert_id(rid, event.entity_id, tr.key)
-            a.revision = tr.count
-            a.episode = {
-                "key": tr.key,
-                "first_seen": iso(tr.first),
-                "last_seen": iso(tr.last),
-                "count": tr.count,
-                "reopens_after": iso(tr.last + cfg.quiet),
-            }
-            self._fill(a, r, idx, new, people, amount, rid, raiser)
-            alerts.append(a)
-        if new != old:
-            r.seq += 1
-            r.level = new
-            alerts.append(self._level_alert(r, event, old, new, idx, own_idx, raiser, people, amount, clock))
+        if touched or new != old:
+            rank = LEVEL_RANK[new]
+            people, amount = -1, 0.0  # (people, CNY): only once an alert goes out, most events emit none
+            for rid, (det, sig, before) in touched.items():
+                tr = r.rules[rid]
+                due = tr.emitted_level != rank or any(
+                    is_milestone(n, cfg.episode_emit_first) for n in range(before + 1, tr.count + 1)
+                )
+                if not due:
+                    continue
+                if people < 0:
+                    people, amount = self.affected(r)
+                tr.emitted_level = rank
+                a = make(det, sig, event)
+                a.alert_id = alert_id(rid, event.entity_id, tr.key)
+                a.revision = tr.count
+                a.episode = {
+                    "key": tr.key,
+                    "first_seen": iso(tr.first),
+                    "last_seen": iso(tr.last),
+                    "count": tr.count,
+                    "reopens_after": iso(tr.last + self._quiet),
+                }
+                self._fill(a, r, idx, new, people, amount, rid, raiser)
+                alerts.append(a)
+            if new != old:
+                if people < 0:
+                    people, amount = self.affected(r)
+                r.seq += 1
+                r.level = new
+                alerts.append(self._level_alert(r, event, old, new, idx, own_idx, raiser, people, amount, clock))
         r.index = idx
-        # Forget rules whose weight has decayed away and whose episode is closed.
-        floor, quiet = cfg.forget_below, cfg.quiet
-        for rid in [rid for rid, tr in r.rules.items() if tr.acc < floor and ts - tr.last > quiet]:
-            del r.rules[rid]
-        return alerts, links
+        rules = r.rules
+        for rid in forget:
+            del rules[rid]
+        return alerts
 
     # -- messages from the links topic ---------------------------------------------------------
     def on_link(self, state: Any, msg: LinkMessage) -> list[LinkMessage]:
