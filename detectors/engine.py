@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -69,8 +68,11 @@ def decode_state(data: bytes) -> EntityState:
     return _state_decoder.decode(data)
 
 
+_blake2b = hashlib.blake2b
+
+
 def _digest(event_id: str) -> bytes:
-    return hashlib.blake2b(event_id.encode(), digest_size=_DIGEST).digest()
+    return _blake2b(event_id.encode(), digest_size=_DIGEST).digest()
 
 
 def _seen(blob: bytes, digest: bytes) -> bool:
@@ -86,12 +88,13 @@ def _seen(blob: bytes, digest: bytes) -> bool:
 _Step = tuple[Detector, str, Callable[[Any, Event], tuple[Any, list[Signal]]], Callable[[], Any]]
 
 
-@dataclass(slots=True)
-class Outcome:
+class Outcome(msgspec.Struct):
+    """What one event did to its entity (a Struct: one is made per event, C-fast to build)."""
+
     state: EntityState
     alerts: list[Alert]
     duplicate: bool = False
-    links: list[LinkMessage] = field(default_factory=list)  # for the links topic (risk contagion)
+    links: list[LinkMessage] = msgspec.field(default_factory=list)  # for the links topic (risk contagion)
     late: _lateness.LateRecord | None = None  # set when the event was late (detectors/lateness.py)
 
 
@@ -149,25 +152,29 @@ class Engine:
         if state is None:
             state = EntityState(entity_id=event.entity_id)
         if self.dedup_window:
-            digest = _digest(event.event_id)
-            if _seen(state.recent_ids, digest):
+            digest = _blake2b(event.event_id.encode(), digest_size=_DIGEST).digest()
+            blob = state.recent_ids
+            if digest in blob and _seen(blob, digest):
                 return Outcome(state, [], duplicate=True)
-            blob = state.recent_ids + digest
-            state.recent_ids = blob[-self.dedup_window * _DIGEST :]
+            blob += digest
+            ring = self.dedup_window * _DIGEST
+            state.recent_ids = blob[-ring:] if len(blob) > ring else blob
         state.entity_kind = event.entity_kind
         state.region = event.region
         state.events += 1
+        ts = event.ts
         allowed = self.allowed_lateness
         closed = None
-        if allowed is not None and event.ts < state.watermark:
-            if event.ts < state.watermark - allowed:
+        if ts < state.watermark and allowed is not None:
+            if ts < state.watermark - allowed:
                 return self._late(state, event, allowed)
             closed = _lateness.closed_windows(self._for_event(event), state.detectors, event)
-        if event.ts > state.watermark:
-            state.watermark = event.ts
+        if ts > state.watermark:
+            state.watermark = ts
         hits: list[tuple[Detector, Signal]] = []
         dstates = state.detectors
-        steps, timed = self._plan(event)
+        plan = self._by_type.get((event.event_type, event.entity_kind))
+        steps, timed = plan if plan is not None else self._plan(event)
         for det, did, process, init_state in steps:
             new, signals = process(dstates.get(did) or init_state(), event)
             if new is None:
@@ -193,7 +200,7 @@ class Engine:
             for a in alerts:  # the index's own alerts (risk.level, ...) name the pack too
                 if not a.rule_pack_version:
                     a.rule_pack_version = self.pack_version
-            return Outcome(state, alerts, links=links)
+            return Outcome(state, alerts, False, links)
         return Outcome(state, [self._alert(det, sig, event) for det, sig in hits])
 
     def _late(self, state: EntityState, event: Event, allowed: float) -> Outcome:

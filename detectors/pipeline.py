@@ -96,8 +96,24 @@ class BatchProcessor:
         self.max_bytes = max_bytes
         self.max_future_seconds = max_future_seconds
         self.links_topic = links_topic
-        self.lanes: dict[str, Lane] = {}
-        self._lane_names: dict[tuple[str, int], str] = {}
+        self.lanes = {}
+
+    @property
+    def lanes(self) -> dict[str, Lane]:
+        return self._lanes
+
+    @lanes.setter
+    def lanes(self, lanes: dict[str, Lane]) -> None:
+        self._lanes = lanes
+        self._lane_of: dict[tuple[str, int], tuple[str, Lane]] = {}  # (topic, partition) -> its lane
+
+    def _lane(self, topic: str, partition: int) -> tuple[str, Lane]:
+        name = f"{topic}#{partition}"
+        lane = self._lanes.get(name)
+        if lane is None:
+            lane = self._lanes[name] = Lane()
+        named = self._lane_of[(topic, partition)] = (name, lane)
+        return named
 
     def rebuild(self, states: Iterable[EntityState]) -> None:
         """Rebuild every lane's watermark and deadline index from stored entity states."""
@@ -131,24 +147,24 @@ class BatchProcessor:
         states = res.states
         engine = self.engine
         links_topic = self.links_topic
+        max_bytes, max_future = self.max_bytes, self.max_future_seconds
+        alerts, counted, dead_letters = res.alerts, res.counted, res.dead_letters
+        lane_of = self._lane_of
         for msg in messages:
-            if msg.topic == links_topic and links_topic is not None:
+            # attributes, not unpacking: live, these are aiokafka records (RawMessage is their shape)
+            value, topic, partition, offset, key = msg.value, msg.topic, msg.partition, msg.offset, msg.key
+            if topic == links_topic and links_topic is not None:
                 try:
-                    link = decode_link(msg.value)
+                    link = decode_link(value)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    where = (msg.topic, msg.partition, msg.offset, msg.key)
-                    res.dead_letters.append(dead_letter(msg.value, "malformed_json", str(exc), *where))
+                    dead_letters.append(dead_letter(value, "malformed_json", str(exc), topic, partition, offset, key))
                     continue
-                self._link(link, res, get_state, msg.partition)
+                self._link(link, res, get_state, partition)
                 continue
             try:
-                event = parse_event(
-                    msg.value, max_bytes=self.max_bytes, max_future_seconds=self.max_future_seconds, now=now
-                )
+                event = parse_event(value, max_bytes=max_bytes, max_future_seconds=max_future, now=now)
             except InvalidEvent as exc:
-                res.dead_letters.append(
-                    dead_letter(msg.value, exc.reason, exc.detail, msg.topic, msg.partition, msg.offset, msg.key)
-                )
+                dead_letters.append(dead_letter(value, exc.reason, exc.detail, topic, partition, offset, key))
                 continue
             eid = event.entity_id
             held = states.get(eid)
@@ -156,44 +172,44 @@ class BatchProcessor:
             due_before = state.due if state is not None else 0.0
             out = engine.process(state, event)
             if out.duplicate:
-                res.dead_letters.append(
+                dead_letters.append(
                     dead_letter(
-                        msg.value,
+                        value,
                         "duplicate_event",
                         f"event_id {event.event_id!r} was already processed for {eid}",
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        msg.key,
+                        topic,
+                        partition,
+                        offset,
+                        key,
                     )
                 )
                 continue
             st = out.state
-            states[eid] = (st, msg.partition)
-            res.alerts.extend(out.alerts)
+            states[eid] = (st, partition)
+            if out.alerts:
+                alerts.extend(out.alerts)
             if out.links:
                 res.links.extend(out.links)
             if out.late is not None:
-                out.late.event = msgspec.Raw(msg.value)
+                out.late.event = msgspec.Raw(value)
                 res.late.append(out.late)
-            res.counted.append((event.event_type, event.entity_kind, event.region))
-            if event.ts > res.max_event_ts:
-                res.max_event_ts = event.ts
+            ts = event.ts
+            counted.append((event.event_type, event.entity_kind, event.region))
+            if ts > res.max_event_ts:
+                res.max_event_ts = ts
             # event-time progress of this input partition (timed rules)
-            name = self._lane_names.get((msg.topic, msg.partition))
-            if name is None:
-                name = self._lane_names[(msg.topic, msg.partition)] = f"{msg.topic}#{msg.partition}"
-            lane = self.lanes.get(name)
-            if lane is None:
-                lane = self.lanes[name] = Lane()
+            named = lane_of.get((topic, partition))
+            if named is None:
+                named = self._lane(topic, partition)
+            name, lane = named
             st.lane = name
             if st.due and st.due != due_before:
                 heapq.heappush(lane.heap, (st.due, eid))
-            if event.ts > lane.watermark:
-                lane.watermark = event.ts
+            if ts > lane.watermark:
+                lane.watermark = ts
             heap = lane.heap
             if heap and heap[0][0] < lane.watermark:
-                self._advance(lane, msg.partition, states, get_state, res)
+                self._advance(lane, partition, states, get_state, res)
         if links_topic is None:
             while res.links:
                 pending, res.links = res.links, []
