@@ -38,6 +38,7 @@ wall-clock timers, so replays decide identically.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -61,6 +62,7 @@ _EXPOSURE_EVENTS = frozenset(
 MakeAlert = Callable[[Detector, Signal, Event], Alert]
 
 
+@functools.lru_cache(maxsize=4096)  # an episode's bounds recur in each of its revisions
 def iso(ts: float) -> str:
     """Event-time POSIX seconds as RFC 3339 UTC (deterministic, no wall clock)."""
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat()
