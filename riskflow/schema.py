@@ -250,15 +250,21 @@ CATALOGUE: Final[dict[str, type[Payload]]] = {
 EVENT_TYPES: Final = tuple(CATALOGUE)
 
 
+# The envelope's constrained fields, shared by the two-step envelope and the typed one.
+_EntityId = Annotated[str, Meta(min_length=1, max_length=64)]
+_EventTime = Annotated[_dt.datetime, Meta(tz=True)]
+_Source = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
 class _Envelope(Struct, frozen=True):
     schema: str
     event_id: Id
     event_type: str
-    entity_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    entity_id: _EntityId
     entity_kind: str
     region: str
-    event_time: Annotated[_dt.datetime, Meta(tz=True)]
-    source: Annotated[str, Meta(min_length=1, max_length=64)]
+    event_time: _EventTime
+    source: _Source
     payload: msgspec.Raw
 
 
@@ -315,11 +321,11 @@ class _TypedEnvelope(Struct, frozen=True, tag_field="event_type"):
 
     schema: str
     event_id: Id
-    entity_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    entity_id: _EntityId
     entity_kind: str
     region: str
-    event_time: Annotated[_dt.datetime, Meta(tz=True)]
-    source: Annotated[str, Meta(min_length=1, max_length=64)]
+    event_time: _EventTime
+    source: _Source
 
 
 _TYPED: Final = {
