@@ -317,13 +317,15 @@ _payload_decoders = {k: msgspec.json.Decoder(v) for k, v in CATALOGUE.items()}
 
 class _TypedEnvelope(Struct, frozen=True, tag_field="event_type"):
     """The envelope with its payload typed by ``event_type``: one subclass per event type, so a
-    valid message decodes in a single pass (see :func:`parse_event`)."""
+    valid message decodes in a single pass (see :func:`parse_event`). Schema id, entity kind
+    and region are checked in that pass too (literals); a message that fails any check is
+    decoded again the two-step way, which names the reason."""
 
-    schema: str
+    schema: Literal["riskflow.event/v1"]
     event_id: Id
     entity_id: _EntityId
-    entity_kind: str
-    region: str
+    entity_kind: EntityKind
+    region: Region
     event_time: _EventTime
     source: _Source
 
@@ -371,9 +373,23 @@ def parse_event(
         env = _typed_decoder.decode(data)
     except Exception:  # the two-step decode below finds the reason (or raises the same error)
         return _parse_two_step(data, max_future_seconds, now)
-    _check_schema(env.schema)
-    _check_place(env.entity_kind, env.region)
-    return _event(env, _TYPED[env.__class__], env.payload, max_future_seconds, now)
+    # Schema, kind and region were checked by the decode (literals); what is left is the clock.
+    event_time = env.event_time
+    ts = event_time.timestamp()
+    if ts > (time.time() if now is None else now) + max_future_seconds:
+        raise InvalidEvent("future_time", f"event_time {event_time.isoformat()} is in the future")
+    return Event(
+        schema=SCHEMA_ID,
+        event_id=env.event_id,
+        event_type=_TYPED[env.__class__],
+        entity_id=env.entity_id,
+        entity_kind=env.entity_kind,
+        region=env.region,
+        event_time=event_time,
+        source=env.source,
+        payload=env.payload,
+        ts=ts,
+    )
 
 
 def _parse_two_step(data: bytes, max_future_seconds: float, now: float | None) -> Event:
