@@ -15,7 +15,9 @@ the worker has handled them (group joined, table recovered); measuring starts
 started with the worker, so a worker that was slower to start than the stream
 carried its start-up backlog into the measurement: p99s of minutes.) The headline is the median over rounds of
 alert p99 ÷ raw p99. The alert path has one more hop (the alerts topic) than
-the raw path; that is part of what an officer waits for.
+the raw path; that is part of what an officer waits for. Each round also prints
+the alert path by hop (event sent -> alert sent by the worker, from the alert
+record's Kafka timestamp; alert sent -> received).
 
     python bench/latency.py [--rate 2000] [--seconds 20] [--rounds 3]
 """
@@ -39,7 +41,16 @@ from riskflow.replay import route
 ALERTING_MIX = {"ponzi_fund": 0.2, "illegal_fundraising": 0.1}
 
 
-async def _reader(bootstrap: str, topics: list[str], fetch_ms: int, out: dict[str, float], stop: asyncio.Event) -> None:
+async def _reader(
+    bootstrap: str,
+    topics: list[str],
+    fetch_ms: int,
+    out: dict[str, float],
+    stop: asyncio.Event,
+    created: dict[str, float] | None = None,
+) -> None:
+    """Arrival time of each event id read (first copy); ``created``: the record's Kafka
+    timestamp too (CreateTime, set by its producer: for an alert, when the worker sent it)."""
     c = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -59,6 +70,8 @@ async def _reader(bootstrap: str, topics: list[str], fetch_ms: int, out: dict[st
                     eid = loads(m.value).get("event_id")
                     if eid is not None and eid not in out:
                         out[eid] = now
+                        if created is not None:
+                            created[eid] = m.timestamp / 1000.0
     finally:
         await c.stop()
 
@@ -81,11 +94,12 @@ async def _round(
     sent: dict[str, float] = {}
     raw_seen: dict[str, float] = {}
     alert_seen: dict[str, float] = {}
+    alert_created: dict[str, float] = {}
     stop = asyncio.Event()
     inputs = [s.topic_institution_events, s.topic_fund_events]
     readers = [
         asyncio.create_task(_reader(bootstrap, inputs, fetch_ms, raw_seen, stop)),
-        asyncio.create_task(_reader(bootstrap, [s.topic_alerts], fetch_ms, alert_seen, stop)),
+        asyncio.create_task(_reader(bootstrap, [s.topic_alerts], fetch_ms, alert_seen, stop, alert_created)),
     ]
     workers = Workers(env).start(1)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
@@ -139,7 +153,13 @@ async def _round(
     measured = {e for e, t in sent.items() if t >= measured_from}
     raw = [raw_seen[e] - sent[e] for e in measured if e in raw_seen]
     alerts = [alert_seen[e] - sent[e] for e in measured if e in alert_seen]
-    return raw, alerts, len(measured)
+    # The alert path in its two hops: event sent -> alert sent by the worker (the alert
+    # record's CreateTime; same machine, same clock), and alert sent -> alert received.
+    hops = (
+        [alert_created[e] - sent[e] for e in measured if e in alert_seen],
+        [alert_seen[e] - alert_created[e] for e in measured if e in alert_seen],
+    )
+    return raw, alerts, len(measured), hops
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -160,7 +180,7 @@ def main(argv: list[str] | None = None) -> float:
     ratios = []
     with broker(args.bootstrap) as bootstrap:
         for r in range(args.rounds):
-            raw, alerts, n = asyncio.run(
+            raw, alerts, n, (to_worker, to_reader) = asyncio.run(
                 _round(
                     bootstrap,
                     lines,
@@ -180,6 +200,12 @@ def main(argv: list[str] | None = None) -> float:
                 f"round {r + 1}: {n} events measured; raw p50 {r50 * 1000:.0f} ms p99 {r99 * 1000:.0f} ms "
                 f"({len(raw)} seen); event->alert p50 {a50 * 1000:.0f} ms p99 {a99 * 1000:.0f} ms "
                 f"({len(alerts)} alerts); p99 ratio {a99 / r99:.2f}",
+                flush=True,
+            )
+            print(
+                f"  alert path by hop: event sent -> alert sent p50 {percentile(to_worker, 0.5) * 1000:.0f} ms "
+                f"p99 {percentile(to_worker, 0.99) * 1000:.0f} ms; alert sent -> received "
+                f"p50 {percentile(to_reader, 0.5) * 1000:.0f} ms p99 {percentile(to_reader, 0.99) * 1000:.0f} ms",
                 flush=True,
             )
     value = median(ratios)

@@ -25,6 +25,7 @@ BENCHES: dict[str, list[str]] = {
     "latency.py": ["--rate", "200", "--seconds", "5", "--warmup", "3", "--rounds", "1"],
     "scaleout.py": ["--events", "5000", "--rounds", "1"],
 }
+#: Scripts that need an argument (not run by default): bench/ab.py BASE compares two checkouts.
 
 
 def main(argv: list[str] | None = None) -> int:

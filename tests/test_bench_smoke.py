@@ -8,11 +8,12 @@ headline. The figures themselves come from ``python bench/run_all.py``.
 from __future__ import annotations
 
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from bench import backtest, common, detector_cost, latency, memory, parse, pipeline, scaleout
+from bench import ab, backtest, common, detector_cost, latency, memory, parse, pipeline, scaleout
 from riskflow.broker import EmbeddedBroker
 
 
@@ -47,6 +48,20 @@ def test_parse_bench_checks_agree_with_the_schema(valid_example_lines: list[byte
 def test_backtest_bench(capsys: pytest.CaptureFixture[str]) -> None:
     backtest.main(["--events", "300", "--rounds", "1"])
     assert _headline(capsys, "backtest_events_per_s") > 0
+
+
+def test_ab_bench(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Two sides: a git revision (checked out as a worktree in the cache) and this checkout."""
+    try:
+        ab.main(["HEAD", "--events", "300", "--rounds", "2"])
+        out = capsys.readouterr().out
+        assert "alerts identical" in out, out  # the same code on both sides gives the same alerts
+        ratio = float(out.strip().splitlines()[-1].partition("ab_cpu_ratio=")[2])
+        assert ratio > 0
+    finally:
+        for wt in tmp_path.glob("ab-*"):
+            if wt.is_dir():
+                subprocess.run(["git", "-C", str(common.ROOT), "worktree", "remove", "--force", str(wt)], check=False)
 
 
 def test_detector_cost_bench(capsys: pytest.CaptureFixture[str]) -> None:
