@@ -14,11 +14,12 @@ lines of a file. Both therefore produce the same alerts for the same history.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -64,9 +65,13 @@ class Lane:
 
     __slots__ = ("heap", "watermark")
 
-    def __init__(self) -> None:
-        self.watermark = 0.0
-        self.heap: list[tuple[float, str]] = []
+    def __init__(self, watermark: float = 0.0, heap: list[tuple[float, str]] | None = None) -> None:
+        self.watermark = watermark
+        self.heap: list[tuple[float, str]] = [] if heap is None else heap
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # explicit, for the compiled build (mypyc's native classes do not pickle by themselves)
+        return (Lane, (self.watermark, self.heap))
 
 
 class BatchProcessor:
@@ -97,6 +102,20 @@ class BatchProcessor:
         self.max_future_seconds = max_future_seconds
         self.links_topic = links_topic
         self.lanes = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The constructor call, then the lanes (event-time progress) restored by __setstate__:
+        # explicit, for the compiled build (mypyc's native classes do not pickle by themselves).
+        make = functools.partial(
+            BatchProcessor,
+            max_bytes=self.max_bytes,
+            max_future_seconds=self.max_future_seconds,
+            links_topic=self.links_topic,
+        )
+        return (make, (self.engine,), {"lanes": self._lanes})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.lanes = state["lanes"]
 
     @property
     def lanes(self) -> dict[str, Lane]:
