@@ -39,3 +39,13 @@ def compiled() -> list[str]:
     """The modules of :data:`MYPYC_MODULES` that this process runs compiled (empty: pure Python)."""
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     return [m for m in MYPYC_MODULES if (importlib.import_module(m).__file__ or "").endswith(suffixes)]
+
+
+def build() -> str:
+    """Which build runs, in words, for ``riskflow --version``, the worker's start-up log and benchmarks.
+
+    >>> build() in ("pure Python", f"compiled (mypyc): {len(MYPYC_MODULES)} of {len(MYPYC_MODULES)} modules")
+    True
+    """
+    n = len(compiled())
+    return "pure Python" if n == 0 else f"compiled (mypyc): {n} of {len(MYPYC_MODULES)} modules"
