@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import backtest, common, detector_cost, latency, memory, parse, pipeline, scaleout
+import detectors
+from bench import backtest, common, compiled, detector_cost, latency, memory, parse, pipeline, scaleout
 from riskflow.broker import EmbeddedBroker
 
 
@@ -47,6 +48,12 @@ def test_parse_bench_checks_agree_with_the_schema(valid_example_lines: list[byte
 def test_backtest_bench(capsys: pytest.CaptureFixture[str]) -> None:
     backtest.main(["--events", "300", "--rounds", "1"])
     assert _headline(capsys, "backtest_events_per_s") > 0
+
+
+@pytest.mark.skipif(not detectors.compiled(), reason="needs the compiled build (RISKFLOW_COMPILE=1 pip install -e .)")
+def test_compiled_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    compiled.main(["--events", "300", "--rounds", "1"])
+    assert _headline(capsys, "compiled_vs_pure_ratio") > 0
 
 
 def test_detector_cost_bench(capsys: pytest.CaptureFixture[str]) -> None:
