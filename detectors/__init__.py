@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+from pathlib import Path
 
 #: The modules the optional compiled build compiles (read by ``setup.py``; chosen by
 #: measurement, README "Fourth pass"). A module here must not define msgspec Structs.
@@ -41,11 +42,26 @@ def compiled() -> list[str]:
     return [m for m in MYPYC_MODULES if (importlib.import_module(m).__file__ or "").endswith(suffixes)]
 
 
+def stale() -> list[str]:
+    """Compiled modules whose ``.py`` changed after the build: the extension module still runs
+    the old code (rebuild, or go back to pure Python with ``python build_support/clean.py``)."""
+    out = []
+    for m in compiled():
+        so = Path(importlib.import_module(m).__file__ or "")
+        if so.with_name(m.rsplit(".", 1)[-1] + ".py").stat().st_mtime > so.stat().st_mtime:
+            out.append(m)
+    return out
+
+
 def build() -> str:
     """Which build runs, in words, for ``riskflow --version``, the worker's start-up log and benchmarks.
 
-    >>> build() in ("pure Python", f"compiled (mypyc): {len(MYPYC_MODULES)} of {len(MYPYC_MODULES)} modules")
+    >>> build().startswith(("pure Python", "compiled (mypyc): "))
     True
     """
     n = len(compiled())
-    return "pure Python" if n == 0 else f"compiled (mypyc): {n} of {len(MYPYC_MODULES)} modules"
+    if n == 0:
+        return "pure Python"
+    old = stale()
+    warn = f"; STALE, older than their source: {', '.join(old)}" if old else ""
+    return f"compiled (mypyc): {n} of {len(MYPYC_MODULES)} modules{warn}"

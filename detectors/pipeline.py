@@ -19,7 +19,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -37,6 +37,23 @@ class RawMessage(NamedTuple):
     partition: int
     offset: int
     key: bytes | None
+
+
+class Record(Protocol):
+    """What :meth:`BatchProcessor.process` reads of a message: a :class:`RawMessage` offline, an
+    aiokafka ``ConsumerRecord`` live. A protocol, not ``RawMessage`` itself: the compiled build
+    (mypyc) checks the declared type at run time, and a ConsumerRecord is not a tuple."""
+
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
 
 
 @dataclass
@@ -152,7 +169,7 @@ class BatchProcessor:
 
     def process(
         self,
-        messages: Sequence[RawMessage],
+        messages: Sequence[Record],
         get_state: Callable[[str], EntityState | None],
         now: float | None = None,
     ) -> BatchResult:

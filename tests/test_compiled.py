@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 import detectors
 from bench import compiled as compiled_bench
@@ -42,6 +43,7 @@ def test_the_stage_runs_the_build_it_says() -> None:
             assert (importlib.import_module(name).__file__ or "").endswith(SUFFIXES), name
     # whatever the mode: all or nothing (a partial set is a stale or broken build in the tree)
     assert got in ([], list(MYPYC_MODULES))
+    assert detectors.stale() == []
 
 
 def test_compiled_modules_define_no_msgspec_struct() -> None:
@@ -86,6 +88,18 @@ def test_processor_pickles_mid_stream_and_goes_on_the_same() -> None:
     assert {name: (lane.watermark, lane.heap) for name, lane in again.lanes.items()} == {
         name: (lane.watermark, lane.heap) for name, lane in bp.lanes.items()
     }
+
+
+def test_processor_takes_aiokafka_records_as_the_worker_passes_them() -> None:
+    """Live, the batch is aiokafka ConsumerRecords, not RawMessage tuples: the compiled build
+    checks declared types at run time, so the processor must not declare RawMessage."""
+    lines = _history(10, 10)[:300]
+    raw = [RawMessage(v, "in", 1, i, b"k") for i, v in enumerate(lines)]
+    live = [ConsumerRecord("in", 1, i, 0, 0, b"k", v, None, 1, len(v), ()) for i, v in enumerate(lines)]
+    a = build_processor(load_pack()).process(raw, {}.get, now=2e9)
+    b = build_processor(load_pack()).process(live, {}.get, now=2e9)  # type: ignore[arg-type]
+    assert [x.alert_id for x in a.alerts] == [x.alert_id for x in b.alerts]
+    assert len(a.states) == len(b.states) > 0
 
 
 def test_pickle_keeps_non_default_parameters() -> None:
