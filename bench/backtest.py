@@ -18,6 +18,7 @@ if __package__ in (None, ""):
 
 import orjson
 
+import detectors
 from bench.common import headline, history, median
 from detectors.factory import build_processor
 from detectors.pipeline import RawMessage
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> float:
             f"orjson.loads alone {len(lines) / raw_s:,.0f} ev/s, ratio {raw_s / secs:.3f}",
             flush=True,
         )
-    print(f"median backtest / orjson-loads ratio: {median(ratios):.3f}", flush=True)
+    print(f"median backtest / orjson-loads ratio: {median(ratios):.3f}; detectors: {detectors.build()}", flush=True)
     value = median(rates)
     headline("backtest_events_per_s", value, 0)
     return value

@@ -20,12 +20,19 @@ HERE = Path(__file__).resolve().parent
 BENCHES: dict[str, list[str]] = {
     "parse.py": ["--events", "5000", "--rounds", "1"],
     "backtest.py": ["--events", "5000", "--rounds", "1"],
+    # needs the compiled build (RISKFLOW_COMPILE=1 pip install -e .): skipped without it
+    "compiled.py": ["--events", "5000", "--rounds", "1"],
     "memory.py": ["--sizes", "1000,10000", "--history", "5000"],
     "pipeline.py": ["--events", "5000", "--rounds", "1"],
     "latency.py": ["--rate", "200", "--seconds", "5", "--warmup", "3", "--rounds", "1"],
     "scaleout.py": ["--events", "5000", "--rounds", "1"],
 }
 #: Scripts that need an argument (not run by default): bench/ab.py BASE compares two checkouts.
+
+
+def _compiled_build() -> bool:
+    code = "import detectors, sys; sys.exit(0 if detectors.compiled() else 1)"
+    return subprocess.run([sys.executable, "-c", code], cwd=HERE.parent).returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and script.removesuffix(".py") not in args.only.split(","):
             continue
         print(f"== {script}", flush=True)
+        if script == "compiled.py" and not _compiled_build():
+            heads.append(f"{script}: skipped (the compiled build is not installed)")
+            continue
         proc = subprocess.run(
             [sys.executable, str(HERE / script), *(quick if args.quick else [])],
             stdout=subprocess.PIPE,

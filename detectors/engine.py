@@ -22,52 +22,21 @@ True
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
-
 from detectors import lateness as _lateness
 from detectors.base import Detector, Signal
-from detectors.risk.contagion import LinkMessage
+from detectors.entity import EntityState, Outcome, decode_state, encode_state
 from detectors.risk.scorer import RiskScorer
-from detectors.risk.state import RiskState
 from riskflow.alerts import Alert, alert_id, utc_now_iso
 from riskflow.schema import Event, Payload
 
+__all__ = ["Engine", "EntityState", "Outcome", "decode_state", "encode_state"]
+
 _DIGEST = 8  # bytes of an event-id digest kept for de-duplication
-
-
-class EntityState(msgspec.Struct, kw_only=True):
-    """Everything RiskFlow remembers about one entity; msgpack-serialisable."""
-
-    entity_id: str
-    entity_kind: str = ""
-    region: str = ""
-    watermark: float = 0.0  # latest event time seen for this entity (POSIX seconds)
-    events: int = 0
-    recent_ids: bytes = b""  # ring of 8-byte digests of recent event ids, newest last
-    detectors: dict[str, Any] = msgspec.field(default_factory=dict)
-    risk: RiskState | None = None  # risk index, level, episodes (detectors/risk)
-    # Timed detectors (rules of kind absence): earliest pending deadline (0: none), and the
-    # input partition ("topic#partition") whose watermark moves this entity's time on.
-    due: float = 0.0
-    lane: str = ""
-
-
-_state_encoder = msgspec.msgpack.Encoder()
-_state_decoder = msgspec.msgpack.Decoder(EntityState)
-
-
-def encode_state(state: EntityState) -> bytes:
-    return _state_encoder.encode(state)
-
-
-def decode_state(data: bytes) -> EntityState:
-    return _state_decoder.decode(data)
-
-
 _blake2b = hashlib.blake2b
 
 
@@ -86,16 +55,6 @@ def _seen(blob: bytes, digest: bytes) -> bool:
 
 #: one detector of an engine's per-event plan: (detector, its id, its process, its init_state)
 _Step = tuple[Detector, str, Callable[[Any, Event], tuple[Any, list[Signal]]], Callable[[], Any]]
-
-
-class Outcome(msgspec.Struct):
-    """What one event did to its entity (a Struct: one is made per event, C-fast to build)."""
-
-    state: EntityState
-    alerts: list[Alert]
-    duplicate: bool = False
-    links: list[LinkMessage] = msgspec.field(default_factory=list)  # for the links topic (risk contagion)
-    late: _lateness.LateRecord | None = None  # set when the event was late (detectors/lateness.py)
 
 
 class Engine:
@@ -123,6 +82,19 @@ class Engine:
         self.pack_version = pack_version
         self.clock = clock
         self.risk = risk
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The constructor call (mypyc's native classes, in the compiled build, do not pickle by
+        # themselves); the per-event plans are rebuilt on use.
+        make = functools.partial(
+            Engine,
+            dedup_window=self.dedup_window,
+            pack_version=self.pack_version,
+            clock=self.clock,
+            risk=self.risk,
+            allowed_lateness=self.allowed_lateness,
+        )
+        return (make, (self._detectors,))
 
     @property
     def detectors(self) -> list[Detector]:

@@ -14,11 +14,12 @@ lines of a file. Both therefore produce the same alerts for the same history.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -36,6 +37,23 @@ class RawMessage(NamedTuple):
     partition: int
     offset: int
     key: bytes | None
+
+
+class Record(Protocol):
+    """What :meth:`BatchProcessor.process` reads of a message: a :class:`RawMessage` offline, an
+    aiokafka ``ConsumerRecord`` live. A protocol, not ``RawMessage`` itself: the compiled build
+    (mypyc) checks the declared type at run time, and a ConsumerRecord is not a tuple."""
+
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
 
 
 @dataclass
@@ -64,9 +82,13 @@ class Lane:
 
     __slots__ = ("heap", "watermark")
 
-    def __init__(self) -> None:
-        self.watermark = 0.0
-        self.heap: list[tuple[float, str]] = []
+    def __init__(self, watermark: float = 0.0, heap: list[tuple[float, str]] | None = None) -> None:
+        self.watermark = watermark
+        self.heap: list[tuple[float, str]] = [] if heap is None else heap
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # explicit, for the compiled build (mypyc's native classes do not pickle by themselves)
+        return (Lane, (self.watermark, self.heap))
 
 
 class BatchProcessor:
@@ -97,6 +119,20 @@ class BatchProcessor:
         self.max_future_seconds = max_future_seconds
         self.links_topic = links_topic
         self.lanes = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The constructor call, then the lanes (event-time progress) restored by __setstate__:
+        # explicit, for the compiled build (mypyc's native classes do not pickle by themselves).
+        make = functools.partial(
+            BatchProcessor,
+            max_bytes=self.max_bytes,
+            max_future_seconds=self.max_future_seconds,
+            links_topic=self.links_topic,
+        )
+        return (make, (self.engine,), {"lanes": self._lanes})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.lanes = state["lanes"]
 
     @property
     def lanes(self) -> dict[str, Lane]:
@@ -133,7 +169,7 @@ class BatchProcessor:
 
     def process(
         self,
-        messages: Sequence[RawMessage],
+        messages: Sequence[Record],
         get_state: Callable[[str], EntityState | None],
         now: float | None = None,
     ) -> BatchResult:

@@ -12,9 +12,20 @@ import sys
 from riskflow import __version__, commands
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and which build of the detectors runs (pure or compiled);
+    the detectors are imported only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kw: object) -> None:
+        import detectors
+
+        sys.stdout.write(f"riskflow {__version__}, detectors: {detectors.build()}\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskflow", description="Real-time financial-risk monitoring.")
-    parser.add_argument("--version", action="version", version=f"riskflow {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and build, and exit")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error (default: RISKFLOW_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import faust
 from prometheus_client import REGISTRY, disable_created_metrics, start_http_server
 
+import detectors
 from detectors.rules import load_pack
 from riskflow import __version__
 from riskflow.kafka import ensure_topics
@@ -108,7 +109,7 @@ def run_worker(settings: Settings, rules: str | None = None) -> int:
     asyncio.run(ensure_topics(settings))
     quiet_aiokafka_retries()
     topo = build_topology(settings, pack, registry, metrics)
-    log.info("rule pack %s: %d rules", pack.version, len(pack.detectors))
+    log.info("rule pack %s: %d rules; detectors: %s", pack.version, len(pack.detectors), detectors.build())
     worker = faust.Worker(
         topo.app,
         loglevel=settings.log_level.upper(),

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import ab, backtest, common, detector_cost, latency, memory, parse, pipeline, scaleout
+import detectors
+from bench import ab, backtest, common, compiled, detector_cost, latency, memory, parse, pipeline, scaleout
 from riskflow.broker import EmbeddedBroker
 
 
@@ -62,6 +63,12 @@ def test_ab_bench(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         for wt in tmp_path.glob("ab-*"):
             if wt.is_dir():
                 subprocess.run(["git", "-C", str(common.ROOT), "worktree", "remove", "--force", str(wt)], check=False)
+
+
+@pytest.mark.skipif(not detectors.compiled(), reason="needs the compiled build (RISKFLOW_COMPILE=1 pip install -e .)")
+def test_compiled_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    compiled.main(["--events", "300", "--rounds", "1"])
+    assert _headline(capsys, "compiled_vs_pure_ratio") > 0
 
 
 def test_detector_cost_bench(capsys: pytest.CaptureFixture[str]) -> None:

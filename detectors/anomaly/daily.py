@@ -267,6 +267,11 @@ class DailyAnomaly(AnomalyDetector):
         self._persist_mask = (1 << persist_n) - 1
         self.model_version = f"daily/{self.version}:span={span_days:g},warmup={warmup_days},thr={threshold:g}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickles as the constructor call with its parameters, compiled (mypyc's native classes
+        # keep no attribute through a default pickle) and interpreted alike
+        return (functools.partial(type(self), **self.params()), ())
+
     def params(self) -> dict[str, Any]:
         return {
             "span_days": self.span_days,
@@ -383,8 +388,11 @@ class DailyAnomaly(AnomalyDetector):
                 counts[metric] = [0.0, 0.0, 0, 0, 0, 0, 0, 0, 0]
         return raised
 
-    def _count_tail(self, st: dict[str, Any], metric: str) -> tuple[float, str, float, float, float]:
-        """(p, horizon, value, expected, dispersion): the more extreme of the day and the 7-day window."""
+    def _count_tail(self, st: dict[str, Any], metric: str) -> tuple[float, str, int | float, float, float]:
+        """(p, horizon, value, expected, dispersion): the more extreme of the day and the 7-day window.
+
+        ``value`` is a count (an int; ``int | float``, as a plain ``float`` would make the compiled
+        build turn it into a C double, and the evidence would read ``25.0``)."""
         c = st["c"][metric]
         x = st["acc"].get(metric, 0.0)
         rate = max(c[_C_RATE], self.min_rate)
@@ -495,7 +503,8 @@ class DailyAnomaly(AnomalyDetector):
         self,
         st: dict[str, Any],
         metric: str,
-        lv: list[float],
+        lv: list[Any],  # [n, centre, mad, run, offsets...]: ints and floats (list[float] would make
+        # the compiled build read n and run as C doubles and store them back as floats)
         v: float,
         raw: float,
         direction: int,

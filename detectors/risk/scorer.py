@@ -88,6 +88,10 @@ class RiskScorer:
     def __init__(self, config: RiskConfig | None = None) -> None:
         self.config = config or RiskConfig()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # explicit, for the compiled build (mypyc's native classes do not pickle by themselves)
+        return (RiskScorer, (self._config,))
+
     @property
     def config(self) -> RiskConfig:
         return self._config

@@ -114,6 +114,10 @@ class Condition:
             else value
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # explicit, for the compiled build (mypyc's native classes do not pickle by themselves)
+        return (Condition, (self.field, self.op_name, self.value))
+
     def read(self, payload: Any) -> Any:
         got = getattr(payload, self.num, None)
         if got is None or not self.den:
@@ -237,6 +241,11 @@ class Rule(Detector):
             raise self.fail("params", "must be a mapping")
         self.configure(params)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A rule is its spec: it pickles as the constructor call (the compiled build's native
+        # classes need this; the interpreted ones pickle the same way).
+        return (type(self), (self.spec, self.where, self.constants))
+
     def clone(self) -> Rule:
         """A fresh rule with the same spec and constants (no state lives on a rule anyway)."""
         return build_rule(copy.deepcopy(self.spec), self.where, self.constants)
@@ -251,8 +260,13 @@ class Rule(Detector):
         return Signal(self.id, key, self.severity, score, evidence)
 
     # -- parameter helpers shared by the kinds -------------------------------------------
-    def number(self, params: dict[str, Any], name: str, *, default: Any = ..., minimum: float | None = None) -> float:
-        """A number, or ``{const: NAME, times: K}`` resolved from the pack's constants (e.g. LPR)."""
+    def number(
+        self, params: dict[str, Any], name: str, *, default: Any = ..., minimum: float | None = None
+    ) -> int | float:
+        """A number, or ``{const: NAME, times: K}`` resolved from the pack's constants (e.g. LPR).
+
+        An int stays an int (it shows in evidence as written): ``int | float``, not ``float``,
+        which the compiled build would store as a C double."""
         raw = params.get(name, default)
         if raw is ...:
             raise self.fail(f"params.{name}", "required")

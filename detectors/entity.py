@@ -1,0 +1,60 @@
+"""The engine's msgspec records: an entity's state and what one event did to it.
+
+They live apart from :mod:`detectors.engine` so that the engine can be compiled with
+mypyc (the optional compiled build, ``detectors.MYPYC_MODULES``): a compiled module
+cannot define msgspec Structs (their ``msgspec.field`` defaults fail at import).
+:mod:`detectors.engine` re-exports every name, so imports from there keep working.
+
+>>> decode_state(encode_state(EntityState(entity_id="PF-1", events=2))).events
+2
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from detectors import lateness as _lateness
+from detectors.risk.contagion import LinkMessage
+from detectors.risk.state import RiskState
+from riskflow.alerts import Alert
+
+
+class EntityState(msgspec.Struct, kw_only=True):
+    """Everything RiskFlow remembers about one entity; msgpack-serialisable."""
+
+    entity_id: str
+    entity_kind: str = ""
+    region: str = ""
+    watermark: float = 0.0  # latest event time seen for this entity (POSIX seconds)
+    events: int = 0
+    recent_ids: bytes = b""  # ring of 8-byte digests of recent event ids, newest last
+    detectors: dict[str, Any] = msgspec.field(default_factory=dict)
+    risk: RiskState | None = None  # risk index, level, episodes (detectors/risk)
+    # Timed detectors (rules of kind absence): earliest pending deadline (0: none), and the
+    # input partition ("topic#partition") whose watermark moves this entity's time on.
+    due: float = 0.0
+    lane: str = ""
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(EntityState)
+
+
+def encode_state(state: EntityState) -> bytes:
+    return _state_encoder.encode(state)
+
+
+def decode_state(data: bytes) -> EntityState:
+    return _state_decoder.decode(data)
+
+
+class Outcome(msgspec.Struct):
+    """What one event did to its entity (a Struct: one is made per event, C-fast to build)."""
+
+    state: EntityState
+    alerts: list[Alert]
+    duplicate: bool = False
+    links: list[LinkMessage] = msgspec.field(default_factory=list)  # for the links topic (risk contagion)
+    late: _lateness.LateRecord | None = None  # set when the event was late (detectors/lateness.py)
