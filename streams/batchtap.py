@@ -318,9 +318,10 @@ async def _run_batch(
 async def _flush(self: Any, tap: BatchTap, reason: str) -> None:
     """Write the pending states (``tap.lock`` held), then acknowledge the pending offsets.
 
-    Never into another consumer generation: pending work from before a rebalance
-    is dropped, and its records are read again from the committed offsets."""
-    if tap.pending and tap.pending_generation != self.app.consumer_generation_id:
+    Never into another consumer generation: pending work from before a rebalance,
+    or of a member the group no longer knows, is dropped, and its records are read
+    again from the committed offsets."""
+    if tap.pending and not (tap.pending_generation == self.app.consumer_generation_id == _group_generation(self)):
         _drop(tap)
         return
     if tap.flusher is not None:
@@ -335,6 +336,20 @@ async def _flush(self: Any, tap: BatchTap, reason: str) -> None:
             acked[tp].extend(offsets)
             acked_index[tp].update(offsets)
             self._n_acked += len(offsets)
+
+
+def _group_generation(self: Any) -> int | None:
+    """The member's generation as the group coordinator client holds it now.
+
+    aiokafka resets it to -1 as soon as the coordinator no longer knows the member
+    (session expired, fenced by a newer generation), before it rejoins and revokes:
+    the partitions may already belong to another worker, whose states a late write
+    would overwrite. (Faust's ``app.consumer_generation_id`` changes only at the next
+    assignment.) Unreachable (not an aiokafka consumer): the app's generation."""
+    try:
+        return cast(int, self._thread._consumer._coordinator.generation)
+    except AttributeError:
+        return cast(int, self.app.consumer_generation_id)
 
 
 def _drop(tap: BatchTap) -> None:

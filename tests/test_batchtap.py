@@ -8,7 +8,7 @@ import asyncio
 from collections import namedtuple
 from typing import Any
 
-from streams.batchtap import BatchTap, _in_sequence
+from streams.batchtap import BatchTap, _flush, _in_sequence
 
 TP = namedtuple("TP", "topic partition")
 Rec = namedtuple("Rec", "offset")
@@ -178,3 +178,17 @@ def test_a_failed_batch_drops_the_pending_batches_and_rewinds_to_the_first() -> 
     assert f.discards == 1 and f.flushes == [] and c._acked[T0] == []
     assert t.next_offset[T0] == (1, 10) and c.seeks == [(T0, 10)]
     assert not c._unacked_messages
+
+
+def test_pending_work_of_a_member_the_group_forgot_is_dropped() -> None:
+    """Session expired: aiokafka reset the member's generation (-1) before rejoining, and
+    another worker may own the partition and have written its states. No late write."""
+    from types import SimpleNamespace
+
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+    coordinator = SimpleNamespace(generation=1)
+    c._thread = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
+    batch(c, t, range(10, 14))
+    coordinator.generation = -1
+    asyncio.run(_flush(c, t, "rebalance"))
+    assert f.flushes == [] and f.discards == 1 and c._acked[T0] == [] and t.pending == {}
