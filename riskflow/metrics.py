@@ -37,6 +37,8 @@ E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 #: Why a pushed rule pack was refused (streams/rules_control.py): not JSON or not the message's
 #: shape; a schema other than riskflow.rulepack/v1; rules that fail validation.
 RULE_PACK_REJECT_REASONS = ("malformed", "unsupported_schema", "invalid_rules")
+#: Why the worker wrote its changed entity states (streams/statecache.py, streams/batchtap.py).
+STATE_FLUSH_REASONS = ("batch", "interval", "dirty_limit", "rebalance", "shutdown")
 
 
 class BulkHistogram(Collector):
@@ -142,6 +144,8 @@ class Metrics:
     model_reloads: Counter
     rule_pack_rejected: Counter
     late: Counter
+    state_flushes: Counter
+    states_written: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -224,6 +228,12 @@ class Metrics:
                 "riskflow_late_events_total",
                 "Events beyond the allowed lateness, sent to the late-event ledger, by event type.",
                 ["event_type"],
+                registry=registry,
+            ),
+            state_flushes=_state_flushes(registry),
+            states_written=Counter(
+                "riskflow_states_written_total",
+                "Entity states written to the changelog (one per changed entity per flush).",
                 registry=registry,
             ),
         )
@@ -332,6 +342,20 @@ class LevelBoard:
         self.update(entries)
         for level, region in stale - set(self._n):
             self.gauge.labels(level=level, region=region).set(0)
+
+
+def _state_flushes(registry: CollectorRegistry) -> Counter:
+    """``riskflow_state_flushes_total{reason}``; every reason's series exists from the start at 0."""
+    c = Counter(
+        "riskflow_state_flushes_total",
+        "Writes of the changed entity states to the changelog, by reason (batch: every batch, "
+        "interval, dirty_limit, rebalance, shutdown; streams/statecache.py).",
+        ["reason"],
+        registry=registry,
+    )
+    for reason in STATE_FLUSH_REASONS:
+        c.labels(reason=reason)
+    return c
 
 
 def _rule_pack_rejected(registry: CollectorRegistry) -> Counter:

@@ -131,6 +131,19 @@ class Settings(BaseSettings):
         description="RISKFLOW_STATE_CACHE: decoded entity states the worker keeps in memory in front of the "
         "table's msgpack bytes (~5 KB each; dropped on a rebalance; 0: off; streams/statecache.py).",
     )
+    state_flush_interval: float = Field(
+        1.0,
+        ge=0,
+        description="RISKFLOW_STATE_FLUSH_INTERVAL: seconds a changed entity state may stay in memory before it "
+        "is written to the changelog (one record per changed entity per flush); a batch's offsets are "
+        "committed only after the flush that covers it. 0: every batch (streams/statecache.py).",
+    )
+    state_flush_max: int = Field(
+        10_000,
+        ge=1,
+        description="RISKFLOW_STATE_FLUSH_MAX: changed entity states held in memory at most (~5 KB each); "
+        "a batch that leaves more flushes at once.",
+    )
     max_fetch_bytes: int = Field(
         1 << 20,
         ge=1024,

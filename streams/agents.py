@@ -8,21 +8,33 @@ subscription, so Faust still assigns the input partitions together with the
 changelog-backed table's, recovers the table, and commits offsets.
 
 Contagion messages between entities (``BatchResult.links``) are delivered
-with the alerts, before the states. Order per batch matters for the no-loss guarantee without transactions:
-alerts and dead letters are *delivered* (awaited) before the entity states
-that record their events as seen are written to the changelog (one record
-per changed entity per batch, sent straight to the producer and awaited),
-and only then are the batch's offsets marked acknowledged for Faust's next
-commit (which flushes the producer first). A crash at any point therefore
-either re-emits alerts with the same ids (the sinks upsert) or finds the
-events already folded into state; it never loses an alert. A rebalance or
-shutdown waits for the batch in flight before committing.
+with the alerts, before the states. Order matters for the no-loss guarantee
+without transactions: alerts delivered → states written → offsets acked.
+Every batch, its alerts, links, dead letters and late records are
+*delivered* (awaited), and the entity states it changed stay *dirty* in
+process (``streams/statecache.py``: for this worker they are the truth).
+A *flush* writes the dirty states to the changelog — one record per changed
+entity per flush, sent straight to the producer and awaited — and only then
+are the offsets of the batches it covers acknowledged for Faust's next commit
+(which flushes the producer first). A flush is due ``RISKFLOW_STATE_FLUSH_INTERVAL``
+seconds after the first state became dirty (0: every batch, as before), once
+more than ``RISKFLOW_STATE_FLUSH_MAX`` states are dirty, and always before
+offsets are committed on a rebalance and before shutdown (the batch tap).
+A crash at any point therefore either re-emits alerts with the same ids (the
+sinks upsert; the events were not in a written state, their offsets not
+committed) or finds the events already folded into a written state; it never
+loses an alert. Dirty states are never written into another consumer
+generation (the worker may no longer own their partitions): they are dropped
+with their un-acknowledged offsets, which are read again from the committed
+offsets over the last written states. A batch that fails or is cancelled
+half-way drops them too (the pipeline mutates states in place).
 
-Entity states are read through a bounded cache of the decoded states this
-worker last wrote (``streams/statecache.py``), dropped whole on a rebalance,
-after a table recovery and when a batch fails half-way; the table's bytes
-stay the truth. Every output record goes straight to ``app.producer`` by
-topic name, the whole batch's at once.
+Clean states — the ones this worker last wrote — are kept decoded in a
+bounded cache in front of the table's bytes, dropped whole on a rebalance,
+after a table recovery and when a batch fails half-way. The table's bytes are
+written only once the changelog acknowledged them, so they never hold a
+state the changelog lacks. Every output record goes straight to
+``app.producer`` by topic name, the whole batch's (or flush's) at once.
 
 Recovery of the table itself is made whole in ``streams/tables.py`` (Tansu
 reports end offsets short). A failed delivery is retried with back-off by
@@ -109,11 +121,12 @@ def wire_agents(
     batch_timeout: float,
     before_batch: Callable[[], Awaitable[None]] | None = None,
     peer: PeerGroupDetector | None = None,
-    state_cache: int = 10_000,
+    state_cache: int | StateCache = 10_000,
 ) -> Any:
     """``before_batch``: awaited before each batch (rule-pack switches, lane rebuilds,
     streams/rules_control.py). Alerts of shadow rules go to ``topics.shadow_alerts``.
-    ``state_cache``: decoded entity states kept in memory (streams/statecache.py; 0: none)."""
+    ``state_cache``: the decoded entity states in memory, dirty and clean, with the flush
+    policy (streams/statecache.py), or the capacity of a cache that flushes every batch."""
     del batch_size, batch_timeout  # a batch is one fetch (broker_max_poll_records, streams/app.py)
     # Every output goes straight to the producer, named by topic (no Faust Topic.send per message:
     # it was ~12% of a busy worker, bench/latency.py). Keyed records are placed by the
@@ -124,7 +137,7 @@ def wire_agents(
     deadletter_topic = topics.deadletter.get_topic_name()
     late_topic = topics.late.get_topic_name() if topics.late is not None else None
     store = table.data
-    cache = StateCache(state_cache)
+    cache = state_cache if isinstance(state_cache, StateCache) else StateCache(state_cache)
     monitor = app.monitor
     sent_counter = monitor._metrics.topic_messages_sent if isinstance(monitor, PrometheusMonitor) else None
     changelog = table.changelog_topic.get_topic_name()
@@ -206,25 +219,15 @@ def wire_agents(
                 ]
             await deliver(out, "alerts/links/dead letters")
         decided_at = time.time()
-        # States go straight to the producer, one record per changed entity
-        # per batch, and are awaited: durable before this batch's offsets can
-        # be committed. (Table.send_changelog queues each record in Faust's
-        # producer buffer, drained one message at a time, and stalls the
-        # stream whenever 100 are pending; bench/pipeline.py measured it.)
-        writes: list[Send] = []
-        put = cache.put
+        # The changed states stay dirty until the next flush (the batch tap asks
+        # StateCache.due after this batch); their offsets wait for it.
+        mark = cache.mark
         for eid, (state, partition) in res.states.items():
-            key, value = eid.encode(), encode_state(state)
-            store[key] = value
-            put(eid, state)
-            writes.append(partial(send, changelog, key, value, partition, None, None))
-        if writes:
-            await deliver(writes, "entity states")
+            mark(eid, state, partition)
         if sent_counter is not None:  # Faust's per-topic count, which Topic.send kept, per batch
             sent = _Tally(shadow_topic if a.mode == "shadow" else alerts_topic for a in res.alerts)
             sent[links_topic] += len(res.links)
             sent[deadletter_topic] += len(res.dead_letters)
-            sent[changelog] += len(writes)
             if late_topic is not None:
                 sent[late_topic] += len(res.late)
             for topic, n in sent.items():
@@ -247,7 +250,39 @@ def wire_agents(
                 metrics.event_time_lag.set(max(0.0, time.time() - res.max_event_ts))
         observe_peer_scores()
 
-    install(app, BatchTap(topics.inputs.topics, handle))
+    class Flush:
+        """The batch tap's flusher: writes the dirty states, one changelog record per entity."""
+
+        def due(self) -> str | None:
+            return cache.due()
+
+        async def flush(self, reason: str) -> None:
+            dirty = cache.dirty
+            if not dirty:
+                return
+            # States go straight to the producer and are awaited: durable before the offsets
+            # they cover can be committed. (Table.send_changelog queues each record in Faust's
+            # producer buffer, drained one message at a time, and stalls the stream whenever
+            # 100 are pending; bench/pipeline.py measured it.)
+            send = app.producer.send
+            encoded = [(eid.encode(), encode_state(state), partition) for eid, (state, partition) in dirty.items()]
+            await deliver(
+                [partial(send, changelog, key, value, partition, None, None) for key, value, partition in encoded],
+                "entity states",
+            )
+            for key, value, _ in encoded:  # the table's bytes only once the changelog has them
+                store[key] = value
+            cache.flushed()
+            if sent_counter is not None:
+                sent_counter.labels(topic=f"topic.{changelog}").inc(len(encoded))
+            if metrics is not None:
+                metrics.state_flushes.labels(reason=reason).inc()
+                metrics.states_written.inc(len(encoded))
+
+        def discard(self) -> None:
+            cache.clear()
+
+    install(app, BatchTap(topics.inputs.topics, handle, Flush()))
 
     table_recovered = table.on_recovery_completed
 

@@ -12,13 +12,23 @@ those topics to a batch handler as the list of aiokafka records, and lets
 every other topic (table changelogs during recovery) take Faust's usual path.
 
 Offsets stay under Faust's commit machinery, batch-wise: the records of a
-batch are marked acknowledged only *after* the handler returned, i.e. after
-its alerts were delivered and its states written (see ``streams/agents.py``);
-Faust's periodic commit then commits them. A handler that raises acknowledges
-nothing and stops the worker: the batch is read again after a restart.
-While a batch is in flight, a marker sits among the consumer's unacknowledged
-messages, so a rebalance or a shutdown (``Consumer.wait_empty``) waits for the
-batch to finish before it commits and gives partitions away.
+batch are marked acknowledged only *after* the handler returned (its alerts
+delivered) *and* the states it changed were written to the changelog. With a
+:class:`Flusher` (``streams/agents.py``) states are written once per flush,
+not once per batch: processed batches wait, offsets only, in
+``BatchTap.pending`` until the next flush, which is due by the flusher's
+policy (after a batch, or on an idle fetch loop), and is always made before
+Faust commits on a rebalance and before the fetch loop is stopped for
+shutdown. So the order is: alerts delivered → states written → offsets
+acknowledged; Faust's periodic commit then commits them. Pending work is
+never flushed into another consumer generation: there it is dropped (not
+written, not acknowledged) and read again from the committed offsets. A
+handler that raises drops all pending work too (the states it mutated may
+hold events whose alerts were not delivered) and stops the worker: the
+batches are read again after a restart. While a batch is in flight, a marker
+sits among the consumer's unacknowledged messages, so a rebalance or a
+shutdown (``Consumer.wait_empty``) waits for the batch to finish before it
+commits and gives partitions away.
 
 No input record is ever skipped. Faust treats a jump in a partition's offsets
 as a gap (compaction, transaction markers) and commits past it; around a
@@ -40,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from faust.transport import consumer as _faust_consumer
 from mode.utils.futures import notify
@@ -54,8 +64,24 @@ Handler = Callable[[list[Any]], Awaitable[None]]
 _original_drain = _faust_consumer.Consumer._drain_messages
 
 
+class Flusher(Protocol):
+    """Writes the entity states that processed batches changed (``streams/agents.py``)."""
+
+    def due(self) -> str | None:
+        """Why a flush is due now (a reason of ``riskflow.metrics.STATE_FLUSH_REASONS``), else None."""
+
+    async def flush(self, reason: str) -> None:
+        """Write every changed state; return once the broker acknowledged them all."""
+
+    def discard(self) -> None:
+        """Forget every changed state unwritten (they are read again from the committed offsets)."""
+
+
 class BatchTap:
     """Where the fetch loop sends the records of ``topics``: ``await handler(records)``.
+
+    ``flusher``: states are written by it, once per flush, and offsets acknowledged
+    after the flush; without one, after every batch.
 
     >>> async def handle(records): ...
     >>> tap = BatchTap({"riskflow.fund-events"}, handle)
@@ -63,9 +89,15 @@ class BatchTap:
     True
     """
 
-    def __init__(self, topics: Iterable[str], handler: Handler) -> None:
+    def __init__(self, topics: Iterable[str], handler: Handler, flusher: Flusher | None = None) -> None:
         self.topics = frozenset(topics)
         self.handler = handler
+        self.flusher = flusher
+        # Offsets processed (alerts delivered) but not acknowledged: their states await a flush.
+        self.pending: dict[Any, list[int]] = {}
+        self.pending_generation: int | None = None
+        # Held by a batch (handler, flush) and by a flush on rebalance or shutdown.
+        self.lock = asyncio.Lock()
         self.tuned = False  # garbage collector tuned for the hot path (riskflow/gctune.py)
         # Per input partition: (consumer generation, offset after the last processed record).
         self.next_offset: dict[Any, tuple[int, int]] = {}
@@ -87,8 +119,31 @@ class _InFlight:
 
 
 def install(app: Any, tap: BatchTap) -> None:
-    """Route ``tap.topics`` of ``app`` through ``tap`` (once per app)."""
+    """Route ``tap.topics`` of ``app`` through ``tap`` (once per app).
+
+    With a flusher, pending states are also written (and their offsets acknowledged)
+    before Faust commits on a rebalance or a shutdown (``App._consumer_wait_empty``),
+    and before it stops the fetch loop for shutdown or recovery (``App._stop_fetcher``:
+    so that shutdown waits for the batch in flight instead of cancelling it)."""
     app.riskflow_tap = tap
+    if tap.flusher is None:
+        return
+    wait_empty, stop_fetcher = app._consumer_wait_empty, app._stop_fetcher
+
+    async def settle() -> None:
+        async with tap.lock:  # after the batch in flight, if any
+            await _flush(app.consumer, tap, "shutdown" if app.should_stop else "rebalance")
+
+    async def consumer_wait_empty(consumer: Any, logger: Any) -> None:
+        await settle()
+        await wait_empty(consumer, logger)
+
+    async def stop_fetcher_settled() -> None:
+        await settle()
+        await stop_fetcher()
+
+    app._consumer_wait_empty = consumer_wait_empty
+    app._stop_fetcher = stop_fetcher_settled
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
@@ -105,6 +160,11 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         while not (consumer_should_stop() or fetcher_should_stop()):
             records, active = await self._wait_next_records(1.0)
             await asyncio.sleep(0)
+            if tap.pending and not records and self.flow_active and tap.flusher is not None:
+                reason = tap.flusher.due()  # an idle stream: pending states age out all the same
+                if reason is not None:
+                    async with tap.lock:
+                        await _flush(self, tap, reason)
             # As Faust's getmany: the generation current when the records are
             # handed over. (Taken before the wait, it dropped the first fetch
             # after an assignment, changelog records of a recovery included.)
@@ -223,17 +283,28 @@ async def _run_batch(
     marker = _InFlight()
     self._unacked_messages.add(marker)
     try:
-        await tap.handler(batch)
-        # Done and durable: now the offsets may be committed.
-        for tp, recs in spans:
-            committed = self._committed_offset[tp]
-            offsets = [r.offset for r in recs if committed is None or r.offset >= committed]
-            if offsets:
-                self._acked[tp].extend(offsets)
-                self._acked_index[tp].update(offsets)
-                self._n_acked += len(offsets)
-            self._read_offset[tp] = recs[-1].offset
-            tap.next_offset[tp] = (generation, recs[-1].offset + 1)
+        async with tap.lock:
+            if tap.pending and tap.pending_generation != generation:
+                _drop(tap)  # left from before a rebalance: read again from the committed offsets
+            try:
+                await tap.handler(batch)
+            except BaseException:
+                await _drop_and_rewind(self, tap, generation)
+                raise
+            # Processed: the partition stands after these records in this generation ...
+            pending = tap.pending
+            for tp, recs in spans:
+                self._read_offset[tp] = recs[-1].offset
+                tap.next_offset[tp] = (generation, recs[-1].offset + 1)
+                offsets = pending.get(tp)
+                if offsets is None:
+                    offsets = pending[tp] = []
+                offsets.extend([r.offset for r in recs])
+            tap.pending_generation = generation
+            # ... and its offsets are acknowledged once its states are durable.
+            reason = "batch" if tap.flusher is None else tap.flusher.due()
+            if reason is not None:
+                await _flush(self, tap, reason)
     finally:
         marker.acked = True
         self._unacked_messages.discard(marker)
@@ -242,6 +313,67 @@ async def _run_batch(
     if commit_every is not None and self._n_acked >= commit_every:
         self._n_acked = 0
         await self.commit()
+
+
+async def _flush(self: Any, tap: BatchTap, reason: str) -> None:
+    """Write the pending states (``tap.lock`` held), then acknowledge the pending offsets.
+
+    Never into another consumer generation: pending work from before a rebalance,
+    or of a member the group no longer knows, is dropped, and its records are read
+    again from the committed offsets."""
+    if tap.pending and not (tap.pending_generation == self.app.consumer_generation_id == _group_generation(self)):
+        _drop(tap)
+        return
+    if tap.flusher is not None:
+        await tap.flusher.flush(reason)
+    pending, tap.pending = tap.pending, {}
+    committed_offset, acked, acked_index = self._committed_offset, self._acked, self._acked_index
+    for tp, offsets in pending.items():
+        committed = committed_offset[tp]
+        if committed is not None:
+            offsets = [o for o in offsets if o >= committed]
+        if offsets:
+            acked[tp].extend(offsets)
+            acked_index[tp].update(offsets)
+            self._n_acked += len(offsets)
+
+
+def _group_generation(self: Any) -> int | None:
+    """The member's generation as the group coordinator client holds it now.
+
+    aiokafka resets it to -1 as soon as the coordinator no longer knows the member
+    (session expired, fenced by a newer generation), before it rejoins and revokes:
+    the partitions may already belong to another worker, whose states a late write
+    would overwrite. (Faust's ``app.consumer_generation_id`` changes only at the next
+    assignment.) Unreachable (not an aiokafka consumer): the app's generation."""
+    try:
+        return cast(int, self._thread._consumer._coordinator.generation)
+    except AttributeError:
+        return cast(int, self.app.consumer_generation_id)
+
+
+def _drop(tap: BatchTap) -> None:
+    """Forget the pending work unwritten and unacknowledged."""
+    if tap.pending:
+        log.info(
+            "dropped %d processed records of an earlier consumer generation before their states were written;"
+            " they are read again from the committed offsets",
+            sum(map(len, tap.pending.values())),
+        )
+    tap.pending = {}
+    if tap.flusher is not None:
+        tap.flusher.discard()
+
+
+async def _drop_and_rewind(self: Any, tap: BatchTap, generation: int) -> None:
+    """A batch failed: the pending batches' states are lost with it. Their partitions
+    stand again at their first pending offset (read again from there)."""
+    pending = tap.pending if tap.pending_generation == generation else {}
+    _drop(tap)
+    for tp, offsets in pending.items():
+        if offsets:
+            tap.next_offset[tp] = (generation, offsets[0])
+            await _rewind(self, tp, offsets[0])
 
 
 _faust_consumer.Consumer._drain_messages = cast(Any, _drain_messages)  # type: ignore[method-assign]

@@ -1,27 +1,39 @@
-"""A bounded in-process cache of decoded entity states, in front of the table's msgpack bytes.
+"""Decoded entity states in process: the changed ones not yet written, and a bounded cache.
 
-The table (``streams/tables.py``) stores each entity's state as msgpack bytes
-and stays the source of truth; without this cache the worker decodes an
-entity's bytes at its first event of every batch. The cache keeps the
-:class:`~detectors.engine.EntityState` objects the worker itself last wrote,
-so a busy entity is decoded once, not once per batch.
+The table (``streams/tables.py``) stores each entity's state as msgpack bytes.
+This module holds, in front of it, the :class:`~detectors.engine.EntityState`
+objects of this worker, in two parts:
 
-It is only ever a copy of what the worker wrote to the table, and is dropped
-whole whenever that may no longer hold:
+- **dirty**: states changed by processed batches and not yet written to the
+  changelog. For this worker they are the truth (:meth:`StateCache.get`
+  returns them first); the table's bytes and the changelog still hold the
+  last *flushed* state. They are written — encoded once, one changelog record
+  per changed entity — by a *flush* (``streams/agents.py``), when
+  :meth:`StateCache.due` says so: ``interval`` seconds after the first state
+  became dirty (0: after every batch), or once more than ``max_dirty`` states
+  are dirty. The batch tap also flushes before offsets are committed on a
+  rebalance and before shutdown (``streams/batchtap.py``). A batch's offsets
+  are acknowledged only after the flush that covers it, so the order stays:
+  alerts delivered → states written → offsets acknowledged. Dirty states never
+  reach the table's bytes before the changelog acknowledged them.
+- **clean**: the states this worker last wrote, so a busy entity is decoded
+  once, not once per batch. At most ``capacity`` entries (trimmed back to it
+  in bulk once it is an eighth over); the least recently written go first.
+  A decoded state is ~5 KB in memory (against ~0.9 KB of msgpack), so 10,000
+  entries cost ~50 MB. ``capacity`` 0 turns this part off.
+
+Both are dropped whole (dirty states are *not* written) whenever they may no
+longer be the truth:
 
 - the consumer generation changed (a rebalance: partitions were revoked or
-  assigned, another worker may have written the states of an entity since),
+  assigned, another worker may own them now and have written their states;
+  the un-acknowledged offsets are read again from the committed offsets),
 - the table finished a recovery (its bytes were rewritten from the changelog),
 - a batch failed or was cancelled half-way (the pipeline mutates states in
-  place, so the cached objects may hold events whose offsets were never
-  acknowledged and that will be read again).
+  place, so the objects may hold events whose alerts were never delivered;
+  the batch tap then acknowledges none of the un-flushed batches).
 
-Bounded: at most ``capacity`` entries (trimmed back to it in bulk once it is
-an eighth over); the least recently written go first.
-A decoded state is ~5 KB in memory (against ~0.9 KB of msgpack), so 10,000
-entries cost ~50 MB. ``capacity`` 0 turns the cache off.
-
->>> from detectors.engine import EntityState
+>>> from detectors.engine import EntityState, decode_state
 >>> c = StateCache(8)
 >>> for i in range(10):
 ...     c.put(f"e{i}", EntityState(entity_id=f"e{i}"))
@@ -29,30 +41,81 @@ entries cost ~50 MB. ``capacity`` 0 turns the cache off.
 (True, 'e9', 8)
 >>> c.check_generation(1); len(c)
 0
+>>> c = StateCache(8, interval=1.0, max_dirty=2, clock=iter([10.0, 10.5, 11.0]).__next__)
+>>> c.mark("a", EntityState(entity_id="a"), 0); c.due()
+>>> c.due()
+'interval'
+>>> [eid for eid, _ in c.flushed()], c.get("a").entity_id, len(c.dirty)
+(['a'], 'a', 0)
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
-from detectors.engine import EntityState
+from detectors.engine import EntityState, decode_state
 
 
 class StateCache:
-    """Entity id -> the decoded state last written for it (see the module docstring)."""
+    """Entity id -> its dirty (un-flushed) state, else the state last written (module docstring)."""
 
-    __slots__ = ("_data", "capacity", "generation")
+    __slots__ = ("_data", "capacity", "clock", "dirty", "dirty_since", "generation", "interval", "max_dirty")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        interval: float = 0.0,
+        max_dirty: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = capacity
+        self.interval = interval
+        self.max_dirty = max_dirty
+        self.clock = clock
         self.generation: int | None = None
         self._data: dict[str, EntityState] = {}
+        #: Entity id -> (changed state, its changelog partition), not yet written.
+        self.dirty: dict[str, tuple[EntityState, int]] = {}
+        self.dirty_since: float | None = None  # clock() when the first of them became dirty
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) + len(self.dirty)
 
     def get(self, entity_id: str) -> EntityState | None:
+        hit = self.dirty.get(entity_id)
+        if hit is not None:
+            return hit[0]
         return self._data.get(entity_id)
+
+    def mark(self, entity_id: str, state: EntityState, partition: int) -> None:
+        """``state`` changed in a processed batch: hold it until the next flush."""
+        if self.dirty_since is None:
+            self.dirty_since = self.clock()
+        self.dirty[entity_id] = (state, partition)
+
+    def due(self) -> str | None:
+        """Why the dirty states should be written now (``None``: not yet)."""
+        if not self.dirty:
+            return None
+        if not self.interval:
+            return "batch"
+        if len(self.dirty) > self.max_dirty:
+            return "dirty_limit"
+        if self.dirty_since is not None and self.clock() - self.dirty_since >= self.interval:
+            return "interval"
+        return None
+
+    def flushed(self) -> list[tuple[str, EntityState]]:
+        """The dirty states were written: they become the clean states last written (returned)."""
+        done = [(eid, st) for eid, (st, _) in self.dirty.items()]
+        self.dirty = {}
+        self.dirty_since = None
+        for eid, st in done:
+            self.put(eid, st)
+        return done
 
     def put(self, entity_id: str, state: EntityState) -> None:
         """Remember ``state`` as the one just written for ``entity_id`` (most recent last)."""
@@ -66,11 +129,22 @@ class StateCache:
             # oldest one at a time would rescan the dict's deleted slots on every eviction).
             self._data = dict(islice(data.items(), len(data) - self.capacity, None))
 
+    def overlay(self, stored: Iterable[tuple[bytes, bytes | None]]) -> Iterator[EntityState]:
+        """Every entity's current state: the dirty ones, then the table's (key, bytes) for the rest."""
+        dirty = self.dirty
+        for st, _ in list(dirty.values()):
+            yield st
+        for key, raw in stored:
+            if raw is not None and key.decode() not in dirty:
+                yield decode_state(raw)
+
     def check_generation(self, generation: int) -> None:
-        """Drop everything if the consumer generation moved on (a rebalance happened)."""
+        """Drop everything (dirty states too) if the consumer generation moved on (a rebalance)."""
         if generation != self.generation:
-            self._data.clear()
+            self.clear()
             self.generation = generation
 
     def clear(self) -> None:
         self._data.clear()
+        self.dirty = {}
+        self.dirty_since = None

@@ -9,7 +9,6 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from detectors.anomaly import AnomalyDetector
-from detectors.engine import decode_state
 from detectors.factory import build_processor, peer_detector
 from detectors.pipeline import BatchProcessor
 from detectors.risk import load_risk_config
@@ -22,6 +21,7 @@ from streams.agents import wire_agents
 from streams.app import create_app
 from streams.control import load_into, wire_control
 from streams.rules_control import RuleControl
+from streams.statecache import StateCache
 from streams.tables import declare_tables
 from streams.topics import Topics, declare_topics
 
@@ -68,6 +68,8 @@ def build_topology(
 
     processor = make(pack)
     store = table.data
+    # Dirty (un-flushed) entity states and the clean ones last written, decoded (streams/statecache.py).
+    cache = StateCache(settings.state_cache, interval=settings.state_flush_interval, max_dirty=settings.state_flush_max)
 
     def on_switch(p: RulePack) -> None:
         if metrics is not None:
@@ -80,7 +82,7 @@ def build_topology(
         settings.topic_rules,
         processor,
         lambda p: make(p).engine,
-        lambda: (decode_state(v) for v in list(store.values()) if v is not None),
+        lambda: cache.overlay(list(store.items())),  # lanes from the states as this worker has them
         constants={"lpr_1y": settings.lpr_1y} if settings.lpr_1y is not None else None,
         on_switch=on_switch,
         metrics=metrics,
@@ -110,6 +112,6 @@ def build_topology(
         batch_timeout=settings.batch_timeout,
         before_batch=control.before_batch,
         peer=peer,
-        state_cache=settings.state_cache,
+        state_cache=cache,
     )
     return Topology(app, topics, table, processor, control)

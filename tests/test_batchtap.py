@@ -8,7 +8,7 @@ import asyncio
 from collections import namedtuple
 from typing import Any
 
-from streams.batchtap import BatchTap, _in_sequence
+from streams.batchtap import BatchTap, _flush, _in_sequence
 
 TP = namedtuple("TP", "topic partition")
 Rec = namedtuple("Rec", "offset")
@@ -78,3 +78,117 @@ def test_nothing_known_takes_the_partition_from_where_the_consumer_starts() -> N
     c, t = Consumer(committed=None), tap()
     assert sequence(c, t, range(5, 8)) == [5, 6, 7]
     assert c.seeks == [] and c.gaps == []
+
+
+# Offsets are acknowledged only after the flush that writes the states of their batches.
+
+
+class Tapped(Consumer):
+    """What ``_run_batch`` and ``_flush`` read and change on Faust's consumer."""
+
+    def __init__(self, committed: int | None, generation: int = 1) -> None:
+        from collections import defaultdict
+        from types import SimpleNamespace
+
+        super().__init__(committed)
+        self.app = SimpleNamespace(consumer_generation_id=generation)
+        self._unacked_messages: set[Any] = set()
+        self._waiting_for_ack = None
+        self._read_offset: dict[Any, int] = {}
+        self._acked: dict[Any, list[int]] = defaultdict(list)
+        self._acked_index: dict[Any, set[int]] = defaultdict(set)
+        self._n_acked = 0
+        self._commit_every = None
+
+
+class Flusher:
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.flushes: list[str] = []
+        self.discards = 0
+
+    def due(self) -> str | None:
+        return self.reason
+
+    async def flush(self, reason: str) -> None:
+        self.flushes.append(reason)
+
+    def discard(self) -> None:
+        self.discards += 1
+
+
+def batch(c: Tapped, t: BatchTap, offsets: range, generation: int = 1, fail: BaseException | None = None) -> None:
+    from streams.batchtap import _run_batch
+
+    recs = [Rec(o) for o in offsets]
+
+    async def handle(records: list[Any]) -> None:
+        if fail is not None:
+            raise fail
+
+    t.handler = handle
+    try:
+        asyncio.run(_run_batch(c, t, recs, [(T0, recs)], generation))
+    except BaseException as exc:
+        assert exc is fail
+
+
+def flushing_tap() -> tuple[BatchTap, Flusher]:
+    f = Flusher()
+    t = BatchTap({T0.topic}, tap().handler, f)
+    t.tuned = True  # no garbage-collector tuning inside the test process
+    return t, f
+
+
+def test_offsets_wait_for_the_flush_that_writes_their_states() -> None:
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+    batch(c, t, range(10, 14))
+    batch(c, t, range(14, 16))
+    # processed (the partition stands after them in this generation) but not acknowledged
+    assert t.next_offset[T0] == (1, 16) and c._acked[T0] == [] and not c._unacked_messages
+    f.reason = "interval"
+    batch(c, t, range(16, 18))
+    assert f.flushes == ["interval"] and c._acked[T0] == list(range(10, 18)) and c._n_acked == 8
+    assert t.pending == {}
+
+
+def test_without_a_flusher_every_batch_is_acknowledged_at_once() -> None:
+    c, t = Tapped(committed=0), tap()
+    t.tuned = True
+    batch(c, t, range(0, 3))
+    assert c._acked[T0] == [0, 1, 2]
+
+
+def test_pending_work_is_never_flushed_into_another_generation() -> None:
+    """A rebalance came between the batches and the flush: the worker may not own the
+    partition any more. Nothing is written or acknowledged; the committed offset rules."""
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+    batch(c, t, range(10, 14))
+    c.app.consumer_generation_id = 2
+    f.reason = "interval"
+    batch(c, t, range(10, 12), generation=2)  # re-read from the committed offset
+    assert f.discards == 1
+    assert c._acked[T0] == [10, 11]  # only the new generation's batch, after its own flush
+
+
+def test_a_failed_batch_drops_the_pending_batches_and_rewinds_to_the_first() -> None:
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+    batch(c, t, range(10, 14))
+    batch(c, t, range(14, 16), fail=RuntimeError("boom"))
+    assert f.discards == 1 and f.flushes == [] and c._acked[T0] == []
+    assert t.next_offset[T0] == (1, 10) and c.seeks == [(T0, 10)]
+    assert not c._unacked_messages
+
+
+def test_pending_work_of_a_member_the_group_forgot_is_dropped() -> None:
+    """Session expired: aiokafka reset the member's generation (-1) before rejoining, and
+    another worker may own the partition and have written its states. No late write."""
+    from types import SimpleNamespace
+
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+    coordinator = SimpleNamespace(generation=1)
+    c._thread = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
+    batch(c, t, range(10, 14))
+    coordinator.generation = -1
+    asyncio.run(_flush(c, t, "rebalance"))
+    assert f.flushes == [] and f.discards == 1 and c._acked[T0] == [] and t.pending == {}
