@@ -254,7 +254,9 @@ def wire_agents(
         """The batch tap's flusher: writes the dirty states, one changelog record per entity."""
 
         def due(self) -> str | None:
-            return cache.due()
+            # Nothing dirty: every pending batch's states are written (or it changed none,
+            # e.g. all dead letters), so its offsets need not wait.
+            return cache.due() if cache.dirty else "batch"
 
         async def flush(self, reason: str) -> None:
             dirty = cache.dirty

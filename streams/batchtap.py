@@ -68,7 +68,8 @@ class Flusher(Protocol):
     """Writes the entity states that processed batches changed (``streams/agents.py``)."""
 
     def due(self) -> str | None:
-        """Why a flush is due now (a reason of ``riskflow.metrics.STATE_FLUSH_REASONS``), else None."""
+        """Why the pending offsets may be acknowledged now, after a flush (a reason of
+        ``riskflow.metrics.STATE_FLUSH_REASONS``; also when nothing is left to write), else None."""
 
     async def flush(self, reason: str) -> None:
         """Write every changed state; return once the broker acknowledged them all."""
@@ -139,7 +140,13 @@ def install(app: Any, tap: BatchTap) -> None:
         await wait_empty(consumer, logger)
 
     async def stop_fetcher_settled() -> None:
-        await settle()
+        # A batch stuck in flight (e.g. a broker gone at shutdown) must not hold the stop
+        # forever: after the session timeout the fetch loop is stopped as before, cancelling
+        # the batch, which then drops the pending work (not acknowledged: read again).
+        try:
+            await asyncio.wait_for(settle(), app.conf.broker_session_timeout)
+        except TimeoutError:
+            log.warning("a batch in flight did not finish before shutdown; its records are read again")
         await stop_fetcher()
 
     app._consumer_wait_empty = consumer_wait_empty
@@ -160,8 +167,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         while not (consumer_should_stop() or fetcher_should_stop()):
             records, active = await self._wait_next_records(1.0)
             await asyncio.sleep(0)
-            if tap.pending and not records and self.flow_active and tap.flusher is not None:
-                reason = tap.flusher.due()  # an idle stream: pending states age out all the same
+            if tap.pending and self.flow_active and tap.flusher is not None:
+                # Checked on every turn, not only after a batch: on an idle stream (no record,
+                # or a fetch of empty partitions) pending states age out all the same.
+                reason = tap.flusher.due()
                 if reason is not None:
                     async with tap.lock:
                         await _flush(self, tap, reason)
