@@ -112,7 +112,12 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="RISKFLOW_METRICS_HOST: address /metrics listens on.")
     web_port: int = Field(6066, ge=0, le=65535, description="RISKFLOW_WEB_PORT: Faust's web server port (0: off).")
     batch_size: int = Field(
-        1000, ge=1, description="RISKFLOW_BATCH_SIZE: events taken from the stream and processed as one batch."
+        5000,
+        ge=1,
+        description="RISKFLOW_BATCH_SIZE: most events taken from the stream (one fetch) and processed as one batch. "
+        "A batch is only as large as what is waiting, so this bounds a backlog's batches, not a steady stream's; "
+        "5,000 rather than 1,000 amortises the per-batch hand-off from Faust's consumer thread and the alert "
+        "delivery round trip (bench/pipeline.py: worker 30.6k -> 36.6k ev/s, steady-state latency unchanged).",
     )
     batch_timeout: float = Field(
         0.1, gt=0, description="RISKFLOW_BATCH_TIMEOUT: seconds to wait for a batch to fill before processing it."
