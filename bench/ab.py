@@ -7,8 +7,10 @@ the offline processor (``detectors.factory.build_processor`` over the same
 simulated history, in batches, state in a dict — what ``bench/backtest.py``
 times) once per checkout, each in a fresh subprocess, in alternating order,
 and measures CPU time (``time.process_time``) of the processing loop only.
-The two runs must produce the same alerts (a digest of every alert's JSON
-minus ``detected_at``), else the comparison is reported as unequal output.
+The two runs must produce the same alerts (a digest of every alert minus
+``detected_at``, ``bench/offline_run.py``), else the comparison is reported as
+unequal output; entity states are not compared (an output-neutral change may
+store them differently).
 
 A side is a directory (a checkout or worktree, compiled modules and all) or a
 git revision, checked out once as a detached worktree under the benchmark
@@ -35,36 +37,20 @@ if __package__ in (None, ""):
 from bench import common
 from bench.common import ROOT, headline, history, median
 
+#: The timed loop, loaded by path into each side's interpreter (that side's detectors, this harness).
+OFFLINE_RUN = Path(__file__).resolve().parent / "offline_run.py"
+
 #: Runs in the side's own interpreter process, with the side's directory first on sys.path.
 _CHILD = r"""
-import hashlib, json, sys, time
+import importlib.util, json, sys
 sys.path.insert(0, sys.argv[1])
-from detectors.factory import build_processor
-from detectors.pipeline import RawMessage
-from detectors.rules import load_pack
-from riskflow.gctune import tune
-import detectors.engine, orjson
-lines = open(sys.argv[2], "rb").read().splitlines()
-batch = int(sys.argv[3])
-msgs = [RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)]
-bp = build_processor(load_pack())
-states = {}
-tune()
-digest = hashlib.sha256()
-alerts = []
-t0 = time.process_time()
-for i in range(0, len(msgs), batch):
-    res = bp.process(msgs[i : i + batch], states.get, now=2e9)
-    for eid, (state, _) in res.states.items():
-        states[eid] = state
-    alerts += res.alerts
-cpu = time.process_time() - t0
-for a in alerts:
-    d = orjson.loads(a.to_json())
-    d.pop("detected_at", None)
-    digest.update(orjson.dumps(d, option=orjson.OPT_SORT_KEYS))
-print(json.dumps({"cpu_s": cpu, "events": len(msgs), "alerts": len(alerts), "digest": digest.hexdigest()[:16],
-                  "engine": detectors.engine.__file__}))
+spec = importlib.util.spec_from_file_location("offline_run", sys.argv[4])
+offline_run = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(offline_run)
+rep = offline_run.run(open(sys.argv[2], "rb").read().splitlines(), int(sys.argv[3]))
+import detectors.engine
+rep["engine"] = detectors.engine.__file__
+print(json.dumps(rep))
 """
 
 
@@ -89,7 +75,7 @@ def checkout(side: str) -> Path:
 def run_side(directory: Path, history_file: Path, batch: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(directory))
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(directory), str(history_file), str(batch)],
+        [sys.executable, "-c", _CHILD, str(directory), str(history_file), str(batch), str(OFFLINE_RUN)],
         check=True,
         capture_output=True,
         text=True,
@@ -123,8 +109,8 @@ def main(argv: list[str] | None = None) -> float:
         for name, g in got.items():
             if r == 0:
                 print(f"{name} ran {g['engine']}", flush=True)
-            per_event[name].append(g["cpu_s"] / g["events"] * 1e6)
-            outputs[name].add((g["alerts"], g["digest"]))
+            per_event[name].append(g["cpu_seconds"] / g["events"] * 1e6)
+            outputs[name].add((g["alerts"], g["alerts_digest"]))
         ratios.append(per_event["head"][-1] / per_event["base"][-1])
         print(
             f"round {r + 1} ({' then '.join(order)}): base {per_event['base'][-1]:.2f} µs/event, "

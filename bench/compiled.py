@@ -4,7 +4,7 @@ Each round runs both variants, each in its own fresh subprocess, over the same h
 file: the pure one imports the compiled build's modules (``detectors.MYPYC_MODULES``)
 from their ``.py`` source (``bench/purepy.py``), the compiled one uses the extension
 modules that ``RISKFLOW_COMPILE=1 pip install -e .`` built next to them. The loop is
-``bench/backtest.py``'s (``build_processor`` over the file in batches, state in a dict).
+``bench/offline_run.py``'s (``bench/backtest.py``'s loop, shared with ``bench/ab.py``).
 Each child reports events/s, the modules it ran compiled, and a digest of its whole
 output: every alert (all fields but the wall-clock ``detected_at``, in emission order)
 and the msgpack bytes of every entity's final state. The variants must agree on it.
@@ -18,11 +18,9 @@ Exits with an error when the compiled build is not installed or the outputs diff
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -37,42 +35,17 @@ def child(variant: str, path: Path, batch: int) -> dict:
         from bench import purepy
 
         purepy.install()
-    import msgspec
-
     import detectors
-    from detectors.engine import encode_state
-    from detectors.factory import build_processor
-    from detectors.pipeline import RawMessage
-    from detectors.rules import load_pack
-    from riskflow.gctune import tune
+    from bench import offline_run
 
-    lines = path.read_bytes().splitlines()
-    tune()  # as `riskflow backtest` and bench/backtest.py do
-    bp = build_processor(load_pack())
-    states: dict = {}
-    msgs = [RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)]
-    alerts = []
-    t0 = time.perf_counter()
-    for i in range(0, len(msgs), batch):
-        res = bp.process(msgs[i : i + batch], states.get, now=2e9)
-        for eid, (state, _) in res.states.items():
-            states[eid] = state
-        alerts += res.alerts
-    secs = time.perf_counter() - t0
-    h = hashlib.blake2b(digest_size=8)
-    for a in alerts:
-        whole = msgspec.to_builtins(a)
-        whole.pop("detected_at", None)
-        h.update(msgspec.json.encode(whole, order="sorted"))
-    for eid in sorted(states):
-        h.update(encode_state(states[eid]))
+    rep = offline_run.run(path.read_bytes().splitlines(), batch)
     return {
         "variant": variant,
         "compiled": detectors.compiled(),
-        "events": len(lines),
-        "seconds": secs,
-        "alerts": len(alerts),
-        "digest": h.hexdigest(),
+        "events": rep["events"],
+        "seconds": rep["seconds"],
+        "alerts": rep["alerts"],
+        "digest": f"{rep['alerts_digest']}{rep['states_digest']}",
     }
 
 
