@@ -223,14 +223,26 @@ class Metrics:
                 ["reason"],
                 registry=registry,
             ),
-            rule_pack_rejected=_rule_pack_rejected(registry),
+            rule_pack_rejected=_by_reason(
+                registry,
+                "riskflow_rule_pack_rejected_total",
+                "Messages on the rules control topic that were not a valid rule pack (the running pack stays), "
+                "by reason (malformed, unsupported_schema, invalid_rules).",
+                RULE_PACK_REJECT_REASONS,
+            ),
             late=Counter(
                 "riskflow_late_events_total",
                 "Events beyond the allowed lateness, sent to the late-event ledger, by event type.",
                 ["event_type"],
                 registry=registry,
             ),
-            state_flushes=_state_flushes(registry),
+            state_flushes=_by_reason(
+                registry,
+                "riskflow_state_flushes_total",
+                "Writes of the changed entity states to the changelog, by reason (batch: every batch, "
+                "interval, dirty_limit, rebalance, shutdown; streams/statecache.py).",
+                STATE_FLUSH_REASONS,
+            ),
             states_written=Counter(
                 "riskflow_states_written_total",
                 "Entity states written to the changelog (one per changed entity per flush).",
@@ -344,30 +356,10 @@ class LevelBoard:
             self.gauge.labels(level=level, region=region).set(0)
 
 
-def _state_flushes(registry: CollectorRegistry) -> Counter:
-    """``riskflow_state_flushes_total{reason}``; every reason's series exists from the start at 0."""
-    c = Counter(
-        "riskflow_state_flushes_total",
-        "Writes of the changed entity states to the changelog, by reason (batch: every batch, "
-        "interval, dirty_limit, rebalance, shutdown; streams/statecache.py).",
-        ["reason"],
-        registry=registry,
-    )
-    for reason in STATE_FLUSH_REASONS:
-        c.labels(reason=reason)
-    return c
-
-
-def _rule_pack_rejected(registry: CollectorRegistry) -> Counter:
-    """``riskflow_rule_pack_rejected_total{reason}``; every reason's series exists from the start at 0."""
-    c = Counter(
-        "riskflow_rule_pack_rejected_total",
-        "Messages on the rules control topic that were not a valid rule pack (the running pack stays), "
-        "by reason (malformed, unsupported_schema, invalid_rules).",
-        ["reason"],
-        registry=registry,
-    )
-    for reason in RULE_PACK_REJECT_REASONS:
+def _by_reason(registry: CollectorRegistry, name: str, doc: str, reasons: tuple[str, ...]) -> Counter:
+    """A counter labelled by ``reason`` from a fixed set; every reason's series exists from the start at 0."""
+    c = Counter(name, doc, ["reason"], registry=registry)
+    for reason in reasons:
         c.labels(reason=reason)
     return c
 
