@@ -374,22 +374,7 @@ def parse_event(
     except Exception:  # the two-step decode below finds the reason (or raises the same error)
         return _parse_two_step(data, max_future_seconds, now)
     # Schema, kind and region were checked by the decode (literals); what is left is the clock.
-    event_time = env.event_time
-    ts = event_time.timestamp()
-    if ts > (time.time() if now is None else now) + max_future_seconds:
-        raise InvalidEvent("future_time", f"event_time {event_time.isoformat()} is in the future")
-    return Event(
-        schema=SCHEMA_ID,
-        event_id=env.event_id,
-        event_type=_TYPED[env.__class__],
-        entity_id=env.entity_id,
-        entity_kind=env.entity_kind,
-        region=env.region,
-        event_time=event_time,
-        source=env.source,
-        payload=env.payload,
-        ts=ts,
-    )
+    return _event(env, _TYPED[env.__class__], env.payload, max_future_seconds, now)
 
 
 def _parse_two_step(data: bytes, max_future_seconds: float, now: float | None) -> Event:
