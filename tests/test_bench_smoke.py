@@ -14,7 +14,19 @@ from pathlib import Path
 import pytest
 
 import detectors
-from bench import ab, backtest, common, compiled, detector_cost, latency, memory, parse, pipeline, scaleout
+from bench import (
+    ab,
+    backtest,
+    broker_hop,
+    common,
+    compiled,
+    detector_cost,
+    latency,
+    memory,
+    parse,
+    pipeline,
+    scaleout,
+)
 from riskflow.broker import EmbeddedBroker
 
 
@@ -82,10 +94,13 @@ def test_memory_bench(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_kafka_benches(broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str]) -> None:
-    """Pipeline, scale-out and latency against the session's embedded broker, one short round each."""
+    """Pipeline, scale-out, latency and the broker's hops on the session's embedded broker, one short round each."""
     pipeline.main(["--events", "400", "--rounds", "1", "--bootstrap", broker.bootstrap, "--timeout", "120"])
     _headline(capsys, "pipeline_vs_raw_ratio")
     scaleout.main(["--events", "400", "--rounds", "1", "--bootstrap", broker.bootstrap, "--timeout", "120"])
     _headline(capsys, "scaleout_ratio")
     latency.main(["--rate", "100", "--seconds", "3", "--warmup", "2", "--rounds", "1", "--bootstrap", broker.bootstrap])
     assert _headline(capsys, "latency_p99_vs_raw") > 0
+    hop = ["--rate", "100", "--seconds", "2", "--warmup", "1", "--rounds", "1"]
+    broker_hop.main([*hop, "--bootstrap", broker.bootstrap])
+    assert _headline(capsys, "relay_p99_vs_one_hop") > 0
