@@ -9,6 +9,7 @@ the load of others, ratios much less.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import statistics
 import subprocess
@@ -134,23 +135,42 @@ class Rate:
 
     count: int
     seconds: float
+    #: CPU seconds (user + system, every thread) the workers spent over the same span, if known
+    cpu_seconds: float | None = None
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        """Worker CPU per event counted: a figure the shared machine's load moves less than the rate."""
+        return 1e6 * self.cpu_seconds / self.count if self.cpu_seconds is not None and self.count else float("nan")
 
     @property
     def per_s(self) -> float:
         return self.count / self.seconds if self.seconds > 0 else float("nan")
 
 
-def rate_of(samples: list[tuple[float, int]]) -> Rate:
+def rate_of(samples: list[tuple[float, int]], cpu: list[float] | None = None) -> Rate:
     """Throughput from (time, cumulative count) samples: from the first progress to the last.
 
     The first sample's own count is excluded (it arrived before the clock started).
+    ``cpu``: the workers' cumulative CPU seconds at each sample (then also over that span).
     """
-    moving = [(t, c) for t, c in samples if c > 0]
+    moving = [i for i, (_, c) in enumerate(samples) if c > 0]
     if len(moving) < 2:
         return Rate(0, 0.0)
-    last_c = moving[-1][1]
-    t_last = next(t for t, c in moving if c == last_c)
-    return Rate(last_c - moving[0][1], t_last - moving[0][0])
+    first = moving[0]
+    last_c = samples[moving[-1]][1]
+    last = next(i for i in moving if samples[i][1] == last_c)
+    spent = cpu[last] - cpu[first] if cpu is not None else None
+    return Rate(last_c - samples[first][1], samples[last][0] - samples[first][0], spent)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far, all threads (Linux ``/proc``), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def raw_consume(
@@ -274,6 +294,7 @@ class Workers:
         (profiles of a busy worker: ~19% of its samples at one scrape per 0.5 s); Prometheus
         itself scrapes every 15 s."""
         samples: list[tuple[float, int]] = []
+        cpu: list[float] = []
         deadline = time.monotonic() + timeout
         last_change, last_n = time.monotonic(), -1
         while time.monotonic() < deadline:
@@ -281,12 +302,14 @@ class Workers:
             now = time.monotonic()
             if n is not None:
                 samples.append((now, n))
+                spent = [cpu_seconds(w.proc.pid) for w in self.procs]
+                cpu.append(sum(x for x in spent if x is not None) if None not in spent else math.nan)
                 if n != last_n:
                     last_change, last_n = now, n
                 if n >= expect or (n > 0 and now - last_change > quiet):
                     break
             time.sleep(every)
-        return rate_of(samples)
+        return rate_of(samples, cpu)
 
     def stop(self) -> None:
         for w in self.procs:

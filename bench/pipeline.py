@@ -8,7 +8,10 @@ side: (a) a raw ``getmany`` + ``orjson.loads`` consumer, (b) a real
 alert emission, state written to the changelog), whose progress is read from
 its ``/metrics``. The headline is the median of the per-round ratios. Each
 round also runs the same processor offline on the same events (no Kafka, one
-core), which shows how much of the gap to the raw consumer is detector work.
+core), which shows how much of the gap to the raw consumer is detector work,
+and the worker's CPU per event (user + system, all its threads, over the same
+span as its rate): for an A/B of the worker, a figure that the load of a shared
+machine moves less than the rate.
 
     python bench/pipeline.py [--events 200000] [--rounds 3]
 """
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> float:
         env = stack_settings(bootstrap)
         n = load_topics(env, lines)
         print(f"loaded {n} events on {input_topics(env)}", flush=True)
-        ratios, raws, pipes, offline = [], [], [], []
+        ratios, raws, pipes, offline, cpus = [], [], [], [], []
         for r in range(args.rounds):
             raw = asyncio.run(raw_consume(bootstrap, input_topics(env), n))
             secs, _ = run_offline(lines, 1000)
@@ -61,15 +64,18 @@ def main(argv: list[str] | None = None) -> float:
             ratios.append(ratio)
             raws.append(raw.per_s)
             pipes.append(pipe.per_s)
+            cpus.append(pipe.cpu_us_per_event)
             print(
                 f"round {r + 1}: raw {raw.per_s:,.0f} ev/s ({raw.count} in {raw.seconds:.2f}s)  "
-                f"worker {pipe.per_s:,.0f} ev/s ({pipe.count} in {pipe.seconds:.2f}s)  ratio {ratio:.3f}  "
+                f"worker {pipe.per_s:,.0f} ev/s ({pipe.count} in {pipe.seconds:.2f}s, "
+                f"CPU {pipe.cpu_us_per_event:.1f} µs/event)  ratio {ratio:.3f}  "
                 f"(same processor offline, no Kafka: {offline[-1]:,.0f} ev/s)",
                 flush=True,
             )
     print(
         f"median: raw {median(raws):,.0f} ev/s, worker {median(pipes):,.0f} ev/s, "
-        f"offline processor {median(offline):,.0f} ev/s (worker / offline {median(pipes) / median(offline):.2f})",
+        f"offline processor {median(offline):,.0f} ev/s (worker / offline {median(pipes) / median(offline):.2f}); "
+        f"worker CPU {median(cpus):.1f} µs/event",
         flush=True,
     )
     value = median(ratios)
