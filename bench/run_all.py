@@ -26,6 +26,7 @@ BENCHES: dict[str, list[str]] = {
     "pipeline.py": ["--events", "5000", "--rounds", "1"],
     "latency.py": ["--rate", "200", "--seconds", "5", "--warmup", "3", "--rounds", "1"],
     "scaleout.py": ["--events", "5000", "--rounds", "1"],
+    "produce.py": ["--records", "500", "--rounds", "1"],
     "broker_hop.py": ["--rate", "200", "--seconds", "3", "--warmup", "1", "--rounds", "1"],
 }
 #: Scripts that need an argument (not run by default): bench/ab.py BASE compares two checkouts.

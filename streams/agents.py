@@ -118,13 +118,13 @@ Out = tuple[str, bytes | None, bytes, int | None]
 def batched(producer: Any, records: Sequence[Out]) -> list[Send]:
     """The sends of ``records``, in record batches built here rather than one ``send`` each.
 
-    aiokafka's ``send`` costs ~17-20 µs of CPU per record (a future per record, resolved
+    aiokafka's ``send`` costs ~14-18 µs of CPU per record (a future per record, resolved
     with its own metadata, behind Faust's wrapper); filling one batch per partition and
-    submitting it with ``send_batch`` costs ~6-8 µs per record, with one future per batch
-    (``/tmp`` measurement of 7,400 ~1 KB records, recorded in the README, Performance). Records without a
-    partition are placed by the producer's own partitioner (murmur2 of the key, as
-    ``send`` places them); per partition the order is kept. Re-running the send (a retry
-    in :func:`deliver`) builds the batches again. ``producer``: Faust's aiokafka producer;
+    submitting it with ``send_batch`` ~4-6 µs, with one future per batch (``bench/produce.py``:
+    7,400 ~1 KB records, as a flush writes). Records without a partition are placed by the
+    producer's own partitioner (murmur2 of the key, as ``send`` places them); per partition
+    the order is kept. Re-running the send (a retry in :func:`deliver`) builds the batches
+    again. ``producer``: Faust's aiokafka producer;
     any other falls back to one ``send`` per record."""
     if not records:
         return []

@@ -25,6 +25,7 @@ from bench import (
     memory,
     parse,
     pipeline,
+    produce,
     scaleout,
 )
 from riskflow.broker import EmbeddedBroker
@@ -104,3 +105,5 @@ def test_kafka_benches(broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str
     hop = ["--rate", "100", "--seconds", "2", "--warmup", "1", "--rounds", "1"]
     broker_hop.main([*hop, "--bootstrap", broker.bootstrap])
     assert _headline(capsys, "relay_p99_vs_one_hop") > 0
+    produce.main(["--records", "300", "--rounds", "1", "--bootstrap", broker.bootstrap])
+    assert _headline(capsys, "batched_vs_send_cpu_ratio") > 0
