@@ -14,9 +14,10 @@ Every batch, its alerts, links, dead letters and late records are
 *delivered* (awaited), and the entity states it changed stay *dirty* in
 process (``streams/statecache.py``: for this worker they are the truth).
 A *flush* writes the dirty states to the changelog — one record per changed
-entity per flush, sent straight to the producer and awaited — and only then
-are the offsets of the batches it covers acknowledged for Faust's next commit
-(which flushes the producer first). A flush is due ``RISKFLOW_STATE_FLUSH_INTERVAL``
+entity per flush, encoded at once, sent straight to the producer and awaited
+behind the next batches (``streams/batchtap.py``) — and only once that write
+has landed are the offsets of the batches it covers acknowledged for Faust's
+next commit (which flushes the producer first). A flush is due ``RISKFLOW_STATE_FLUSH_INTERVAL``
 seconds after the first state became dirty (0: every batch, as before), once
 more than ``RISKFLOW_STATE_FLUSH_MAX`` states are dirty, and always before
 offsets are committed on a rebalance and before shutdown (the batch tap).
@@ -295,26 +296,42 @@ def wire_agents(
             # e.g. all dead letters), so its offsets need not wait.
             return cache.due() if cache.dirty else "batch"
 
-        async def flush(self, reason: str) -> None:
-            dirty = cache.dirty
-            if not dirty:
-                return
+        def start(self, reason: str) -> Awaitable[None] | None:
+            """Encode the dirty states now and return their write (None: nothing to write).
+
+            Called between batches, so the bytes hold the events of processed batches only,
+            whose alerts are delivered; the batches after it may change the same objects
+            while the write is in flight (they are dirty again then, for the next flush)."""
+            if not cache.dirty:
+                return None
+            epoch = cache.epoch
+            taken = cache.take()
             # States go straight to the producer and are awaited: durable before the offsets
             # they cover can be committed. (Table.send_changelog queues each record in Faust's
             # producer buffer, drained one message at a time, and stalls the stream whenever
             # 100 are pending; bench/pipeline.py measured it.)
             encoded: list[Out] = [
-                (changelog, eid.encode(), encode_state(state), partition) for eid, (state, partition) in dirty.items()
+                (changelog, eid.encode(), encode_state(state), partition) for eid, (state, partition) in taken.items()
             ]
-            await deliver(batched(app.producer, encoded), "entity states")
-            for _, key, value, _ in encoded:  # the table's bytes only once the changelog has them
-                store[key] = value  # type: ignore[index]
-            cache.flushed()
-            if sent_counter is not None:
-                sent_counter.labels(topic=f"topic.{changelog}").inc(len(encoded))
-            if metrics is not None:
-                metrics.state_flushes.labels(reason=reason).inc()
-                metrics.states_written.inc(len(encoded))
+            sends = batched(app.producer, encoded)
+
+            async def write() -> None:
+                await deliver(sends, "entity states")
+                for _, key, value, _ in encoded:  # the table's bytes only once the changelog has them
+                    store[key] = value  # type: ignore[index]
+                cache.written(taken, epoch)
+                if sent_counter is not None:
+                    sent_counter.labels(topic=f"topic.{changelog}").inc(len(encoded))
+                if metrics is not None:
+                    metrics.state_flushes.labels(reason=reason).inc()
+                    metrics.states_written.inc(len(encoded))
+
+            return write()
+
+        async def flush(self, reason: str) -> None:
+            write = self.start(reason)
+            if write is not None:
+                await write
 
         def discard(self) -> None:
             cache.clear()

@@ -19,8 +19,14 @@ not once per batch: processed batches wait, offsets only, in
 ``BatchTap.pending`` until the next flush, which is due by the flusher's
 policy (after a batch, or on an idle fetch loop), and is always made before
 Faust commits on a rebalance and before the fetch loop is stopped for
-shutdown. So the order is: alerts delivered → states written → offsets
-acknowledged; Faust's periodic commit then commits them. Pending work is
+shutdown. A flush due after a batch runs *behind* the batches: the states are
+encoded at once (between batches, so they hold only events whose alerts were
+delivered), and while the broker acknowledges their write the next batches
+run; the offsets the flush covers are acknowledged when its write has landed.
+One write is in flight at a time: the next flush, and the flush before a
+rebalance commit or a shutdown, first waits for it. So the order is: alerts
+delivered → states written → offsets acknowledged; Faust's periodic commit
+then commits them. Pending work is
 never flushed into another consumer generation: there it is dropped (not
 written, not acknowledged) and read again from the committed offsets. A
 handler that raises drops all pending work too (the states it mutated may
@@ -74,6 +80,10 @@ class Flusher(Protocol):
     async def flush(self, reason: str) -> None:
         """Write every changed state; return once the broker acknowledged them all."""
 
+    def start(self, reason: str) -> Awaitable[None] | None:
+        """Take every changed state as it is now (encoded at once) and return the write of
+        them, which completes once the broker acknowledged them all (None: nothing to write)."""
+
     def discard(self) -> None:
         """Forget every changed state unwritten (they are read again from the committed offsets)."""
 
@@ -104,6 +114,8 @@ class BatchTap:
         self.next_offset: dict[Any, tuple[int, int]] = {}
         # Per input partition: (expected offset, first offset fetched) of a jump read again once.
         self.jumps: dict[Any, tuple[int, int]] = {}
+        # The flush in flight behind the batches (its write, then its offsets acknowledged).
+        self.landing: asyncio.Future[None] | None = None
 
 
 class _InFlight:
@@ -173,7 +185,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                 reason = tap.flusher.due()
                 if reason is not None:
                     async with tap.lock:
-                        await _flush(self, tap, reason)
+                        await _flush(self, tap, reason, behind=True)
             # As Faust's getmany: the generation current when the records are
             # handed over. (Taken before the wait, it dropped the first fetch
             # after an assignment, changelog records of a recovery included.)
@@ -313,7 +325,7 @@ async def _run_batch(
             # ... and its offsets are acknowledged once its states are durable.
             reason = "batch" if tap.flusher is None else tap.flusher.due()
             if reason is not None:
-                await _flush(self, tap, reason)
+                await _flush(self, tap, reason, behind=True)
     finally:
         marker.acked = True
         self._unacked_messages.discard(marker)
@@ -324,18 +336,67 @@ async def _run_batch(
         await self.commit()
 
 
-async def _flush(self: Any, tap: BatchTap, reason: str) -> None:
+async def _flush(self: Any, tap: BatchTap, reason: str, *, behind: bool = False) -> None:
     """Write the pending states (``tap.lock`` held), then acknowledge the pending offsets.
 
     Never into another consumer generation: pending work from before a rebalance,
     or of a member the group no longer knows, is dropped, and its records are read
-    again from the committed offsets."""
+    again from the committed offsets. A flush in flight lands first (one write at a
+    time: a later state of an entity is never overtaken by an earlier one, not even
+    by a retry). ``behind``: return once the states are encoded and their write has
+    started; the next batches run meanwhile, and the write's offsets are acknowledged
+    when it lands (:func:`_land`) — after a batch, not when Faust is about to commit
+    (a rebalance, a shutdown: those wait for the whole write)."""
+    await _landed(tap)
     if tap.pending and not (tap.pending_generation == self.app.consumer_generation_id == _group_generation(self)):
         _drop(tap)
         return
-    if tap.flusher is not None:
-        await tap.flusher.flush(reason)
+    flusher = tap.flusher
+    if behind and flusher is not None:
+        write = flusher.start(reason)
+        pending, tap.pending = tap.pending, {}
+        if write is None:
+            _ack(self, pending)
+        else:
+            tap.landing = asyncio.ensure_future(_land(self, write, pending, tap.pending_generation))
+        return
+    if flusher is not None:
+        await flusher.flush(reason)
     pending, tap.pending = tap.pending, {}
+    _ack(self, pending)
+
+
+async def _landed(tap: BatchTap) -> None:
+    """Wait until the flush in flight, if any, has landed (its offsets acknowledged)."""
+    landing = tap.landing
+    if landing is None:
+        return
+    try:
+        await asyncio.shield(landing)  # a waiter cancelled (shutdown) does not cancel the write
+    except asyncio.CancelledError:
+        if not landing.cancelled():
+            raise
+        # the write itself was cancelled: its offsets stay unacknowledged (read again)
+    if tap.landing is landing:
+        tap.landing = None
+
+
+async def _land(self: Any, write: Awaitable[None], pending: dict[Any, list[int]], generation: int | None) -> None:
+    """The write of a flush behind the batches: once the broker has the states, their offsets
+    are acknowledged — if the consumer generation is still the one they were processed in."""
+    await write
+    if generation == self.app.consumer_generation_id == _group_generation(self):
+        _ack(self, pending)
+    elif pending:
+        log.info(
+            "a state write landed after the consumer generation changed; its %d records are read again"
+            " from the committed offsets",
+            sum(map(len, pending.values())),
+        )
+
+
+def _ack(self: Any, pending: dict[Any, list[int]]) -> None:
+    """Acknowledge processed offsets whose states are written (Faust commits them)."""
     committed_offset, acked, acked_index = self._committed_offset, self._acked, self._acked_index
     for tp, offsets in pending.items():
         committed = committed_offset[tp]

@@ -16,6 +16,11 @@ objects of this worker, in two parts:
   are acknowledged only after the flush that covers it, so the order stays:
   alerts delivered → states written → offsets acknowledged. Dirty states never
   reach the table's bytes before the changelog acknowledged them.
+- **writing**: the states of the flush in flight. A flush *takes* the dirty
+  states (:meth:`StateCache.take`), encodes them at once and writes them while
+  the next batches run (``streams/batchtap.py``); until the write has landed
+  (:meth:`StateCache.written`) they are still what :meth:`StateCache.get`
+  returns, and a batch that changes one makes it dirty again, for the next flush.
 - **clean**: the states this worker last wrote, so a busy entity is decoded
   once, not once per batch. At most ``capacity`` entries (trimmed back to it
   in bulk once it is an eighth over); the least recently written go first.
@@ -61,7 +66,18 @@ from detectors.engine import EntityState, decode_state
 class StateCache:
     """Entity id -> its dirty (un-flushed) state, else the state last written (module docstring)."""
 
-    __slots__ = ("_data", "capacity", "clock", "dirty", "dirty_since", "generation", "interval", "max_dirty")
+    __slots__ = (
+        "_data",
+        "capacity",
+        "clock",
+        "dirty",
+        "dirty_since",
+        "epoch",
+        "generation",
+        "interval",
+        "max_dirty",
+        "writing",
+    )
 
     def __init__(
         self,
@@ -80,6 +96,9 @@ class StateCache:
         #: Entity id -> (changed state, its changelog partition), not yet written.
         self.dirty: dict[str, tuple[EntityState, int]] = {}
         self.dirty_since: float | None = None  # clock() when the first of them became dirty
+        #: The states of the write in flight (taken from ``dirty`` by :meth:`take`), until written.
+        self.writing: dict[str, tuple[EntityState, int]] = {}
+        self.epoch = 0  # counts clear(): a write that lands after one leaves the cache alone
 
     def __len__(self) -> int:
         return len(self._data) + len(self.dirty)
@@ -88,6 +107,10 @@ class StateCache:
         hit = self.dirty.get(entity_id)
         if hit is not None:
             return hit[0]
+        if self.writing:
+            hit = self.writing.get(entity_id)
+            if hit is not None:
+                return hit[0]
         return self._data.get(entity_id)
 
     def mark(self, entity_id: str, state: EntityState, partition: int) -> None:
@@ -108,14 +131,32 @@ class StateCache:
             return "interval"
         return None
 
-    def flushed(self) -> list[tuple[str, EntityState]]:
-        """The dirty states were written: they become the clean states last written (returned)."""
-        done = [(eid, st) for eid, (st, _) in self.dirty.items()]
+    def take(self) -> dict[str, tuple[EntityState, int]]:
+        """The dirty states, to be encoded now and written: from here on they are the write in
+        flight (still what :meth:`get` returns, unless changed again, which makes them dirty
+        again), and new changes start a new set of dirty states."""
+        taken = self.dirty
+        self.writing = taken
         self.dirty = {}
         self.dirty_since = None
-        for eid, st in done:
+        return taken
+
+    def written(self, taken: dict[str, tuple[EntityState, int]], epoch: int) -> None:
+        """The states ``take`` returned are in the changelog: they become the clean states last
+        written. Not if the cache was cleared since (``epoch`` moved on): the objects may hold
+        changes of a batch that failed half-way."""
+        if epoch != self.epoch:
+            return
+        if self.writing is taken:
+            self.writing = {}
+        for eid, (st, _) in taken.items():
             self.put(eid, st)
-        return done
+
+    def flushed(self) -> list[tuple[str, EntityState]]:
+        """The dirty states were written: they become the clean states last written (returned)."""
+        taken = self.take()
+        self.written(taken, self.epoch)
+        return [(eid, st) for eid, (st, _) in taken.items()]
 
     def put(self, entity_id: str, state: EntityState) -> None:
         """Remember ``state`` as the one just written for ``entity_id`` (most recent last)."""
@@ -130,13 +171,19 @@ class StateCache:
             self._data = dict(islice(data.items(), len(data) - self.capacity, None))
 
     def overlay(self, stored: Iterable[tuple[bytes, bytes | None]]) -> Iterator[EntityState]:
-        """Every entity's current state: the dirty ones, then the table's (key, bytes) for the rest."""
-        dirty = self.dirty
+        """Every entity's current state: the dirty ones, those being written, then the table's
+        (key, bytes) for the rest."""
+        dirty, writing = self.dirty, self.writing
         for st, _ in list(dirty.values()):
             yield st
+        for eid, (st, _) in list(writing.items()):
+            if eid not in dirty:
+                yield st
         for key, raw in stored:
-            if raw is not None and key.decode() not in dirty:
-                yield decode_state(raw)
+            if raw is not None:
+                eid = key.decode()
+                if eid not in dirty and eid not in writing:
+                    yield decode_state(raw)
 
     def check_generation(self, generation: int) -> None:
         """Drop everything (dirty states too) if the consumer generation moved on (a rebalance)."""
@@ -148,3 +195,5 @@ class StateCache:
         self._data.clear()
         self.dirty = {}
         self.dirty_since = None
+        self.writing = {}
+        self.epoch += 1

@@ -8,7 +8,7 @@ import asyncio
 from collections import namedtuple
 from typing import Any
 
-from streams.batchtap import BatchTap, _flush, _in_sequence
+from streams.batchtap import BatchTap, _flush, _in_sequence, _landed, _run_batch
 
 TP = namedtuple("TP", "topic partition")
 Rec = namedtuple("Rec", "offset")
@@ -105,21 +105,34 @@ class Flusher:
     def __init__(self) -> None:
         self.reason: str | None = None
         self.flushes: list[str] = []
+        self.landed: list[str] = []
         self.discards = 0
+        self.gate: asyncio.Event | None = None  # set: a write lands only once it is set
 
     def due(self) -> str | None:
         return self.reason
 
     async def flush(self, reason: str) -> None:
+        write = self.start(reason)
+        if write is not None:
+            await write
+
+    def start(self, reason: str) -> Any:
         self.flushes.append(reason)
+        gate = self.gate
+
+        async def write() -> None:
+            if gate is not None:
+                await gate.wait()
+            self.landed.append(reason)
+
+        return write()
 
     def discard(self) -> None:
         self.discards += 1
 
 
 def batch(c: Tapped, t: BatchTap, offsets: range, generation: int = 1, fail: BaseException | None = None) -> None:
-    from streams.batchtap import _run_batch
-
     recs = [Rec(o) for o in offsets]
 
     async def handle(records: list[Any]) -> None:
@@ -127,8 +140,13 @@ def batch(c: Tapped, t: BatchTap, offsets: range, generation: int = 1, fail: Bas
             raise fail
 
     t.handler = handle
+
+    async def run() -> None:
+        await _run_batch(c, t, recs, [(T0, recs)], generation)
+        await _landed(t)  # a flush behind the batch lands before this event loop closes
+
     try:
-        asyncio.run(_run_batch(c, t, recs, [(T0, recs)], generation))
+        asyncio.run(run())
     except BaseException as exc:
         assert exc is fail
 
@@ -192,3 +210,60 @@ def test_pending_work_of_a_member_the_group_forgot_is_dropped() -> None:
     coordinator.generation = -1
     asyncio.run(_flush(c, t, "rebalance"))
     assert f.flushes == [] and f.discards == 1 and c._acked[T0] == [] and t.pending == {}
+
+
+def test_a_flush_behind_the_batches_acknowledges_its_offsets_when_its_write_lands() -> None:
+    """After a batch, the due flush encodes the states and its write goes on while the
+    next batches run: their offsets wait for the next flush, the written batches' for
+    the write to land. The next flush (or a rebalance's) waits for the write in flight."""
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+
+    async def run() -> None:
+        f.gate = asyncio.Event()
+        handled: list[int] = []
+
+        async def handle(records: list[Any]) -> None:
+            handled.extend(r.offset for r in records)
+
+        t.handler = handle
+        f.reason = "interval"
+        recs = [Rec(o) for o in range(10, 14)]
+        await _run_batch(c, t, recs, [(T0, recs)], 1)
+        assert f.flushes == ["interval"] and f.landed == [] and c._acked[T0] == []  # in flight
+        f.reason = None
+        recs = [Rec(o) for o in range(14, 16)]
+        await _run_batch(c, t, recs, [(T0, recs)], 1)  # runs while the write is in flight
+        assert handled == list(range(10, 16)) and c._acked[T0] == [] and t.pending == {T0: [14, 15]}
+        f.gate.set()
+        await _landed(t)
+        assert f.landed == ["interval"] and c._acked[T0] == [10, 11, 12, 13] and t.pending == {T0: [14, 15]}
+        # a rebalance: the rest is written and acknowledged before Faust commits
+        f.gate = asyncio.Event()
+        f.reason = "interval"
+        recs = [Rec(o) for o in range(16, 18)]
+        await _run_batch(c, t, recs, [(T0, recs)], 1)
+        assert t.landing is not None and c._acked[T0] == [10, 11, 12, 13]
+        settle = asyncio.ensure_future(_flush(c, t, "rebalance"))
+        await asyncio.sleep(0.01)
+        assert not settle.done()  # waits for the write in flight
+        f.gate.set()
+        await settle
+        assert c._acked[T0] == list(range(10, 18)) and f.flushes[-1] == "rebalance" and t.pending == {}
+
+    asyncio.run(run())
+
+
+def test_a_flush_that_lands_in_another_generation_acknowledges_nothing() -> None:
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+
+    async def run() -> None:
+        f.gate = asyncio.Event()
+        f.reason = "interval"
+        recs = [Rec(o) for o in range(10, 14)]
+        await _run_batch(c, t, recs, [(T0, recs)], 1)
+        c.app.consumer_generation_id = 2  # a rebalance began while the states were written
+        f.gate.set()
+        await _landed(t)
+        assert f.landed == ["interval"] and c._acked[T0] == []
+
+    asyncio.run(run())

@@ -92,3 +92,28 @@ def test_overlay_gives_dirty_states_over_the_tables_bytes() -> None:
     c.mark("d", st("d", 1), 0)
     got = {s.entity_id: s.events for s in c.overlay(stored)}
     assert got == {"a": 5, "b": 1, "d": 1}
+
+
+def test_states_being_written_stay_the_truth_until_they_land() -> None:
+    """A flush behind the batches (streams/batchtap.py): taken states are encoded and written
+    while the next batches run; reads see them (or their newer dirty copy) until they land,
+    and a clear() in between keeps a late landing from filling the clean cache."""
+    c = StateCache(8, interval=60.0, clock=Clock())
+    a, b = st("a", 1), st("b", 1)
+    c.mark("a", a, 0)
+    c.mark("b", b, 1)
+    epoch = c.epoch
+    taken = c.take()
+    assert set(taken) == {"a", "b"} and not c.dirty and c.due() is None
+    assert c.get("a") is a and c.get("b") is b  # in flight: still the truth
+    c.mark("a", a, 0)  # a later batch changed it again: dirty again, for the next flush
+    stored = [(b"a", encode_state(st("a", 0))), (b"b", encode_state(st("b", 0))), (b"c", encode_state(st("c", 7)))]
+    assert {s.entity_id: s.events for s in c.overlay(stored)} == {"a": 1, "b": 1, "c": 7}
+    c.written(taken, epoch)
+    assert not c.writing and c.get("b") is b and set(c.dirty) == {"a"}
+    # a batch failed while a write was in flight: the landing leaves the emptied cache alone
+    epoch = c.epoch
+    taken = c.take()
+    c.clear()
+    c.written(taken, epoch)
+    assert c.get("a") is None and c.get("b") is None and len(c) == 0
