@@ -34,9 +34,9 @@ import uuid
 if __package__ in (None, ""):
     import _path  # noqa: F401
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from bench.common import broker, headline, median, percentile
+from bench.common import broker, headline, median, percentile, plain_consumer
 from riskflow.settings import Settings
 
 _STAMP = struct.Struct(">Qd")  # sequence number, send time (time.time())
@@ -44,14 +44,7 @@ _PAD = b"x" * 180  # ~200-byte records, as the events
 
 
 async def _read(bootstrap: str, topic: str, fetch_ms: int, out: dict[int, float], stop: asyncio.Event) -> None:
-    c = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=fetch_ms,
-    )
+    c = plain_consumer(bootstrap, [topic], fetch_ms)
     await c.start()
     try:
         while not stop.is_set():
@@ -67,14 +60,7 @@ async def _read(bootstrap: str, topic: str, fetch_ms: int, out: dict[int, float]
 
 async def _relay(bootstrap: str, src: str, dst: str, fetch_ms: int) -> None:
     """Read ``src`` and send each record on to ``dst`` at once, until stdin closes."""
-    c = AIOKafkaConsumer(
-        src,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=fetch_ms,
-    )
+    c = plain_consumer(bootstrap, [src], fetch_ms)
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await c.start()
     await p.start()

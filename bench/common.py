@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -173,6 +174,19 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def plain_consumer(bootstrap: str, topics: list[str], fetch_ms: int, **extra: Any) -> AIOKafkaConsumer:
+    """A consumer outside any group, from the start of ``topics``, with fetch wait ``fetch_ms``."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=fetch_ms,
+        **extra,
+    )
+
+
 async def raw_consume(
     bootstrap: str, topics: list[str], expect: int, *, fetch_max_wait_ms: int = 50, quiet: float = 3.0
 ) -> Rate:
@@ -181,15 +195,7 @@ async def raw_consume(
     Reads from the start until ``expect`` events or ``quiet`` seconds without any
     (Tansu reports end offsets short, so the last batch may stay unread).
     """
-    c = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    c = plain_consumer(bootstrap, topics, fetch_max_wait_ms, max_partition_fetch_bytes=4 * 1024 * 1024)
     max_records = min(10_000, max(50, expect // 20))  # enough progress samples on a small topic too
     await c.start()
     samples: list[tuple[float, int]] = []

@@ -32,9 +32,19 @@ if __package__ in (None, ""):
     import _path  # noqa: F401
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from bench.common import Workers, broker, headline, history, median, percentile, settings_of, stack_settings
+from bench.common import (
+    Workers,
+    broker,
+    headline,
+    history,
+    median,
+    percentile,
+    plain_consumer,
+    settings_of,
+    stack_settings,
+)
 from riskflow.kafka import ensure_topics
 from riskflow.replay import route
 
@@ -51,14 +61,7 @@ async def _reader(
 ) -> None:
     """Arrival time of each event id read (first copy); ``created``: the record's Kafka
     timestamp too (CreateTime, set by its producer: for an alert, when the worker sent it)."""
-    c = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=fetch_ms,
-    )
+    c = plain_consumer(bootstrap, topics, fetch_ms)
     await c.start()
     loads = orjson.loads
     try:
