@@ -116,6 +116,7 @@ class BatchTap:
         self.jumps: dict[Any, tuple[int, int]] = {}
         # The flush in flight behind the batches (its write, then its offsets acknowledged).
         self.landing: asyncio.Future[None] | None = None
+        self.landing_offsets: tuple[dict[Any, list[int]], int | None] = ({}, None)  # what it acknowledges
 
 
 class _InFlight:
@@ -347,7 +348,7 @@ async def _flush(self: Any, tap: BatchTap, reason: str, *, behind: bool = False)
     started; the next batches run meanwhile, and the write's offsets are acknowledged
     when it lands (:func:`_land`) — after a batch, not when Faust is about to commit
     (a rebalance, a shutdown: those wait for the whole write)."""
-    await _landed(tap)
+    await _landed(self, tap)
     if tap.pending and not (tap.pending_generation == self.app.consumer_generation_id == _group_generation(self)):
         _drop(tap)
         return
@@ -358,6 +359,7 @@ async def _flush(self: Any, tap: BatchTap, reason: str, *, behind: bool = False)
         if write is None:
             _ack(self, pending)
         else:
+            tap.landing_offsets = (pending, tap.pending_generation)
             tap.landing = asyncio.ensure_future(_land(self, write, pending, tap.pending_generation))
         return
     if flusher is not None:
@@ -366,8 +368,15 @@ async def _flush(self: Any, tap: BatchTap, reason: str, *, behind: bool = False)
     _ack(self, pending)
 
 
-async def _landed(tap: BatchTap) -> None:
-    """Wait until the flush in flight, if any, has landed (its offsets acknowledged)."""
+async def _landed(self: Any, tap: BatchTap) -> None:
+    """Wait until the flush in flight, if any, has landed (its offsets acknowledged).
+
+    A write that was cancelled instead acknowledged nothing, and offsets must be
+    acknowledged in order: Faust commits the first consecutive run of acknowledged
+    offsets, and its check for a hole below that run lets a hole of one offset through,
+    and any hole while the committed offset is 0 or unknown (``Consumer._new_offset``,
+    faust-streaming 0.15.3). So everything pending after it is dropped too, and its
+    partitions are read again from its first offsets."""
     landing = tap.landing
     if landing is None:
         return
@@ -376,9 +385,16 @@ async def _landed(tap: BatchTap) -> None:
     except asyncio.CancelledError:
         if not landing.cancelled():
             raise
-        # the write itself was cancelled: its offsets stay unacknowledged (read again)
-    if tap.landing is landing:
-        tap.landing = None
+        lost, generation = tap.landing_offsets
+        _drop(tap)
+        for tp, offsets in lost.items():
+            if offsets:
+                if generation is not None:
+                    tap.next_offset[tp] = (generation, offsets[0])
+                await _rewind(self, tp, offsets[0])
+    finally:
+        if tap.landing is landing:
+            tap.landing = None
 
 
 async def _land(self: Any, write: Awaitable[None], pending: dict[Any, list[int]], generation: int | None) -> None:

@@ -143,7 +143,7 @@ def batch(c: Tapped, t: BatchTap, offsets: range, generation: int = 1, fail: Bas
 
     async def run() -> None:
         await _run_batch(c, t, recs, [(T0, recs)], generation)
-        await _landed(t)  # a flush behind the batch lands before this event loop closes
+        await _landed(c, t)  # a flush behind the batch lands before this event loop closes
 
     try:
         asyncio.run(run())
@@ -235,7 +235,7 @@ def test_a_flush_behind_the_batches_acknowledges_its_offsets_when_its_write_land
         await _run_batch(c, t, recs, [(T0, recs)], 1)  # runs while the write is in flight
         assert handled == list(range(10, 16)) and c._acked[T0] == [] and t.pending == {T0: [14, 15]}
         f.gate.set()
-        await _landed(t)
+        await _landed(c, t)
         assert f.landed == ["interval"] and c._acked[T0] == [10, 11, 12, 13] and t.pending == {T0: [14, 15]}
         # a rebalance: the rest is written and acknowledged before Faust commits
         f.gate = asyncio.Event()
@@ -263,7 +263,30 @@ def test_a_flush_that_lands_in_another_generation_acknowledges_nothing() -> None
         await _run_batch(c, t, recs, [(T0, recs)], 1)
         c.app.consumer_generation_id = 2  # a rebalance began while the states were written
         f.gate.set()
-        await _landed(t)
+        await _landed(c, t)
         assert f.landed == ["interval"] and c._acked[T0] == []
+
+    asyncio.run(run())
+
+
+def test_a_cancelled_write_drops_what_came_after_it_and_rewinds() -> None:
+    """Offsets are acknowledged in order (Faust commits the first consecutive run of acked
+    offsets, wherever it starts): a write that never landed takes the batches after it along."""
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+
+    async def run() -> None:
+        f.gate = asyncio.Event()  # never set: the write hangs until cancelled
+        f.reason = "interval"
+        recs = [Rec(o) for o in range(10, 14)]
+        await _run_batch(c, t, recs, [(T0, recs)], 1)
+        f.reason = None
+        recs = [Rec(o) for o in range(14, 16)]
+        await _run_batch(c, t, recs, [(T0, recs)], 1)
+        assert t.landing is not None
+        await asyncio.sleep(0)  # the write has started (and waits for the broker)
+        t.landing.cancel()
+        await _landed(c, t)
+        assert c._acked[T0] == [] and t.pending == {} and f.discards == 1
+        assert t.next_offset[T0] == (1, 10) and c.seeks == [(T0, 10)] and t.landing is None
 
     asyncio.run(run())
