@@ -165,6 +165,8 @@ _EVENT_TYPES = frozenset(
     }
 )
 _SEASONAL = frozenset({"in", "out"})  # weekly offsets: money flows follow the working week
+#: LEVEL_SPEC as the day close walks it, in its order: (metric, direction, floor, seasonal)
+_LEVEL_STEPS = tuple((m, d, f, m in _SEASONAL) for m, (d, f) in LEVEL_SPEC.items())
 _MAX_GAP_FOLD = 64  # zero days folded into a count baseline after a silence, at most
 _MAX_INVESTORS = 64  # distinct investor hashes kept per open day; beyond, each subscription counts
 _C_RATE, _C_VAR, _C_RUN, _C_RING = 0, 1, 2, 3  # count state layout: [rate, var, run, 6 past days]
@@ -265,6 +267,13 @@ class DailyAnomaly(AnomalyDetector):
         self._persist_tail = [binomial_tail(k, persist_n, persist_q) for k in range(persist_n + 1)]
         self._persist_alarming = [tail_score(min(1.0, p * TESTS_PER_DAY)) >= threshold for p in self._persist_tail]
         self._persist_mask = (1 << persist_n) - 1
+        # The final (Bonferroni) p-value and its score for each number of hits, on a hit day
+        # (a day that is not a hit scores p = 1): the expressions of _level, evaluated once.
+        self._persist_p = [min(1.0, p * TESTS_PER_DAY) for p in self._persist_tail]
+        self._persist_score = [tail_score(p) for p in self._persist_p]
+        self._quiet_p = min(1.0, 1.0 * TESTS_PER_DAY)
+        self._quiet_score = tail_score(self._quiet_p)
+        self._weights_memo: dict[tuple[int, int], tuple[float, ...]] = {}
         self.model_version = f"daily/{self.version}:span={span_days:g},warmup={warmup_days},thr={threshold:g}"
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -452,12 +461,35 @@ class DailyAnomaly(AnomalyDetector):
 
     def _close_day(self, st: dict[str, Any], signals: list[Signal], learn_all: bool) -> None:
         acc = st["acc"]
+        counts = st["c"]
+        if counts:  # most entities have no count metric yet
+            self._close_counts(st, acc, counts, learn_all)
+        if "sn" in acc:
+            acc["snt"] = acc["ss"] / acc["sn"]
+        if not acc:
+            return
+        weekday = (st["day"] + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+        levels = st["l"]
+        for metric, direction, floor, seasonal in _LEVEL_STEPS:
+            if metric not in acc:
+                continue
+            raw = acc[metric]
+            v = math.log1p(raw) if seasonal else raw
+            lv = levels.get(metric)
+            if lv is None:
+                seas = [0.0] * 7 if seasonal else []
+                levels[metric] = [1, v, 0.0, 0, *seas]
+                continue
+            self._level(st, metric, lv, v, raw, direction, floor, weekday, learn_all, signals)
+
+    def _close_counts(self, st: dict[str, Any], acc: dict[str, Any], counts: dict[str, Any], learn_all: bool) -> None:
+        """Fold the closing day into each count metric's baseline (run, rate, variance, ring)."""
         a = max(self.alpha, 1.0 / (st["days"] + 1))
         warm = st["days"] >= self.warmup_days
         fired_today = st["fired"]
         min_rate = self.min_rate
         gate = warm and not learn_all
-        for metric, c in st["c"].items():
+        for metric, c in counts.items():
             x = acc.get(metric, 0)
             c_rate = c[_C_RATE]
             rate = max(c_rate, min_rate)
@@ -481,23 +513,6 @@ class DailyAnomaly(AnomalyDetector):
                 c[_C_VAR] = c_var + a * (d * d - c_var)
             del c[_C_RING]
             c.append(x)
-        if "sn" in acc:
-            acc["snt"] = acc["ss"] / acc["sn"]
-        if not acc:
-            return
-        weekday = (st["day"] + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
-        levels = st["l"]
-        for metric, (direction, floor) in LEVEL_SPEC.items():
-            if metric not in acc:
-                continue
-            raw = acc[metric]
-            v = math.log1p(raw) if metric in _SEASONAL else raw
-            lv = levels.get(metric)
-            if lv is None:
-                seas = [0.0] * 7 if metric in _SEASONAL else []
-                levels[metric] = [1, v, 0.0, 0, *seas]
-                continue
-            self._level(st, metric, lv, v, raw, direction, floor, weekday, learn_all, signals)
 
     def _level(
         self,
@@ -538,16 +553,21 @@ class DailyAnomaly(AnomalyDetector):
                 hits = mask.bit_count()
                 # While the window still holds enough hits, quiet days in it do not end the run.
                 alarming = self._persist_alarming[hits]
-                p = self._persist_tail[hits] if hit else 1.0
+                # min(1.0, tail * TESTS_PER_DAY) and its score, looked up (see __init__)
+                if hit:
+                    p, score = self._persist_p[hits], self._persist_score[hits]
+                else:
+                    p, score = self._quiet_p, self._quiet_score
                 hold = hit
-            elif metric == "nav":
-                p = p_day if abs(raw) >= self.nav_min else 1.0
-            elif metric == "snt":
-                p = p_day if raw <= self.sentiment_max else 1.0
             else:
-                p = p_day
-            p = min(1.0, p * TESTS_PER_DAY)
-            score = tail_score(p)
+                if metric == "nav":
+                    p = p_day if abs(raw) >= self.nav_min else 1.0
+                elif metric == "snt":
+                    p = p_day if raw <= self.sentiment_max else 1.0
+                else:
+                    p = p_day
+                p = min(1.0, p * TESTS_PER_DAY)
+                score = tail_score(p)
             flagged = score >= self.threshold
             hold = hold or flagged
             if flagged and run == 0:
@@ -592,10 +612,11 @@ class DailyAnomaly(AnomalyDetector):
         """Fold the silent days between two events into the count baselines as zero days."""
         if gap <= 0:
             return
-        n = st["days"]
-        # the same EWMA weights for every metric: max(alpha, 1 / (n + i + 1)) for the i-th zero day
-        weights = [max(self.alpha, 1.0 / (n + i + 1)) for i in range(min(gap, _MAX_GAP_FOLD))]
-        for c in st["c"].values():
+        counts = st["c"]
+        if counts:  # most entities have no count metric yet: no weights to compute
+            # the same EWMA weights for every metric: max(alpha, 1 / (n + i + 1)) for the i-th zero day
+            weights = self._zero_weights(st["days"], min(gap, _MAX_GAP_FOLD))
+        for c in counts.values():
             c[_C_RUN] = max(0, c[_C_RUN] - gap)
             rate, var = c[_C_RATE], c[_C_VAR]
             for a in weights:
@@ -607,5 +628,18 @@ class DailyAnomaly(AnomalyDetector):
             keep = max(0, 6 - gap)
             c[_C_RING:] = [*ring[6 - keep :], *([0] * (6 - keep))] if keep else [0] * 6
         for lv in st["l"].values():
-            lv[_L_RUN] = max(0, lv[_L_RUN] - gap)
+            run = lv[_L_RUN]
+            if run:  # a run is an int: at 0 it stays 0 (the common case), no store needed
+                lv[_L_RUN] = max(0, run - gap)
         st["days"] += gap
+
+    def _zero_weights(self, n: int, k: int) -> tuple[float, ...]:
+        """``max(alpha, 1 / (n + i + 1))`` for ``i < k``, memoised: past ``n + 1 >= 1 / alpha``
+        every weight is ``alpha`` (one tuple per gap length), and young entities repeat too."""
+        key = (n, k) if 1.0 / (n + 1) > self.alpha else (-1, k)
+        w = self._weights_memo.get(key)
+        if w is None:
+            if len(self._weights_memo) >= 4096:  # bounded: a pure function, entries are rebuilt
+                self._weights_memo.clear()
+            w = self._weights_memo[key] = tuple([max(self.alpha, 1.0 / (n + i + 1)) for i in range(k)])
+        return w
