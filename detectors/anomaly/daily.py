@@ -306,21 +306,21 @@ class DailyAnomaly(AnomalyDetector):
     # -- the interface -----------------------------------------------------------------------------
     def learn_one(self, state: Any, event: Event) -> Any:
         """Fold the event in, learning every closed day (flagged or not)."""
-        return self._step(copy.deepcopy(state), event, learn_all=True)[0]
+        return self.process(copy.deepcopy(state), event, True)[0]
 
     def score_one(self, state: Any, event: Event) -> list[Signal]:
-        return self._step(copy.deepcopy(state), event, learn_all=self.learn_flagged)[1]
+        return self.process(copy.deepcopy(state), event)[1]
 
-    def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
-        # The hot path: mutates ``state`` in place (the engine stores what is returned).
-        return self._step(state, event, learn_all=self.learn_flagged)
-
-    # -- internals ---------------------------------------------------------------------------------
     # Cost: an event adds to the open day (O(1)); a count metric it raised is scored at once, but the
     # two Poisson tails are computed only when the count exceeds its expectation by ``min_excess`` on
     # the day or the 7-day window (without that the flag is impossible, whatever the tails say). The
     # EWMA updates and the level metrics run once per entity-day, when the day closes.
-    def _step(self, st: dict[str, Any], ev: Event, learn_all: bool) -> tuple[dict[str, Any], list[Signal]]:
+    def process(self, st: Any, ev: Event, learn_all: bool | None = None) -> tuple[Any, list[Signal]]:
+        """The hot path, the engine's call: mutates ``st`` in place (the engine stores what is
+        returned). ``learn_all``: learn flagged days too (None: ``learn_flagged``; learn_one: True).
+        The step itself, not a wrapper around one: a call less per event."""
+        if learn_all is None:
+            learn_all = self.learn_flagged
         day = int((ev.ts + _CST) // _DAY)
         signals: list[Signal] = []
         open_day = st["day"]
@@ -344,6 +344,7 @@ class DailyAnomaly(AnomalyDetector):
                 self._score_count(st, metric, signals)
         return st, signals
 
+    # -- internals ---------------------------------------------------------------------------------
     def _add(self, st: dict[str, Any], ev: Event) -> tuple[str, ...]:
         """Add the event to the open day; return the count metrics it raised."""
         acc = st["acc"]

@@ -103,6 +103,10 @@ class RiskScorer:
         self._half_life = config.half_life
         self._quiet = config.quiet
         self._floor = config.forget_below
+        self._people_k = config.people_k
+        # Below every level bound an index is green whatever the hysteresis: level_of's answer
+        # for a green entity there, known without building its bounds (see _decide).
+        self._green_below = min(config.red, config.orange, config.yellow)
         self._weights: dict[int | str, float] = {code: config.weight(name) for code, name in enumerate(DIMENSION_CODES)}
 
     # -- the index ---------------------------------------------------------------------------
@@ -169,14 +173,14 @@ class RiskScorer:
         et = event.event_type
         if et == "fund.subscription" or et == "fund.redemption_requested":
             p: Any = event.payload
-            r.people = _people.add(r.people, "inv:" + p.investor_id, k=self.config.people_k)
+            r.people = _people.add(r.people, "inv:" + p.investor_id, k=self._people_k)
             if et == "fund.subscription":
                 r.raised += p.amount
         elif et == "fund.redemption_paid":
             r.raised = max(0.0, r.raised - event.payload.amount)  # type: ignore[attr-defined]
         elif et == "complaint.filed":
             # A complaint carries no complainant id: each complaint counts as one person.
-            r.people = _people.add(r.people, "cmp:" + event.event_id, k=self.config.people_k)
+            r.people = _people.add(r.people, "cmp:" + event.event_id, k=self._people_k)
             r.claimed += event.payload.amount_involved or 0.0  # type: ignore[attr-defined]
         elif et == "lawsuit.filed" and event.payload.role == "defendant":  # type: ignore[attr-defined]
             r.claimed += event.payload.amount or 0.0  # type: ignore[attr-defined]
@@ -184,7 +188,7 @@ class RiskScorer:
     def affected(self, r: RiskState) -> tuple[int, float]:
         """(distinct people, CNY involved). Claims are usually part of the money raised,
         so the larger of the two is taken rather than their sum."""
-        return _people.estimate(r.people, k=self.config.people_k), round(max(r.raised, r.claimed), 2)
+        return _people.estimate(r.people, k=self._people_k), round(max(r.raised, r.claimed), 2)
 
     # -- one event ---------------------------------------------------------------------------
     def apply(
@@ -205,7 +209,13 @@ class RiskScorer:
         et = event.event_type
         if et in _EXPOSURE_EVENTS:
             self._exposure(r, event)
-        links = _contagion.links_from_event(r, event, cfg) if et in _LINK_EVENTS else []
+        # Links come from registrations and from transfers with a related party: most events are
+        # transfers between unrelated parties, which links_from_event would answer with [] too.
+        links = (
+            _contagion.links_from_event(r, event, cfg)
+            if et in _LINK_EVENTS and (et != "flow.transfer" or event.payload.related_party)  # type: ignore[attr-defined]
+            else []
+        )
         rules = r.rules
         if not hits:
             if not rules and r.level == "green":
@@ -249,10 +259,12 @@ class RiskScorer:
         by_dim: dict[int | str, float] = {}
         forget: list[str] = []
         floor, quiet = self._floor, self._quiet
+        decay = f != 1.0
         for rid, tr in rules.items():
-            if f != 1.0:
-                tr.acc *= f
-            acc = tr.acc
+            if decay:
+                acc = tr.acc = tr.acc * f
+            else:
+                acc = tr.acc
             d = tr.dim
             if d.__class__ is not int:
                 d = dim_code(d)  # type: ignore[arg-type]
@@ -278,7 +290,7 @@ class RiskScorer:
         own_old = r.own_level = r.own_level or r.level  # pinned: the shown level may differ
         if r.own_seq < 0:
             r.own_seq = r.seq
-        own_new = cfg.level_of(own_idx, own_old)
+        own_new = own_old if own_old == "green" and own_idx < self._green_below else cfg.level_of(own_idx, own_old)
         if own_new != own_old:  # only own transitions reach dependents (one hop)
             r.own_seq += 1
             r.own_level = own_new

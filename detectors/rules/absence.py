@@ -140,7 +140,10 @@ class AbsenceRule(Rule):
         return {"o": []} if self.form == "match" else {}
 
     def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
-        state, signals = self.on_time(state, event.ts) if self.next_deadline(state) is not None else (state, [])
+        # on_time fires only what is due before the event (a deadline before ``event.ts``): when the
+        # next deadline is not, it would return the state untouched and no signal, so it is not called.
+        due = self.next_deadline(state)
+        state, signals = self.on_time(state, event.ts) if due is not None and due < event.ts else (state, [])
         et = event.event_type
         p: Any = event.payload
         ts = event.ts

@@ -38,7 +38,7 @@ import bisect
 from typing import Any
 
 from detectors.base import Signal
-from detectors.rules.base import DAY, Rule, match
+from detectors.rules.base import DAY, Matcher, Rule
 from riskflow.schema import Event
 
 MAX_OPEN = 8
@@ -67,6 +67,9 @@ class SequenceRule(Rule):
         self.within = self.number(params, "within_days", minimum=0) * DAY
         self.event_types = frozenset({self.first_type, self.then_type})
         self.keep_then = min(self.count, MAX_THEN)
+        # compiled once here (None: no conditions); only whether they hold matters, not the evidence
+        self._first = Matcher(self.first_when) if self.first_when else None
+        self._then = Matcher(self.then_when) if self.then_when else None
 
     def init_state(self) -> Any:
         # o: open episodes [a_ts, a_event_id, count, fired]; w: newest event time seen;
@@ -77,8 +80,8 @@ class SequenceRule(Rule):
     def _step(self, event: Event) -> int:
         """1: a counting A, 2: a counting B, 0: neither."""
         if event.event_type == self.first_type:
-            return 0 if self.first_when and match(self.first_when, event.payload) is None else 1
-        return 0 if self.then_when and match(self.then_when, event.payload) is None else 2
+            return 0 if self._first is not None and not self._first.holds(event.payload) else 1
+        return 0 if self._then is not None and not self._then.holds(event.payload) else 2
 
     def _fired(self, ep: list[Any]) -> Signal:
         return self.signal(ep[1], {"first_event_id": ep[1], "count": self.count, "within_days": self.within / DAY})

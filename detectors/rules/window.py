@@ -163,7 +163,10 @@ class WindowRule(Rule):
                 for k in [k for k, d in seen.items() if d < oldest]:
                     del seen[k]
             while len(seen) > self.cap:
-                del seen[min(seen, key=seen.__getitem__)]
+                # the least recently seen, the first of them in insertion order, as
+                # min(seen, key=seen.__getitem__) picks it: the smallest day in C, then its first key
+                oldest_day = min(seen.values())
+                del seen[next(k for k, d in seen.items() if d == oldest_day)]
             return float(len(seen))
         if self.field is not None:
             amount = getattr(event.payload, self.field, None)
