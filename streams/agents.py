@@ -328,11 +328,6 @@ def wire_agents(
 
             return write()
 
-        async def flush(self, reason: str) -> None:
-            write = self.start(reason)
-            if write is not None:
-                await write
-
         def discard(self) -> None:
             cache.clear()
 

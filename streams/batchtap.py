@@ -77,9 +77,6 @@ class Flusher(Protocol):
         """Why the pending offsets may be acknowledged now, after a flush (a reason of
         ``riskflow.metrics.STATE_FLUSH_REASONS``; also when nothing is left to write), else None."""
 
-    async def flush(self, reason: str) -> None:
-        """Write every changed state; return once the broker acknowledged them all."""
-
     def start(self, reason: str) -> Awaitable[None] | None:
         """Take every changed state as it is now (encoded at once) and return the write of
         them, which completes once the broker acknowledged them all (None: nothing to write)."""
@@ -344,28 +341,23 @@ async def _flush(self: Any, tap: BatchTap, reason: str, *, behind: bool = False)
     or of a member the group no longer knows, is dropped, and its records are read
     again from the committed offsets. A flush in flight lands first (one write at a
     time: a later state of an entity is never overtaken by an earlier one, not even
-    by a retry). ``behind``: return once the states are encoded and their write has
-    started; the next batches run meanwhile, and the write's offsets are acknowledged
-    when it lands (:func:`_land`) — after a batch, not when Faust is about to commit
-    (a rebalance, a shutdown: those wait for the whole write)."""
+    by a retry). The offsets are acknowledged when the write lands (:func:`_land`).
+    ``behind``: return once the states are encoded and their write has started, and
+    let the next batches run meanwhile — after a batch, not when Faust is about to
+    commit (a rebalance, a shutdown: those wait for the whole write)."""
     await _landed(self, tap)
     if tap.pending and not (tap.pending_generation == self.app.consumer_generation_id == _group_generation(self)):
         _drop(tap)
         return
-    flusher = tap.flusher
-    if behind and flusher is not None:
-        write = flusher.start(reason)
-        pending, tap.pending = tap.pending, {}
-        if write is None:
-            _ack(self, pending)
-        else:
-            tap.landing_offsets = (pending, tap.pending_generation)
-            tap.landing = asyncio.ensure_future(_land(self, write, pending, tap.pending_generation))
-        return
-    if flusher is not None:
-        await flusher.flush(reason)
+    write = tap.flusher.start(reason) if tap.flusher is not None else None
     pending, tap.pending = tap.pending, {}
-    _ack(self, pending)
+    if write is None:
+        _ack(self, pending)
+        return
+    tap.landing_offsets = (pending, tap.pending_generation)
+    tap.landing = asyncio.ensure_future(_land(self, tap, write))
+    if not behind:
+        await _landed(self, tap)
 
 
 async def _landed(self: Any, tap: BatchTap) -> None:
@@ -397,10 +389,12 @@ async def _landed(self: Any, tap: BatchTap) -> None:
             tap.landing = None
 
 
-async def _land(self: Any, write: Awaitable[None], pending: dict[Any, list[int]], generation: int | None) -> None:
-    """The write of a flush behind the batches: once the broker has the states, their offsets
-    are acknowledged — if the consumer generation is still the one they were processed in."""
+async def _land(self: Any, tap: BatchTap, write: Awaitable[None]) -> None:
+    """The write of a flush: once the broker has the states, their offsets
+    (``tap.landing_offsets``) are acknowledged — if the consumer generation is still the
+    one they were processed in."""
     await write
+    pending, generation = tap.landing_offsets
     if generation == self.app.consumer_generation_id == _group_generation(self):
         _ack(self, pending)
     elif pending:

@@ -50,7 +50,8 @@ longer be the truth:
 >>> c.mark("a", EntityState(entity_id="a"), 0); c.due()
 >>> c.due()
 'interval'
->>> [eid for eid, _ in c.flushed()], c.get("a").entity_id, len(c.dirty)
+>>> taken = c.take(); c.written(taken, c.epoch)
+>>> list(taken), c.get("a").entity_id, len(c.dirty)
 (['a'], 'a', 0)
 """
 
@@ -151,12 +152,6 @@ class StateCache:
             self.writing = {}
         for eid, (st, _) in taken.items():
             self.put(eid, st)
-
-    def flushed(self) -> list[tuple[str, EntityState]]:
-        """The dirty states were written: they become the clean states last written (returned)."""
-        taken = self.take()
-        self.written(taken, self.epoch)
-        return [(eid, st) for eid, (st, _) in taken.items()]
 
     def put(self, entity_id: str, state: EntityState) -> None:
         """Remember ``state`` as the one just written for ``entity_id`` (most recent last)."""

@@ -112,11 +112,6 @@ class Flusher:
     def due(self) -> str | None:
         return self.reason
 
-    async def flush(self, reason: str) -> None:
-        write = self.start(reason)
-        if write is not None:
-            await write
-
     def start(self, reason: str) -> Any:
         self.flushes.append(reason)
         gate = self.gate
