@@ -36,7 +36,7 @@ if __package__ in (None, ""):
 
 from aiokafka import AIOKafkaProducer
 
-from bench.common import broker, headline, median, percentile, plain_consumer
+from bench.common import arrivals, broker, headline, median, percentile, plain_consumer
 from riskflow.settings import Settings
 
 _STAMP = struct.Struct(">Qd")  # sequence number, send time (time.time())
@@ -44,18 +44,9 @@ _PAD = b"x" * 180  # ~200-byte records, as the events
 
 
 async def _read(bootstrap: str, topic: str, fetch_ms: int, out: dict[int, float], stop: asyncio.Event) -> None:
-    c = plain_consumer(bootstrap, [topic], fetch_ms)
-    await c.start()
-    try:
-        while not stop.is_set():
-            batch = await c.getmany(timeout_ms=100)
-            now = time.time()
-            for msgs in batch.values():
-                for m in msgs:
-                    seq, _ = _STAMP.unpack_from(m.value)
-                    out.setdefault(seq, now)
-    finally:
-        await c.stop()
+    async for now, m in arrivals(bootstrap, [topic], fetch_ms, stop):
+        seq, _ = _STAMP.unpack_from(m.value)
+        out.setdefault(seq, now)
 
 
 async def _relay(bootstrap: str, src: str, dst: str, fetch_ms: int) -> None:

@@ -17,14 +17,14 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from riskflow.broker import EmbeddedBroker, free_port
 from riskflow.kafka import ensure_topics
@@ -185,6 +185,24 @@ def plain_consumer(bootstrap: str, topics: list[str], fetch_ms: int, **extra: An
         fetch_max_wait_ms=fetch_ms,
         **extra,
     )
+
+
+async def arrivals(
+    bootstrap: str, topics: list[str], fetch_ms: int, stop: asyncio.Event
+) -> AsyncIterator[tuple[float, ConsumerRecord]]:
+    """(arrival time, record) of every record of ``topics`` read by a :func:`plain_consumer`,
+    until ``stop`` is set; the arrival time is taken once per fetched batch."""
+    c = plain_consumer(bootstrap, topics, fetch_ms)
+    await c.start()
+    try:
+        while not stop.is_set():
+            batch = await c.getmany(timeout_ms=100)
+            now = time.time()
+            for msgs in batch.values():
+                for m in msgs:
+                    yield now, m
+    finally:
+        await c.stop()
 
 
 async def raw_consume(

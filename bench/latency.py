@@ -36,12 +36,12 @@ from aiokafka import AIOKafkaProducer
 
 from bench.common import (
     Workers,
+    arrivals,
     broker,
     headline,
     history,
     median,
     percentile,
-    plain_consumer,
     settings_of,
     stack_settings,
 )
@@ -61,22 +61,13 @@ async def _reader(
 ) -> None:
     """Arrival time of each event id read (first copy); ``created``: the record's Kafka
     timestamp too (CreateTime, set by its producer: for an alert, when the worker sent it)."""
-    c = plain_consumer(bootstrap, topics, fetch_ms)
-    await c.start()
     loads = orjson.loads
-    try:
-        while not stop.is_set():
-            batch = await c.getmany(timeout_ms=100)
-            now = time.time()
-            for msgs in batch.values():
-                for m in msgs:
-                    eid = loads(m.value).get("event_id")
-                    if eid is not None and eid not in out:
-                        out[eid] = now
-                        if created is not None:
-                            created[eid] = m.timestamp / 1000.0
-    finally:
-        await c.stop()
+    async for now, m in arrivals(bootstrap, topics, fetch_ms, stop):
+        eid = loads(m.value).get("event_id")
+        if eid is not None and eid not in out:
+            out[eid] = now
+            if created is not None:
+                created[eid] = m.timestamp / 1000.0
 
 
 async def _round(
