@@ -209,13 +209,7 @@ class RiskScorer:
         et = event.event_type
         if et in _EXPOSURE_EVENTS:
             self._exposure(r, event)
-        # Links come from registrations and from transfers with a related party: most events are
-        # transfers between unrelated parties, which links_from_event would answer with [] too.
-        links = (
-            _contagion.links_from_event(r, event, cfg)
-            if et in _LINK_EVENTS and (et != "flow.transfer" or event.payload.related_party)  # type: ignore[attr-defined]
-            else []
-        )
+        links = _contagion.links_from_event(r, event, cfg) if et in _LINK_EVENTS else []
         rules = r.rules
         if not hits:
             if not rules and r.level == "green":
