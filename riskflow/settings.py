@@ -119,9 +119,6 @@ class Settings(BaseSettings):
         "5,000 rather than 1,000 amortises the per-batch hand-off from Faust's consumer thread and the alert "
         "delivery round trip (bench/pipeline.py: worker 30.6k -> 36.6k ev/s, steady-state latency unchanged).",
     )
-    batch_timeout: float = Field(
-        0.1, gt=0, description="RISKFLOW_BATCH_TIMEOUT: seconds to wait for a batch to fill before processing it."
-    )
     session_timeout: float = Field(
         10.0,
         gt=0,

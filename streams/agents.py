@@ -168,8 +168,6 @@ def wire_agents(
     processor: BatchProcessor,
     metrics: Metrics | None,
     *,
-    batch_size: int,
-    batch_timeout: float,
     before_batch: Callable[[], Awaitable[None]] | None = None,
     peer: PeerGroupDetector | None = None,
     state_cache: int | StateCache = 10_000,
@@ -177,8 +175,9 @@ def wire_agents(
     """``before_batch``: awaited before each batch (rule-pack switches, lane rebuilds,
     streams/rules_control.py). Alerts of shadow rules go to ``topics.shadow_alerts``.
     ``state_cache``: the decoded entity states in memory, dirty and clean, with the flush
-    policy (streams/statecache.py), or the capacity of a cache that flushes every batch."""
-    del batch_size, batch_timeout  # a batch is one fetch (broker_max_poll_records, streams/app.py)
+    policy (streams/statecache.py), or the capacity of a cache that flushes every batch.
+    A batch is one fetch, at most ``RISKFLOW_BATCH_SIZE`` records (``broker_max_poll_records``,
+    streams/app.py)."""
     # Every output goes straight to the producer, named by topic (no Faust Topic.send per message:
     # it was ~12% of a busy worker, bench/latency.py). Keyed records are placed by the
     # producer's murmur2 partitioner, as Topic.send placed them.

@@ -108,8 +108,6 @@ def build_topology(
         table,
         processor,
         metrics,
-        batch_size=settings.batch_size,
-        batch_timeout=settings.batch_timeout,
         before_batch=control.before_batch,
         peer=peer,
         state_cache=cache,
