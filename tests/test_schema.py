@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
+import zoneinfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskflow.schema import CATALOGUE, REASONS, InvalidEvent, encode_event, parse_event
+from riskflow.schema import CATALOGUE, REASONS, InvalidEvent, encode_event, parse_event, posix_seconds
 
 BASE = {
     "schema": "riskflow.event/v1",
@@ -169,3 +171,30 @@ def test_random_payloads_parse_or_are_rejected(etype: str, payload: dict) -> Non
         assert exc.reason in REASONS
     else:
         assert ev.event_type == etype
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)),
+    st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1),
+)
+def test_posix_seconds_is_timestamp_bit_for_bit(naive: dt.datetime, minutes: int) -> None:
+    """The event path's ``ts`` equals ``datetime.timestamp()`` exactly, for every fixed offset
+    (msgspec decodes RFC 3339 offsets to ``datetime.timezone``), microseconds included."""
+    t = naive.replace(tzinfo=dt.timezone(dt.timedelta(minutes=minutes)))
+    assert posix_seconds(t) == t.timestamp()
+
+
+def test_posix_seconds_falls_back_for_other_zones() -> None:
+    t = dt.datetime(2025, 3, 30, 1, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))  # offset varies by date
+    assert posix_seconds(t) == t.timestamp()
+    naive = dt.datetime(2025, 4, 1, 10, 0, 0, 123)
+    assert posix_seconds(naive) == naive.timestamp()
+
+
+def test_event_ts_is_its_event_time(valid_example_lines: list[bytes]) -> None:
+    for line in valid_example_lines:
+        ev = parse_event(line)
+        assert ev.ts == ev.event_time.timestamp()
+    ev = parse_event(msg("amac.notice", {"notice": "lost_contact"}, event_time="2025-04-01T10:00:00.000123-03:30"))
+    assert ev.ts == dt.datetime(2025, 4, 1, 13, 30, 0, 123, tzinfo=dt.UTC).timestamp()
