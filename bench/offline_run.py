@@ -15,8 +15,9 @@ import time
 from typing import Any
 
 
-def run(lines: list[bytes], batch: int) -> dict[str, Any]:
-    """Process ``lines``; return seconds (wall, CPU), the alert count and the output digests."""
+def run(lines: list[bytes], batch: int, *, process: bool = True) -> dict[str, Any]:
+    """Process ``lines``; return seconds (wall, CPU), the alert count and the output digests.
+    ``process=False``: everything but the loop (what ``bench/ab.py --instructions`` subtracts)."""
     import msgspec
 
     from detectors.engine import encode_state
@@ -31,7 +32,7 @@ def run(lines: list[bytes], batch: int) -> dict[str, Any]:
     msgs = [RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)]
     alerts: list = []
     t0, c0 = time.perf_counter(), time.process_time()
-    for i in range(0, len(msgs), batch):
+    for i in range(0, len(msgs) if process else 0, batch):
         res = bp.process(msgs[i : i + batch], states.get, now=2e9)
         for eid, (state, _) in res.states.items():
             states[eid] = state

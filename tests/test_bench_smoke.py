@@ -78,6 +78,17 @@ def test_ab_bench(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
                 subprocess.run(["git", "-C", str(common.ROOT), "worktree", "remove", "--force", str(wt)], check=False)
 
 
+def test_ab_bench_counts_instructions_repeatably(capsys: pytest.CaptureFixture[str]) -> None:
+    """Under valgrind (``.ci/apt-packages``), the same code counted twice gives the same count:
+    what makes ``--instructions`` worth its slowness on a busy machine."""
+    ab.main([str(common.ROOT), "--events", "300", "--instructions"])
+    out = capsys.readouterr().out
+    assert "alerts identical" in out, out
+    assert "instructions/event" in out, out
+    ratio = float(out.strip().splitlines()[-1].partition("ab_instructions_ratio=")[2])
+    assert abs(ratio - 1.0) < 1e-3, out
+
+
 @pytest.mark.skipif(not detectors.compiled(), reason="needs the compiled build (RISKFLOW_COMPILE=1 pip install -e .)")
 def test_compiled_bench(capsys: pytest.CaptureFixture[str]) -> None:
     compiled.main(["--events", "300", "--rounds", "1"])
