@@ -20,10 +20,11 @@ cache. ``--head`` defaults to this checkout.
 cachegrind (no cache simulation, ~12× slower; default 20,000 events, one
 round), once whole and once without the loop, and the difference is the
 instructions of the processing (plus the output digest, alike on both sides
-when the alerts are the same). Hash seed fixed and one BLAS thread, the
-count repeats to a few instructions in a billion and does not move with the
-machine's load, so a change of a fraction of a percent shows; it counts work, not time (a cache
-miss or a slow instruction costs one, like any other).
+when the alerts are the same). With the hash seed fixed and one BLAS thread
+the count repeats to a few instructions in a billion and does not move with
+the machine's load, so a change of a fraction of a percent shows. It counts
+work, not time: a cache miss or a slow instruction counts as one, like any
+other.
 
     python bench/ab.py BASE [--head DIR_OR_REV] [--events 100000] [--rounds 5] [--instructions]
 
