@@ -21,6 +21,7 @@ hand-written checks.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import time
 from typing import Annotated, Any, Final, Literal, Union
 
@@ -75,6 +76,9 @@ REASONS: Final = (
     "future_time",
     "invalid_payload",
     "duplicate_event",
+    "too_deep",
+    "control_character",
+    "invalid_date",
 )
 
 Region = Literal[
@@ -339,6 +343,16 @@ _ENTITY_KINDS = frozenset(ENTITY_KINDS)
 
 DEFAULT_MAX_BYTES: Final = 64 * 1024
 DEFAULT_MAX_FUTURE_SECONDS: Final = 86_400.0
+#: How deeply a message may nest objects and arrays. A valid v1 event nests three levels (envelope,
+#: payload, a list or an ``entity.changed`` value); the limit is checked before decoding, so a
+#: deep message is refused the same way wherever it is parsed (a decoder's own recursion limit
+#: depends on the caller's stack, which differs between the live worker and a backtest).
+MAX_DEPTH: Final = 64
+#: The dates the contract accepts (``event_time`` in UTC, and every date in a payload): wide
+#: enough for any real history, narrow enough that no period or deadline arithmetic overflows.
+MIN_DATE: Final = _dt.date(1900, 1, 1)
+MAX_DATE: Final = _dt.date(2999, 12, 31)
+_MIN_TS: Final = float((MIN_DATE.toordinal() - _dt.date(1970, 1, 1).toordinal()) * 86_400)
 
 
 def _envelope_reason(msg: str) -> str:
@@ -369,17 +383,76 @@ def parse_event(
     """
     if len(data) > max_bytes:
         raise InvalidEvent("oversized", f"{len(data)} bytes > limit {max_bytes}")
+    # Depth before decoding: nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets,
+    # and a v1 event has a handful of braces and rarely a list, so the exact scan seldom runs.
+    if data.count(b"{") > MAX_DEPTH // 2 or b"[" in data:
+        _check_depth(data)
     try:
         env = _typed_decoder.decode(data)
     except Exception:  # the two-step decode below finds the reason (or raises the same error)
         return _parse_two_step(data, max_future_seconds, now)
-    # Schema, kind and region were checked by the decode (literals); what is left is the clock.
+    # Schema, kind and region were checked by the decode (literals); what is left is the clock,
+    # the dates and the text.
+    if _SUSPECT_TEXT.search(data) is not None:
+        _check_text(env.event_id, env.entity_id, env.source, env.payload)
     return _event(env, _TYPED[env.__class__], env.payload, max_future_seconds, now)
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _check_depth(data: bytes) -> None:
+    """Refuse a message nested deeper than :data:`MAX_DEPTH` (brackets inside strings do not count)."""
+    depth = 0
+    for m in _BRACKET.finditer(_STRING.sub(b'""', data)):
+        if m.group() in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InvalidEvent("too_deep", f"nested deeper than {MAX_DEPTH} levels")
+        else:
+            depth -= 1
+
+
+#: Bytes that may stand for a control character or a bidirectional override in a decoded
+#: string: an escape (``\\u0000``, ``\\n``, ...), DEL, the UTF-8 lead byte of C1 controls (U+0080–U+009F),
+#: and the lead byte of U+2000–U+2FFF (the overrides). JSON forbids raw C0 bytes in strings, so a
+#: message without any of these has clean text; one with them is checked string by string.
+_SUSPECT_TEXT = re.compile(rb"[\\\x7f\xc2\xe2]")
+#: Never allowed in any string of an event: C0 and C1 controls, DEL, bidirectional overrides
+#: and isolates (they reorder what an officer's terminal or page shows).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: The same, but tab, line feed and carriage return are allowed (free-text fields).
+_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: Payload fields of free text (``Text`` and the values of ``entity.changed``).
+_FREE_TEXT: Final = frozenset({"address", "text", "note", "reason", "old", "new"})
+
+
+def _check_text(event_id: str, entity_id: str, source: str, payload: Payload) -> None:
+    """Refuse an event with a control character in any string (the event contract's text rule)."""
+    for name, value in (("event_id", event_id), ("entity_id", entity_id), ("source", source)):
+        if _CONTROL.search(value):
+            raise InvalidEvent("control_character", f"{name} contains a control character")
+    for name in payload.__struct_fields__:
+        value = getattr(payload, name)
+        if value is not None and _bad_text(value, _CONTROL_IN_TEXT if name in _FREE_TEXT else _CONTROL):
+            raise InvalidEvent("control_character", f"payload.{name} contains a control character")
+
+
+def _bad_text(value: Any, rx: re.Pattern[str]) -> bool:
+    if isinstance(value, str):
+        return rx.search(value) is not None
+    if isinstance(value, list):
+        return any(_bad_text(v, rx) for v in value)
+    if isinstance(value, dict):
+        return any(_bad_text(k, rx) or _bad_text(v, rx) for k, v in value.items())
+    return False
 
 
 def _parse_two_step(data: bytes, max_future_seconds: float, now: float | None) -> Event:
     """The envelope, then the payload: the checks in the order that decides a rejected
     message's reason (and the same event as the one-pass decode for a valid one)."""
+    _check_depth(data)
     try:
         env = _envelope_decoder.decode(data)
     except msgspec.ValidationError as exc:
@@ -403,6 +476,7 @@ def _parse_two_step(data: bytes, max_future_seconds: float, now: float | None) -
         raise InvalidEvent("invalid_payload", f"{env.event_type}: {exc}".replace("$.", "payload.")) from None
     except UnicodeDecodeError as exc:
         raise InvalidEvent("not_utf8", f"payload: {exc}") from None
+    _check_text(env.event_id, env.entity_id, env.source, payload)
     return _event(env, env.event_type, payload, max_future_seconds, now)
 
 
@@ -443,11 +517,17 @@ def posix_seconds(t: _dt.datetime) -> float:
 def _event(
     env: _Envelope | _TypedEnvelope, event_type: str, payload: Payload, max_future_seconds: float, now: float | None
 ) -> Event:
-    """The validated event, unless its time lies too far ahead of the wall clock."""
+    """The validated event, unless its time lies too far ahead of the wall clock or outside the
+    contract's dates."""
     ts = posix_seconds(env.event_time)
     limit = (time.time() if now is None else now) + max_future_seconds
     if ts > limit:
         raise InvalidEvent("future_time", f"event_time {env.event_time.isoformat()} is in the future")
+    if ts < _MIN_TS:
+        raise InvalidEvent("invalid_date", f"event_time {env.event_time.isoformat()} is before {MIN_DATE} (UTC)")
+    period_end = getattr(payload, "period_end", None)
+    if period_end is not None and not MIN_DATE <= period_end <= MAX_DATE:
+        raise InvalidEvent("invalid_date", f"payload.period_end {period_end} is outside {MIN_DATE}…{MAX_DATE}")
     return Event(
         schema=env.schema,
         event_id=env.event_id,

@@ -33,7 +33,12 @@ from riskflow.schema import CATALOGUE, ENTITY_KINDS, REASONS, REGIONS, SCHEMA_ID
 
 # ---- a strategy for valid events, derived from the payload types ----------------
 
-_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+#: The characters the event contract allows in strings: no surrogates, no control characters,
+#: no bidirectional overrides or isolates (riskflow.schema's text rule).
+CHARS = st.characters(
+    blacklist_categories=("Cs", "Cc"), blacklist_characters="\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_TEXT = st.text(alphabet=CHARS, max_size=40)
 
 
 def _for_type(t: mi.Type) -> st.SearchStrategy[Any]:
@@ -53,7 +58,7 @@ def _for_type(t: mi.Type) -> st.SearchStrategy[Any]:
         return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
     if isinstance(t, mi.StrType):
         return st.text(
-            alphabet=st.characters(blacklist_categories=("Cs",)),
+            alphabet=CHARS,
             min_size=t.min_length or 0,
             max_size=min(t.max_length or 40, 40),
         )

@@ -10,13 +10,13 @@ and ``riskflow_late_events_total`` counts them."""
 
 from __future__ import annotations
 
-import base64
 import random
 from collections import Counter
 
 import msgspec
 
 from detectors.lateness import decode_late
+from riskflow.deadletter import original_bytes
 from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
@@ -112,7 +112,7 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: 
     for d, loc in zip(dead, locs, strict=True):
         reason, value = sent[loc]
         assert d["reason"] == reason, (loc, d["detail"])
-        assert base64.b64decode(d["original_b64"]) == value and d["detail"]
+        assert original_bytes(d) == value and d["original_sha256"] and d["detail"]
 
     alerts = alerts_by_id(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=60))
     assert alerts.keys() == want_ids

@@ -89,7 +89,7 @@ def test_replay_through_worker_gives_expected_alerts_and_dead_letters(
     expected_reasons += ["unknown_region", "invalid_payload", "unsupported_schema"]
     assert sorted(d["reason"] for d in dead) == sorted(expected_reasons)
     for d in dead:
-        assert d["topic"] == s.topic_fund_events and d["offset"] >= 0 and d["original_b64"] and d["detail"]
+        assert d["topic"] == s.topic_fund_events and d["offset"] >= 0 and d["original_sha256"] and d["detail"]
 
     # Metrics count the same batches, by fixed labels only.
     text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5).read().decode()

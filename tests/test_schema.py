@@ -198,3 +198,81 @@ def test_event_ts_is_its_event_time(valid_example_lines: list[bytes]) -> None:
         assert ev.ts == ev.event_time.timestamp()
     ev = parse_event(msg("amac.notice", {"notice": "lost_contact"}, event_time="2025-04-01T10:00:00.000123-03:30"))
     assert ev.ts == dt.datetime(2025, 4, 1, 13, 30, 0, 123, tzinfo=dt.UTC).timestamp()
+
+
+# ---- the text, depth and date rules of the contract (issue 22) ----------------------------
+
+_BASE = {
+    "schema": "riskflow.event/v1",
+    "event_id": "e-1",
+    "event_type": "grid.report",
+    "entity_id": "PFM-1",
+    "entity_kind": "private_fund_manager",
+    "region": "330100",
+    "event_time": "2025-04-01T10:00:00+08:00",
+    "source": "grid_report",
+    "payload": {"observation": "office_closed", "note": "看到 closed"},
+}
+
+
+def _with(path: tuple[str, ...], value: object) -> bytes:
+    obj = json.loads(json.dumps(_BASE))
+    target = obj
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = value
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        (("entity_id",), "PFM\u00001", "control_character"),
+        (("entity_id",), "PFM\x1b]0;pwned\x07", "control_character"),
+        (("event_id",), "e\u202e1", "control_character"),
+        (("source",), "grid\u0085", "control_character"),
+        (("payload", "note"), "bell\x07", "control_character"),
+        (("payload", "note"), "isolate\u2066", "control_character"),
+        (("event_time",), "0001-01-01T00:00:00+14:00", "invalid_date"),
+        (("event_time",), "1899-12-31T23:59:59+00:00", "invalid_date"),
+        (("payload", "junk"), json.loads("[" * 65 + "]" * 65), "too_deep"),
+    ],
+)
+def test_contract_refuses_control_characters_deep_nesting_and_dates_out_of_range(
+    path: tuple[str, ...], value: object, reason: str
+) -> None:
+    with pytest.raises(InvalidEvent) as exc:
+        parse_event(_with(path, value), now=2e9)
+    assert exc.value.reason == reason and exc.value.detail
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("payload", "note"), "line one\nline two\tTAB\r"),  # free text keeps tab and line breaks
+        (("entity_id",), "杭州-PFM-1"),
+        (("payload", "note"), "“quoted” — dash, 不 normal"),  # U+201C/U+2014 share a lead byte with the overrides
+        (("payload", "junk"), json.loads("[" * 62 + "]" * 62)),  # envelope + payload + 62 = the limit
+        (("payload", "note"), "[{" * 200),  # brackets inside a string do not nest
+        (("event_time",), "1900-01-01T00:00:00+00:00"),
+    ],
+)
+def test_contract_accepts_text_and_nesting_at_its_limits(path: tuple[str, ...], value: object) -> None:
+    assert parse_event(_with(path, value), now=2e9).entity_id
+
+
+def test_a_deep_message_is_refused_before_decoding_whatever_the_stack() -> None:
+    # 3,000 levels: a decoder's own recursion limit would raise RecursionError
+    with pytest.raises(InvalidEvent) as exc:
+        parse_event(b'{"a":' * 3000 + b"1" + b"}" * 3000, max_bytes=1 << 20)
+    assert exc.value.reason == "too_deep"
+
+
+@pytest.mark.parametrize("period_end", ["9999-12-31", "1899-12-31"])
+def test_payload_dates_outside_the_contract_are_refused(period_end: str) -> None:
+    raw = _with(("event_type",), "filing.submitted")
+    obj = json.loads(raw)
+    obj["payload"] = {"filing": "annual", "period_end": period_end}
+    with pytest.raises(InvalidEvent) as exc:
+        parse_event(json.dumps(obj).encode(), now=2e9)
+    assert exc.value.reason == "invalid_date"
