@@ -23,12 +23,13 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from detectors import lateness as _lateness
 from detectors.engine import Engine, EntityState
 from detectors.lateness import LateRecord
 from detectors.risk.contagion import LinkMessage, decode_link
 from riskflow.alerts import Alert
 from riskflow.deadletter import dead_letter
-from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, InvalidEvent, parse_event
+from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, Event, InvalidEvent, parse_event
 
 
 class RawMessage(NamedTuple):
@@ -69,26 +70,72 @@ class BatchResult:
     links: list[LinkMessage] = field(default_factory=list)
     #: events beyond the allowed lateness, for the late-event ledger (detectors/lateness.py)
     late: list[LateRecord] = field(default_factory=list)
+    #: events that ran too far ahead of their partition's time (``Lane``), for the same ledger
+    ahead: list[LateRecord] = field(default_factory=list)
+
+
+#: How far (event-time seconds) an event may lie ahead of its partition's watermark and still
+#: advance it alone: the default allowed lateness, mirrored (``RISKFLOW_MAX_EVENT_SKEW``).
+DEFAULT_MAX_SKEW = 7 * 86_400.0
+#: Sources remembered per partition while their events run ahead of it (bounded: the set of
+#: source names is the producers', not ours).
+MAX_AHEAD_SOURCES = 64
 
 
 class Lane:
     """Event-time progress of one input partition: its watermark and its deadline index.
 
-    ``watermark`` is the largest event time of any valid, non-duplicate event
-    seen on the partition; ``heap`` holds ``(deadline, entity_id)`` of entities
-    with pending timed findings (stale entries are skipped on pop: the
-    entity's current ``due`` is the truth).
+    ``watermark`` is the partition's trusted event time: the largest event time of the
+    valid, non-duplicate events seen on it, except that an event more than the processor's
+    ``max_skew`` ahead of it does not move it alone (one producer's clock must not fire every
+    other entity's deadlines). ``ahead`` holds, per source, the latest such time; once two
+    sources run ahead, the watermark moves to the later time both have reached.
+    ``heap`` holds ``(deadline, entity_id)`` of entities with pending timed findings (stale
+    entries are skipped on pop: the entity's current ``due`` is the truth).
+
+    >>> lane = Lane(1000.0)
+    >>> lane.observe(1500.0, "amac", 600.0), lane.watermark
+    (True, 1500.0)
+    >>> lane.observe(9000.0, "grid", 600.0), lane.watermark
+    (False, 1500.0)
+    >>> lane.observe(8000.0, "court", 600.0), lane.watermark
+    (False, 8000.0)
     """
 
-    __slots__ = ("heap", "watermark")
+    __slots__ = ("ahead", "heap", "watermark")
 
-    def __init__(self, watermark: float = 0.0, heap: list[tuple[float, str]] | None = None) -> None:
+    def __init__(
+        self,
+        watermark: float = 0.0,
+        heap: list[tuple[float, str]] | None = None,
+        ahead: dict[str, float] | None = None,
+    ) -> None:
         self.watermark = watermark
         self.heap: list[tuple[float, str]] = [] if heap is None else heap
+        self.ahead: dict[str, float] = {} if ahead is None else ahead
 
     def __reduce__(self) -> tuple[Any, ...]:
         # explicit, for the compiled build (mypyc's native classes do not pickle by themselves)
-        return (Lane, (self.watermark, self.heap))
+        return (Lane, (self.watermark, self.heap, self.ahead))
+
+    def observe(self, ts: float, source: str, max_skew: float) -> bool:
+        """Account an event at ``ts`` (later than the watermark); False if it ran too far ahead
+        to be trusted (the caller ledgers it)."""
+        wm = self.watermark
+        if ts <= wm + max_skew or not wm:
+            self.watermark = ts
+            return True
+        ahead = self.ahead
+        if ts > ahead.get(source, 0.0):
+            ahead[source] = ts
+            if len(ahead) > MAX_AHEAD_SOURCES:
+                del ahead[min(ahead, key=ahead.__getitem__)]
+        if len(ahead) >= 2:
+            reached = sorted(ahead.values())[-2]  # the latest time two sources agree on
+            if reached > wm:
+                self.watermark = reached
+                self.ahead = {s: t for s, t in ahead.items() if t > reached + max_skew}
+        return False
 
 
 class BatchProcessor:
@@ -113,11 +160,13 @@ class BatchProcessor:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
         links_topic: str | None = None,
+        max_skew: float = DEFAULT_MAX_SKEW,
     ) -> None:
         self.engine = engine
         self.max_bytes = max_bytes
         self.max_future_seconds = max_future_seconds
         self.links_topic = links_topic
+        self.max_skew = max_skew
         self.lanes = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -128,6 +177,7 @@ class BatchProcessor:
             max_bytes=self.max_bytes,
             max_future_seconds=self.max_future_seconds,
             links_topic=self.links_topic,
+            max_skew=self.max_skew,
         )
         return (make, (self.engine,), {"lanes": self._lanes})
 
@@ -160,8 +210,9 @@ class BatchProcessor:
             lane = self.lanes.get(st.lane)
             if lane is None:
                 lane = self.lanes[st.lane] = Lane()
-            if st.watermark > lane.watermark:
-                lane.watermark = st.watermark
+            wm = st.lane_watermark or st.watermark  # (a state from before lane_watermark: its own)
+            if wm > lane.watermark:
+                lane.watermark = wm
             if st.due:
                 lane.heap.append((st.due, st.entity_id))
         for lane in self.lanes.values():
@@ -241,8 +292,9 @@ class BatchProcessor:
             st.lane = name
             if st.due and st.due != due_before:
                 heapq.heappush(lane.heap, (st.due, eid))
-            if ts > lane.watermark:
-                lane.watermark = ts
+            if ts > lane.watermark and not lane.observe(ts, event.source, self.max_skew):
+                self._ran_ahead(lane, event, st, partition, states, res)
+            st.lane_watermark = lane.watermark
             heap = lane.heap
             if heap and heap[0][0] < lane.watermark:
                 self._advance(lane, partition, states, get_state, res)
@@ -253,6 +305,27 @@ class BatchProcessor:
                     held = states.get(link.to)
                     self._link(link, res, get_state, held[1] if held is not None else 0)
         return res
+
+    def _ran_ahead(
+        self,
+        lane: Lane,
+        event: Event,
+        st: EntityState,
+        partition: int,
+        states: dict[str, tuple[EntityState, int]],
+        res: BatchResult,
+    ) -> None:
+        """An event too far ahead of its partition's time to move it: ledgered, and only its
+        own entity's overdue deadlines fire (its clock is trusted for itself, not for others)."""
+        res.ahead.append(_lateness.ahead_record(event, lane.watermark, self.max_skew))
+        if st.due and st.due < event.ts:
+            out = self.engine.advance(st, event.ts)
+            states[event.entity_id] = (out.state, partition)
+            res.alerts.extend(out.alerts)
+            if out.links:
+                res.links.extend(out.links)
+            if out.state.due:
+                heapq.heappush(lane.heap, (out.state.due, event.entity_id))
 
     def _advance(
         self,

@@ -46,11 +46,11 @@ from typing import Any
 import msgspec
 
 from detectors.engine import decode_state, encode_state
-from detectors.factory import build_processor
 from detectors.pipeline import RawMessage
-from detectors.rules import RulePack, load_pack
+from detectors.rules import RulePack
 from riskflow.alerts import SEVERITIES, Alert
 from riskflow.partitioning import partition_for
+from riskflow.processing import pack_from_settings, processor_from_settings
 from riskflow.schema import topic_role
 from riskflow.settings import Settings
 
@@ -285,14 +285,8 @@ def backtest(
     ``on_alert(alert)`` is called for every alert emitted (revisions too), in order.
     """
     settings = settings or Settings()
-    pack = pack or load_pack()
-    bp = build_processor(
-        pack,
-        dedup_window=settings.dedup_window,
-        max_bytes=settings.max_event_bytes,
-        max_future_seconds=settings.max_future_seconds,
-        allowed_lateness=settings.allowed_lateness,
-    )
+    pack = pack or pack_from_settings(settings)
+    bp = processor_from_settings(settings, pack)
     now = time.time() if now is None else now
     parts = settings.partitions
     fund_topic, inst_topic = settings.topic_fund_events, settings.topic_institution_events

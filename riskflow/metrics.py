@@ -144,6 +144,7 @@ class Metrics:
     model_reloads: Counter
     rule_pack_rejected: Counter
     late: Counter
+    ahead: Counter
     state_flushes: Counter
     states_written: Counter
 
@@ -236,6 +237,14 @@ class Metrics:
                 ["event_type"],
                 registry=registry,
             ),
+            ahead=Counter(
+                "riskflow_events_ahead_total",
+                "Events that ran more than RISKFLOW_MAX_EVENT_SKEW ahead of their partition's event time "
+                "(processed for their own entity, not moving the partition's time; ledgered with ahead: true), "
+                "by event type.",
+                ["event_type"],
+                registry=registry,
+            ),
             state_flushes=_by_reason(
                 registry,
                 "riskflow_state_flushes_total",
@@ -264,10 +273,12 @@ class Metrics:
         for (rule, sev, region, mode), n in _Tally((a.rule_id, a.severity, a.region, a.mode) for a in alerts).items():
             self.alerts.labels(rule=rule, severity=sev, region=region, mode=mode).inc(n)
 
-    def count_late(self, event_types: Iterable[str]) -> None:
-        """Add one batch's late events (their event types) to ``riskflow_late_events_total``."""
+    def count_late(self, event_types: Iterable[str], counter: Counter | None = None) -> None:
+        """Add one batch's late events (their event types) to ``riskflow_late_events_total`` (or
+        to ``counter``, e.g. ``riskflow_events_ahead_total``)."""
+        counter = self.late if counter is None else counter
         for etype, n in _Tally(event_types).items():
-            self.late.labels(event_type=etype).inc(n)
+            counter.labels(event_type=etype).inc(n)
 
     def record_batch(
         self,

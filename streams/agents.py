@@ -243,7 +243,7 @@ def wire_agents(
         started = time.perf_counter()
         res = processor.process(records, get_state)
         evaluated = time.perf_counter()
-        if res.alerts or res.links or res.dead_letters or res.late:
+        if res.alerts or res.links or res.dead_letters or res.late or res.ahead:
             out: list[Out] = [
                 (shadow_topic if a.mode == "shadow" else alerts_topic, a.entity_id.encode(), a.to_json(), None)
                 for a in res.alerts
@@ -253,7 +253,7 @@ def wire_agents(
                 (deadletter_topic, (d["key"] or "").encode(), encode_dead_letter(d), None) for d in res.dead_letters
             ]
             if late_topic is not None:
-                out += [(late_topic, r.entity_id.encode(), encode_late(r), None) for r in res.late]
+                out += [(late_topic, r.entity_id.encode(), encode_late(r), None) for r in (*res.late, *res.ahead)]
             await deliver(batched(app.producer, out), "alerts/links/dead letters")
         decided_at = time.time()
         # The changed states stay dirty until the next flush (the batch tap asks
@@ -266,7 +266,7 @@ def wire_agents(
             sent[links_topic] += len(res.links)
             sent[deadletter_topic] += len(res.dead_letters)
             if late_topic is not None:
-                sent[late_topic] += len(res.late)
+                sent[late_topic] += len(res.late) + len(res.ahead)
             for topic, n in sent.items():
                 if n:
                     sent_counter.labels(topic=f"topic.{topic}").inc(n)
@@ -274,6 +274,8 @@ def wire_agents(
             metrics.count_batch(res.counted, (d["reason"] for d in res.dead_letters), res.alerts)
             if res.late:
                 metrics.count_late(r.event_type for r in res.late)
+            if res.ahead:
+                metrics.count_late((r.event_type for r in res.ahead), metrics.ahead)
             metrics.batches.inc()
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.record_batch(
