@@ -104,6 +104,12 @@ def test_stream_limits_per_token_and_in_total_and_slots_come_back(tmp_path: Path
                 await until(lambda: slots.open == 0 and not slots.by_key, "every slot released")
                 await until(lambda: not hub.subscribers, "every subscription dropped")
                 assert value("riskflow_feed_clients") == 0
+                # a stream the client closed was served (200), not a server error
+                counted = {
+                    code: value("riskflow_feed_requests_total", {"route": "/api/stream", "status": code})
+                    for code in ("200", "503", "500")
+                }
+                assert counted == {"200": 4, "503": 2, "500": None}
         store.close()
 
     run(go)

@@ -69,6 +69,8 @@ STATIC = resources.files("riskflow.feed") / "static"
 KEY_STORE: Final = web.AppKey("store", AlertStore)
 KEY_TOKENS: Final = web.AppKey("tokens", Tokens)
 KEY_PRINCIPAL: Final = web.RequestKey("principal", Principal)
+#: The status a long-lived response already sent, for the count when its client leaves.
+KEY_RESPONDED: Final = web.RequestKey("responded", int)
 KEY_MAX_SNOOZE: Final = web.AppKey("max_snooze", _dt.timedelta)
 KEY_METRICS: Final = web.AppKey("metrics", FeedMetrics)
 KEY_REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
@@ -95,12 +97,15 @@ class Subscription:
     def __init__(self, size: int) -> None:
         self.queue: asyncio.Queue[list[Frame] | None] = asyncio.Queue(maxsize=size)
         self.behind = False
+        self.closed = False
 
     def _clear(self) -> None:
         while not self.queue.empty():
             self.queue.get_nowait()
 
     def offer(self, batch: list[Frame]) -> None:
+        if self.closed:  # the close marker must stay the last thing it reads
+            return
         try:
             self.queue.put_nowait(batch)
         except asyncio.QueueFull:
@@ -114,6 +119,7 @@ class Subscription:
         self._clear()
 
     def close(self) -> None:
+        self.closed = True
         self._clear()
         self.queue.put_nowait(None)
 
@@ -238,6 +244,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         return resp
     except web.HTTPException as e:
         status = e.status
+        raise
+    except asyncio.CancelledError:  # the client went away (the feed's runner cancels its handler)
+        status = request.get(KEY_RESPONDED, 499)  # 499: closed before any answer, counted as "other"
         raise
     finally:
         request.app[KEY_METRICS].request(route, status)
@@ -481,6 +490,7 @@ async def _serve_stream(request: web.Request, since: int | None, limits: FeedLim
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await resp.prepare(request)
+    request[KEY_RESPONDED] = resp.status
     sub = hub.subscribe(limits.stream_queue)
     cursor = hub.seq if since is None else since  # the last change this client has
     sub.behind = since is not None

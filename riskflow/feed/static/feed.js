@@ -112,8 +112,9 @@ function connect() {
   es.onerror = () => {
     conn.className = "conn off";
     conn.lastChild.textContent = "reconnecting 重连中";
-    // A refused stream (e.g. 503 at the feed's stream limit) is not retried by EventSource itself.
-    if (es.readyState === EventSource.CLOSED && state.es === es) setTimeout(() => { if (state.es === es) connect(); }, 5000 + Math.random() * 5000);
+    // A refused stream (e.g. 503 at the feed's stream limit) is not retried by EventSource itself:
+    // try again later, unless the token itself is no longer accepted.
+    if (es.readyState === EventSource.CLOSED && state.es === es) setTimeout(retryStream, 5000 + Math.random() * 5000, es);
   };
   es.addEventListener("alert", (ev) => {
     const a = JSON.parse(ev.data);
@@ -128,6 +129,16 @@ function connect() {
     apply(a);
     scheduleRender();
   });
+}
+
+async function retryStream(es) {
+  if (state.es !== es) return;
+  try {
+    await api("/api/meta");
+  } catch (e) {
+    if (e.status === 401) { state.es = null; return showLogin("Unknown token 令牌无效"); }
+  }
+  if (state.es === es) connect();
 }
 
 function apply(a) {
