@@ -34,20 +34,35 @@ VIEWER, OFFICER, ADMIN = ({"Authorization": f"Bearer {t}"} for t in ("v1ewer-tok
 
 @asynccontextmanager
 async def serving(
-    store: AlertStore, limits: FeedLimits, clock: Callable[[], float] | None = None
-) -> AsyncIterator[tuple[web.Application, str]]:
-    """The feed app on a free loopback port, run by the production runner; yields (app, base URL)."""
+    store: AlertStore | str, limits: FeedLimits, clock: Callable[[], float] | None = None
+) -> AsyncIterator[tuple[web.Application, str, AlertStore]]:
+    """The feed app over ``store`` (or the store at that target, opened and closed here) on a free
+    loopback port, run by the production runner; yields (app, base URL, store)."""
+    st = open_store(store) if isinstance(store, str) else store
     kw: dict[str, Any] = {"clock": clock} if clock else {}
-    app = build_app(store, Tokens.parse(TOKENS), poll_interval=0.05, limits=limits, **kw)
+    app = build_app(st, Tokens.parse(TOKENS), poll_interval=0.05, limits=limits, **kw)
     runner = feed_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        yield app, f"http://{host}:{port}"
+        yield app, f"http://{host}:{port}", st
     finally:
         await runner.cleanup()
+        if st is not store:
+            st.close()
+
+
+def sse_alerts(buf: bytes) -> tuple[list[tuple[int, str]], bytes]:
+    """The complete ``alert`` events in ``buf`` as (id, alert id), and the incomplete rest."""
+    *blocks, rest = buf.split(b"\n\n")
+    out = []
+    for block in blocks:
+        m = re.search(rb"^id: (\d+)\nevent: alert\ndata: (.*)$", block, re.M)
+        if m:
+            out.append((int(m.group(1)), json.loads(m.group(2))["alert_id"]))
+    return out, rest
 
 
 async def until(cond: Callable[[], bool], what: str, tries: int = 400) -> None:
@@ -74,8 +89,7 @@ def test_stream_limits_per_token_and_in_total_and_slots_come_back(tmp_path: Path
     target = seeded(tmp_path)
 
     async def go() -> None:
-        store = open_store(target)
-        async with serving(store, FeedLimits(streams_per_token=2, streams_total=3)) as (app, url):
+        async with serving(target, FeedLimits(streams_per_token=2, streams_total=3)) as (app, url, _):
             value = app[KEY_REGISTRY].get_sample_value
             slots, hub = app[KEY_SLOTS], app[KEY_HUB]
             async with ClientSession() as s:
@@ -110,7 +124,6 @@ def test_stream_limits_per_token_and_in_total_and_slots_come_back(tmp_path: Path
                     for code in ("200", "503", "500")
                 }
                 assert counted == {"200": 4, "503": 2, "500": None}
-        store.close()
 
     run(go)
 
@@ -133,9 +146,8 @@ def test_slow_reader_of_a_large_history_holds_a_bounded_backlog(tmp_path: Path) 
     limits = FeedLimits(stream_page=50, stream_queue=2)
 
     async def go() -> None:
-        store = open_store(target)
         writer = open_store(target)
-        async with serving(store, limits) as (app, url):
+        async with serving(target, limits) as (app, url, _):
             hub, slots = app[KEY_HUB], app[KEY_SLOTS]
             loop = asyncio.get_running_loop()
             sock = _raw_stream(int(url.rsplit(":", 1)[1]), "token=v1ewer-token&since=0")
@@ -170,19 +182,16 @@ def test_slow_reader_of_a_large_history_holds_a_bounded_backlog(tmp_path: Path) 
                     more.pop(0)
                     want = await everything()
                 buf += chunk
-                *blocks, buf = buf.split(b"\n\n")
-                for block in blocks:
-                    m = re.search(rb"^id: (\d+)\nevent: alert\ndata: (.*)$", block, re.M)
-                    if m:
-                        seqs.append(int(m.group(1)))
-                        got[json.loads(m.group(2))["alert_id"]] = int(m.group(1))
+                events, buf = sse_alerts(buf)
+                for seq, aid in events:
+                    seqs.append(seq)
+                    got[aid] = seq
             assert seqs == sorted(set(seqs)), "each change once, in change order"
             assert hub.stats.peak_page_rows <= limits.stream_page
             assert (app[KEY_REGISTRY].get_sample_value("riskflow_feed_stream_catchups_total") or 0) >= 1
             sock.close()
             await until(lambda: not hub.subscribers and slots.open == 0, "the closed stream let go of everything")
         writer.close()
-        store.close()
 
     run(go)
 
@@ -209,7 +218,7 @@ def test_changes_found_live_during_a_catch_up_are_sent_once(tmp_path: Path) -> N
             return real(seq, limit)
 
         store.changes_since = gated  # type: ignore[method-assign]
-        async with serving(store, limits) as (app, url):
+        async with serving(store, limits) as (app, url, _):
             hub = app[KEY_HUB]
             async with ClientSession() as s:
                 resp = await s.get(f"{url}/api/stream?token=v1ewer-token&since=0")
@@ -230,15 +239,12 @@ def test_changes_found_live_during_a_catch_up_are_sent_once(tmp_path: Path) -> N
                 hub.poke()
                 seqs: list[int] = []
                 ids: list[str] = []
-                buf = ""
+                buf = b""
                 while not seqs or seqs[-1] < last:
-                    buf += (await asyncio.wait_for(resp.content.readany(), 30)).decode()
-                    *blocks, buf = buf.split("\n\n")
-                    for block in blocks:
-                        m = re.search(r"^id: (\d+)\nevent: alert\ndata: (.*)$", block, re.M)
-                        if m:
-                            seqs.append(int(m.group(1)))
-                            ids.append(json.loads(m.group(2))["alert_id"])
+                    buf += await asyncio.wait_for(resp.content.readany(), 30)
+                    events, buf = sse_alerts(buf)
+                    seqs += [seq for seq, _ in events]
+                    ids += [aid for _, aid in events]
                 resp.close()
             assert len(ids) == len(set(ids)) == 126 and seqs == sorted(seqs), "each change once, in order"
         store.close()
@@ -250,8 +256,7 @@ def test_over_long_text_is_refused_and_nothing_is_written(tmp_path: Path) -> Non
     target = seeded(tmp_path)
 
     async def go() -> None:
-        store = open_store(target)
-        async with serving(store, FeedLimits(max_note_bytes=4096)) as (_, url):
+        async with serving(target, FeedLimits(max_note_bytes=4096)) as (_, url, store):
             before = store.last_seq()
             async with ClientSession() as s:
                 for body in (
@@ -279,7 +284,6 @@ def test_over_long_text_is_refused_and_nothing_is_written(tmp_path: Path) -> Non
                 r = await s.post(f"{url}/api/alerts/h00000/ack", json={"note": "备" * 1365}, headers=OFFICER)
                 assert r.status == 200, "4,095 bytes is within the limit"
                 assert store.audit("h00000")[0].note == "备" * 1365
-        store.close()
 
     run(go)
 
@@ -288,8 +292,7 @@ def test_security_headers_on_every_kind_of_response(tmp_path: Path) -> None:
     target = seeded(tmp_path)
 
     async def go() -> None:
-        store = open_store(target)
-        async with serving(store, FeedLimits(streams_per_token=1)) as (_, url), ClientSession() as s:
+        async with serving(target, FeedLimits(streams_per_token=1)) as (_, url, _), ClientSession() as s:
             checks = [
                 ("/", {}, 200),
                 ("/static/feed.js", {}, 200),
@@ -313,7 +316,6 @@ def test_security_headers_on_every_kind_of_response(tmp_path: Path) -> None:
                 assert r.status == 503 and r.headers["X-Frame-Options"] == "DENY"
             assert first.headers["Content-Security-Policy"] == SECURITY_HEADERS["Content-Security-Policy"]
             first.close()
-        store.close()
 
     run(go)
     csp = SECURITY_HEADERS["Content-Security-Policy"]
@@ -332,8 +334,7 @@ def test_wrong_tokens_are_counted_logged_sparingly_and_slowed(tmp_path: Path, ca
     caplog.set_level(logging.INFO, logger="riskflow.feed")
 
     async def go() -> None:
-        store = open_store(target)
-        async with serving(store, FeedLimits(auth_burst=3, auth_rate=0.5), clock=lambda: now[0]) as (app, url):
+        async with serving(target, FeedLimits(auth_burst=3, auth_rate=0.5), clock=lambda: now[0]) as (app, url, store):
             value = app[KEY_REGISTRY].get_sample_value
             async with ClientSession() as s:
                 assert (await s.get(f"{url}/api/meta", headers=VIEWER)).status == 200  # the officer, signed in
@@ -376,7 +377,6 @@ def test_wrong_tokens_are_counted_logged_sparingly_and_slowed(tmp_path: Path, ca
             messages = [r.getMessage() for r in caplog.records if r.name == "riskflow.feed.guard"]
             assert len(messages) == 2 and "failed token attempt" in messages[1]
             assert not [m for m in messages if "guess" in m or "token-" in m or "typo" in m], "no token logged"
-        store.close()
 
     run(go)
 
