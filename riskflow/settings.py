@@ -194,7 +194,32 @@ class Settings(BaseSettings):
     feed_tokens: str = Field(
         "",
         description="RISKFLOW_FEED_TOKENS: API tokens, comma-separated `token:role:name` (role viewer, officer "
-        "or admin). Unset: `riskflow feed` makes one officer token per run and logs it.",
+        "or admin). Unset: `riskflow feed` makes one admin token per run and prints it once on the terminal "
+        "(never logged).",
+    )
+    feed_auth_burst: int = Field(
+        10,
+        ge=1,
+        description="RISKFLOW_FEED_AUTH_BURST: wrong tokens a client address may send at once before the feed "
+        "answers it 429 (back-off) without checking its token.",
+    )
+    feed_auth_rate: float = Field(
+        1.0,
+        gt=0,
+        description="RISKFLOW_FEED_AUTH_RATE: wrong tokens per second an address may send after its burst (the "
+        "most guesses per second it gets).",
+    )
+    feed_max_streams_per_token: int = Field(
+        8, ge=1, description="RISKFLOW_FEED_MAX_STREAMS_PER_TOKEN: live streams one token may hold open (503 above)."
+    )
+    feed_max_streams: int = Field(
+        200, ge=1, description="RISKFLOW_FEED_MAX_STREAMS: live streams the feed holds open in all (503 above)."
+    )
+    feed_max_note_bytes: int = Field(
+        4096,
+        ge=64,
+        description="RISKFLOW_FEED_MAX_NOTE_BYTES: longest note, assignee or reason of an action, in UTF-8 bytes "
+        "(413 above; nothing is written).",
     )
     snooze_max_days: float = Field(
         30.0,
