@@ -23,6 +23,8 @@ import re
 from typing import Final
 
 _UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# In serialised JSON a C0 character is structural whitespace (the encoder escapes them in strings).
+_UNSAFE_IN_JSON: Final = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _escape(m: re.Match[str]) -> str:
@@ -37,11 +39,11 @@ def _escape_json(m: re.Match[str]) -> str:
 def printable(text: str, *, json: bool = False) -> str:
     """``text`` with every unsafe character (see the module doc) written as an escape.
 
-    ``json``: ``text`` is one serialised JSON document (whose C0 controls its encoder
-    already escaped); the rest become ``\\uXXXX``, so the line stays valid JSON that
-    decodes to the same values.
+    ``json``: ``text`` is serialised JSON (whose encoder escaped the C0 controls in its
+    strings, so its newlines and tabs are layout and stay); the rest become ``\\uXXXX``,
+    so the text stays valid JSON that decodes to the same values.
     """
-    return _UNSAFE.sub(_escape_json if json else _escape, text)
+    return _UNSAFE_IN_JSON.sub(_escape_json, text) if json else _UNSAFE.sub(_escape, text)
 
 
 def bounded(text: str, limit: int) -> str:
