@@ -71,17 +71,8 @@ RAW_LIMIT: Final = 8192  # characters of a rejected record kept in the ledger
 _TEXT_LIMIT: Final = 1000  # characters of an id or error message kept in the ledger
 _INT4: Final = 2**31  # rf_alerts.revision is a 32-bit INTEGER on PostgreSQL
 # The alert fields stored in columns of their own (the rest lives JSON-escaped in ``body``).
-_COLUMN_TEXT: Final = (
-    "alert_id",
-    "entity_id",
-    "entity_kind",
-    "region",
-    "rule_id",
-    "severity",
-    "risk_level",
-    "event_time",
-    "detected_at",
-)
+_COLUMN_TEXT: Final = ("alert_id", "entity_id", "entity_kind", "region", "rule_id", "severity", "risk_level",
+                       "event_time", "detected_at")  # fmt: skip
 _RANK: Final = {"green": 0, "yellow": 1, "orange": 2, "red": 3}
 
 
@@ -562,7 +553,7 @@ class AlertStore:
         return BatchResult(changed, rejects)
 
     def _ledger(self, rejects: Sequence[Reject]) -> None:
-        cols = "reject_id, alert_id, reason, error_class, error, raw, raw_size, source, at"
+        cols = ", ".join(Reject.__struct_fields__)
         with self._tx() as cur:
             cur.executemany(
                 self.dialect.sql(
@@ -577,23 +568,10 @@ class AlertStore:
         with self._tx() as cur:
             rows = self._x(
                 cur,
-                "SELECT reject_id, alert_id, reason, error_class, error, raw, raw_size, source, at"
-                f" FROM rf_store_rejects ORDER BY at DESC, reject_id LIMIT {int(limit)}",
+                f"SELECT {', '.join(Reject.__struct_fields__)} FROM rf_store_rejects"
+                f" ORDER BY at DESC, reject_id LIMIT {int(limit)}",
             ).fetchall()
-        return [
-            Reject(
-                reject_id=r[0],
-                alert_id=r[1],
-                reason=r[2],
-                error_class=r[3],
-                error=r[4],
-                raw=r[5],
-                raw_size=int(r[6]),
-                source=r[7],
-                at=r[8],
-            )
-            for r in rows
-        ]
+        return [Reject(**dict(zip(Reject.__struct_fields__, r, strict=True))) for r in rows]
 
     def _audit(self, cur: Any, aid: str, at: str, actor: str, action: str, frm: str, to: str, note: str) -> None:
         self._x(
