@@ -112,6 +112,7 @@ def test_every_revision_of_a_batch_is_kept_in_order_and_redelivery_adds_nothing(
     hist = store.history("PFM-330100-0001")
     assert [(h.revision, h.risk_index) for h in hist] == [(r, 50.0 + r) for r in range(1, 6)]
     assert store.get("a1").alert.revision == 5, "the current row is the highest revision"
+    assert [h.revision for h in store.history("PFM-330100-0001", limit=2)] == [4, 5], "the latest points"
 
     seq = store.last_seq()
     assert store.upsert_alerts(revs) == []

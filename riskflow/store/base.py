@@ -770,12 +770,15 @@ class AlertStore:
         ]
 
     def history(self, entity_id: str, limit: int = 1000) -> list[Revision]:
-        """Every received alert revision of an entity in event-time order: its risk-index history."""
+        """Every received alert revision of an entity in event-time order: its risk-index history
+        (the latest ``limit`` points, when there are more)."""
+        cols = "alert_id, revision, event_time, rule_id, risk_index, risk_level"
         with self._tx() as cur:
             rows = self._x(
                 cur,
-                "SELECT alert_id, revision, event_time, rule_id, risk_index, risk_level FROM rf_revisions"
-                f" WHERE entity_id = ? ORDER BY event_time, alert_id, revision LIMIT {int(limit)}",
+                f"SELECT {cols} FROM (SELECT {cols} FROM rf_revisions WHERE entity_id = ?"
+                f" ORDER BY event_time DESC, alert_id DESC, revision DESC LIMIT {int(limit)}) latest"
+                " ORDER BY event_time, alert_id, revision",
                 (entity_id,),
             ).fetchall()
         return [
