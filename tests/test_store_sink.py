@@ -235,3 +235,25 @@ def test_a_record_the_database_refuses_is_ledgered_and_the_sink_moves_on(
     with open_store(target) as s:
         assert s.get("after").alert.alert_id == "after" and s.count() == 7
         assert len(s.rejects()) == 2, "a record refused twice is one ledger entry"
+
+
+class NoSnoozeStore(AlertStore):
+    """A real store whose snooze-expiry query fails, as when the database drops mid-check."""
+
+    def __init__(self, target: str) -> None:
+        inner = open_store(target)
+        super().__init__(inner.dialect)
+        inner.close()
+        self.expiry_calls = 0
+
+    def expire_snoozes(self, now: Any = None) -> list[str]:
+        self.expiry_calls += 1
+        raise ConnectionError("database unavailable")
+
+
+def test_a_failed_snooze_expiry_does_not_stop_the_sink(stack: Stack, tmp_path: Path) -> None:
+    stack.produce(_records(stack, [make_alert(f"s{i}") for i in range(3)]))
+    store = NoSnoozeStore(str(tmp_path / "alerts.sqlite3"))
+    st = asyncio.run(_sink_until(store, stack, f"{stack.name}-store", lambda s: s.changed >= 3))
+    assert st.changed == 3 and store.expiry_calls >= 1 and store.count() == 3
+    store.close()
