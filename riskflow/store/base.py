@@ -174,7 +174,8 @@ class BatchResult(NamedTuple):
     rejects: list[Reject]
 
 
-def _class_name(e: BaseException) -> str:
+def error_class_name(e: BaseException) -> str:
+    """``psycopg.DataError``, ``ValueError``: the class of an error as the ledger names it."""
     t = type(e)
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
@@ -528,7 +529,7 @@ class AlertStore:
             try:
                 check_storable(it.alert)
             except Refused as e:
-                rejects.append(Reject.of(it, e.reason, _class_name(e), str(e), at))
+                rejects.append(Reject.of(it, e.reason, error_class_name(e), str(e), at))
                 continue
             good.append(it)
         try:
@@ -545,7 +546,7 @@ class AlertStore:
                     reason = self.dialect.refusal(e1)
                     if reason is None:
                         raise
-                    rejects.append(Reject.of(it, reason, _class_name(e1), str(e1), at))
+                    rejects.append(Reject.of(it, reason, error_class_name(e1), str(e1), at))
                     continue
                 changed += [aid for aid in one if aid not in changed]
         if rejects:

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from riskflow.alerts import decode_alert
-from riskflow.store.base import AlertStore, BatchResult, Incoming
+from riskflow.store.base import AlertStore, BatchResult, Incoming, error_class_name
 from riskflow.store.metrics import StoreMetrics
 from riskflow.textsafe import bounded
 
@@ -61,7 +61,7 @@ def decode_message(raw: bytes | None, source: str) -> Incoming:
     try:
         return Incoming(raw, decode_alert(raw), source)
     except Exception as e:  # whatever the bytes, the message is ledgered, never fatal
-        return Incoming(raw, None, source, f"{type(e).__module__}.{type(e).__qualname__}", str(e))
+        return Incoming(raw, None, source, error_class_name(e), str(e))
 
 
 async def run_sink(
@@ -148,7 +148,7 @@ def _log_rejects(result: BatchResult, topic: str) -> None:
     first = result.rejects[0]
     reasons = Counter(r.reason for r in result.rejects)
     log.warning(
-        "alert sink: %d records on %s to the store-rejects ledger (%s); first: %s id %r (%s: %s)",
+        "alert sink: %d records on %s to the store-rejects ledger (%s); first: %s id %s (%s: %s)",
         len(result.rejects),
         topic,
         ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())),
