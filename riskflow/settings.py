@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         description="RISKFLOW_MODEL_DIR: directory of peer-group model artefacts (`riskflow train --out`); "
         "the worker loads the newest at start-up and on a reload control message. Unset: no peer model.",
     )
+    model_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="RISKFLOW_MODEL_KEY: secret (16+ characters) for model artefacts' HMAC-SHA256: "
+        "`riskflow train` signs with it, and a worker with it set loads only artefacts whose signature "
+        "verifies. Unset: artefacts are checked against their content hash only (a warning is logged).",
+    )
     risk_config: Path | None = Field(
         None,
         description="RISKFLOW_RISK_CONFIG: YAML file of risk-index weights, decay, level thresholds and "

@@ -91,7 +91,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
     from detectors.rules import RuleError
 
     try:
-        pack = _load(args.path, settings, args.allow_empty)
+        pack = _load(args.path, settings, getattr(args, "allow_empty", False))
     except RuleError as exc:
         _problems(exc, "invalid")
         return 1
@@ -112,11 +112,11 @@ def run_push(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.kafka_bootstrap:
         raise SystemExit("riskflow rules push: set RISKFLOW_KAFKA_BOOTSTRAP")
     try:
-        pack = _load(args.path, settings, args.allow_empty)
+        pack = _load(args.path, settings, getattr(args, "allow_empty", False))
     except RuleError as exc:
         _problems(exc, "invalid, not pushed")
         return 1
-    message = encode_pack(pack, utc_now_iso(), allow_empty=args.allow_empty)
+    message = encode_pack(pack, utc_now_iso(), allow_empty=getattr(args, "allow_empty", False))
     if len(message) > MAX_MESSAGE_BYTES:  # load_pack's size limit should make this impossible
         print(f"invalid, not pushed: the pack encodes to {len(message)} bytes; at most {MAX_MESSAGE_BYTES} fit")
         return 1
