@@ -283,6 +283,9 @@ def load_model(path: str | Path, *, key: bytes | None = None, root: str | Path |
     """
     p = Path(path)
     try:
+        top = Path(root).resolve() if root is not None else None
+        if top is not None and not p.resolve().is_relative_to(top):  # before looking at what is there
+            raise ModelRefused(f"{p} is outside the model directory {top}")
         if not (p / MODEL_FILE).exists():
             found = sorted(
                 (d for d in p.iterdir() if (d / MODEL_FILE).exists()) if p.is_dir() else (),
@@ -291,8 +294,7 @@ def load_model(path: str | Path, *, key: bytes | None = None, root: str | Path |
             if not found:
                 raise ModelError(f"no model artefact in {p}")
             p = found[-1]
-        if root is not None:
-            top = Path(root).resolve()
+        if top is not None:
             for f in (p, p / MODEL_FILE, p / TREES_FILE, p / SIGNATURE_FILE):
                 if not f.resolve().is_relative_to(top):
                     raise ModelRefused(f"{f} is outside the model directory {top}")
@@ -303,7 +305,7 @@ def load_model(path: str | Path, *, key: bytes | None = None, root: str | Path |
         npz = (p / TREES_FILE).read_bytes()
     except ModelError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
         raise ModelError(f"{p}: cannot read the artefact: {exc}") from None
     digest = _digest(meta_bytes, npz)
     if not p.name.endswith(digest):
