@@ -22,6 +22,7 @@ from detectors.factory import build_processor
 from detectors.rules import MAX_DEPTH, MAX_PACK_BYTES, PACK_DIR, PackError, RuleError, load_pack, load_texts
 from riskflow.metrics import RULE_PACK_REJECT_REASONS, Metrics
 from streams.rules_control import MAX_MESSAGE_BYTES, PushedPack, RuleControl, encode_pack
+from tests.test_rules_control import control, rejected
 
 PACK = load_pack()
 GOOD = (PACK_DIR / "conduct.yaml").read_text(encoding="utf-8")
@@ -68,24 +69,6 @@ BAD: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         ("all.complaints_30d", "cannot be built", "TypeError"),
     ),
 }
-
-
-def control(reg: CollectorRegistry) -> RuleControl:
-    return RuleControl(
-        {"bootstrap_servers": "k:9092"},
-        "riskflow.rules",
-        build_processor(PACK, anomaly=False),
-        lambda p: build_processor(p, anomaly=False).engine,
-        lambda: [],
-        metrics=Metrics.create(reg),
-    )
-
-
-def rejected(reg: CollectorRegistry) -> dict[str, float]:
-    return {
-        r: reg.get_sample_value("riskflow_rule_pack_rejected_total", {"reason": r}) or 0.0
-        for r in RULE_PACK_REJECT_REASONS
-    }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
