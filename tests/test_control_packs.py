@@ -234,3 +234,20 @@ def test_rules_push_refuses_an_oversized_pack_before_any_broker(tmp_path: Path) 
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     (line,) = out.stdout.splitlines()
     assert line.startswith("invalid, not pushed: ") and str(MAX_PACK_BYTES) in line
+
+
+def test_a_bad_pack_given_to_backtest_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "deep.yaml").write_text(BAD["3000-level flow nesting"][0]["t.yaml"])
+    (tmp_path / "events.jsonl").write_text("{}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKFLOW_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "riskflow", "backtest", "--rules", str(tmp_path / "deep.yaml"), "events.jsonl"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("riskflow backtest: invalid rule pack: ") and "nested deeper than" in line

@@ -211,7 +211,10 @@ def load_texts(
     if not problems and not rules and not allow_empty:
         problems.append(
             RuleError(
-                "pack", "-", "rules", "no rules: this pack would switch rule detection off (allowed with --allow-empty)"
+                "pack",
+                "-",
+                "rules",
+                "no rules: this pack would switch rule detection off (rules check/push --allow-empty allow it)",
             )
         )
     if problems:
