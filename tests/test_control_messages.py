@@ -4,7 +4,11 @@ and the loaded model stays. The live path is tests/test_train_reload.py."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from detectors.anomaly import PeerGroupDetector
@@ -62,3 +66,20 @@ def test_a_reload_without_a_model_dir_is_ignored() -> None:
     det = PeerGroupDetector()
     assert apply_control(b'{"command": "reload_model"}', det, None, Metrics.create(reg)).startswith("ignored")
     assert ignored(reg)["no_model_dir"] == 1 and det.model is None
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["command", "path", "x"]), inner),
+    max_leaves=20,
+).map(lambda v: json.dumps(v).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _JSONISH))
+def test_any_control_message_is_applied_or_ignored_never_raised(message: bytes) -> None:
+    reg = CollectorRegistry()
+    toy = PeerModel.toy()
+    det = PeerGroupDetector(toy)
+    done = apply_control(message, det, None, Metrics.create(reg))  # no model dir: nothing can load
+    assert done.startswith("ignored: ") and sum(ignored(reg).values()) == 1 and det.model is toy

@@ -16,6 +16,8 @@ from pathlib import Path
 import msgspec
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from detectors.factory import build_processor
@@ -251,3 +253,30 @@ def test_a_bad_pack_given_to_backtest_is_one_line_not_a_traceback(tmp_path: Path
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     (line,) = out.stderr.splitlines()
     assert line.startswith("riskflow backtest: invalid rule pack: ") and "nested deeper than" in line
+
+
+_YAML_BITS = st.sampled_from(
+    ["rules:", "\n", "  ", "- ", "[", "]", "{", "}", ": ", ", ", ".inf", ".nan", "&a ", "*a", "id: x", "1e400"]
+)
+_PUSHED = st.dictionaries(st.text(max_size=10), st.text(max_size=200)).map(
+    lambda files: msgspec.json.encode(PushedPack(version="v", files=files))
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=400), st.lists(_YAML_BITS, max_size=200).map("".join)))
+def test_any_text_is_a_pack_or_a_rejection_with_reasons(text: str) -> None:
+    try:
+        pack = load_texts({"t.yaml": text}, allow_empty=True)
+    except PackError as exc:
+        assert exc.problems and all("\n" not in str(p) for p in exc.problems)
+    else:
+        assert isinstance(pack.detectors, list)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(min_size=1, max_size=300), _PUSHED))
+def test_any_message_on_the_rules_topic_is_a_pack_or_a_counted_rejection(message: bytes) -> None:
+    reg = CollectorRegistry()
+    got = control(reg).load(message, offset=0)
+    assert sum(rejected(reg).values()) == (0 if got is not None else 1)
