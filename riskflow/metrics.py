@@ -37,6 +37,8 @@ E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 #: Why a pushed rule pack was refused (streams/rules_control.py): not JSON or not the message's
 #: shape; a schema other than riskflow.rulepack/v1; rules that fail validation.
 RULE_PACK_REJECT_REASONS = ("malformed", "unsupported_schema", "invalid_rules")
+#: Why a message on the model control topic was ignored (streams/control.py).
+CONTROL_IGNORE_REASONS = ("too_large", "malformed", "unknown_command", "no_model_dir")
 #: Why the worker wrote its changed entity states (streams/statecache.py, streams/batchtap.py).
 STATE_FLUSH_REASONS = ("batch", "interval", "dirty_limit", "rebalance", "shutdown")
 
@@ -143,6 +145,7 @@ class Metrics:
     model: Info
     model_reloads: Counter
     rule_pack_rejected: Counter
+    control_ignored: Counter
     late: Counter
     ahead: Counter
     state_flushes: Counter
@@ -220,7 +223,8 @@ class Metrics:
             model=Info("riskflow_model", "Version of the loaded peer-group model.", registry=registry),
             model_reloads=Counter(
                 "riskflow_model_reloads_total",
-                "Peer-group model loads, by reason (loaded or load_failed).",
+                "Peer-group model loads, by reason (loaded; load_failed: missing, unreadable or malformed; "
+                "refused: outside the model directory, or its HMAC does not verify).",
                 ["reason"],
                 registry=registry,
             ),
@@ -230,6 +234,13 @@ class Metrics:
                 "Messages on the rules control topic that were not a valid rule pack (the running pack stays), "
                 "by reason (malformed, unsupported_schema, invalid_rules).",
                 RULE_PACK_REJECT_REASONS,
+            ),
+            control_ignored=_by_reason(
+                registry,
+                "riskflow_control_messages_ignored_total",
+                "Messages on the model control topic that were ignored, by reason (too_large, malformed, "
+                "unknown_command, no_model_dir).",
+                CONTROL_IGNORE_REASONS,
             ),
             late=Counter(
                 "riskflow_late_events_total",

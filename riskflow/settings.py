@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -173,6 +173,20 @@ class Settings(BaseSettings):
         description="RISKFLOW_MODEL_DIR: directory of peer-group model artefacts (`riskflow train --out`); "
         "the worker loads the newest at start-up and on a reload control message. Unset: no peer model.",
     )
+    model_key: SecretStr | None = Field(
+        None,
+        description="RISKFLOW_MODEL_KEY: secret (16+ characters) for model artefacts' HMAC-SHA256: "
+        "`riskflow train` signs with it, and a worker with it set loads only artefacts whose signature "
+        "verifies. Unset: artefacts are checked against their content hash only (a warning is logged).",
+    )
+
+    @field_validator("model_key")
+    @classmethod
+    def _model_key_long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (a random secret)")
+        return v
+
     risk_config: Path | None = Field(
         None,
         description="RISKFLOW_RISK_CONFIG: YAML file of risk-index weights, decay, level thresholds and "
