@@ -386,7 +386,7 @@ def _consumer_lag(app: faust.App, records: list[Any]) -> dict[str, int]:
     """Per input topic of the batch: its partitions' high watermarks minus the next offset to process.
 
     The high watermark is the consumer's last fetched one (no broker round trip).
-    Tansu reports it short (shared/KAFKA-NOTES.md), so a caught-up partition can
+    Tansu reports it short (docs/operations.md, "Broker notes"), so a caught-up partition can
     come out negative: clamped to 0.
     """
     position: dict[tuple[str, int], int] = {}

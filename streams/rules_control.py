@@ -8,7 +8,7 @@ in the app's consumer group would hand each message to one worker only.
 
 At start-up the worker reads the topic until a fetch comes back empty
 (not "to the end offset": the embedded broker reports end offsets short,
-shared/KAFKA-NOTES.md) and only then lets the detection agent process its
+docs/operations.md, "Broker notes") and only then lets the detection agent process its
 first batch, so a restarted worker starts on the latest pushed pack. After
 that a background task keeps following the topic; the agent picks up a new
 pack between two batches (one attribute check per batch), swapping the
