@@ -77,29 +77,26 @@ class BatchResult:
 #: How far (event-time seconds) an event may lie ahead of its partition's watermark and still
 #: advance it alone: the default allowed lateness, mirrored (``RISKFLOW_MAX_EVENT_SKEW``).
 DEFAULT_MAX_SKEW = 7 * 86_400.0
-#: Sources remembered per partition while their events run ahead of it (bounded: the set of
-#: source names is the producers', not ours).
-MAX_AHEAD_SOURCES = 64
-
-
 class Lane:
     """Event-time progress of one input partition: its watermark and its deadline index.
 
     ``watermark`` is the partition's trusted event time: the largest event time of the
     valid, non-duplicate events seen on it, except that an event more than the processor's
     ``max_skew`` ahead of it does not move it alone (one producer's clock must not fire every
-    other entity's deadlines). ``ahead`` holds, per source, the latest such time; once two
-    sources run ahead, the watermark moves to the later time both have reached.
+    other entity's deadlines). ``ahead`` holds the times of such events of the current run of
+    them, by entity; an event within the skew ends the run. Once two entities run ahead in
+    one run (as after a real gap in a sparse partition's events), the watermark moves to the
+    earlier of their times: the time both have reached.
     ``heap`` holds ``(deadline, entity_id)`` of entities with pending timed findings (stale
     entries are skipped on pop: the entity's current ``due`` is the truth).
 
     >>> lane = Lane(1000.0)
-    >>> lane.observe(1500.0, "amac", 600.0), lane.watermark
+    >>> lane.observe(1500.0, "A", 600.0), lane.watermark
     (True, 1500.0)
-    >>> lane.observe(9000.0, "grid", 600.0), lane.watermark
-    (False, 1500.0)
-    >>> lane.observe(8000.0, "court", 600.0), lane.watermark
-    (False, 8000.0)
+    >>> lane.observe(9000.0, "B", 600.0), lane.observe(1600.0, "A", 600.0), lane.watermark
+    (False, True, 1600.0)
+    >>> lane.observe(9000.0, "B", 600.0), lane.observe(8000.0, "C", 600.0), lane.watermark
+    (False, False, 8000.0)
     """
 
     __slots__ = ("ahead", "heap", "watermark")
@@ -118,23 +115,21 @@ class Lane:
         # explicit, for the compiled build (mypyc's native classes do not pickle by themselves)
         return (Lane, (self.watermark, self.heap, self.ahead))
 
-    def observe(self, ts: float, source: str, max_skew: float) -> bool:
+    def observe(self, ts: float, entity_id: str, max_skew: float) -> bool:
         """Account an event at ``ts`` (later than the watermark); False if it ran too far ahead
         to be trusted (the caller ledgers it)."""
         wm = self.watermark
         if ts <= wm + max_skew or not wm:
             self.watermark = ts
+            if self.ahead:
+                self.ahead = {}
             return True
         ahead = self.ahead
-        if ts > ahead.get(source, 0.0):
-            ahead[source] = ts
-            if len(ahead) > MAX_AHEAD_SOURCES:
-                del ahead[min(ahead, key=ahead.__getitem__)]
+        if ts > ahead.get(entity_id, 0.0):
+            ahead[entity_id] = ts
         if len(ahead) >= 2:
-            reached = sorted(ahead.values())[-2]  # the latest time two sources agree on
-            if reached > wm:
-                self.watermark = reached
-                self.ahead = {s: t for s, t in ahead.items() if t > reached + max_skew}
+            self.watermark = min(ahead.values())
+            self.ahead = {}
         return False
 
 
@@ -292,8 +287,11 @@ class BatchProcessor:
             st.lane = name
             if st.due and st.due != due_before:
                 heapq.heappush(lane.heap, (st.due, eid))
-            if ts > lane.watermark and not lane.observe(ts, event.source, self.max_skew):
-                self._ran_ahead(lane, event, st, partition, states, res)
+            if ts > lane.watermark:
+                if not lane.observe(ts, eid, self.max_skew):
+                    self._ran_ahead(lane, event, st, partition, states, res)
+            elif lane.ahead:
+                lane.ahead = {}  # an event in time ends a run of events ahead
             st.lane_watermark = lane.watermark
             heap = lane.heap
             if heap and heap[0][0] < lane.watermark:

@@ -110,8 +110,8 @@ class Settings(BaseSettings):
         description="RISKFLOW_MAX_EVENT_SKEW: event-time seconds an event may run ahead of its input "
         "partition's event time and still move it; an event further ahead is processed for its own "
         "entity, ledgered on the late-event topic (ahead: true), and moves the partition's time only "
-        "once a second source has reached it, so that one producer's clock cannot fire every other "
-        "entity's deadlines. Default 7 days.",
+        "once a second entity runs ahead with no event in time between them, so that one producer's "
+        "clock cannot fire every other entity's deadlines. Default 7 days.",
     )
     partitions: int = Field(4, ge=1, description="RISKFLOW_PARTITIONS: partitions of the input topics and tables.")
     replication_factor: int = Field(1, ge=1, description="RISKFLOW_REPLICATION_FACTOR: of topics RiskFlow creates.")
