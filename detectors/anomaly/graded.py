@@ -1,0 +1,135 @@
+"""``graded``: a graded, onset-reporting novelty score for one stream of numbers.
+
+Shared by :class:`~detectors.anomaly.univariate.UnivariateAnomaly` (the
+per-entity detector) and ``riskflow bench nab`` (the Numenta Anomaly
+Benchmark), so that what the benchmark measures is what the product runs.
+
+Two steps, each chosen because a saturated z-score tail failed NAB's test
+(nearly binary scores, a flagged run firing on every point):
+
+* **Value novelty.** The raw score of ``x`` is its distance to the nearest of
+  the last ``history`` values (the ``exclude`` most recent ones left out, so a
+  run is not its own neighbour), over the range of all values seen; a value
+  beyond that range counts ``1 + beyond_weight`` times its distance. It needs
+  no model of the distribution, handles seasonality and multi-modal series
+  (every phase of a cycle has been seen before) and makes a new level normal
+  as soon as it has been seen: the distance collapses after one value.
+* **Onset reporting.** A raw score is reported only when it exceeds every raw
+  score of the previous ``onset_window`` values; otherwise the score is 0. An
+  anomalous run is reported once, at its start, and again only if it grows.
+
+The reported score is ``raw / (raw + scale)`` in [0, 1), graded (not a tail
+that saturates), so a single threshold can trade detections against false
+alarms. Work per value is O(``history``) (a sorted list, bisect and one
+insertion); the state is bounded by ``history + onset_window + exclude``
+numbers, a plain list that msgpack and pickle keep.
+
+>>> g = GradedNovelty(warmup=10, onset_window=20)
+>>> st = g.init_state()
+>>> for v in [10, 11, 9, 10, 12, 10, 11, 9, 10, 11, 10, 12]:
+...     st, s, r = g.score_value(st, v)
+>>> s
+0.0
+>>> st, s, r = g.score_value(st, 30)  # far outside the range: reported
+>>> s > 0.9
+True
+>>> st, s2, r = g.score_value(st, 31)  # the same run goes on: not reported again
+>>> s2
+0.0
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any
+
+_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS = range(7)
+
+
+class GradedNovelty:
+    """Value novelty with onset reporting (see module doc). Parameters are public attributes."""
+
+    def __init__(
+        self,
+        *,
+        history: int = 3000,
+        exclude: int = 1,
+        beyond_weight: float = 3.0,
+        onset_window: int = 100,
+        warmup: int = 30,
+        scale: float = 0.02,
+    ) -> None:
+        self.history = max(1, int(history))
+        self.exclude = max(0, int(exclude))
+        self.beyond_weight = beyond_weight
+        self.onset_window = max(1, int(onset_window))
+        self.warmup = warmup
+        self.scale = scale
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "exclude": self.exclude,
+            "beyond_weight": self.beyond_weight,
+            "onset_window": self.onset_window,
+            "warmup": self.warmup,
+            "scale": self.scale,
+        }
+
+    def init_state(self) -> list[Any]:
+        """``[n, lo, hi, sorted history, history in arrival order, pending, peaks]``."""
+        return [0, 0.0, 0.0, [], [], [], []]
+
+    def raw(self, st: list[Any], x: float) -> tuple[float, float]:
+        """(raw novelty of ``x``, nearest remembered value); 0 for the first value."""
+        n, lo, hi, srt = st[_N], st[_LO], st[_HI], st[_SORTED]
+        if n == 0:
+            return 0.0, x
+        rng = max(hi - lo, 1e-9 * max(1.0, abs(hi), abs(lo)))
+        if not srt:
+            return 1.0, x
+        i = bisect.bisect_left(srt, x)
+        near = srt[i] if i < len(srt) else srt[-1]
+        if i > 0 and x - srt[i - 1] < abs(near - x):
+            near = srt[i - 1]
+        beyond = max(0.0, x - hi, lo - x)
+        return min(abs(x - near) / rng, 1.0) + self.beyond_weight * beyond / rng, near
+
+    def score_value(self, st: list[Any], x: float) -> tuple[list[Any], float, float]:
+        """Score ``x`` first, then learn it. Returns (new state, score in [0, 1), raw novelty).
+
+        ``st`` is left untouched; :meth:`step` is the in-place variant. A
+        non-finite ``x`` scores 0 and leaves the state as it was.
+        """
+        new = [*st[:_SORTED], list(st[_SORTED]), list(st[_RING]), list(st[_PENDING]), [list(p) for p in st[_PEAKS]]]
+        score, r = self.step(new, x)
+        return new, score, r
+
+    def step(self, st: list[Any], x: float) -> tuple[float, float]:
+        """:meth:`score_value` updating ``st`` in place. Returns (score, raw novelty)."""
+        if not math.isfinite(x):
+            return 0.0, 0.0
+        n = st[_N]
+        r, _ = self.raw(st, x)
+        if not math.isfinite(r):
+            r = 1e300
+        peaks = st[_PEAKS]
+        while peaks and peaks[0][0] < n - self.onset_window:
+            peaks.pop(0)
+        reported = r > (peaks[0][1] if peaks else 0.0)
+        while peaks and peaks[-1][1] <= r:
+            peaks.pop()
+        peaks.append([n, r])
+        score = r / (r + self.scale) if reported and n >= self.warmup else 0.0
+        srt, ring, pending = st[_SORTED], st[_RING], st[_PENDING]
+        pending.append(x)
+        if len(pending) > self.exclude:
+            y = pending.pop(0)
+            bisect.insort(srt, y)
+            ring.append(y)
+            if len(ring) > self.history:
+                del srt[bisect.bisect_left(srt, ring.pop(0))]
+        st[_LO], st[_HI] = (x, x) if n == 0 else (min(st[_LO], x), max(st[_HI], x))
+        st[_N] = n + 1
+        return min(score, 1.0), r
