@@ -72,7 +72,7 @@ def test_state_stays_bounded() -> None:
     st = g.init_state()
     for x in [float(i % 997) for i in range(5000)]:
         g.step(st, x)
-    _, _, _, srt, ring, pending, peaks = st
+    _, _, _, srt, ring, pending, peaks, _, _ = st
     assert len(srt) == len(ring) == 50 and srt == sorted(ring)
     assert len(pending) == 3 and len(peaks) <= 21
 

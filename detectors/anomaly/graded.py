@@ -10,7 +10,10 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
 * **Value novelty.** The raw score of ``x`` is its distance to the nearest of
   the last ``history`` values (the ``exclude`` most recent ones left out, so a
   run is not its own neighbour), over the range of all values seen; a value
-  beyond that range counts ``1 + beyond_weight`` times its distance. It needs
+  beyond that range (a new record) counts up to ``1 + beyond_weight`` times
+  its distance: fully once the record has held ``record_ramp`` values, less if
+  it was set just before (among exchangeable values a new record after ``k``
+  values has probability about ``1/k``, so fresh records are weak news). It needs
   no model of the distribution, handles seasonality and multi-modal series
   (every phase of a cycle has been seen before) and makes a new level normal
   as soon as it has been seen: the distance collapses after one value.
@@ -44,7 +47,7 @@ import bisect
 import math
 from typing import Any
 
-_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS = range(7)
+_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT = range(9)
 
 
 class GradedNovelty:
@@ -55,14 +58,16 @@ class GradedNovelty:
         *,
         history: int = 3000,
         exclude: int = 1,
-        beyond_weight: float = 3.0,
+        beyond_weight: float = 10.0,
+        record_ramp: int = 15,
         onset_window: int = 100,
         warmup: int = 30,
-        scale: float = 0.02,
+        scale: float = 0.03,
     ) -> None:
         self.history = max(1, int(history))
         self.exclude = max(0, int(exclude))
         self.beyond_weight = beyond_weight
+        self.record_ramp = max(1, int(record_ramp))
         self.onset_window = max(1, int(onset_window))
         self.warmup = warmup
         self.scale = scale
@@ -72,14 +77,15 @@ class GradedNovelty:
             "history": self.history,
             "exclude": self.exclude,
             "beyond_weight": self.beyond_weight,
+            "record_ramp": self.record_ramp,
             "onset_window": self.onset_window,
             "warmup": self.warmup,
             "scale": self.scale,
         }
 
     def init_state(self) -> list[Any]:
-        """``[n, lo, hi, sorted history, history in arrival order, pending, peaks]``."""
-        return [0, 0.0, 0.0, [], [], [], []]
+        """``[n, lo, hi, sorted history, history in arrival order, pending, peaks, n at hi, n at lo]``."""
+        return [0, 0.0, 0.0, [], [], [], [], 0, 0]
 
     def raw(self, st: list[Any], x: float) -> tuple[float, float]:
         """(raw novelty of ``x``, nearest remembered value); 0 for the first value."""
@@ -94,7 +100,9 @@ class GradedNovelty:
         if i > 0 and x - srt[i - 1] < abs(near - x):
             near = srt[i - 1]
         beyond = max(0.0, x - hi, lo - x)
-        return min(abs(x - near) / rng, 1.0) + self.beyond_weight * beyond / rng, near
+        held = n - (st[_HI_AT] if x > hi else st[_LO_AT])
+        weight = self.beyond_weight * min(1.0, held / self.record_ramp)
+        return min(abs(x - near) / rng, 1.0) + weight * beyond / rng, near
 
     def score_value(self, st: list[Any], x: float) -> tuple[list[Any], float, float]:
         """Score ``x`` first, then learn it. Returns (new state, score in [0, 1), raw novelty).
@@ -103,6 +111,7 @@ class GradedNovelty:
         non-finite ``x`` scores 0 and leaves the state as it was.
         """
         new = [*st[:_SORTED], list(st[_SORTED]), list(st[_RING]), list(st[_PENDING]), [list(p) for p in st[_PEAKS]]]
+        new += st[_HI_AT:]
         score, r = self.step(new, x)
         return new, score, r
 
@@ -130,6 +139,9 @@ class GradedNovelty:
             ring.append(y)
             if len(ring) > self.history:
                 del srt[bisect.bisect_left(srt, ring.pop(0))]
-        st[_LO], st[_HI] = (x, x) if n == 0 else (min(st[_LO], x), max(st[_HI], x))
+        if n == 0 or x > st[_HI]:
+            st[_HI], st[_HI_AT] = x, n
+        if n == 0 or x < st[_LO]:
+            st[_LO], st[_LO_AT] = x, n
         st[_N] = n + 1
         return min(score, 1.0), r

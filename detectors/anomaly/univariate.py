@@ -56,10 +56,11 @@ class UnivariateAnomaly(AnomalyDetector):
         *,
         history: int = 500,
         exclude: int = 1,
-        beyond_weight: float = 3.0,
+        beyond_weight: float = 10.0,
+        record_ramp: int = 15,
         onset_window: int = 50,
         warmup: int = 30,
-        scale: float = 0.02,
+        scale: float = 0.03,
         threshold: float = 0.5,
         event_type: str = "flow.transfer",
         field: str = "amount",
@@ -68,6 +69,7 @@ class UnivariateAnomaly(AnomalyDetector):
         self.history = history
         self.exclude = exclude
         self.beyond_weight = beyond_weight
+        self.record_ramp = record_ramp
         self.onset_window = onset_window
         self.warmup = warmup
         self.scale = scale
@@ -80,6 +82,7 @@ class UnivariateAnomaly(AnomalyDetector):
             history=history,
             exclude=exclude,
             beyond_weight=beyond_weight,
+            record_ramp=record_ramp,
             onset_window=onset_window,
             warmup=warmup,
             scale=scale,
@@ -93,6 +96,7 @@ class UnivariateAnomaly(AnomalyDetector):
             "history": self.history,
             "exclude": self.exclude,
             "beyond_weight": self.beyond_weight,
+            "record_ramp": self.record_ramp,
             "onset_window": self.onset_window,
             "warmup": self.warmup,
             "scale": self.scale,

@@ -59,9 +59,20 @@ def score_series(values: list[float], *, history: int = HISTORY) -> list[float]:
     from detectors.anomaly.univariate import UnivariateAnomaly
 
     warm = probation(len(values))
-    det = UnivariateAnomaly(history=history, onset_window=max(10, warm // 3), warmup=warm, log=False)
+    det = UnivariateAnomaly(
+        history=history, onset_window=max(10, warm // 3), record_ramp=max(1, warm // 2), warmup=warm, log=False
+    )
     state = det.init_state()
-    return [det.core.step(state, x)[0] for x in values]
+    return [det.core.step(state, signed_log(x))[0] for x in values]
+
+
+def signed_log(x: float) -> float:
+    """``sign(x) * log(1 + |x|)``: monotone, defined for every value, no look-ahead.
+
+    Counts, bytes and volumes grow multiplicatively; on a log scale a burst of
+    twice the usual traffic is as novel at any level.
+    """
+    return math.copysign(math.log1p(abs(x)), x) if math.isfinite(x) else x
 
 
 def _float(raw: str) -> float:
