@@ -24,7 +24,7 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
 The reported score is ``raw / (raw + scale)`` in [0, 1), graded (not a tail
 that saturates), so a single threshold can trade detections against false
 alarms. Work per value is O(``history``) (a sorted list, bisect and one
-insertion); the state is bounded by ``history + onset_window + exclude``
+insertion); the state is bounded by about ``2 * (history + onset_window)``
 numbers, a plain list that msgpack and pickle keep.
 
 >>> g = GradedNovelty(warmup=10, onset_window=20)
