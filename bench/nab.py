@@ -25,14 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     import _path  # noqa: F401
 
-from riskflow.commands.bench import DETECTOR_NAME, read_series, score_file, score_series
-
-
-def _float(raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        return float("nan")
+from riskflow.commands.bench import DETECTOR_NAME, parse_value, read_series, score_file, score_series
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/nab.py: {root} has no score.py and data/", file=sys.stderr)
         return 2
     files = sorted(p for p in (root / "data").glob("*/*.csv") if p.is_file())
-    series = [[_float(v) for _, v in read_series(p)] for p in files]
+    series = [[parse_value(v) for _, v in read_series(p)] for p in files]
     n = sum(len(s) for s in series)
     t0 = time.perf_counter()
     for s in series:

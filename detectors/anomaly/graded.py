@@ -56,11 +56,11 @@ class GradedNovelty:
     def __init__(
         self,
         *,
-        history: int = 3000,
+        history: int = 500,
         exclude: int = 1,
         beyond_weight: float = 10.0,
         record_ramp: int = 15,
-        onset_window: int = 100,
+        onset_window: int = 50,
         warmup: int = 30,
         scale: float = 0.03,
     ) -> None:

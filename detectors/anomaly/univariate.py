@@ -54,52 +54,27 @@ class UnivariateAnomaly(AnomalyDetector):
     def __init__(
         self,
         *,
-        history: int = 500,
-        exclude: int = 1,
-        beyond_weight: float = 10.0,
-        record_ramp: int = 15,
-        onset_window: int = 50,
-        warmup: int = 30,
-        scale: float = 0.03,
         threshold: float = 0.5,
         event_type: str = "flow.transfer",
         field: str = "amount",
         log: bool = True,
+        **scorer: float,
     ) -> None:
-        self.history = history
-        self.exclude = exclude
-        self.beyond_weight = beyond_weight
-        self.record_ramp = record_ramp
-        self.onset_window = onset_window
-        self.warmup = warmup
-        self.scale = scale
+        """``scorer``: parameters of :class:`GradedNovelty` (``history``, ``onset_window``, ``warmup``, …)."""
+        self.core = GradedNovelty(**scorer)  # type: ignore[arg-type]
         self.threshold = threshold
         self.event_type = event_type
         self.field = field
         self.log = log
         self.event_types = frozenset({event_type})
-        self.core = GradedNovelty(
-            history=history,
-            exclude=exclude,
-            beyond_weight=beyond_weight,
-            record_ramp=record_ramp,
-            onset_window=onset_window,
-            warmup=warmup,
-            scale=scale,
-        )
+        c = self.core
         self.model_version = (
-            f"univariate/{self.version}:history={history},onset={onset_window},warmup={warmup},scale={scale:g}"
+            f"univariate/{self.version}:history={c.history},onset={c.onset_window},warmup={c.warmup},scale={c.scale:g}"
         )
 
     def params(self) -> dict[str, Any]:
         return {
-            "history": self.history,
-            "exclude": self.exclude,
-            "beyond_weight": self.beyond_weight,
-            "record_ramp": self.record_ramp,
-            "onset_window": self.onset_window,
-            "warmup": self.warmup,
-            "scale": self.scale,
+            **self.core.params(),
             "threshold": self.threshold,
             "event_type": self.event_type,
             "field": self.field,

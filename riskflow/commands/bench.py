@@ -75,7 +75,8 @@ def signed_log(x: float) -> float:
     return math.copysign(math.log1p(abs(x)), x) if math.isfinite(x) else x
 
 
-def _float(raw: str) -> float:
+def parse_value(raw: str) -> float:
+    """A CSV cell as a float; NaN (scored 0, not learned) when it is not a number."""
     try:
         return float(raw)
     except ValueError:
@@ -85,7 +86,7 @@ def _float(raw: str) -> float:
 def score_file(src: Path, dst: Path, *, history: int = HISTORY) -> int:
     """Score one NAB file into ``dst``; returns the number of rows."""
     rows = read_series(src)
-    scores = score_series([_float(v) for _, v in rows], history=history)
+    scores = score_series([parse_value(v) for _, v in rows], history=history)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with dst.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
