@@ -25,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     import _path  # noqa: F401
 
-from riskflow.commands.bench import DETECTOR_NAME, parse_value, read_series, score_file, score_series
+from riskflow.commands.bench import DETECTOR_NAME, hour_of, parse_value, read_series, score_file, score_series
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/nab.py: {root} has no score.py and data/", file=sys.stderr)
         return 2
     files = sorted(p for p in (root / "data").glob("*/*.csv") if p.is_file())
-    series = [[parse_value(v) for _, v in read_series(p)] for p in files]
-    n = sum(len(s) for s in series)
+    rows = [read_series(p) for p in files]
+    series = [([parse_value(v) for _, v in r], [hour_of(t) for t, _ in r]) for r in rows]
+    n = sum(len(r) for r in rows)
     t0 = time.perf_counter()
-    for s in series:
-        score_series(s)
+    for values, hours in series:
+        score_series(values, hours)
     detector_rate = n / (time.perf_counter() - t0)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)

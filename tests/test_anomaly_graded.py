@@ -72,9 +72,29 @@ def test_state_stays_bounded() -> None:
     st = g.init_state()
     for x in [float(i % 997) for i in range(5000)]:
         g.step(st, x)
-    _, _, _, srt, ring, pending, peaks, _, _ = st
+    _, _, _, srt, ring, pending, peaks, _, _, seasons, _ = st
     assert len(srt) == len(ring) == 50 and srt == sorted(ring)
     assert len(pending) == 3 and len(peaks) <= 21
+    assert len(seasons) == 24 and all(b == [] for b in seasons)
+    g.step(st, 1.0, 7)
+    assert st[9][7] == [1.0]
+
+
+def test_a_value_usual_at_night_is_news_in_the_morning() -> None:
+    day = [5.0 if h < 6 else 50.0 + h for h in range(24)]
+    history = day * 30
+    hours = list(range(24)) * 30
+
+    def last_score(with_hours: bool) -> tuple[float, float]:
+        g = GradedNovelty(warmup=48, season_history=30)
+        st = g.init_state()
+        for x, h in zip(history, hours, strict=True):
+            g.step(st, x, h if with_hours else None)
+        return g.step(st, 5.0, 8 if with_hours else None)
+
+    seasonal, plain = last_score(True), last_score(False)
+    assert plain == (0.0, 0.0)  # 5.0 has been seen (at night): not novel on its own
+    assert seasonal[1] > 0 and seasonal[0] > 0.5  # but never at 8 a.m.
 
 
 def test_non_finite_values_score_zero_and_change_nothing() -> None:

@@ -17,6 +17,12 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
   no model of the distribution, handles seasonality and multi-modal series
   (every phase of a cycle has been seen before) and makes a new level normal
   as soon as it has been seen: the distance collapses after one value.
+* **Seasonal novelty.** Optionally (when the caller passes a season bucket,
+  e.g. the hour of the day) the distance to the nearest of the last
+  ``season_history`` values of the same bucket, over the same range, is added
+  with weight ``season_weight``: a value common at 3 a.m. but never seen at
+  8 a.m. (a holiday, a stalled service) is news at 8 a.m. After a new record
+  (a new level) a bucket counts again only once it has seen a value since.
 * **Onset reporting.** A raw score is reported only when it exceeds every raw
   score of the previous ``onset_window`` values; otherwise the score is 0. An
   anomalous run is reported once, at its start, and again only if it grows.
@@ -24,8 +30,9 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
 The reported score is ``raw / (raw + scale)`` in [0, 1), graded (not a tail
 that saturates), so a single threshold can trade detections against false
 alarms. Work per value is O(``history``) (a sorted list, bisect and one
-insertion); the state is bounded by about ``2 * (history + onset_window)``
-numbers, a plain list that msgpack and pickle keep.
+insertion, plus ``season_history`` for the seasonal term); the state is
+bounded by about ``2 * (history + onset_window) + season_buckets *
+season_history`` numbers, a plain list that msgpack and pickle keep.
 
 >>> g = GradedNovelty(warmup=10, onset_window=20)
 >>> st = g.init_state()
@@ -47,7 +54,8 @@ import bisect
 import math
 from typing import Any
 
-_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT = range(9)
+_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASON, _SEASON_AT = range(11)
+_SEASON_MIN = 5  # values a bucket needs before it counts
 
 
 class GradedNovelty:
@@ -63,6 +71,9 @@ class GradedNovelty:
         onset_window: int = 50,
         warmup: int = 30,
         scale: float = 0.03,
+        season_buckets: int = 24,
+        season_history: int = 20,
+        season_weight: float = 0.05,
     ) -> None:
         self.history = max(1, int(history))
         self.exclude = max(0, int(exclude))
@@ -71,6 +82,9 @@ class GradedNovelty:
         self.onset_window = max(1, int(onset_window))
         self.warmup = warmup
         self.scale = scale
+        self.season_buckets = max(1, int(season_buckets))
+        self.season_history = max(1, int(season_history))
+        self.season_weight = season_weight
 
     def params(self) -> dict[str, Any]:
         return {
@@ -81,13 +95,16 @@ class GradedNovelty:
             "onset_window": self.onset_window,
             "warmup": self.warmup,
             "scale": self.scale,
+            "season_buckets": self.season_buckets,
+            "season_history": self.season_history,
+            "season_weight": self.season_weight,
         }
 
     def init_state(self) -> list[Any]:
-        """``[n, lo, hi, sorted history, history in arrival order, pending, peaks, n at hi, n at lo]``."""
-        return [0, 0.0, 0.0, [], [], [], [], 0, 0]
+        """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, seasons, n last seen per season]``."""
+        return [0, 0.0, 0.0, [], [], [], [], 0, 0, [[] for _ in range(self.season_buckets)], [-1] * self.season_buckets]
 
-    def raw(self, st: list[Any], x: float) -> tuple[float, float]:
+    def raw(self, st: list[Any], x: float, bucket: int | None = None) -> tuple[float, float]:
         """(raw novelty of ``x``, nearest remembered value); 0 for the first value."""
         n, lo, hi, srt = st[_N], st[_LO], st[_HI], st[_SORTED]
         if n == 0:
@@ -102,25 +119,36 @@ class GradedNovelty:
         beyond = max(0.0, x - hi, lo - x)
         held = n - (st[_HI_AT] if x > hi else st[_LO_AT])
         weight = self.beyond_weight * min(1.0, held / self.record_ramp)
-        return min(abs(x - near) / rng, 1.0) + weight * beyond / rng, near
+        raw = min(abs(x - near) / rng, 1.0) + weight * beyond / rng
+        b = None if bucket is None else bucket % self.season_buckets
+        # A bucket counts only once it has seen a value since the last record (new level): a shift
+        # to a new level is reported once, not again at each hour of the day that meets it.
+        if b is not None and beyond == 0.0 and st[_SEASON_AT][b] > max(st[_HI_AT], st[_LO_AT]):
+            same = st[_SEASON][b]
+            if len(same) >= _SEASON_MIN:
+                raw += self.season_weight * min(abs(x - y) for y in same) / rng
+        return raw, near
 
-    def score_value(self, st: list[Any], x: float) -> tuple[list[Any], float, float]:
+    def score_value(self, st: list[Any], x: float, bucket: int | None = None) -> tuple[list[Any], float, float]:
         """Score ``x`` first, then learn it. Returns (new state, score in [0, 1), raw novelty).
 
         ``st`` is left untouched; :meth:`step` is the in-place variant. A
         non-finite ``x`` scores 0 and leaves the state as it was.
         """
         new = [*st[:_SORTED], list(st[_SORTED]), list(st[_RING]), list(st[_PENDING]), [list(p) for p in st[_PEAKS]]]
-        new += st[_HI_AT:]
-        score, r = self.step(new, x)
+        new += [st[_HI_AT], st[_LO_AT], [list(b) for b in st[_SEASON]], list(st[_SEASON_AT])]
+        score, r = self.step(new, x, bucket)
         return new, score, r
 
-    def step(self, st: list[Any], x: float) -> tuple[float, float]:
-        """:meth:`score_value` updating ``st`` in place. Returns (score, raw novelty)."""
+    def step(self, st: list[Any], x: float, bucket: int | None = None) -> tuple[float, float]:
+        """:meth:`score_value` updating ``st`` in place. Returns (score, raw novelty).
+
+        ``bucket``: the value's season (e.g. hour of the day), or None for no seasonal term.
+        """
         if not math.isfinite(x):
             return 0.0, 0.0
         n = st[_N]
-        r, _ = self.raw(st, x)
+        r, _ = self.raw(st, x, bucket)
         if not math.isfinite(r):
             r = 1e300
         peaks = st[_PEAKS]
@@ -139,6 +167,12 @@ class GradedNovelty:
             ring.append(y)
             if len(ring) > self.history:
                 del srt[bisect.bisect_left(srt, ring.pop(0))]
+        if bucket is not None:
+            same = st[_SEASON][bucket % self.season_buckets]
+            same.append(x)
+            if len(same) > self.season_history:
+                same.pop(0)
+            st[_SEASON_AT][bucket % self.season_buckets] = n
         if n == 0 or x > st[_HI]:
             st[_HI], st[_HI_AT] = x, n
         if n == 0 or x < st[_LO]:

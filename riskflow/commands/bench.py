@@ -3,8 +3,9 @@
 The Numenta Anomaly Benchmark lays its corpus out as ``DIR/<category>/<name>.csv``
 with a ``timestamp,value`` header. Each file gets a fresh
 :class:`~detectors.anomaly.univariate.UnivariateAnomaly` scorer (raw values, no
-log; ``history`` 3000 values; warm-up = NAB's probationary period, 15 % of the
-file and at most 750 points; onset window = a third of the warm-up), one pass
+log; ``history`` 3000 values; the last 100 values of each hour of the day as
+the seasonal baseline; warm-up = NAB's probationary period, 15 % of the file and
+at most 750 points; onset window = a third of the warm-up), one pass
 in time order, each value scored before it is learned, no labels, the same
 parameters for every file. The results are written as NAB expects them from a
 detector: ``OUT/<detector>/<category>/<detector>_<name>.csv`` with
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as _dt
 import math
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from riskflow.settings import Settings
 
 DETECTOR_NAME = "riskflow"
 HISTORY = 3000
+SEASON_HISTORY = 100  # values per hour of the day
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,16 +57,33 @@ def read_series(src: Path) -> list[tuple[str, str]]:
         raise SystemExit(f"riskflow bench nab: cannot read {src}: {exc}") from None
 
 
-def score_series(values: list[float], *, history: int = HISTORY) -> list[float]:
-    """Scores of one file's values, one pass in time order (the runner's core, used by tests and bench/)."""
+def score_series(values: list[float], hours: list[int | None] | None = None, *, history: int = HISTORY) -> list[float]:
+    """Scores of one file's values, one pass in time order (the runner's core, used by tests and bench/).
+
+    ``hours``: each value's hour of the day (the seasonal bucket), None where unknown.
+    """
     from detectors.anomaly.univariate import UnivariateAnomaly
 
     warm = probation(len(values))
     det = UnivariateAnomaly(
-        history=history, onset_window=max(10, warm // 3), record_ramp=max(1, warm // 2), warmup=warm, log=False
+        history=history,
+        onset_window=max(10, warm // 3),
+        record_ramp=max(1, warm // 2),
+        warmup=warm,
+        season_history=SEASON_HISTORY,
+        log=False,
     )
     state = det.init_state()
-    return [det.core.step(state, signed_log(x))[0] for x in values]
+    hrs = hours if hours is not None else [None] * len(values)
+    return [det.core.step(state, signed_log(x), h)[0] for x, h in zip(values, hrs, strict=True)]
+
+
+def hour_of(timestamp: str) -> int | None:
+    """The hour of the day of an NAB timestamp (``2014-04-01 00:05:00``), None if it is not one."""
+    try:
+        return _dt.datetime.fromisoformat(timestamp.strip().split(".")[0]).hour
+    except ValueError:
+        return None
 
 
 def signed_log(x: float) -> float:
@@ -86,7 +106,7 @@ def parse_value(raw: str) -> float:
 def score_file(src: Path, dst: Path, *, history: int = HISTORY) -> int:
     """Score one NAB file into ``dst``; returns the number of rows."""
     rows = read_series(src)
-    scores = score_series([parse_value(v) for _, v in rows], history=history)
+    scores = score_series([parse_value(v) for _, v in rows], [hour_of(t) for t, _ in rows], history=history)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with dst.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
