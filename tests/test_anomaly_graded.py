@@ -75,9 +75,9 @@ def test_state_stays_bounded() -> None:
     _, _, _, srt, ring, pending, peaks, _, _, seasons, _ = st
     assert len(srt) == len(ring) == 50 and srt == sorted(ring)
     assert len(pending) == 3 and len(peaks) <= 21
-    assert len(seasons) == 24 and all(b == [] for b in seasons)
-    g.step(st, 1.0, 7)
-    assert st[9][7] == [1.0]
+    assert [len(p) for p in seasons] == [24, 168] and all(b == [] for p in seasons for b in p)
+    g.step(st, 1.0, 24 + 7)  # Tuesday, 7 a.m.
+    assert st[9][0][7] == [1.0] and st[9][1][31] == [1.0]
 
 
 def test_a_value_usual_at_night_is_news_in_the_morning() -> None:
@@ -86,7 +86,7 @@ def test_a_value_usual_at_night_is_news_in_the_morning() -> None:
     hours = list(range(24)) * 30
 
     def last_score(with_hours: bool) -> tuple[float, float]:
-        g = GradedNovelty(warmup=48, season_history=30)
+        g = GradedNovelty(warmup=48, daily_history=30)
         st = g.init_state()
         for x, h in zip(history, hours, strict=True):
             g.step(st, x, h if with_hours else None)

@@ -17,12 +17,15 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
   no model of the distribution, handles seasonality and multi-modal series
   (every phase of a cycle has been seen before) and makes a new level normal
   as soon as it has been seen: the distance collapses after one value.
-* **Seasonal novelty.** Optionally (when the caller passes a season bucket,
-  e.g. the hour of the day) the distance to the nearest of the last
-  ``season_history`` values of the same bucket, over the same range, is added
-  with weight ``season_weight``: a value common at 3 a.m. but never seen at
-  8 a.m. (a holiday, a stalled service) is news at 8 a.m. After a new record
-  (a new level) a bucket counts again only once it has seen a value since.
+* **Seasonal novelty.** When the caller passes the value's hour of the week
+  (``weekday * 24 + hour``), the distance to the nearest of the last
+  ``daily_history`` values of the same hour of the day, and to the nearest of
+  the last ``weekly_history`` values of the same hour of the week, over the
+  same range, are added with weights ``daily_weight`` and ``weekly_weight``: a
+  value common at 3 a.m. but never seen at 8 a.m. (a holiday, a stalled
+  service), or common on Sundays but not on Mondays, is news. After a new
+  record (a new level) a bucket counts again only once it has seen a value
+  since, so a new level is reported once, not at every hour that meets it.
 * **Onset reporting.** A raw score is reported only when it exceeds every raw
   score of the previous ``onset_window`` values; otherwise the score is 0. An
   anomalous run is reported once, at its start, and again only if it grows.
@@ -30,9 +33,9 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
 The reported score is ``raw / (raw + scale)`` in [0, 1), graded (not a tail
 that saturates), so a single threshold can trade detections against false
 alarms. Work per value is O(``history``) (a sorted list, bisect and one
-insertion, plus ``season_history`` for the seasonal term); the state is
-bounded by about ``2 * (history + onset_window) + season_buckets *
-season_history`` numbers, a plain list that msgpack and pickle keep.
+insertion, plus the two seasonal buckets); the state is bounded by about
+``2 * (history + onset_window) + 24 * daily_history + 168 * weekly_history``
+numbers, a plain list that msgpack and pickle keep.
 
 >>> g = GradedNovelty(warmup=10, onset_window=20)
 >>> st = g.init_state()
@@ -51,11 +54,13 @@ True
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 from typing import Any
 
-_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASON, _SEASON_AT = range(11)
+_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASONS, _SEASONS_AT = range(11)
 _SEASON_MIN = 5  # values a bucket needs before it counts
+_PERIODS = (24, 168)  # hours in a day, in a week
 
 
 class GradedNovelty:
@@ -71,9 +76,10 @@ class GradedNovelty:
         onset_window: int = 50,
         warmup: int = 30,
         scale: float = 0.03,
-        season_buckets: int = 24,
-        season_history: int = 20,
-        season_weight: float = 0.05,
+        daily_history: int = 20,
+        daily_weight: float = 0.05,
+        weekly_history: int = 5,
+        weekly_weight: float = 0.01,
     ) -> None:
         self.history = max(1, int(history))
         self.exclude = max(0, int(exclude))
@@ -82,9 +88,10 @@ class GradedNovelty:
         self.onset_window = max(1, int(onset_window))
         self.warmup = warmup
         self.scale = scale
-        self.season_buckets = max(1, int(season_buckets))
-        self.season_history = max(1, int(season_history))
-        self.season_weight = season_weight
+        self.daily_history = max(1, int(daily_history))
+        self.daily_weight = daily_weight
+        self.weekly_history = max(1, int(weekly_history))
+        self.weekly_weight = weekly_weight
 
     def params(self) -> dict[str, Any]:
         return {
@@ -95,16 +102,22 @@ class GradedNovelty:
             "onset_window": self.onset_window,
             "warmup": self.warmup,
             "scale": self.scale,
-            "season_buckets": self.season_buckets,
-            "season_history": self.season_history,
-            "season_weight": self.season_weight,
+            "daily_history": self.daily_history,
+            "daily_weight": self.daily_weight,
+            "weekly_history": self.weekly_history,
+            "weekly_weight": self.weekly_weight,
         }
 
     def init_state(self) -> list[Any]:
-        """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, seasons, n last seen per season]``."""
-        return [0, 0.0, 0.0, [], [], [], [], 0, 0, [[] for _ in range(self.season_buckets)], [-1] * self.season_buckets]
+        """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, buckets, n last seen per bucket]``."""
+        buckets: list[list[list[float]]] = [[[] for _ in range(p)] for p in _PERIODS]
+        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS]]
 
-    def raw(self, st: list[Any], x: float, bucket: int | None = None) -> tuple[float, float]:
+    def _seasonal(self) -> tuple[tuple[int, int, float], ...]:
+        """(period in hours, values kept per bucket, weight) of the daily and weekly terms."""
+        return (24, self.daily_history, self.daily_weight), (168, self.weekly_history, self.weekly_weight)
+
+    def raw(self, st: list[Any], x: float, how: int | None = None) -> tuple[float, float]:
         """(raw novelty of ``x``, nearest remembered value); 0 for the first value."""
         n, lo, hi, srt = st[_N], st[_LO], st[_HI], st[_SORTED]
         if n == 0:
@@ -120,35 +133,36 @@ class GradedNovelty:
         held = n - (st[_HI_AT] if x > hi else st[_LO_AT])
         weight = self.beyond_weight * min(1.0, held / self.record_ramp)
         raw = min(abs(x - near) / rng, 1.0) + weight * beyond / rng
-        b = None if bucket is None else bucket % self.season_buckets
-        # A bucket counts only once it has seen a value since the last record (new level): a shift
-        # to a new level is reported once, not again at each hour of the day that meets it.
-        if b is not None and beyond == 0.0 and st[_SEASON_AT][b] > max(st[_HI_AT], st[_LO_AT]):
-            same = st[_SEASON][b]
-            if len(same) >= _SEASON_MIN:
-                raw += self.season_weight * min(abs(x - y) for y in same) / rng
+        if how is None or beyond > 0.0:
+            return raw, near
+        record = max(st[_HI_AT], st[_LO_AT])
+        for k, (period, _, w) in enumerate(self._seasonal()):
+            b = how % period
+            same = st[_SEASONS][k][b]
+            # Silent until the bucket has seen a value since the last record (a new level).
+            if w and len(same) >= _SEASON_MIN and st[_SEASONS_AT][k][b] > record:
+                raw += w * min(abs(x - y) for y in same) / rng
         return raw, near
 
-    def score_value(self, st: list[Any], x: float, bucket: int | None = None) -> tuple[list[Any], float, float]:
+    def score_value(self, st: list[Any], x: float, how: int | None = None) -> tuple[list[Any], float, float]:
         """Score ``x`` first, then learn it. Returns (new state, score in [0, 1), raw novelty).
 
         ``st`` is left untouched; :meth:`step` is the in-place variant. A
         non-finite ``x`` scores 0 and leaves the state as it was.
         """
-        new = [*st[:_SORTED], list(st[_SORTED]), list(st[_RING]), list(st[_PENDING]), [list(p) for p in st[_PEAKS]]]
-        new += [st[_HI_AT], st[_LO_AT], [list(b) for b in st[_SEASON]], list(st[_SEASON_AT])]
-        score, r = self.step(new, x, bucket)
+        new = copy.deepcopy(st)
+        score, r = self.step(new, x, how)
         return new, score, r
 
-    def step(self, st: list[Any], x: float, bucket: int | None = None) -> tuple[float, float]:
+    def step(self, st: list[Any], x: float, how: int | None = None) -> tuple[float, float]:
         """:meth:`score_value` updating ``st`` in place. Returns (score, raw novelty).
 
-        ``bucket``: the value's season (e.g. hour of the day), or None for no seasonal term.
+        ``how``: the value's hour of the week (``weekday * 24 + hour``), None for no seasonal terms.
         """
         if not math.isfinite(x):
             return 0.0, 0.0
         n = st[_N]
-        r, _ = self.raw(st, x, bucket)
+        r, _ = self.raw(st, x, how)
         if not math.isfinite(r):
             r = 1e300
         peaks = st[_PEAKS]
@@ -167,12 +181,13 @@ class GradedNovelty:
             ring.append(y)
             if len(ring) > self.history:
                 del srt[bisect.bisect_left(srt, ring.pop(0))]
-        if bucket is not None:
-            same = st[_SEASON][bucket % self.season_buckets]
-            same.append(x)
-            if len(same) > self.season_history:
-                same.pop(0)
-            st[_SEASON_AT][bucket % self.season_buckets] = n
+        if how is not None:
+            for k, (period, keep, _) in enumerate(self._seasonal()):
+                same = st[_SEASONS][k][how % period]
+                same.append(x)
+                if len(same) > keep:
+                    same.pop(0)
+                st[_SEASONS_AT][k][how % period] = n
         if n == 0 or x > st[_HI]:
             st[_HI], st[_HI_AT] = x, n
         if n == 0 or x < st[_LO]:

@@ -5,7 +5,8 @@ each value against the entity's last ``history`` values (distance to the
 nearest, over the range seen; a new extreme weighs more), reported only at
 the onset of an anomalous run (a raw score that exceeds every one of the last
 ``onset_window``), mapped to a graded score in [0, 1), with the values of the
-same hour of the day (event time) as a seasonal baseline. Explicit warm-up
+same hour of the day and of the week (event time, in the producer's offset) as
+seasonal baselines. Explicit warm-up
 (``warmup`` values scored 0). Every value is learned, flagged or not: a level
 shift is reported once, at its start, and becomes the new normal as soon as it
 has been seen, instead of an alarm forever; a slow drift never looks novel,
@@ -100,9 +101,9 @@ class UnivariateAnomaly(AnomalyDetector):
         if x is None:
             return state, []
         st = list(state)
-        hour = event.event_time.hour
-        _, near = self.core.raw(st, x, hour)
-        new, score, raw = self.core.score_value(st, x, hour)
+        how = hour_of_week(event)
+        _, near = self.core.raw(st, x, how)
+        new, score, raw = self.core.score_value(st, x, how)
         if score < self.threshold:
             return new, []
         evidence = {
@@ -117,10 +118,15 @@ class UnivariateAnomaly(AnomalyDetector):
 
     def learn_one(self, state: Any, event: Event) -> Any:
         x = self._value(event)
-        return state if x is None else self.core.score_value(list(state), x, event.event_time.hour)[0]
+        return state if x is None else self.core.score_value(list(state), x, hour_of_week(event))[0]
 
     def score_one(self, state: Any, event: Event) -> list[Signal]:
         return self._step(state, event)[1]
 
     def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
         return self._step(state, event)
+
+
+def hour_of_week(event: Event) -> int:
+    """``weekday * 24 + hour`` of the event time, in the offset the producer gave."""
+    return event.event_time.weekday() * 24 + event.event_time.hour

@@ -3,8 +3,8 @@
 The Numenta Anomaly Benchmark lays its corpus out as ``DIR/<category>/<name>.csv``
 with a ``timestamp,value`` header. Each file gets a fresh
 :class:`~detectors.anomaly.univariate.UnivariateAnomaly` scorer (raw values, no
-log; ``history`` 3000 values; the last 100 values of each hour of the day as
-the seasonal baseline; warm-up = NAB's probationary period, 15 % of the file and
+log; ``history`` 3000 values; the last 100 values of each hour of the day and
+the last 30 of each hour of the week as seasonal baselines; warm-up = NAB's probationary period, 15 % of the file and
 at most 750 points; onset window = a third of the warm-up), one pass
 in time order, each value scored before it is learned, no labels, the same
 parameters for every file. The results are written as NAB expects them from a
@@ -26,7 +26,8 @@ from riskflow.settings import Settings
 
 DETECTOR_NAME = "riskflow"
 HISTORY = 3000
-SEASON_HISTORY = 100  # values per hour of the day
+DAILY_HISTORY = 100  # values per hour of the day
+WEEKLY_HISTORY = 30  # values per hour of the week
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +61,7 @@ def read_series(src: Path) -> list[tuple[str, str]]:
 def score_series(values: list[float], hours: list[int | None] | None = None, *, history: int = HISTORY) -> list[float]:
     """Scores of one file's values, one pass in time order (the runner's core, used by tests and bench/).
 
-    ``hours``: each value's hour of the day (the seasonal bucket), None where unknown.
+    ``hours``: each value's hour of the week (``weekday * 24 + hour``), None where unknown.
     """
     from detectors.anomaly.univariate import UnivariateAnomaly
 
@@ -70,7 +71,8 @@ def score_series(values: list[float], hours: list[int | None] | None = None, *, 
         onset_window=max(10, warm // 3),
         record_ramp=max(1, warm // 2),
         warmup=warm,
-        season_history=SEASON_HISTORY,
+        daily_history=DAILY_HISTORY,
+        weekly_history=WEEKLY_HISTORY,
         log=False,
     )
     state = det.init_state()
@@ -79,11 +81,15 @@ def score_series(values: list[float], hours: list[int | None] | None = None, *, 
 
 
 def hour_of(timestamp: str) -> int | None:
-    """The hour of the day of an NAB timestamp (``2014-04-01 00:05:00``), None if it is not one."""
+    """The hour of the week (``weekday * 24 + hour``) of an NAB timestamp (``2014-04-01 00:05:00``).
+
+    None if it is not a timestamp.
+    """
     try:
-        return _dt.datetime.fromisoformat(timestamp.strip().split(".")[0]).hour
+        t = _dt.datetime.fromisoformat(timestamp.strip().split(".")[0])
     except ValueError:
         return None
+    return t.weekday() * 24 + t.hour
 
 
 def signed_log(x: float) -> float:
