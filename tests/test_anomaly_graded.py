@@ -141,3 +141,20 @@ def test_univariate_alerts_once_when_amounts_jump_with_evidence() -> None:
     sig = fired[0][1]
     assert sig.detector_id == "anomaly.univariate" and 0.5 <= sig.score < 1.0
     assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/2")
+
+
+def test_a_value_usual_on_sundays_is_news_on_a_monday_at_the_same_hour() -> None:
+    g = GradedNovelty(warmup=24, daily_weight=0.0, weekly_history=10, weekly_weight=0.05)
+    st = g.init_state()
+    for _ in range(8):  # eight weeks, hourly: 100 on weekdays, 10 on Sundays
+        for how in range(168):
+            g.step(st, 10.0 if how >= 144 else 100.0 + how % 24, how)
+    monday_9 = 9
+    score, raw = g.step(st, 10.0, monday_9)
+    assert raw > 0 and score > 0.5
+    # The same value with no hour given is not novel: 10.0 has been seen (on Sundays).
+    st2 = g.init_state()
+    for _ in range(8):
+        for how in range(168):
+            g.step(st2, 10.0 if how >= 144 else 100.0 + how % 24, None)
+    assert g.step(st2, 10.0, None) == (0.0, 0.0)
