@@ -50,7 +50,9 @@ from typing import Any, ClassVar, Final, NamedTuple
 
 import msgspec
 
+from detectors.risk.config import RiskConfig
 from riskflow.alerts import Alert
+from riskflow.store.cases import CaseStoreMixin
 from riskflow.store.migrations import LATEST, MIGRATIONS, VERSION_TABLE, SchemaTooNew
 from riskflow.textsafe import bounded
 
@@ -324,11 +326,13 @@ class Dialect:
         return f"{self.name}:{self.url}"
 
 
-class AlertStore:
-    """Alerts, their lifecycle and audit trail in one SQL database (see the module doc)."""
+class AlertStore(CaseStoreMixin):
+    """Alerts, their lifecycle and audit trail, and officers' cases (``riskflow/store/cases.py``)
+    in one SQL database (see the module doc). ``risk_config`` gives the cases' disposal."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, risk_config: RiskConfig | None = None) -> None:
         self.dialect = dialect
+        self.risk_config = risk_config or RiskConfig()
         self._conn = dialect.connect()
         self._lock = threading.RLock()
         self._create_schema()
@@ -442,6 +446,7 @@ class AlertStore:
                 return []
             seq = self._next_seq(cur, len(todo)) - len(todo)
             at = now_iso()
+            new_ids = {a.alert_id for a in todo if a.alert_id not in have}
             for a in todo:
                 seq += 1
                 body = a.to_json().decode()
@@ -509,6 +514,7 @@ class AlertStore:
                             else f"new revision {a.revision} after resolution",
                         )
                 changed.append(a.alert_id)
+            self._apply_cases(cur, [(a, a.alert_id in new_ids) for a in todo], at)
         return changed
 
     def write_batch(self, items: Sequence[Incoming]) -> BatchResult:
