@@ -485,6 +485,18 @@ class CaseStoreMixin:
             for r in rows
         ]
 
+    def latest_by_entity(self) -> list[tuple[Alert, int]]:
+        """Each institution's latest alert (by event time, then change) and its number of alerts:
+        the rows of the risk board."""
+        q = (
+            "SELECT body, n FROM (SELECT body, COUNT(*) OVER (PARTITION BY entity_id) AS n,"
+            " ROW_NUMBER() OVER (PARTITION BY entity_id ORDER BY event_time DESC, seq DESC) AS rn"
+            " FROM rf_alerts) latest WHERE rn = 1"
+        )
+        with self._tx() as cur:
+            rows = self._x(cur, q).fetchall()
+        return [(msgspec.json.decode(body, type=Alert), int(n)) for body, n in rows]
+
     def case_alert_ids(self, case_id: str) -> list[str]:
         """The alerts that joined the case (the one that opened it first)."""
         with self._tx() as cur:
