@@ -562,6 +562,10 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html", charset="utf-8")
 
 
+async def favicon(request: web.Request) -> web.Response:
+    return web.Response(body=(STATIC / "favicon.svg").read_bytes(), content_type="image/svg+xml")
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(), dumps=_dumps)
 
@@ -605,6 +609,7 @@ def build_app(
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_static("/static/", str(STATIC))

@@ -1,4 +1,5 @@
-// RiskFlow officers' feed: list + live stream (server-sent events), entity page, lifecycle actions.
+// RiskFlow officers' feed: alert list + live stream (server-sent events), entity page, lifecycle
+// actions, and the routes of the views (the board and cases live in board.js).
 "use strict";
 
 const state = { token: null, meta: null, alerts: new Map(), selected: null, detailDirty: false, seq: 0, es: null, fresh: new Map(), rowCache: new Map(),
@@ -58,6 +59,7 @@ async function start() {
   $("#login").hidden = true;
   $("#me").textContent = `${state.meta.me.name} · ${state.meta.me.role}`;
   fillFilters();
+  fillBoardFilters();
   await loadList();
   connect();
   window.addEventListener("hashchange", route);
@@ -128,6 +130,7 @@ function connect() {
     }
     apply(a);
     scheduleRender();
+    boardChanged();
   });
 }
 
@@ -276,11 +279,19 @@ async function act(id, action, form) {
 }
 
 // ---- entity page -------------------------------------------------------------------------
+// #/ board 风险看板 · #/alerts alert list · #/entity/ID · #/case/ID · #/case/ID/report (board.js)
 function route() {
-  const m = location.hash.match(/^#\/entity\/(.+)$/);
-  $("#list-view").hidden = !!m;
-  $("#entity-view").hidden = !m;
-  if (m) renderEntity(decodeURIComponent(m[1]));
+  const h = location.hash || "#/";
+  const entity = h.match(/^#\/entity\/(.+)$/);
+  const report = h.match(/^#\/case\/([^/]+)\/report$/);
+  const kase = !report && h.match(/^#\/case\/([^/]+)$/);
+  const view = entity ? "entity" : report ? "report" : kase ? "case" : h.startsWith("#/alerts") ? "list" : "board";
+  for (const v of ["board", "list", "entity", "case", "report"]) $(`#${v}-view`).hidden = v !== view;
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("current", a.dataset.view === (view === "list" ? "alerts" : view));
+  if (entity) renderEntity(decodeURIComponent(entity[1]));
+  if (kase) renderCase(decodeURIComponent(kase[1]));
+  if (report) renderReport(decodeURIComponent(report[1]));
+  if (view === "board") renderBoard();
 }
 
 function chart(history) {
@@ -313,7 +324,7 @@ async function renderEntity(id) {
   const t0 = Math.min(...times), t1 = Math.max(...times);
   const span = Math.max(t1 - t0, 1);
   view.replaceChildren(
-    el("p", {}, el("a", { href: "#/" }, "← All alerts 全部预警")),
+    el("p", {}, el("a", { href: "#/" }, "← Risk board 风险看板"), " · ", el("a", { href: "#/alerts" }, "All alerts 全部预警")),
     el("h2", {}, `${d.entity_id}`, el("small", {}, ` ${d.entity_kind_zh} ${d.entity_kind} · ${d.region_zh} ${d.region_en}`)),
     el("h3", {}, "Risk index history 风险指数走势"), chart(d.history),
     el("h3", {}, "Episodes 预警事件时间线"),
