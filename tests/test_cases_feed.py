@@ -194,3 +194,42 @@ def test_closed_case_refuses_officer_actions(tmp_path: Path) -> None:
         assert snapshot(target) == before
 
     run(tmp_path, scenario)
+
+
+def test_case_metrics_have_fixed_labels_and_follow_the_store(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def scrape(c: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = await (await c.get("/metrics")).text()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+            if s.name.startswith("riskflow_case")
+        }
+
+    async def scenario(c: TestClient, target: str) -> None:
+        m = await scrape(c)
+        assert m[("riskflow_cases_open", (("level", "red"), ("region", "330100")))] == 1.0
+        assert m[("riskflow_cases_open", (("level", "yellow"), ("region", "330300")))] == 1.0
+        assert m[("riskflow_cases_open", (("level", "orange"), ("region", "other")))] == 0.0
+        assert m[("riskflow_cases_overdue", (("level", "red"),))] == 0.0
+        assert m[("riskflow_case_first_action_seconds_count", ())] == 0.0
+        assert {k[0] for k in m} >= {"riskflow_cases_open", "riskflow_cases_overdue"}
+        labels = {dict(k[1]).get("region") for k in m} - {None}
+        assert len(labels) == 12, "the 11 cities and other: never an entity id"
+        red = await case_of(c, RED)
+        with open_store(target) as s, s._tx() as cur:  # a due date in the past: the case is overdue
+            s._x(cur, "UPDATE rf_cases SET due_at = '2000-01-01T00:00:00.000+00:00' WHERE case_id = ?", (red,))
+        await c.post(f"/api/cases/{red}/note", headers=OFFICER, json={"note": "first look"})
+        await c.post(f"/api/cases/{red}/note", headers=OFFICER, json={"note": "second look"})
+        m = await scrape(c)
+        assert m[("riskflow_cases_overdue", (("level", "red"),))] == 1.0
+        assert m[("riskflow_case_first_action_seconds_count", ())] == 1.0, "one first action, counted once"
+        await c.post(f"/api/cases/{red}/close", headers=OFFICER, json={"outcome": "referred", "reason": "to police"})
+        m = await scrape(c)
+        assert m[("riskflow_cases_open", (("level", "red"), ("region", "330100")))] == 0.0
+        assert m[("riskflow_cases_overdue", (("level", "red"),))] == 0.0
+        assert m[("riskflow_case_first_action_seconds_count", ())] == 1.0
+
+    run(tmp_path, scenario)

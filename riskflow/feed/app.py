@@ -32,10 +32,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from riskflow.feed.auth import Principal, Tokens
 from riskflow.feed.explain import Explainer
 from riskflow.feed.guard import SECURITY_HEADERS, AuthThrottle, FeedLimits, StreamSlots, token_key
-from riskflow.feed.metrics import FeedMetrics
+from riskflow.feed.metrics import CaseMetricRow, FeedMetrics
 from riskflow.feed.openapi import openapi_document
 from riskflow.schema import ENTITY_KINDS, REGIONS
 from riskflow.store import ACTIONS, STATUSES, AlertRow, AlertStore, IllegalTransition, NotFound, TransitionError
+from riskflow.store.base import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -576,6 +577,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics_page(request: web.Request) -> web.Response:
     """Prometheus exposition of the feed's registry (feed and, when it runs one, sink metrics)."""
+    store, metrics = request.app[KEY_STORE], request.app[KEY_METRICS]
+    try:
+        rows = await asyncio.to_thread(store.case_metric_rows)
+        metrics.refresh_cases((CaseMetricRow(*r) for r in rows), now_iso())
+    except Exception:  # the database may be briefly away: the other metrics are still served
+        log.exception("feed: reading the case metrics failed")
     body = await asyncio.to_thread(generate_latest, request.app[KEY_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -485,6 +485,14 @@ class CaseStoreMixin:
             for r in rows
         ]
 
+    def case_metric_rows(self) -> list[tuple[str, str, str, str, str, str, str]]:
+        """(case_id, level, region, status, opened_at, due_at, first_action_at) of every case."""
+        with self._tx() as cur:
+            rows = self._x(
+                cur, "SELECT case_id, level, region, status, opened_at, due_at, first_action_at FROM rf_cases"
+            ).fetchall()
+        return [tuple(str(x) for x in r) for r in rows]  # type: ignore[misc]
+
     def latest_by_entity(self) -> list[tuple[Alert, int]]:
         """Each institution's latest alert (by event time, then change) and its number of alerts:
         the rows of the risk board."""
