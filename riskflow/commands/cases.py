@@ -66,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = action("reopen", "reopen a closed case 重新立案")
     a.add_argument("--note", default="")
 
+    ex = csub.add_parser("export", help="closed cases as labels for `riskflow backtest --labels` 结案标注")
+    ex.add_argument("--labels", required=True, metavar="FILE", help="write the labels here (JSONL)")
+    ex.set_defaults(func=run_export)
+
 
 def _open(settings: Settings) -> Any:
     from riskflow.store import open_store
@@ -184,4 +188,22 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
             print(printable(f"riskflow cases {args.action}: refused: {e}"), file=sys.stderr)
             return 2
     print(printable(_line(c, _now())))
+    return 0
+
+
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Officers' closed cases as labels in the simulator's format (riskflow/store/quality.py)."""
+    from riskflow.cli import CommandError
+    from riskflow.store.quality import case_labels
+
+    with _open(settings) as store:
+        labels = case_labels(store.list_cases(status="closed", limit=10**9))
+    try:
+        with open(args.labels, "w", encoding="utf-8") as f:
+            for lab in labels:
+                f.write(json.dumps(lab, ensure_ascii=False) + "\n")
+    except OSError as e:
+        raise CommandError(f"cannot write {args.labels}: {e.strerror or e}") from e
+    normal = sum(1 for lab in labels if lab.get("normal"))
+    print(printable(f"wrote {len(labels)} labels to {args.labels}: {len(labels) - normal} risk, {normal} normal"))
     return 0

@@ -493,6 +493,28 @@ class CaseStoreMixin:
             ).fetchall()
         return [tuple(str(x) for x in r) for r in rows]  # type: ignore[misc]
 
+    def alert_first_seen(self) -> list[tuple[str, str, str, str, str]]:
+        """(alert_id, entity_id, entity_kind, rule_id, earliest event time of its revisions) of every
+        alert: when it first fired, as the backtest counts it."""
+        with self._tx() as cur:
+            alerts = self._x(
+                cur, "SELECT alert_id, entity_id, entity_kind, rule_id, event_time FROM rf_alerts"
+            ).fetchall()
+            revs = self._x(cur, "SELECT alert_id, event_time FROM rf_revisions").fetchall()
+        first: dict[str, tuple[float, str]] = {}
+        for aid, t in revs:
+            ts = _dt.datetime.fromisoformat(t).timestamp()
+            if aid not in first or ts < first[aid][0]:
+                first[aid] = (ts, t)
+        return [(a, e, k, r, first[a][1] if a in first else t) for a, e, k, r, t in alerts]
+
+    def case_alert_pairs(self) -> list[tuple[str, str]]:
+        """(case_id, alert_id) of every alert that joined a case."""
+        with self._tx() as cur:
+            return [
+                (str(c), str(a)) for c, a in self._x(cur, "SELECT case_id, alert_id FROM rf_case_alerts").fetchall()
+            ]
+
     def latest_by_entity(self) -> list[tuple[Alert, int]]:
         """Each institution's latest alert (by event time, then change) and its number of alerts:
         the rows of the risk board."""
