@@ -329,6 +329,15 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         body.send_keys("\ue00c")  # Esc: back to the board
         wait.until(lambda d: d.find_element(By.ID, "board-view").is_displayed())
 
+        # The rule-quality view counts the officer's outcome against the rule that opened the case.
+        browser.find_element(By.CSS_SELECTOR, '#nav a[data-view="quality"]').click()
+        wait.until(lambda d: "协会公示失联" in d.find_element(By.ID, "quality-view").text)
+        q_row = next(
+            r.text for r in browser.find_elements(By.CSS_SELECTOR, "#quality tbody tr") if "协会公示失联" in r.text
+        )
+        assert "100.0%" in q_row, q_row
+        browser.save_screenshot(str(stack.tmp / "board-quality.png"))
+
         with open_store(store_path) as s:
             (case,) = s.list_cases(entity_id=red)
         assert (case.case_id, case.status, case.outcome, case.assignee) == (case_id, "closed", "confirmed", "wang.wei")

@@ -233,3 +233,20 @@ def test_case_metrics_have_fixed_labels_and_follow_the_store(tmp_path: Path) -> 
         assert m[("riskflow_case_first_action_seconds_count", ())] == 1.0
 
     run(tmp_path, scenario)
+
+
+def test_rule_quality_view_reads_the_officers_outcomes(tmp_path: Path) -> None:
+    async def scenario(c: TestClient, target: str) -> None:
+        red = await case_of(c, RED)
+        r = await c.post(f"/api/cases/{red}/close", headers=OFFICER, json={"outcome": "confirmed", "reason": "r"})
+        assert r.status == 200
+        yellow = await case_of(c, YELLOW)
+        r = await c.post(f"/api/cases/{yellow}/close", headers=OFFICER, json={"outcome": "false_alarm", "reason": "r"})
+        assert r.status == 200
+        q = await body(await c.get("/api/rules/quality", headers=VIEWER))
+        assert (q["all"]["hits"], q["all"]["closed"], q["all"]["confirmed_share"]) == (4, 2, 0.5)
+        surge = next(x for x in q["rules"] if x["rule_id"] == "all.complaint_surge")
+        assert (surge["name_zh"], surge["cases_opened"], surge["outcomes"]["confirmed"]) == ("投诉量激增", 1, 1)
+        assert (await c.get("/api/rules/quality")).status == 401
+
+    run(tmp_path, scenario)

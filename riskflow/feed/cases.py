@@ -5,8 +5,9 @@ people and money, the dimensions of the rules behind the index, its open case) w
 per-city summary; ``GET /api/cases`` and ``/api/cases/{id}`` read cases (viewer), ``POST
 /api/cases/{id}/{action}`` acts (officer; ``reopen`` needs admin: overturning a closing
 decision is a supervisor's call), ``GET /api/cases/{id}/report`` is the hand-over report
-处置建议. Refusals change nothing: 404 unknown case or action, 403 role, 409 illegal
-transition, 413 over-long text, 400 any other bad argument.
+处置建议, ``GET /api/rules/quality`` the rule-quality view. Refusals change nothing: 404
+unknown case or action, 403 role, 409 illegal transition, 413 over-long text, 400 any
+other bad argument.
 """
 
 from __future__ import annotations
@@ -93,14 +94,21 @@ def explained(ex: Explainer, a: Alert) -> dict[str, Any]:
     }
 
 
+#: The risk index's own alerts, which no rule pack names.
+INDEX_RULES: Final = {
+    "risk.level": ("风险等级变化", "Risk level change", ""),
+    "risk.contagion": ("关联风险传导", "Linked-entity contagion", "contagion"),
+}
+
+
 def _tag(ex: Explainer, rule_id: str) -> dict[str, str]:
     r = ex.rule(rule_id)
-    dim = r.get("dimension", "contagion" if rule_id == "risk.contagion" else "")
+    zh, en, dim = INDEX_RULES.get(rule_id, (rule_id, rule_id, ""))
     return {
         "rule_id": rule_id,
-        "name_en": r.get("name_en", rule_id),
-        "name_zh": r.get("name_zh", "关联风险传导" if rule_id == "risk.contagion" else rule_id),
-        "dimension": dim,
+        "name_en": r.get("name_en", en),
+        "name_zh": r.get("name_zh", zh),
+        "dimension": r.get("dimension", dim),
     }
 
 
@@ -296,6 +304,16 @@ async def act_on_case(request: web.Request) -> web.Response:
     return _json(case_json(c, now_iso()))
 
 
+async def quality(request: web.Request) -> web.Response:
+    """Rule quality as officers judged it (riskflow/store/quality.py), with the rules' names."""
+    from riskflow.store.quality import rule_quality
+
+    q = await asyncio.to_thread(rule_quality, _store(request))
+    ex = request.app[KEY_EXPLAINER]
+    rows = [{"rule_id": k, **_tag(ex, k), **v} for k, v in q.items() if k != "all"]
+    return _json({"rules": rows, "all": q["all"]})
+
+
 def add_routes(app: web.Application, explainer: Explainer | None = None) -> None:
     app[KEY_EXPLAINER] = explainer or Explainer.default()
     app.router.add_get("/api/board", board)
@@ -303,3 +321,4 @@ def add_routes(app: web.Application, explainer: Explainer | None = None) -> None
     app.router.add_get("/api/cases/{case_id}", get_case)
     app.router.add_get("/api/cases/{case_id}/report", case_report)
     app.router.add_post("/api/cases/{case_id}/{action}", act_on_case)
+    app.router.add_get("/api/rules/quality", quality)

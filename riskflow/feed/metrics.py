@@ -48,6 +48,7 @@ ROUTES: frozenset[str] = frozenset(
         "/api/cases/{case_id}/report",
         "/api/cases/{case_id}/{action}",
         "/favicon.ico",
+        "/api/rules/quality",
     }
 )
 STATUSES: frozenset[str] = frozenset(

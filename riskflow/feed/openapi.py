@@ -452,6 +452,17 @@ def _case_paths(err_resp: Any) -> dict[str, Any]:
                 "responses": {"200": _json(detail, "the report"), "404": err_resp("no such case"), **_ERRORS},
             }
         },
+        "/api/rules/quality": {
+            "get": {
+                "operationId": "getRuleQuality",
+                "summary": "Per rule: hits, cases opened and joined, officers' outcomes, confirmed share 确认率, "
+                "median lead to the close, precision against the officers' labels (as `riskflow rules quality`)",
+                "responses": {
+                    "200": _json({"type": "object", "required": ["rules", "all"]}, "rule quality"),
+                    **_ERRORS,
+                },
+            }
+        },
         "/api/cases/{case_id}/{action}": {
             "post": {
                 "operationId": "actOnCase",

@@ -210,3 +210,27 @@ async function renderReport(id) {
       el("h3", {}, "Diary 办案记录"), logList(r.log)),
   );
 }
+
+// ---- rule quality 规则质量 -----------------------------------------------------------------
+async function renderQuality() {
+  const view = $("#quality-view");
+  let q;
+  try { q = await api("/api/rules/quality"); } catch (e) { view.replaceChildren(el("p", { class: "error" }, e.message)); return; }
+  const pct = (x) => (x === null || x === undefined ? "—" : `${(100 * x).toFixed(1)}%`);
+  const row = (name, sub, r) => el("tr", {},
+    el("td", {}, name, sub ? el("div", { class: "sub" }, sub) : null),
+    el("td", { class: "num" }, String(r.hits)), el("td", { class: "num" }, String(r.cases)), el("td", { class: "num" }, String(r.cases_opened)),
+    el("td", { class: "num" }, String(r.closed)),
+    ...["confirmed", "false_alarm", "rectified", "referred"].map((o) => el("td", { class: "num" }, String(r.outcomes[o]))),
+    el("td", { class: "num" }, pct(r.confirmed_share)),
+    el("td", { class: "num" }, r.median_lead_days === null ? "—" : r.median_lead_days.toFixed(1)),
+    el("td", { class: "num" }, pct(r.precision)));
+  view.replaceChildren(
+    el("h2", {}, "Rule quality 规则质量 ", el("small", { class: "sub" }, "as officers judged it 以结案结论衡量")),
+    el("table", { id: "quality" },
+      el("thead", {}, el("tr", {}, ...["Rule 规则", "Hits 命中", "Cases 案件", "Opened 立案", "Closed 结案", "确认风险 confirmed", "误报 false alarm",
+        "整改完成 rectified", "已移交 referred", "Confirmed share 确认率", "Median lead (days) 提前天数", "Precision 精确率"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...q.rules.map((r) => row(r.name_zh, `${r.name_en} · ${r.rule_id}`, r)), row("All rules 全部规则", "", q.all))),
+    el("p", { class: "sub" }, "Precision: alerts first seen between a risk case's first alert and its close / all alerts — the figure `riskflow backtest --labels` gives with `riskflow cases export --labels`."),
+  );
+}

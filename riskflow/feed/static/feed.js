@@ -285,13 +285,15 @@ function route() {
   const entity = h.match(/^#\/entity\/(.+)$/);
   const report = h.match(/^#\/case\/([^/]+)\/report$/);
   const kase = !report && h.match(/^#\/case\/([^/]+)$/);
-  const view = entity ? "entity" : report ? "report" : kase ? "case" : h.startsWith("#/alerts") ? "list" : "board";
-  for (const v of ["board", "list", "entity", "case", "report"]) $(`#${v}-view`).hidden = v !== view;
+  const view = entity ? "entity" : report ? "report" : kase ? "case" : h.startsWith("#/alerts") ? "list"
+    : h.startsWith("#/quality") ? "quality" : "board";
+  for (const v of ["board", "list", "entity", "case", "report", "quality"]) $(`#${v}-view`).hidden = v !== view;
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("current", a.dataset.view === (view === "list" ? "alerts" : view));
   if (entity) renderEntity(decodeURIComponent(entity[1]));
   if (kase) renderCase(decodeURIComponent(kase[1]));
   if (report) renderReport(decodeURIComponent(report[1]));
   if (view === "board") renderBoard();
+  if (view === "quality") renderQuality();
 }
 
 function chart(history) {
