@@ -166,16 +166,19 @@ def city_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def _limit(q: Any) -> int:
-    return min(max(int(q.get("limit", "500")), 1), MAX_LIMIT)
+def _limit(q: Any) -> int | web.Response:
+    """The ``limit`` query parameter in [1, MAX_LIMIT], or the 400 answer."""
+    try:
+        return min(max(int(q.get("limit", "500")), 1), MAX_LIMIT)
+    except ValueError:
+        return _err(400, "bad_request", "limit must be an integer")
 
 
 async def board(request: web.Request) -> web.Response:
     q = request.query
-    try:
-        limit = _limit(q)
-    except ValueError:
-        return _err(400, "bad_request", "limit must be an integer")
+    limit = _limit(q)
+    if isinstance(limit, web.Response):
+        return limit
     now = now_iso()
     store = _store(request)
     rows = await asyncio.to_thread(board_rows, request.app[KEY_EXPLAINER], store, now)
@@ -193,10 +196,9 @@ async def board(request: web.Request) -> web.Response:
 
 async def list_cases(request: web.Request) -> web.Response:
     q = request.query
-    try:
-        limit = _limit(q)
-    except ValueError:
-        return _err(400, "bad_request", "limit must be an integer")
+    limit = _limit(q)
+    if isinstance(limit, web.Response):
+        return limit
     store, now = _store(request), now_iso()
     cases: list[Case] = await asyncio.to_thread(
         store.list_cases,
@@ -231,22 +233,24 @@ def _case_detail(ex: Explainer, store: AlertStore, cid: str) -> dict[str, Any]:
     return d
 
 
-async def get_case(request: web.Request) -> web.Response:
+async def _detail_of(request: web.Request) -> dict[str, Any] | web.Response:
     cid = request.match_info["case_id"]
     try:
-        d = await asyncio.to_thread(_case_detail, request.app[KEY_EXPLAINER], _store(request), cid)
+        return await asyncio.to_thread(_case_detail, request.app[KEY_EXPLAINER], _store(request), cid)
     except CaseNotFound:
         return _err(404, "not_found", f"no case {cid}")
-    return _json(d)
+
+
+async def get_case(request: web.Request) -> web.Response:
+    d = await _detail_of(request)
+    return d if isinstance(d, web.Response) else _json(d)
 
 
 async def case_report(request: web.Request) -> web.Response:
     """The hand-over report 处置建议 as data (the page's print view renders it)."""
-    cid = request.match_info["case_id"]
-    try:
-        d = await asyncio.to_thread(_case_detail, request.app[KEY_EXPLAINER], _store(request), cid)
-    except CaseNotFound:
-        return _err(404, "not_found", f"no case {cid}")
+    d = await _detail_of(request)
+    if isinstance(d, web.Response):
+        return d
     d["title_zh"], d["title_en"] = "处置建议", "Disposal recommendation"
     d["timeline"] = [
         {

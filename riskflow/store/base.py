@@ -385,11 +385,28 @@ class AlertStore(CaseStoreMixin):
         with self._tx() as cur:
             return int(self._x(cur, "SELECT COALESCE(MAX(version), 0) FROM rf_schema_version").fetchone()[0])
 
-    def _next_seq(self, cur: Any, n: int) -> int:
-        """Reserve ``n`` change numbers; returns the last. The counter row stays locked until
-        commit, so change numbers become visible to readers in order (no gaps to skip past)."""
-        row = self._x(cur, "UPDATE rf_meta SET v = v + ? WHERE k = 'seq' RETURNING v", (n,)).fetchone()
+    def _next_seq(self, cur: Any, n: int, counter: str = "seq") -> int:
+        """Reserve ``n`` change numbers of ``counter`` (``seq``: alerts; ``case_seq``: cases);
+        returns the last. The counter row stays locked until commit, so change numbers become
+        visible to readers in order (no gaps to skip past)."""
+        row = self._x(cur, "UPDATE rf_meta SET v = v + ? WHERE k = ? RETURNING v", (n, counter)).fetchone()
         return int(row[0])
+
+    def _counter(self, counter: str) -> int:
+        with self._tx() as cur:
+            return int(self._x(cur, "SELECT v FROM rf_meta WHERE k = ?", (counter,)).fetchone()[0])
+
+    def _trail(self, table: str, key: str, value: str) -> list[tuple[Any, ...]]:
+        """The rows of an audit trail (``rf_audit`` by alert, ``rf_case_log`` by case), oldest first."""
+        with self._tx() as cur:
+            cols = f"{key}, at, actor, action, from_status, to_status, note"
+            q = f"SELECT {cols} FROM {table} WHERE {key} = ? ORDER BY id"
+            return [tuple(r) for r in self._x(cur, q, (value,)).fetchall()]
+
+    def _trail_add(self, cur: Any, table: str, key: str, row: tuple[str, ...]) -> None:
+        """Append ``(id, at, actor, action, from, to, note)`` to an audit trail."""
+        q = f"INSERT INTO {table} ({key}, at, actor, action, from_status, to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        self._x(cur, q, row)
 
     def close(self) -> None:
         with self._lock:
@@ -581,12 +598,7 @@ class AlertStore(CaseStoreMixin):
         return [Reject(**dict(zip(Reject.__struct_fields__, r, strict=True))) for r in rows]
 
     def _audit(self, cur: Any, aid: str, at: str, actor: str, action: str, frm: str, to: str, note: str) -> None:
-        self._x(
-            cur,
-            "INSERT INTO rf_audit (alert_id, at, actor, action, from_status, to_status, note)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (aid, at, actor, action, frm, to, note),
-        )
+        self._trail_add(cur, "rf_audit", "alert_id", (aid, at, actor, action, frm, to, note))
 
     # -- officers' side -----------------------------------------------------------------------
     def transition(
@@ -760,17 +772,10 @@ class AlertStore(CaseStoreMixin):
         return self._rows("WHERE seq > ?", (seq,), "seq", limit)
 
     def last_seq(self) -> int:
-        with self._tx() as cur:
-            return int(self._x(cur, "SELECT v FROM rf_meta WHERE k = 'seq'").fetchone()[0])
+        return self._counter("seq")
 
     def audit(self, alert_id: str) -> list[AuditEntry]:
-        with self._tx() as cur:
-            rows = self._x(
-                cur,
-                "SELECT alert_id, at, actor, action, from_status, to_status, note FROM rf_audit"
-                " WHERE alert_id = ? ORDER BY id",
-                (alert_id,),
-            ).fetchall()
+        rows = self._trail("rf_audit", "alert_id", alert_id)
         return [
             AuditEntry(alert_id=r[0], at=r[1], actor=r[2], action=r[3], from_status=r[4], to_status=r[5], note=r[6])
             for r in rows

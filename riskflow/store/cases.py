@@ -187,16 +187,18 @@ class CaseStoreMixin:
     risk_config: RiskConfig
     _tx: Any
     _x: Any
+    _next_seq: Any
+    _counter: Any
+    _trail: Any
+    _trail_add: Any
 
     def _next_case_seq(self, cur: Any) -> int:
         """The next case change number: a counter of its own, so that alert change numbers
-        (``changes_since``) stay as they were; it stays locked until commit, like the alerts'."""
-        row = self._x(cur, "UPDATE rf_meta SET v = v + 1 WHERE k = 'case_seq' RETURNING v").fetchone()
-        return int(row[0])
+        (``changes_since``) stay as they were."""
+        return int(self._next_seq(cur, 1, "case_seq"))
 
     def last_case_seq(self) -> int:
-        with self._tx() as cur:
-            return int(self._x(cur, "SELECT v FROM rf_meta WHERE k = 'case_seq'").fetchone()[0])
+        return int(self._counter("case_seq"))
 
     # -- opened and raised by the sink, inside upsert_alerts' transaction --------------------
     def _apply_cases(self, cur: Any, alerts: Sequence[tuple[Alert, bool]], at: str) -> None:
@@ -321,12 +323,7 @@ class CaseStoreMixin:
         return _case(self._x(cur, f"SELECT {CASE_COLUMNS} FROM rf_cases WHERE case_id = ?", (case_id,)).fetchone())
 
     def _log(self, cur: Any, cid: str, at: str, actor: str, action: str, frm: str, to: str, note: str) -> None:
-        self._x(
-            cur,
-            "INSERT INTO rf_case_log (case_id, at, actor, action, from_status, to_status, note)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (cid, at, actor, action, frm, to, note),
-        )
+        self._trail_add(cur, "rf_case_log", "case_id", (cid, at, actor, action, frm, to, note))
 
     # -- officers' side -----------------------------------------------------------------------
     def case_action(
@@ -473,13 +470,7 @@ class CaseStoreMixin:
 
     def case_log(self, case_id: str) -> list[CaseEntry]:
         """The case's diary and audit trail, oldest first."""
-        with self._tx() as cur:
-            rows = self._x(
-                cur,
-                "SELECT case_id, at, actor, action, from_status, to_status, note FROM rf_case_log"
-                " WHERE case_id = ? ORDER BY id",
-                (case_id,),
-            ).fetchall()
+        rows = self._trail("rf_case_log", "case_id", case_id)
         return [
             CaseEntry(case_id=r[0], at=r[1], actor=r[2], action=r[3], from_status=r[4], to_status=r[5], note=r[6])
             for r in rows
