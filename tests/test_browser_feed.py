@@ -337,6 +337,12 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         )
         assert "100.0%" in q_row, q_row
         browser.save_screenshot(str(stack.tmp / "board-quality.png"))
+        # The institution's page: header with level, index, tags, exposure and its case.
+        browser.get(f"{base}/#/entity/{red}")
+        wait.until(lambda d: "确认风险" in d.find_element(By.ID, "entity-view").text)
+        page = browser.find_element(By.ID, "entity-view").text
+        assert "红 Red" in page and "3 人" in page and "协会公示失联" in page and "2025-04-11" in page, page
+        browser.save_screenshot(str(stack.tmp / "board-entity.png"))
 
         with open_store(store_path) as s:
             (case,) = s.list_cases(entity_id=red)

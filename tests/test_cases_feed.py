@@ -250,3 +250,17 @@ def test_rule_quality_view_reads_the_officers_outcomes(tmp_path: Path) -> None:
         assert (await c.get("/api/rules/quality")).status == 401
 
     run(tmp_path, scenario)
+
+
+def test_the_entity_page_carries_its_header_and_case(tmp_path: Path) -> None:
+    async def scenario(c: TestClient, target: str) -> None:
+        d = await body(await c.get(f"/api/entities/{RED}", headers=VIEWER))
+        cur = d["current"]
+        assert (cur["level"], cur["risk_index"], cur["people"], cur["amount"]) == ("red", 91.0, 12, 3.5e6)
+        assert [t["name_zh"] for t in cur["tags"]] == ["承诺保本保收益", "投诉量激增"]
+        (case,) = d["cases"]
+        assert case["level"] == "red" and [e["action"] for e in case["log"]] == ["open", "raise"]
+        d = await body(await c.get(f"/api/entities/{GREEN}", headers=VIEWER))
+        assert d["current"]["level"] == "green" and d["cases"] == []
+
+    run(tmp_path, scenario)

@@ -451,6 +451,9 @@ async def entity(request: web.Request) -> web.Response:
                 "evidence": r.alert.evidence,
             }
         )
+    from riskflow.feed.cases import KEY_EXPLAINER, entity_summary
+
+    header = await _store(request, entity_summary, request.app[KEY_EXPLAINER], store, rows, now_iso())
     first = rows[0].alert
     en, zh = REGIONS.get(first.region, (first.region, ""))
     return web.json_response(
@@ -464,6 +467,7 @@ async def entity(request: web.Request) -> web.Response:
             "alerts": [_row_json(r) for r in rows],
             "history": msgspec.to_builtins(history),
             "episodes": episodes,
+            **header,
         },
         dumps=_dumps,
     )

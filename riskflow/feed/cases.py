@@ -152,6 +152,28 @@ def board_rows(ex: Explainer, store: AlertStore, now: str) -> list[dict[str, Any
     return rows
 
 
+def entity_summary(ex: Explainer, store: AlertStore, rows: list[Any], now: str) -> dict[str, Any]:
+    """An institution's header: current level, index, tags in words, people and money (from its
+    latest alert), and its cases, newest first, each with its diary."""
+    latest = max(rows, key=lambda r: (r.alert.event_time, r.seq)).alert
+    cases = store.list_cases(entity_id=latest.entity_id, limit=50)
+    return {
+        "current": {
+            "level": latest.risk_level or "green",
+            "level_zh": LEVEL_ZH.get(latest.risk_level or "green", ""),
+            "risk_index": latest.risk_index,
+            "tags": [_tag(ex, t) for t in latest.risk_tags],
+            "people": latest.affected_people,
+            "amount": latest.affected_amount,
+            "event_time": latest.event_time,
+        },
+        "cases": [
+            case_json(c, now) | {"log": msgspec.to_builtins(store.case_log(c.case_id))}
+            for c in sorted(cases, key=lambda c: c.opened_at, reverse=True)
+        ],
+    }
+
+
 def city_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per city: red, orange and yellow institutions and the money affected (all 11 cities)."""
     out: dict[str, dict[str, Any]] = {
