@@ -17,6 +17,8 @@ function fillBoardFilters() {
   f.addEventListener("change", () => renderBoard());
   f.addEventListener("submit", (ev) => { ev.preventDefault(); renderBoard(); });
   document.addEventListener("keydown", boardKeys);
+  // Cases other officers change reach the board at the next alert or within 15 s.
+  setInterval(() => { if (!document.hidden) boardChanged(); }, 15000);
 }
 
 // A live alert may change the board: refresh it, at most once a second.
