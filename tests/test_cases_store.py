@@ -211,3 +211,15 @@ def test_cases_bump_the_change_sequence(store: AlertStore) -> None:
     (c,) = store.cases_since(seq)
     store.case_action(c.case_id, "note", actor="li.na", note="x")
     assert [x.case_id for x in store.cases_since(c.seq)] == [c.case_id]
+
+
+def test_extreme_exposure_opens_a_case_and_stores_the_alert(store: AlertStore) -> None:
+    """People beyond 64 bits or an infinite amount in an alert cannot break the case columns:
+    the alert is stored, its case opens with bounded figures, nothing is ledgered."""
+    a = alert("x1", "yellow", 45.0, affected_people=2**70, affected_amount=float("inf"))
+    result = store.write_batch([Incoming.of(a)])
+    assert result.rejects == [] and result.changed == ["x1"]
+    (c,) = store.list_cases()
+    assert (c.people, c.amount) == (2**53, 0.0)
+    store.upsert_alerts([alert("x2", "red", 85.0, affected_amount=float("nan"))])
+    assert store.get_case(c.case_id).level == "red"

@@ -42,6 +42,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -158,6 +159,17 @@ def _plus_days(at: str, days: float) -> str:
     return t.astimezone(_dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _people(a: Alert) -> int:
+    """People affected, within a 64-bit column whatever the alert says."""
+    return max(0, min(int(a.affected_people), 2**53))
+
+
+def _amount(a: Alert) -> float:
+    """CNY affected as a finite number (a JSON answer cannot carry an infinity)."""
+    x = float(a.affected_amount)
+    return min(max(x, 0.0), 1e18) if math.isfinite(x) else 0.0
+
+
 def _is_rise(a: Alert) -> bool:
     """A ``risk.level`` alert that raises its institution to yellow or above."""
     if a.rule_id != LEVEL_RULE:
@@ -227,8 +239,8 @@ class CaseStoreMixin:
             )
             sets: dict[str, Any] = {
                 "risk_index": a.risk_index,
-                "people": max(case.people, a.affected_people),
-                "amount": max(case.amount, a.affected_amount),
+                "people": max(case.people, _people(a)),
+                "amount": max(case.amount, _amount(a)),
                 "last_event_time": max(case.last_event_time, a.event_time),
             }
             if lv in CASE_LEVELS and _RANK[lv] > _RANK[case.level]:
@@ -268,8 +280,8 @@ class CaseStoreMixin:
             status="open",
             level=lv,
             risk_index=a.risk_index,
-            people=a.affected_people,
-            amount=a.affected_amount,
+            people=_people(a),
+            amount=_amount(a),
             route_en=d.route_en,
             route_zh=d.route_zh,
             regulation=d.regulation,
