@@ -9,7 +9,7 @@ process), and fans the changed rows out to subscribers.
 >>> from riskflow.store import open_store
 >>> app = build_app(open_store(":memory:"), Tokens.parse("t0ken-0fficer:officer:li.na"))
 >>> sorted(r.resource.canonical for r in app.router.routes() if r.method == "POST")
-['/api/alerts/{alert_id}/{action}']
+['/api/alerts/{alert_id}/{action}', '/api/cases/{case_id}/{action}']
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from riskflow.feed.auth import Principal, Tokens
+from riskflow.feed.explain import Explainer
 from riskflow.feed.guard import SECURITY_HEADERS, AuthThrottle, FeedLimits, StreamSlots, token_key
-from riskflow.feed.metrics import FeedMetrics
+from riskflow.feed.metrics import CaseMetricRow, FeedMetrics
 from riskflow.feed.openapi import openapi_document
 from riskflow.schema import ENTITY_KINDS, REGIONS
 from riskflow.store import ACTIONS, STATUSES, AlertRow, AlertStore, IllegalTransition, NotFound, TransitionError
+from riskflow.store.base import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -352,26 +354,27 @@ async def get_alert(request: web.Request) -> web.Response:
     return web.json_response(d, dumps=_dumps)
 
 
-async def act(request: web.Request) -> web.Response:
-    store = request.app[KEY_STORE]
-    aid, action = request.match_info["alert_id"], request.match_info["action"]
-    who: Principal = request[KEY_PRINCIPAL]
-    if action not in ACTIONS:
-        return _error(404, "not_found", f"no action {action}; one of {', '.join(ACTIONS)}")
+async def read_body(
+    request: web.Request, names: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, str]] | web.Response:
+    """An action's JSON body and its text fields ``names`` (``""`` when absent), or the refusal:
+    400 for a body that is no JSON object or a field that is no valid text, 413 for a field
+    above the feed's note limit (RISKFLOW_FEED_MAX_NOTE_BYTES) or an over-large body."""
     body: dict[str, Any] = {}
     limit = request.app[KEY_LIMITS].max_note_bytes
+    listed = ", ".join(names)
     if request.can_read_body:
         try:
             body = await request.json()
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, "too_large", f"the body is too large; note, assignee and reason take {limit} bytes each")
+            return _error(413, "too_large", f"the body is too large; {listed} take {limit} bytes each")
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "bad_request", "the body must be a JSON object")
         if not isinstance(body, dict):
             return _error(400, "bad_request", "the body must be a JSON object")
-    fields = {k: body.get(k, "") for k in ("note", "assignee", "reason")}
+    fields = {k: body.get(k, "") for k in names}
     if not all(isinstance(v, str) for v in fields.values()):
-        return _error(400, "bad_request", "note, assignee and reason are strings")
+        return _error(400, "bad_request", f"{listed} are strings")
     for name, text in fields.items():
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > limit:
@@ -380,6 +383,19 @@ async def act(request: web.Request) -> web.Response:
             text.encode("utf-8")
         except UnicodeEncodeError:
             return _error(400, "bad_request", f"{name} is not valid Unicode text")
+    return body, fields
+
+
+async def act(request: web.Request) -> web.Response:
+    store = request.app[KEY_STORE]
+    aid, action = request.match_info["alert_id"], request.match_info["action"]
+    who: Principal = request[KEY_PRINCIPAL]
+    if action not in ACTIONS:
+        return _error(404, "not_found", f"no action {action}; one of {', '.join(ACTIONS)}")
+    got = await read_body(request, ("note", "assignee", "reason"))
+    if isinstance(got, web.Response):
+        return got
+    body, fields = got
     if action == "reopen":
         try:
             current = await _store(request, store.get, aid)
@@ -435,6 +451,9 @@ async def entity(request: web.Request) -> web.Response:
                 "evidence": r.alert.evidence,
             }
         )
+    from riskflow.feed.cases import KEY_EXPLAINER, entity_summary
+
+    header = await _store(request, entity_summary, request.app[KEY_EXPLAINER], store, rows, now_iso())
     first = rows[0].alert
     en, zh = REGIONS.get(first.region, (first.region, ""))
     return web.json_response(
@@ -448,6 +467,7 @@ async def entity(request: web.Request) -> web.Response:
             "alerts": [_row_json(r) for r in rows],
             "history": msgspec.to_builtins(history),
             "episodes": episodes,
+            **header,
         },
         dumps=_dumps,
     )
@@ -547,6 +567,10 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html", charset="utf-8")
 
 
+async def favicon(request: web.Request) -> web.Response:
+    return web.Response(body=(STATIC / "favicon.svg").read_bytes(), content_type="image/svg+xml")
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(), dumps=_dumps)
 
@@ -557,6 +581,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics_page(request: web.Request) -> web.Response:
     """Prometheus exposition of the feed's registry (feed and, when it runs one, sink metrics)."""
+    store, metrics = request.app[KEY_STORE], request.app[KEY_METRICS]
+    try:
+        rows = await asyncio.to_thread(store.case_metric_rows)
+        metrics.refresh_cases((CaseMetricRow(*r) for r in rows), now_iso())
+    except Exception:  # the database may be briefly away: the other metrics are still served
+        log.exception("feed: reading the case metrics failed")
     body = await asyncio.to_thread(generate_latest, request.app[KEY_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -570,10 +600,12 @@ def build_app(
     registry: CollectorRegistry | None = None,
     limits: FeedLimits | None = None,
     clock: Callable[[], float] = time.monotonic,
+    explainer: Explainer | None = None,
 ) -> web.Application:
     """The feed app over ``store``; the change hub starts and stops with the app.
     Its metrics go to ``registry`` (a new one if None), served at ``/metrics``; ``limits``
-    bound streams, notes and token guessing (``clock`` paces the latter's back-off)."""
+    bound streams, notes and token guessing (``clock`` paces the latter's back-off); ``explainer``
+    gives rule texts for cases and the board (default: the built-in rule pack)."""
     lim = limits or FeedLimits()
     app = web.Application(middlewares=[metrics_middleware, auth_middleware], client_max_size=lim.max_body_bytes)
     reg = registry if registry is not None else CollectorRegistry()
@@ -588,6 +620,7 @@ def build_app(
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_static("/static/", str(STATIC))
@@ -597,6 +630,9 @@ def build_app(
     app.router.add_post("/api/alerts/{alert_id}/{action}", act)
     app.router.add_get("/api/entities/{entity_id}", entity)
     app.router.add_get("/api/stream", stream)
+    from riskflow.feed import cases  # its handlers use this module's keys and helpers
+
+    cases.add_routes(app, explainer)
 
     async def hub_ctx(app: web.Application) -> Any:
         hub = ChangeHub(store, poll_interval)
