@@ -36,6 +36,25 @@ class EntityState(msgspec.Struct, kw_only=True):
     # input partition ("topic#partition") whose watermark moves this entity's time on.
     due: float = 0.0
     lane: str = ""
+    # Per input lane ("topic#partition", the links topic's too): the offset of the last message
+    # applied to this entity. Flushed with the state, so a message at or below it, read again
+    # after a crash or a rebalance, is skipped whatever the dedup window (detectors/pipeline.py).
+    offsets: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class StepFailed(Exception):
+    """An exception raised in one step of processing an event (a detector, the risk scorer,
+    ...), with the step named, so that the dead letter can say where it happened.
+
+    >>> err = StepFailed("detector pf.demo", ValueError("year 10000 is out of range"))
+    >>> err.step, type(err.error).__name__
+    ('detector pf.demo', 'ValueError')
+    """
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(f"{step}: {type(error).__name__}: {error}")
+        self.step = step
+        self.error = error
 
 
 _state_encoder = msgspec.msgpack.Encoder()

@@ -23,9 +23,9 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
-from detectors.engine import Engine, EntityState
+from detectors.engine import Engine, EntityState, StepFailed, decode_state, encode_state
 from detectors.lateness import LateRecord
-from detectors.risk.contagion import LinkMessage, decode_link
+from detectors.risk.contagion import LinkMessage, decode_link, encode_link
 from riskflow.alerts import Alert
 from riskflow.deadletter import dead_letter
 from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, InvalidEvent, parse_event
@@ -69,6 +69,9 @@ class BatchResult:
     links: list[LinkMessage] = field(default_factory=list)
     #: events beyond the allowed lateness, for the late-event ledger (detectors/lateness.py)
     late: list[LateRecord] = field(default_factory=list)
+    #: messages skipped because their entity's state already held them (its recorded offset for
+    #: their lane is at or above theirs): read again after a crash or a rebalance
+    already_applied: int = 0
 
 
 class Lane:
@@ -177,36 +180,93 @@ class BatchProcessor:
 
         Within the batch, an entity's state is carried from one event to the
         next in memory; only its final state is returned for writing back.
+
+        A message whose processing raises (any exception but :class:`InvalidEvent`, in
+        parsing, a detector, the risk scorer, a contagion link, a timed advance) is
+        dead-lettered as ``processing_error``, naming the exception and the step, and the
+        batch goes on: the entity's state is put back as it was before that message (the
+        states are mutated in place, so each entity touched is encoded at its first touch
+        in the batch, and what the batch applied to it is kept in a journal to apply again
+        over that copy), and what the message produced is dropped. Should anything escape
+        that (a bug of the pipeline itself), every state and lane it touched is put back as
+        it was before the batch and the exception propagates: the batch can be processed
+        again (the live worker then retries it one message at a time).
         """
         now = time.time() if now is None else now
         res = BatchResult()
+        undo = _Undo({name: lane.watermark for name, lane in self._lanes.items()})
+        try:
+            self._process(messages, get_state, now, res, undo)
+        except BaseException:
+            self._rollback(undo)
+            raise
+        return res
+
+    def _process(
+        self,
+        messages: Sequence[Record],
+        get_state: Callable[[str], EntityState | None],
+        now: float,
+        res: BatchResult,
+        undo: _Undo,
+    ) -> None:
         states = res.states
         engine = self.engine
         links_topic = self.links_topic
         max_bytes, max_future = self.max_bytes, self.max_future_seconds
         alerts, counted, dead_letters = res.alerts, res.counted, res.dead_letters
         lane_of = self._lane_of
+        snaps, journal = undo.snaps, undo.journal
         for msg in messages:
             # attributes, not unpacking: live, these are aiokafka records (RawMessage is their shape)
             value, topic, partition, offset, key = msg.value, msg.topic, msg.partition, msg.offset, msg.key
+            named = lane_of.get((topic, partition))
+            if named is None:
+                named = self._lane(topic, partition)
+            name, lane = named
             if topic == links_topic and links_topic is not None:
                 try:
                     link = decode_link(value)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     dead_letters.append(dead_letter(value, "malformed_json", str(exc), topic, partition, offset, key))
                     continue
-                self._link(link, res, get_state, partition)
+                except Exception as exc:
+                    dead_letters.append(_failed(value, topic, partition, offset, key, exc, "link decoding"))
+                    continue
+                self._link(link, res, get_state, partition, undo, msg, name)
                 continue
             try:
                 event = parse_event(value, max_bytes=max_bytes, max_future_seconds=max_future, now=now)
             except InvalidEvent as exc:
                 dead_letters.append(dead_letter(value, exc.reason, exc.detail, topic, partition, offset, key))
                 continue
+            except Exception as exc:
+                dead_letters.append(_failed(value, topic, partition, offset, key, exc, "parsing"))
+                continue
             eid = event.entity_id
             held = states.get(eid)
-            state = held[0] if held is not None else get_state(eid)
-            due_before = state.due if state is not None else 0.0
-            out = engine.process(state, event)
+            try:
+                if held is not None:
+                    state: EntityState | None = held[0]
+                else:
+                    state = get_state(eid)
+                if state is not None:
+                    last = state.offsets.get(name)
+                    if last is not None and last >= offset:  # read again (crash, rebalance): in the state
+                        res.already_applied += 1
+                        continue
+                    due_before = state.due
+                else:
+                    due_before = 0.0
+                if held is None:
+                    snap = snaps.get(eid)
+                    if snap is None or snap[0] is not state:
+                        snaps[eid] = (state, encode_state(state) if state is not None else _NEW)
+                out = engine.process(state, event)
+            except Exception as exc:
+                self._restore(eid, undo, states)
+                dead_letters.append(_failed(value, topic, partition, offset, key, exc, "engine"))
+                continue
             if out.duplicate:
                 dead_letters.append(
                     dead_letter(
@@ -221,6 +281,9 @@ class BatchProcessor:
                 )
                 continue
             st = out.state
+            st.lane = name
+            st.offsets[name] = offset
+            journal.append((eid, _EVENT, event, name, offset))
             states[eid] = (st, partition)
             if out.alerts:
                 alerts.extend(out.alerts)
@@ -234,25 +297,19 @@ class BatchProcessor:
             if ts > res.max_event_ts:
                 res.max_event_ts = ts
             # event-time progress of this input partition (timed rules)
-            named = lane_of.get((topic, partition))
-            if named is None:
-                named = self._lane(topic, partition)
-            name, lane = named
-            st.lane = name
             if st.due and st.due != due_before:
                 heapq.heappush(lane.heap, (st.due, eid))
             if ts > lane.watermark:
                 lane.watermark = ts
             heap = lane.heap
             if heap and heap[0][0] < lane.watermark:
-                self._advance(lane, partition, states, get_state, res)
+                self._advance(lane, partition, states, get_state, res, undo, msg)
         if links_topic is None:
             while res.links:
                 pending, res.links = res.links, []
                 for link in pending:
                     held = states.get(link.to)
-                    self._link(link, res, get_state, held[1] if held is not None else 0)
-        return res
+                    self._link(link, res, get_state, held[1] if held is not None else 0, undo, None, "")
 
     def _advance(
         self,
@@ -261,15 +318,39 @@ class BatchProcessor:
         states: dict[str, tuple[EntityState, int]],
         get_state: Callable[[str], EntityState | None],
         res: BatchResult,
+        undo: _Undo,
+        msg: Record,
     ) -> None:
+        """Fire the timed findings overdue on ``lane``. One entity's failure does not stop the
+        others': it is put back as it was before this advance (not indexed again: its deadline
+        stays pending in its state, retried on its next change of deadline or after a restart),
+        and ``msg``, whose event moved the watermark, is dead-lettered with what happened."""
         heap, wm = lane.heap, lane.watermark
         while heap and heap[0][0] < wm:
             due, eid = heapq.heappop(heap)
+            undo.popped.append((lane, due, eid))
             held = states.get(eid)
-            st = held[0] if held is not None else get_state(eid)
-            if st is None or st.due != due:
-                continue  # stale entry: the entity's deadline moved since it was indexed
-            out = self.engine.advance(st, wm)
+            try:
+                if held is not None:
+                    st = held[0]
+                else:
+                    got = get_state(eid)
+                    if got is None or got.due != due:
+                        continue
+                    st = got
+                    snap = undo.snaps.get(eid)
+                    if snap is None or snap[0] is not st:
+                        undo.snaps[eid] = (st, encode_state(st))
+                if st.due != due:
+                    continue  # stale entry: the entity's deadline moved since it was indexed
+                out = self.engine.advance(st, wm)
+            except Exception as exc:
+                self._restore(eid, undo, states)
+                res.dead_letters.append(
+                    _failed(msg.value, msg.topic, msg.partition, msg.offset, msg.key, exc, "timed advance", eid)
+                )
+                continue
+            undo.journal.append((eid, _ADVANCE, wm, "", 0))
             states[eid] = (out.state, partition)
             res.alerts.extend(out.alerts)
             if out.links:
@@ -283,16 +364,155 @@ class BatchProcessor:
         res: BatchResult,
         get_state: Callable[[str], EntityState | None],
         partition: int,
+        undo: _Undo,
+        msg: Record | None,
+        name: str,
     ) -> None:
+        """A contagion message for ``link.to``: from the links topic (``msg``, on lane ``name``:
+        skipped when the entity's state already holds it) or, offline, made by this batch."""
         scorer = self.engine.risk
         if scorer is None:
             return
-        held = res.states.get(link.to)
-        state = held[0] if held is not None else get_state(link.to)
-        if state is None:
-            state = EntityState(entity_id=link.to)
-        if link.kind == "push":  # contagion feeds the dependent's shown index and level
-            res.alerts.extend(scorer.on_push(state, link, self.engine.clock))
+        eid = link.to
+        states = res.states
+        held = states.get(eid)
+        try:
+            if held is not None:
+                state: EntityState | None = held[0]
+            else:
+                state = get_state(eid)
+            if msg is not None and state is not None:
+                last = state.offsets.get(name)
+                if last is not None and last >= msg.offset:
+                    res.already_applied += 1
+                    return
+            if held is None:
+                snap = undo.snaps.get(eid)
+                if snap is None or snap[0] is not state:
+                    undo.snaps[eid] = (state, encode_state(state) if state is not None else _NEW)
+            if state is None:
+                state = EntityState(entity_id=eid)
+            alerts, links = self._apply_link(state, link)
+        except Exception as exc:
+            self._restore(eid, undo, states)
+            if msg is not None:
+                value, topic, offset, key = msg.value, msg.topic, msg.offset, msg.key
+            else:  # made by this batch (offline): the message as it would travel
+                value, topic, offset, key = encode_link(link), "links (in process)", -1, eid.encode()
+            res.dead_letters.append(_failed(value, topic, partition, offset, key, exc, "contagion link"))
+            return
+        offset = -1
+        if msg is not None:
+            offset = state.offsets[name] = msg.offset
+        undo.journal.append((eid, _LINK, link, name, offset))
+        res.alerts.extend(alerts)
+        res.links.extend(links)
+        states[eid] = (state, partition)
+
+    def _apply_link(self, state: EntityState, link: LinkMessage) -> tuple[list[Alert], list[LinkMessage]]:
+        scorer = self.engine.risk
+        assert scorer is not None
+        try:
+            if link.kind == "push":  # contagion feeds the dependent's shown index and level
+                return scorer.on_push(state, link, self.engine.clock), []
+            return [], scorer.on_link(state, link)
+        except Exception as exc:
+            raise StepFailed("contagion", exc) from exc
+
+    def _restore(self, eid: str, undo: _Undo, states: dict[str, tuple[EntityState, int]]) -> None:
+        """Put ``eid``'s state back as it was before the message that failed: its copy at the
+        first touch in this batch, then what the batch applied to it since (the journal)."""
+        snap = undo.snaps.get(eid)
+        if snap is None:
+            return  # not touched yet (its stored state could not be read): nothing changed
+        held = states.get(eid)
+        obj = held[0] if held is not None else snap[0]
+        if obj is None:
+            return  # a new entity whose first message failed: no state was made
+        _copy_into(obj, decode_state(snap[1]) if snap[1] else EntityState(entity_id=eid))
+        applied = False
+        for entry in undo.journal:
+            if entry[0] == eid:
+                self._reapply(obj, entry)
+                applied = True
+        if not applied and not snap[1]:
+            states.pop(eid, None)
+
+    def _reapply(self, state: EntityState, entry: _Entry) -> None:
+        """Apply one journal entry again (the same calls as the first time; outputs dropped)."""
+        _, kind, item, name, offset = entry
+        if kind == _EVENT:
+            self.engine.process(state, item)
+            state.lane = name
+            state.offsets[name] = offset
+        elif kind == _ADVANCE:
+            self.engine.advance(state, item)
         else:
-            res.links.extend(scorer.on_link(state, link))
-        res.states[link.to] = (state, partition)
+            self._apply_link(state, item)
+            if offset >= 0:
+                state.offsets[name] = offset
+
+    def _rollback(self, undo: _Undo) -> None:
+        """The batch failed as a whole: every state and lane it touched back to the batch start."""
+        for obj, snap in undo.snaps.values():
+            if obj is not None:
+                _copy_into(obj, decode_state(snap))
+        for name, lane in self._lanes.items():
+            lane.watermark = undo.marks.get(name, 0.0)
+        for lane, due, eid in undo.popped:
+            heapq.heappush(lane.heap, (due, eid))
+
+
+#: The dead-letter reason of a message whose processing raised (a bug in a detector, the risk
+#: scorer, ...; README "Dead letters"). Not one of the schema's reasons: the message may be valid.
+PROCESSING_ERROR = "processing_error"
+_NEW = b""  # the copy of an entity that had no state before the batch
+_EVENT, _ADVANCE, _LINK = 0, 1, 2
+#: (entity id, kind, the event / watermark / link, lane name, offset): one thing a batch applied
+_Entry = tuple[str, int, Any, str, int]
+
+
+class _Undo:
+    """What one :meth:`BatchProcessor.process` call needs to undo its work: per entity its
+    state object and encoded copy at its first touch, the journal of what was applied since
+    (in order), the lanes' watermarks at the batch start and the deadline entries it popped."""
+
+    __slots__ = ("journal", "marks", "popped", "snaps")
+
+    def __init__(self, marks: dict[str, float]) -> None:
+        self.marks = marks
+        self.snaps: dict[str, tuple[EntityState | None, bytes]] = {}
+        self.journal: list[_Entry] = []
+        self.popped: list[tuple[Lane, float, str]] = []
+
+
+_FIELDS = EntityState.__struct_fields__
+
+
+def _copy_into(obj: EntityState, src: EntityState) -> None:
+    """Make ``obj`` hold ``src``'s fields: restored in place, since the caller (the live
+    worker's state cache) may hold ``obj`` itself."""
+    for f in _FIELDS:
+        setattr(obj, f, getattr(src, f))
+
+
+def _failed(
+    value: bytes,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    exc: BaseException,
+    where: str,
+    entity: str = "",
+) -> dict[str, Any]:
+    """The dead letter of a message whose processing raised: the exception's type and text and
+    the step it came from (the detector, when the engine knew it)."""
+    step, err = (exc.step, exc.error) if isinstance(exc, StepFailed) else (where, exc)
+    text = str(err)
+    if len(text) > 300:
+        text = text[:300] + "..."
+    detail = f"{type(err).__name__} in {step}: {text}"
+    if entity:
+        detail = f"{where} of {entity}: {detail}"
+    return dead_letter(value, PROCESSING_ERROR, detail, topic, partition, offset, key)
