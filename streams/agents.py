@@ -63,9 +63,9 @@ from faust.types import TP
 from detectors.anomaly import PeerGroupDetector
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.lateness import encode_late
-from detectors.pipeline import BatchProcessor
+from detectors.pipeline import PROCESSING_ERROR, BatchProcessor, BatchResult
 from detectors.risk.contagion import encode_link
-from riskflow.deadletter import encode_dead_letter
+from riskflow.deadletter import dead_letter, encode_dead_letter
 from riskflow.metrics import Metrics
 from riskflow.models import DriftTracker
 from streams.batchtap import BatchTap, install
@@ -161,6 +161,48 @@ async def _send_batches(aio: Any, records: Sequence[Out]) -> Awaitable[Any]:
     return asyncio.gather(*futures)
 
 
+def process_batch(
+    processor: BatchProcessor, records: Sequence[Any], get_state: Callable[[str], EntityState | None]
+) -> BatchResult:
+    """``processor.process(records)``; should the batch fail as a whole (a bug outside the
+    per-message containment of ``detectors/pipeline.py``, which then put every state it touched
+    back), it is processed again one message at a time, and a message that fails alone is
+    dead-lettered as ``processing_error``: one bad message never stops the worker, and the
+    others are processed exactly as in the batch."""
+    try:
+        return processor.process(records, get_state)
+    except Exception as exc:
+        log.exception(
+            "a batch of %d records failed as a whole (%r); processing it one message at a time", len(records), exc
+        )
+    res = BatchResult()
+    states = res.states
+
+    def current(entity_id: str) -> EntityState | None:
+        held = states.get(entity_id)
+        return held[0] if held is not None else get_state(entity_id)
+
+    for rec in records:
+        try:
+            one = processor.process([rec], current)
+        except Exception as exc:
+            log.error("record %s[%d]@%d failed alone (%r): dead-lettered", rec.topic, rec.partition, rec.offset, exc)
+            detail = f"{type(exc).__name__} in the batch processor: {exc}"
+            res.dead_letters.append(
+                dead_letter(rec.value, PROCESSING_ERROR, detail, rec.topic, rec.partition, rec.offset, rec.key)
+            )
+            continue
+        res.alerts += one.alerts
+        res.dead_letters += one.dead_letters
+        states.update(one.states)
+        res.counted += one.counted
+        res.max_event_ts = max(res.max_event_ts, one.max_event_ts)
+        res.links += one.links
+        res.late += one.late
+        res.already_applied += one.already_applied
+    return res
+
+
 def wire_agents(
     app: faust.App,
     topics: Topics,
@@ -241,7 +283,7 @@ def wire_agents(
             await before_batch()
         cache.check_generation(app.consumer_generation_id)  # a rebalance drops the cache
         started = time.perf_counter()
-        res = processor.process(records, get_state)
+        res = process_batch(processor, records, get_state)
         evaluated = time.perf_counter()
         if res.alerts or res.links or res.dead_letters or res.late:
             out: list[Out] = [
@@ -272,6 +314,8 @@ def wire_agents(
                     sent_counter.labels(topic=f"topic.{topic}").inc(n)
         if metrics is not None:
             metrics.count_batch(res.counted, (d["reason"] for d in res.dead_letters), res.alerts)
+            if res.already_applied:
+                metrics.already_applied.inc(res.already_applied)
             if res.late:
                 metrics.count_late(r.event_type for r in res.late)
             metrics.batches.inc()
