@@ -27,8 +27,11 @@ committed) or finds the events already folded into a written state; it never
 loses an alert. Dirty states are never written into another consumer
 generation (the worker may no longer own their partitions): they are dropped
 with their un-acknowledged offsets, which are read again from the committed
-offsets over the last written states. A batch that fails or is cancelled
-half-way drops them too (the pipeline mutates states in place).
+offsets over the last written states. A batch that is cancelled half-way drops
+them too (the pipeline mutates states in place). One that fails does not stop the
+worker: the pipeline dead-letters a message whose processing raises and goes on,
+and should the batch fail as a whole it puts back what it touched and the batch is
+processed again one message at a time (:func:`process_batch`).
 
 Clean states — the ones this worker last wrote — are kept decoded in a
 bounded cache in front of the table's bytes, dropped whole on a rebalance,
