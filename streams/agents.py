@@ -356,9 +356,13 @@ def wire_agents(
             # they cover can be committed. (Table.send_changelog queues each record in Faust's
             # producer buffer, drained one message at a time, and stalls the stream whenever
             # 100 are pending; bench/pipeline.py measured it.)
-            encoded: list[Out] = [
-                (changelog, eid.encode(), encode_state(state), partition) for eid, (state, partition) in taken.items()
-            ]
+            try:
+                encoded: list[Out] = [
+                    (changelog, eid.encode(), encode_state(state), partition)
+                    for eid, (state, partition) in taken.items()
+                ]
+            except Exception:
+                encoded = encodable(taken)
             sends = batched(app.producer, encoded)
 
             async def write() -> None:
@@ -376,6 +380,25 @@ def wire_agents(
 
         def discard(self) -> None:
             cache.clear()
+
+    def encodable(taken: dict[str, tuple[EntityState, int]]) -> list[Out]:
+        """The records of the states that encode. A state that does not (a detector put a value
+        msgpack cannot hold in it: a bug) is not written and is dropped from memory, so the
+        entity goes on from its last written state; raising here instead would stop the worker
+        at every restart."""
+        out: list[Out] = []
+        for eid, (state, partition) in list(taken.items()):
+            try:
+                out.append((changelog, eid.encode(), encode_state(state), partition))
+            except Exception as exc:
+                log.error(
+                    "entity %s: its state cannot be encoded (%r); not written, it goes on from its last written state",
+                    eid,
+                    exc,
+                )
+                del taken[eid]
+                cache.drop(eid)
+        return out
 
     install(app, BatchTap(topics.inputs.topics, handle, Flush()))
 

@@ -478,12 +478,26 @@ class Boom(Detector):
         return []
 
 
+class Unencodable(Detector):
+    """A detector with another bug: on an event whose id starts with ``unenc-`` it keeps a
+    complex number in the entity's state, which msgpack cannot encode."""
+
+    id = "test.unencodable"
+    describe = Describe("测试故障", "test fault")
+
+    def learn_one(self, state: Any, event: Event) -> Any:
+        return complex(1, 1) if event.event_id.startswith("unenc-") else state
+
+    def score_one(self, state: Any, event: Event) -> list[Signal]:
+        return []
+
+
 def with_boom(bp: BatchProcessor) -> BatchProcessor:
     bp.engine.detectors = [*bp.engine.detectors, Boom()]
     return bp
 
 
-def install_injection(*, commit_interval: float | None, boom: bool) -> None:
+def install_injection(*, commit_interval: float | None, boom: bool, unencodable: bool = False) -> None:
     """Run in a worker process by the ``sitecustomize`` of :func:`worker_injection`, before
     the worker imports what it changes."""
     if commit_interval is not None:
@@ -506,24 +520,38 @@ def install_injection(*, commit_interval: float | None, boom: bool) -> None:
             return with_boom(build(*args, **kwargs))
 
         detectors.factory.build_processor = build_processor  # type: ignore[assignment]
+    if unencodable:
+        import detectors.factory
+
+        build_u = detectors.factory.build_processor
+
+        def build_processor(*args: Any, **kwargs: Any) -> BatchProcessor:  # type: ignore[no-redef]
+            bp = build_u(*args, **kwargs)
+            bp.engine.detectors = [*bp.engine.detectors, Unencodable()]
+            return bp
+
+        detectors.factory.build_processor = build_processor  # type: ignore[assignment]
 
 
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-def worker_injection(directory: Path, *, commit_interval: float | None = None, boom: bool = False) -> dict[str, str]:
+def worker_injection(
+    directory: Path, *, commit_interval: float | None = None, boom: bool = False, unencodable: bool = False
+) -> dict[str, str]:
     """The environment that makes a worker started with it run :func:`install_injection`
     (through a ``sitecustomize`` written to ``directory``): ``commit_interval`` replaces Faust's
     offset commit interval (1 s; a long one leaves the offsets uncommitted while the states are
     flushed, so that after a kill -9 the next worker reads a long span again over states that
     already hold it); ``boom`` adds :class:`Boom` (a bug in a detector) to the worker's
-    processor. Nothing of this is a product setting: it exists only for these tests."""
+    processor; ``unencodable`` adds :class:`Unencodable`. Nothing of this is a product
+    setting: it exists only for these tests."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sitecustomize.py").write_text(
         "import sys\n"
         f"sys.path.insert(0, {str(_ROOT)!r})\n"
         "from tests.reliability_tools import install_injection\n"
-        f"install_injection(commit_interval={commit_interval!r}, boom={boom!r})\n"
+        f"install_injection(commit_interval={commit_interval!r}, boom={boom!r}, unencodable={unencodable!r})\n"
     )
     path = os.pathsep.join(p for p in (str(directory), str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {"PYTHONPATH": path}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from detectors.factory import build_processor
 from detectors.rules import load_pack
@@ -24,11 +25,13 @@ from tests.kafka_fixtures import Stack
 from tests.reliability_tools import (
     assert_alerts_exactly,
     assert_same_contents,
+    changelog_states,
     metric_sum,
     reference,
     reference_alerts,
     routed_messages,
     scrape,
+    state_diff,
     wait_states,
     with_boom,
     worker_injection,
@@ -82,3 +85,63 @@ def test_a_raising_detector_dead_letters_its_event_and_the_worker_goes_on(stack:
 def counted(msgs: list) -> int:
     """Events the offline reference processes (valid, not duplicates)."""
     return len(with_boom(build_processor(load_pack())).process(msgs, {}.get).counted)
+
+
+def test_a_state_that_cannot_be_encoded_does_not_stop_the_worker(stack: Stack) -> None:
+    """A detector keeps a value msgpack cannot encode in one entity's state (a bug that shows
+    only when the state is written): that state is not written, the entity goes on from its
+    last written state, and the worker goes on with everything else."""
+    events, _ = simulate(entities=12, days=30, seed=22)
+    at = len(events) // 3
+    victim = events[at]
+    lines = [encode_event(e) for e in events]
+    lines.insert(at + 1, encode_event({**victim, "event_id": "unenc-1"}))
+    stack.env["RISKFLOW_STATE_FLUSH_INTERVAL"] = "0"
+    stack.env["RISKFLOW_BATCH_SIZE"] = "50"
+    s = stack.settings
+    recs = [(r.topic, r.key, r.value) for r in route(lines, s)]
+    msgs = routed_messages(recs, s.partitions)
+    _, want_states = reference(msgs, dedup_window=64)
+    apart = linked(events, victim["entity_id"])  # the victim and the entities contagion ties to it
+    others = {k: v for k, v in want_states.items() if k not in apart}
+
+    w = stack.start_worker(extra_env=worker_injection(stack.tmp / "inject", unencodable=True))
+    stack.produce(recs)
+    m = wait_read_all(w, len(recs))
+    assert metric_sum(m, "riskflow_events_total") == len(build_processor(load_pack()).process(msgs, {}.get).counted)
+    deadline = time.monotonic() + 60
+    while True:
+        got = changelog_states(stack.bootstrap, s.app_id, settle=0.5)
+        if not state_diff({k: v for k, v in got.items() if k not in apart}, others):
+            break
+        assert time.monotonic() < deadline, state_diff(got, others)[:10]
+    assert victim["entity_id"] in got  # its earlier states were written; the unencodable one was not
+    assert w.proc.poll() is None and "crashed" not in w.log_text()
+    assert f"entity {victim['entity_id']}: its state cannot be encoded" in w.log_text()
+
+
+def linked(events: list[dict[str, Any]], entity: str) -> set[str]:
+    """``entity`` and every entity a contagion link ties to it (named in a payload, either way)."""
+    out = {entity}
+    for e in events:
+        payload = json.dumps(e["payload"])
+        if e["entity_id"] == entity:
+            out |= {v for v in e["payload"].values() if isinstance(v, str) and v != entity}
+        elif entity in payload:
+            out.add(e["entity_id"])
+    return out
+
+
+def wait_read_all(worker: Any, n: int, timeout: float = 120.0) -> dict[Any, float]:
+    """Wait until ``worker`` has handled ``n`` input messages (events and dead letters)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        try:
+            m = scrape(worker.metrics_port)
+        except OSError:  # not serving yet
+            m = {}
+        if metric_sum(m, "riskflow_events_total") + metric_sum(m, "riskflow_invalid_events_total") >= n:
+            return m
+        assert time.monotonic() < deadline, worker.log_text()[-3000:]
+        time.sleep(0.5)
