@@ -122,6 +122,9 @@ class BatchProcessor:
         self.max_future_seconds = max_future_seconds
         self.links_topic = links_topic
         self.lanes = {}
+        #: per entity: its state object, encoded copy and what was applied since (see _Hist)
+        self._hist: dict[str, _Hist] = {}
+        self._hist_key: tuple[Any, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The constructor call, then the lanes (event-time progress) restored by __setstate__:
@@ -194,13 +197,42 @@ class BatchProcessor:
         """
         now = time.time() if now is None else now
         res = BatchResult()
+        self._check_history()
         undo = _Undo({name: lane.watermark for name, lane in self._lanes.items()})
         try:
             self._process(messages, get_state, now, res, undo)
-        except BaseException:
-            self._rollback(undo)
+        except BaseException as exc:
+            self._rollback(undo, exc)
             raise
         return res
+
+    def _check_history(self) -> None:
+        """The entities' copies and journals hold only while the detectors that made them do
+        (same engine, detectors and models) and stay bounded: else they start afresh."""
+        engine = self.engine
+        dets = engine.detectors
+        key = (engine, *dets, *[getattr(d, "model", None) for d in dets])
+        old = self._hist_key
+        if (
+            len(old) != len(key)
+            or len(self._hist) > _HIST_ENTITIES
+            or any(a is not b for a, b in zip(old, key, strict=True))
+        ):
+            self._hist = {}
+            self._hist_key = key
+
+    def _touch(self, eid: str, state: EntityState | None, undo: _Undo) -> _Hist:
+        """``eid`` first touched in this batch (or again after a failure): its history, with a
+        new encoded copy unless the one kept is of this very object and its journal is short."""
+        t = undo.touched.get(eid)
+        if t is not None:  # touched before in this batch, put back since: the same content
+            t[0].obj = state
+            return t[0]
+        h = self._hist.get(eid)
+        if h is None or h.obj is not state or len(h.entries) >= _HIST_ENTRIES:
+            h = self._hist[eid] = _Hist(state, encode_state(state) if state is not None else _NEW)
+        undo.touched[eid] = (h, len(h.entries))
+        return h
 
     def _process(
         self,
@@ -216,7 +248,7 @@ class BatchProcessor:
         max_bytes, max_future = self.max_bytes, self.max_future_seconds
         alerts, counted, dead_letters = res.alerts, res.counted, res.dead_letters
         lane_of = self._lane_of
-        snaps, journal = undo.snaps, undo.journal
+        touched = undo.touched
         for msg in messages:
             # attributes, not unpacking: live, these are aiokafka records (RawMessage is their shape)
             value, topic, partition, offset, key = msg.value, msg.topic, msg.partition, msg.offset, msg.key
@@ -258,10 +290,7 @@ class BatchProcessor:
                     due_before = state.due
                 else:
                     due_before = 0.0
-                if held is None:
-                    snap = snaps.get(eid)
-                    if snap is None or snap[0] is not state:
-                        snaps[eid] = (state, encode_state(state) if state is not None else _NEW)
+                hist = self._touch(eid, state, undo) if held is None else touched[eid][0]
                 out = engine.process(state, event)
             except Exception as exc:
                 self._restore(eid, undo, states)
@@ -283,7 +312,8 @@ class BatchProcessor:
             st = out.state
             st.lane = name
             st.offsets[name] = offset
-            journal.append((eid, _EVENT, event, name, offset))
+            hist.entries.append((_EVENT, event, name, offset))
+            hist.obj = st
             states[eid] = (st, partition)
             if out.alerts:
                 alerts.extend(out.alerts)
@@ -333,14 +363,13 @@ class BatchProcessor:
             try:
                 if held is not None:
                     st = held[0]
+                    hist = undo.touched[eid][0]
                 else:
                     got = get_state(eid)
                     if got is None or got.due != due:
                         continue
                     st = got
-                    snap = undo.snaps.get(eid)
-                    if snap is None or snap[0] is not st:
-                        undo.snaps[eid] = (st, encode_state(st))
+                    hist = self._touch(eid, st, undo)
                 if st.due != due:
                     continue  # stale entry: the entity's deadline moved since it was indexed
                 out = self.engine.advance(st, wm)
@@ -350,7 +379,7 @@ class BatchProcessor:
                     _failed(msg.value, msg.topic, msg.partition, msg.offset, msg.key, exc, "timed advance", eid)
                 )
                 continue
-            undo.journal.append((eid, _ADVANCE, wm, "", 0))
+            hist.entries.append((_ADVANCE, wm, "", 0))
             states[eid] = (out.state, partition)
             res.alerts.extend(out.alerts)
             if out.links:
@@ -386,10 +415,7 @@ class BatchProcessor:
                 if last is not None and last >= msg.offset:
                     res.already_applied += 1
                     return
-            if held is None:
-                snap = undo.snaps.get(eid)
-                if snap is None or snap[0] is not state:
-                    undo.snaps[eid] = (state, encode_state(state) if state is not None else _NEW)
+            hist = self._touch(eid, state, undo) if held is None else undo.touched[eid][0]
             if state is None:
                 state = EntityState(entity_id=eid)
             alerts, links = self._apply_link(state, link)
@@ -404,7 +430,8 @@ class BatchProcessor:
         offset = -1
         if msg is not None:
             offset = state.offsets[name] = msg.offset
-        undo.journal.append((eid, _LINK, link, name, offset))
+        hist.entries.append((_LINK, link, name, offset))
+        hist.obj = state
         res.alerts.extend(alerts)
         res.links.extend(links)
         states[eid] = (state, partition)
@@ -420,27 +447,29 @@ class BatchProcessor:
             raise StepFailed("contagion", exc) from exc
 
     def _restore(self, eid: str, undo: _Undo, states: dict[str, tuple[EntityState, int]]) -> None:
-        """Put ``eid``'s state back as it was before the message that failed: its copy at the
-        first touch in this batch, then what the batch applied to it since (the journal)."""
-        snap = undo.snaps.get(eid)
-        if snap is None:
+        """Put ``eid``'s state back as it was before the message that failed: its encoded copy,
+        then what was applied to it since (its journal), applied again."""
+        t = undo.touched.get(eid)
+        if t is None:
             return  # not touched yet (its stored state could not be read): nothing changed
+        h = t[0]
         held = states.get(eid)
-        obj = held[0] if held is not None else snap[0]
+        obj = held[0] if held is not None else h.obj
         if obj is None:
             return  # a new entity whose first message failed: no state was made
-        _copy_into(obj, decode_state(snap[1]) if snap[1] else EntityState(entity_id=eid))
-        applied = False
-        for entry in undo.journal:
-            if entry[0] == eid:
-                self._reapply(obj, entry)
-                applied = True
-        if not applied and not snap[1]:
+        self._rebuild(eid, obj, h)
+        if not h.entries and not h.base:
             states.pop(eid, None)
+            h.obj = None
+
+    def _rebuild(self, eid: str, obj: EntityState, h: _Hist) -> None:
+        _copy_into(obj, decode_state(h.base) if h.base else EntityState(entity_id=eid))
+        for entry in h.entries:
+            self._reapply(obj, entry)
 
     def _reapply(self, state: EntityState, entry: _Entry) -> None:
         """Apply one journal entry again (the same calls as the first time; outputs dropped)."""
-        _, kind, item, name, offset = entry
+        kind, item, name, offset = entry
         if kind == _EVENT:
             self.engine.process(state, item)
             state.lane = name
@@ -452,37 +481,69 @@ class BatchProcessor:
             if offset >= 0:
                 state.offsets[name] = offset
 
-    def _rollback(self, undo: _Undo) -> None:
-        """The batch failed as a whole: every state and lane it touched back to the batch start."""
-        for obj, snap in undo.snaps.values():
-            if obj is not None:
-                _copy_into(obj, decode_state(snap))
+    def _rollback(self, undo: _Undo, exc: BaseException) -> None:
+        """The batch failed as a whole: every state and lane it touched back to the batch start.
+        Should that fail too, :class:`RollbackFailed` says the states cannot be trusted."""
+        try:
+            for eid, (h, mark) in undo.touched.items():
+                del h.entries[mark:]
+                if h.obj is None:
+                    continue
+                if mark == 0 and not h.base:  # made in this batch: dropped with its result
+                    h.obj = None
+                    continue
+                self._rebuild(eid, h.obj, h)
+        except BaseException as err:
+            self._hist = {}
+            raise RollbackFailed(f"a failed batch could not be undone ({err!r})") from exc
         for name, lane in self._lanes.items():
             lane.watermark = undo.marks.get(name, 0.0)
         for lane, due, eid in undo.popped:
             heapq.heappush(lane.heap, (due, eid))
 
 
+class RollbackFailed(Exception):
+    """A batch failed as a whole and the entity states it touched could not be put back: they
+    (e.g. a worker's cached states) cannot be trusted and must be read again from storage."""
+
+
 #: The dead-letter reason of a message whose processing raised (a bug in a detector, the risk
 #: scorer, ...; README "Dead letters"). Not one of the schema's reasons: the message may be valid.
 PROCESSING_ERROR = "processing_error"
-_NEW = b""  # the copy of an entity that had no state before the batch
+_NEW = b""  # the copy of an entity that had no state
 _EVENT, _ADVANCE, _LINK = 0, 1, 2
-#: (entity id, kind, the event / watermark / link, lane name, offset): one thing a batch applied
-_Entry = tuple[str, int, Any, str, int]
+#: (kind, the event / watermark / link, lane name, offset): one thing applied to an entity
+_Entry = tuple[int, Any, str, int]
+#: Bounds of the histories kept across batches: an entity's copy is encoded again once its
+#: journal holds this many entries (events are ~0.7 KB in memory), and all are dropped once
+#: this many entities have one. A busy entity is thus encoded about once per 16 of its
+#: events, not once per batch it appears in.
+_HIST_ENTRIES = 16
+_HIST_ENTITIES = 4096
+
+
+class _Hist:
+    """One entity's undo history: the state object it applies to, an encoded copy of it (b"":
+    no state) and the journal of what was applied to it since, in order."""
+
+    __slots__ = ("base", "entries", "obj")
+
+    def __init__(self, obj: EntityState | None, base: bytes) -> None:
+        self.obj = obj
+        self.base = base
+        self.entries: list[_Entry] = []
 
 
 class _Undo:
-    """What one :meth:`BatchProcessor.process` call needs to undo its work: per entity its
-    state object and encoded copy at its first touch, the journal of what was applied since
-    (in order), the lanes' watermarks at the batch start and the deadline entries it popped."""
+    """What one :meth:`BatchProcessor.process` call needs to undo its work: per entity touched,
+    its history and the journal's length at the batch start; the lanes' watermarks at the
+    batch start and the deadline entries it popped."""
 
-    __slots__ = ("journal", "marks", "popped", "snaps")
+    __slots__ = ("marks", "popped", "touched")
 
     def __init__(self, marks: dict[str, float]) -> None:
         self.marks = marks
-        self.snaps: dict[str, tuple[EntityState | None, bytes]] = {}
-        self.journal: list[_Entry] = []
+        self.touched: dict[str, tuple[_Hist, int]] = {}
         self.popped: list[tuple[Lane, float, str]] = []
 
 

@@ -365,3 +365,32 @@ def test_step_failed_names_the_step_and_the_reason_is_a_metric_label() -> None:
     err = StepFailed("detector x", ValueError("v"))
     assert str(err) == "detector x: ValueError: v"
     assert PROCESSING_ERROR in DEAD_LETTER_REASONS
+
+
+def test_a_detector_switch_between_batches_restores_with_the_detectors_of_the_time() -> None:
+    """The copies and journals kept across batches are dropped when the detectors change
+    (a rule-pack switch, a new model): a failure after the switch is undone from a copy taken
+    after it, not by applying earlier events again through detectors that did not see them."""
+    msgs = messages(history())
+
+    cut = len(msgs) // 3
+
+    def switched(ms: Sequence[RawMessage]) -> tuple[BatchResult, dict[str, EntityState]]:
+        bp = processor()
+        store: dict[str, EntityState] = {}
+        total = BatchResult()
+        for part in ([m for m in ms if m.offset < cut], [m for m in ms if m.offset >= cut]):
+            if part[0].offset >= cut:
+                bp.engine.detectors = [*bp.engine.detectors, Boom()]  # counts from here on
+            for i in range(0, len(part), 3):
+                res = bp.process(part[i : i + 3], store.get, now=2e9)
+                store.update({k: st for k, (st, _) in res.states.items()})
+                total.alerts += res.alerts
+                total.dead_letters += res.dead_letters
+        return total, store
+
+    late_booms = [m for m in msgs if not is_boom(m) or m.offset >= cut]
+    got, store = switched(late_booms)
+    want, ref = switched([m for m in late_booms if not is_boom(m)])
+    assert encoded(store) == encoded(ref) and plain(got.alerts) == plain(want.alerts)
+    assert len([d for d in got.dead_letters if d["reason"] == PROCESSING_ERROR]) >= 2
