@@ -36,6 +36,10 @@ class EntityState(msgspec.Struct, kw_only=True):
     # input partition ("topic#partition") whose watermark moves this entity's time on.
     due: float = 0.0
     lane: str = ""
+    #: the lane's trusted event time when this entity last changed (detectors/pipeline.Lane): a
+    #: restart rebuilds each lane's watermark from these, never from an entity's own time,
+    #: which an event running ahead of its partition may have moved
+    lane_watermark: float = 0.0
     # Per input lane ("topic#partition", the links topic's too): the offset of the last message
     # applied to this entity. Flushed with the state, so a message at or below it, read again
     # after a crash or a rebalance, is skipped whatever the dedup window (detectors/pipeline.py).

@@ -15,7 +15,7 @@ from __future__ import annotations
 from detectors.anomaly import PeerGroupDetector, anomaly_detectors
 from detectors.engine import Engine
 from detectors.lateness import DEFAULT_ALLOWED_LATENESS
-from detectors.pipeline import BatchProcessor
+from detectors.pipeline import DEFAULT_MAX_SKEW, BatchProcessor
 from detectors.risk import RiskConfig, RiskScorer, load_risk_config
 from detectors.rules import RulePack
 from riskflow.models import PeerModel
@@ -34,13 +34,16 @@ def build_processor(
     links_topic: str | None = None,
     allowed_lateness: float | None = DEFAULT_ALLOWED_LATENESS,
     peer: bool = False,
+    max_skew: float = DEFAULT_MAX_SKEW,
 ) -> BatchProcessor:
     """``anomaly``: also run the anomaly detectors (``detectors/anomaly``) after the rules,
     with ``model`` as the peer-group model (see :func:`peer_detector` to swap it later); the
     peer-group detector runs only with a ``model`` or ``peer=True`` (opt-in).
     ``risk``: the risk-index configuration (default: the shipped ``detectors/risk/risk.yaml``).
     ``links_topic``: the live worker's internal contagion topic; offline runs leave it unset.
-    ``allowed_lateness``: event-time seconds; older events go to the late ledger (detectors/lateness.py)."""
+    ``allowed_lateness``: event-time seconds; older events go to the late ledger (detectors/lateness.py).
+    ``max_skew``: event-time seconds an event may run ahead of its partition and still move its
+    time (detectors/pipeline.Lane)."""
     detectors = [*pack.detectors, *(anomaly_detectors(model, peer=peer) if anomaly else ())]
     scorer = RiskScorer(risk if risk is not None else load_risk_config())
     engine = Engine(
@@ -50,7 +53,9 @@ def build_processor(
         risk=scorer,
         allowed_lateness=allowed_lateness,
     )
-    return BatchProcessor(engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds, links_topic=links_topic)
+    return BatchProcessor(
+        engine, max_bytes=max_bytes, max_future_seconds=max_future_seconds, links_topic=links_topic, max_skew=max_skew
+    )
 
 
 def peer_detector(bp: BatchProcessor) -> PeerGroupDetector | None:

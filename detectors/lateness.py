@@ -120,6 +120,9 @@ class LateRecord(msgspec.Struct, kw_only=True):
     allowed_lateness_seconds: float
     #: False: within the lateness, processed as usual, but some window could not count it
     beyond_lateness: bool = True
+    #: True: the event ran ahead of its partition's event time by more than the allowed skew
+    #: (then ``entity_watermark`` is the partition's, ``allowed_lateness_seconds`` the skew)
+    ahead: bool = False
     rules: list[LateRule] = msgspec.field(default_factory=list)
     alerts: list[str] = msgspec.field(default_factory=list)  # ids of the alerts issued or revised
     event: msgspec.Raw = msgspec.Raw(b"null")  # the event as received (set by the pipeline), for a replay
@@ -255,6 +258,16 @@ def closed_windows(detectors: Sequence[Detector], dstates: dict[str, Any], event
         if st is not None and _counts(det, event) and day < st["t"] - span + 1:
             lines.append(LateRule(rule_id=det.id, kind=det.kind, action="window_closed", window_days=span))
     return lines
+
+
+def ahead_record(event: Event, lane_watermark: float, max_skew: float) -> LateRecord:
+    """The ledger entry of an event that ran more than ``max_skew`` ahead of its partition's
+    event time (``ahead``; ``late_by_seconds`` is negative): processed for its own entity, but
+    it did not move the partition's time (detectors/pipeline.Lane)."""
+    rec = record(event, lane_watermark, max_skew, [])
+    rec.beyond_lateness = False
+    rec.ahead = True
+    return rec
 
 
 def record(event: Event, watermark: float, allowed: float, lines: list[LateRule]) -> LateRecord:

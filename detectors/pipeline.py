@@ -23,12 +23,13 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from detectors import lateness as _lateness
 from detectors.engine import Engine, EntityState, StepFailed, decode_state, encode_state
 from detectors.lateness import LateRecord
 from detectors.risk.contagion import LinkMessage, decode_link, encode_link
 from riskflow.alerts import Alert
 from riskflow.deadletter import dead_letter
-from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, InvalidEvent, parse_event
+from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, Event, InvalidEvent, parse_event
 
 
 class RawMessage(NamedTuple):
@@ -72,26 +73,69 @@ class BatchResult:
     #: messages skipped because their entity's state already held them (its recorded offset for
     #: their lane is at or above theirs): read again after a crash or a rebalance
     already_applied: int = 0
+    #: events that ran too far ahead of their partition's time (``Lane``), for the same ledger
+    ahead: list[LateRecord] = field(default_factory=list)
+
+
+#: How far (event-time seconds) an event may lie ahead of its partition's watermark and still
+#: advance it alone: the default allowed lateness, mirrored (``RISKFLOW_MAX_EVENT_SKEW``).
+DEFAULT_MAX_SKEW = 7 * 86_400.0
 
 
 class Lane:
     """Event-time progress of one input partition: its watermark and its deadline index.
 
-    ``watermark`` is the largest event time of any valid, non-duplicate event
-    seen on the partition; ``heap`` holds ``(deadline, entity_id)`` of entities
-    with pending timed findings (stale entries are skipped on pop: the
-    entity's current ``due`` is the truth).
+    ``watermark`` is the partition's trusted event time: the largest event time of the
+    valid, non-duplicate events seen on it, except that an event more than the processor's
+    ``max_skew`` ahead of it does not move it alone (one producer's clock must not fire every
+    other entity's deadlines). ``ahead`` holds the times of such events of the current run of
+    them, by entity; an event within the skew ends the run. Once two entities run ahead in
+    one run (as after a real gap in a sparse partition's events), the watermark moves to the
+    earlier of their times: the time both have reached.
+    ``heap`` holds ``(deadline, entity_id)`` of entities with pending timed findings (stale
+    entries are skipped on pop: the entity's current ``due`` is the truth).
+
+    >>> lane = Lane(1000.0)
+    >>> lane.observe(1500.0, "A", 600.0), lane.watermark
+    (True, 1500.0)
+    >>> lane.observe(9000.0, "B", 600.0), lane.observe(1600.0, "A", 600.0), lane.watermark
+    (False, True, 1600.0)
+    >>> lane.observe(9000.0, "B", 600.0), lane.observe(8000.0, "C", 600.0), lane.watermark
+    (False, False, 8000.0)
     """
 
-    __slots__ = ("heap", "watermark")
+    __slots__ = ("ahead", "heap", "watermark")
 
-    def __init__(self, watermark: float = 0.0, heap: list[tuple[float, str]] | None = None) -> None:
+    def __init__(
+        self,
+        watermark: float = 0.0,
+        heap: list[tuple[float, str]] | None = None,
+        ahead: dict[str, float] | None = None,
+    ) -> None:
         self.watermark = watermark
         self.heap: list[tuple[float, str]] = [] if heap is None else heap
+        self.ahead: dict[str, float] = {} if ahead is None else ahead
 
     def __reduce__(self) -> tuple[Any, ...]:
         # explicit, for the compiled build (mypyc's native classes do not pickle by themselves)
-        return (Lane, (self.watermark, self.heap))
+        return (Lane, (self.watermark, self.heap, self.ahead))
+
+    def observe(self, ts: float, entity_id: str, max_skew: float) -> bool:
+        """Account an event at ``ts`` (later than the watermark); False if it ran too far ahead
+        to be trusted (the caller ledgers it)."""
+        wm = self.watermark
+        if ts <= wm + max_skew or not wm:
+            self.watermark = ts
+            if self.ahead:
+                self.ahead = {}
+            return True
+        ahead = self.ahead
+        if ts > ahead.get(entity_id, 0.0):
+            ahead[entity_id] = ts
+        if len(ahead) >= 2:
+            self.watermark = min(ahead.values())
+            self.ahead = {}
+        return False
 
 
 class BatchProcessor:
@@ -116,11 +160,13 @@ class BatchProcessor:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
         links_topic: str | None = None,
+        max_skew: float = DEFAULT_MAX_SKEW,
     ) -> None:
         self.engine = engine
         self.max_bytes = max_bytes
         self.max_future_seconds = max_future_seconds
         self.links_topic = links_topic
+        self.max_skew = max_skew
         self.lanes = {}
         #: per entity: its state object, encoded copy and what was applied since (see _Hist)
         self._hist: dict[str, _Hist] = {}
@@ -134,6 +180,7 @@ class BatchProcessor:
             max_bytes=self.max_bytes,
             max_future_seconds=self.max_future_seconds,
             links_topic=self.links_topic,
+            max_skew=self.max_skew,
         )
         return (make, (self.engine,), {"lanes": self._lanes})
 
@@ -166,8 +213,9 @@ class BatchProcessor:
             lane = self.lanes.get(st.lane)
             if lane is None:
                 lane = self.lanes[st.lane] = Lane()
-            if st.watermark > lane.watermark:
-                lane.watermark = st.watermark
+            wm = st.lane_watermark or st.watermark  # (a state from before lane_watermark: its own)
+            if wm > lane.watermark:
+                lane.watermark = wm
             if st.due:
                 lane.heap.append((st.due, st.entity_id))
         for lane in self.lanes.values():
@@ -188,9 +236,10 @@ class BatchProcessor:
         parsing, a detector, the risk scorer, a contagion link, a timed advance) is
         dead-lettered as ``processing_error``, naming the exception and the step, and the
         batch goes on: the entity's state is put back as it was before that message (the
-        states are mutated in place, so each entity touched is encoded at its first touch
-        in the batch, and what the batch applied to it is kept in a journal to apply again
-        over that copy), and what the message produced is dropped. Should anything escape
+        states are mutated in place, so each entity touched has an encoded copy, made at a
+        first touch in a batch and kept across batches while it holds, and a journal of
+        what was applied to it since, applied again over the copy), and what the message
+        produced is dropped. Should anything escape
         that (a bug of the pipeline itself), every state and lane it touched is put back as
         it was before the batch and the exception propagates: the batch can be processed
         again (the live worker then retries it one message at a time).
@@ -198,7 +247,7 @@ class BatchProcessor:
         now = time.time() if now is None else now
         res = BatchResult()
         self._check_history()
-        undo = _Undo({name: lane.watermark for name, lane in self._lanes.items()})
+        undo = _Undo({name: (lane.watermark, dict(lane.ahead)) for name, lane in self._lanes.items()})
         try:
             self._process(messages, get_state, now, res, undo)
         except BaseException as exc:
@@ -312,7 +361,6 @@ class BatchProcessor:
             st = out.state
             st.lane = name
             st.offsets[name] = offset
-            hist.entries.append((_EVENT, event, name, offset))
             hist.obj = st
             states[eid] = (st, partition)
             if out.alerts:
@@ -329,8 +377,15 @@ class BatchProcessor:
             # event-time progress of this input partition (timed rules)
             if st.due and st.due != due_before:
                 heapq.heappush(lane.heap, (st.due, eid))
+            trusted = True
             if ts > lane.watermark:
-                lane.watermark = ts
+                trusted = lane.observe(ts, eid, self.max_skew)
+            elif lane.ahead:
+                lane.ahead = {}  # an event in time ends a run of events ahead
+            st.lane_watermark = lane.watermark
+            hist.entries.append((_EVENT, event, name, offset, st.lane_watermark))
+            if not trusted:
+                self._ran_ahead(lane, event, st, partition, states, res, undo, msg)
             heap = lane.heap
             if heap and heap[0][0] < lane.watermark:
                 self._advance(lane, partition, states, get_state, res, undo, msg)
@@ -340,6 +395,41 @@ class BatchProcessor:
                 for link in pending:
                     held = states.get(link.to)
                     self._link(link, res, get_state, held[1] if held is not None else 0, undo, None, "")
+
+    def _ran_ahead(
+        self,
+        lane: Lane,
+        event: Event,
+        st: EntityState,
+        partition: int,
+        states: dict[str, tuple[EntityState, int]],
+        res: BatchResult,
+        undo: _Undo,
+        msg: Record,
+    ) -> None:
+        """An event too far ahead of its partition's time to move it: ledgered, and only its
+        own entity's overdue deadlines fire (its clock is trusted for itself, not for others).
+        A failure of that advance is contained as in :meth:`_advance`."""
+        eid = event.entity_id
+        try:
+            ahead = _lateness.ahead_record(event, lane.watermark, self.max_skew)
+            out = self.engine.advance(st, event.ts) if st.due and st.due < event.ts else None
+        except Exception as exc:
+            self._restore(eid, undo, states)
+            res.dead_letters.append(
+                _failed(msg.value, msg.topic, msg.partition, msg.offset, msg.key, exc, "timed advance", eid)
+            )
+            return
+        res.ahead.append(ahead)
+        if out is None:
+            return
+        undo.touched[eid][0].entries.append((_ADVANCE, event.ts, "", 0, 0.0))
+        states[eid] = (out.state, partition)
+        res.alerts.extend(out.alerts)
+        if out.links:
+            res.links.extend(out.links)
+        if out.state.due:
+            heapq.heappush(lane.heap, (out.state.due, eid))
 
     def _advance(
         self,
@@ -379,7 +469,7 @@ class BatchProcessor:
                     _failed(msg.value, msg.topic, msg.partition, msg.offset, msg.key, exc, "timed advance", eid)
                 )
                 continue
-            hist.entries.append((_ADVANCE, wm, "", 0))
+            hist.entries.append((_ADVANCE, wm, "", 0, 0.0))
             states[eid] = (out.state, partition)
             res.alerts.extend(out.alerts)
             if out.links:
@@ -430,7 +520,7 @@ class BatchProcessor:
         offset = -1
         if msg is not None:
             offset = state.offsets[name] = msg.offset
-        hist.entries.append((_LINK, link, name, offset))
+        hist.entries.append((_LINK, link, name, offset, 0.0))
         hist.obj = state
         res.alerts.extend(alerts)
         res.links.extend(links)
@@ -469,11 +559,12 @@ class BatchProcessor:
 
     def _reapply(self, state: EntityState, entry: _Entry) -> None:
         """Apply one journal entry again (the same calls as the first time; outputs dropped)."""
-        kind, item, name, offset = entry
+        kind, item, name, offset, lane_watermark = entry
         if kind == _EVENT:
             self.engine.process(state, item)
             state.lane = name
             state.offsets[name] = offset
+            state.lane_watermark = lane_watermark
         elif kind == _ADVANCE:
             self.engine.advance(state, item)
         else:
@@ -497,7 +588,8 @@ class BatchProcessor:
             self._hist = {}
             raise RollbackFailed(f"a failed batch could not be undone ({err!r})") from exc
         for name, lane in self._lanes.items():
-            lane.watermark = undo.marks.get(name, 0.0)
+            lane.watermark, ahead = undo.marks.get(name, (0.0, {}))
+            lane.ahead = dict(ahead)
         for lane, due, eid in undo.popped:
             heapq.heappush(lane.heap, (due, eid))
 
@@ -512,8 +604,9 @@ class RollbackFailed(Exception):
 PROCESSING_ERROR = "processing_error"
 _NEW = b""  # the copy of an entity that had no state
 _EVENT, _ADVANCE, _LINK = 0, 1, 2
-#: (kind, the event / watermark / link, lane name, offset): one thing applied to an entity
-_Entry = tuple[int, Any, str, int]
+#: (kind, the event / watermark / link, lane name, offset, lane watermark after an event): one
+#: thing applied to an entity
+_Entry = tuple[int, Any, str, int, float]
 #: Bounds of the histories kept across batches: an entity's copy is encoded again once its
 #: journal holds this many entries (events are ~0.7 KB in memory), and all are dropped once
 #: this many entities have one. A busy entity is thus encoded about once per 16 of its
@@ -541,7 +634,7 @@ class _Undo:
 
     __slots__ = ("marks", "popped", "touched")
 
-    def __init__(self, marks: dict[str, float]) -> None:
+    def __init__(self, marks: dict[str, tuple[float, dict[str, float]]]) -> None:
         self.marks = marks
         self.touched: dict[str, tuple[_Hist, int]] = {}
         self.popped: list[tuple[Lane, float, str]] = []

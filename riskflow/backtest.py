@@ -46,11 +46,11 @@ from typing import Any
 import msgspec
 
 from detectors.engine import decode_state, encode_state
-from detectors.factory import build_processor
 from detectors.pipeline import RawMessage
-from detectors.rules import RulePack, load_pack
+from detectors.rules import RulePack
 from riskflow.alerts import SEVERITIES, Alert
 from riskflow.partitioning import partition_for
+from riskflow.processing import pack_from_settings, processor_from_settings
 from riskflow.schema import topic_role
 from riskflow.settings import Settings
 
@@ -194,6 +194,7 @@ class Report:
         """The report; ``rule_ids``: score only alerts of these rules (default: all)."""
         out = self._score(only=rule_ids)
         rules: dict[str, Counter[str]] = defaultdict(Counter)
+        flagged: dict[str, set[str]] = defaultdict(set)
         bad = {e for e, lab in self.labels.items() if not lab.get("normal")}
         for rec in self.alerts.values():
             a = rec.alert
@@ -201,6 +202,7 @@ class Report:
                 continue
             c = rules[a.rule_id]
             c["alerts"] += 1
+            flagged[a.rule_id].add(a.entity_id)
             if a.entity_id not in self.entities:
                 c["on_unseen_entities"] += 1
             else:
@@ -243,7 +245,8 @@ class Report:
             "labelled_entities": len(self.labels),
             "span_days": round(self.span_days, 3),
             "alerts": sum(1 for r in self.alerts.values() if rule_ids is None or r.alert.rule_id in rule_ids),
-            "per_rule": {k: dict(v) for k, v in sorted(rules.items())},
+            "per_rule": {k: {**v, "entities": len(flagged[k])} for k, v in sorted(rules.items())},
+            "alerted_entities": len(set().union(*flagged.values())),
             "operating_points": points,
             "rule_pack_version": self.pack_version,
             "seconds": round(self.seconds, 3),
@@ -285,14 +288,8 @@ def backtest(
     ``on_alert(alert)`` is called for every alert emitted (revisions too), in order.
     """
     settings = settings or Settings()
-    pack = pack or load_pack()
-    bp = build_processor(
-        pack,
-        dedup_window=settings.dedup_window,
-        max_bytes=settings.max_event_bytes,
-        max_future_seconds=settings.max_future_seconds,
-        allowed_lateness=settings.allowed_lateness,
-    )
+    pack = pack or pack_from_settings(settings)
+    bp = processor_from_settings(settings, pack)
     now = time.time() if now is None else now
     parts = settings.partitions
     fund_topic, inst_topic = settings.topic_fund_events, settings.topic_institution_events
@@ -315,8 +312,8 @@ def backtest(
         for line in chunk:
             try:
                 h = _head.decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                h = _Head()
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                h = _Head()  # the processor dead-letters it with its reason (e.g. too_deep)
             place = placement.get(h.entity_id)
             if place is None:
                 key = h.entity_id.encode()
@@ -327,10 +324,10 @@ def backtest(
                     # an entity's first event: the earliest one of an event-time ordered file
                     try:
                         when = _time.decode(line).event_time
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        when = None
-                    if when is not None and when.tzinfo is not None:
-                        t_min = min(t_min, when.timestamp())
+                        if when is not None and when.tzinfo is not None:
+                            t_min = min(t_min, when.timestamp())
+                    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ArithmeticError):
+                        pass  # not a valid event: it counts among the dead letters, not the span
             topic, part, key = place
             off = offsets[topic, part]
             offsets[topic, part] = off + 1
@@ -380,9 +377,25 @@ def format_table(s: dict[str, Any]) -> str:
             return "-"
         return f"{v:.1%}" if pct else f"{v:g}" if isinstance(v, float) else str(v)
 
+    dead = s.get("dead_letters") or {}
     lines = [
         f"events {s['events']:,}  entities {s['entities']:,} ({s['labelled_entities']} labelled)  "
         f"span {s['span_days']:g} days  alerts {s['alerts']:,}  rule pack {s['rule_pack_version']}",
+        f"dead letters {sum(dead.values()):,}"
+        + (" (" + ", ".join(f"{r} {n:,}" for r, n in sorted(dead.items(), key=lambda x: -x[1])) + ")" if dead else ""),
+    ]
+    if not s["labelled_entities"]:
+        # Without ground truth there is no recall or precision to show: what can be shown is
+        # what fired, and where.
+        lines += ["no labels: detection quality cannot be scored (give --labels); alerts by rule:", ""]
+        lines += [f"{'rule':40s} {'alerts':>7s} {'entities':>9s}"]
+        for rule, c in s["per_rule"].items():
+            lines.append(f"{rule:40s} {c.get('alerts', 0):>7d} {c.get('entities', 0):>9d}")
+        lines.append(f"\nentities alerted: {s.get('alerted_entities', 0):,} of {s['entities']:,}")
+        if s.get("events_per_second"):
+            lines.append(f"{s['events']:,} events in {s['seconds']:g}s ({s['events_per_second']:,} events/s)")
+        return "\n".join(lines)
+    lines += [
         f"recall {f(s['recall'], True)}  precision {f(s['precision'], True)}  "
         f"entity precision {f(s['entity_precision'], True)}  "
         f"false alerts/1000 entity-days {f(s['false_alerts_per_1000_entity_days'])}  "

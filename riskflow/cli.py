@@ -33,11 +33,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CommandError(Exception):
+    """An error the user can fix: printed as one line (``riskflow <command>: <message>``), exit 2."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
     from riskflow.settings import Settings
 
-    settings = Settings()
+    where = f"riskflow {args.command}"
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        bad = "; ".join(f"RISKFLOW_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        sys.stderr.write(f"{where}: invalid setting: {bad}\n")
+        return 2
     level = (args.log_level or settings.log_level).upper()
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args, settings) or 0)
+    try:
+        return int(args.func(args, settings) or 0)
+    except CommandError as exc:
+        sys.stderr.write(f"{where}: {exc}\n")
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        sys.stderr.write(f"{where}: cannot read {exc.filename}: {exc.strerror}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{where}: interrupted\n")
+        return 130
+    except ValueError as exc:  # a rule pack given with --rules (worker, backtest): its problems, not a traceback
+        from detectors.rules import RuleError
+
+        if not isinstance(exc, RuleError):
+            raise
+        for p in getattr(exc, "problems", None) or [exc]:
+            sys.stderr.write(f"{where}: invalid rule pack: {p}\n")
+        return 2

@@ -3,7 +3,9 @@
 An alert id comes back with a higher ``revision`` when its episode grows or the
 entity's level moves; ``tail`` prints each (id, revision) once, later revisions
 marked (``↑ revision 3: orange→red``), and drops a revision at or below one
-already printed (a re-delivered or superseded record).
+already printed (a re-delivered or superseded record). Every line is escaped
+(``riskflow.textsafe.printable``): an alert's text cannot drive the terminal. A
+message that is no alert is skipped with one line on stderr.
 
 >>> from riskflow.alerts import Alert
 >>> t = Tracker()
@@ -31,6 +33,7 @@ from aiokafka import AIOKafkaConsumer
 
 from riskflow.alerts import Alert, decode_alert
 from riskflow.schema import REGIONS
+from riskflow.textsafe import bounded, printable
 
 _SEV = {"low": "LOW ", "medium": "MED ", "high": "HIGH", "critical": "CRIT"}
 
@@ -83,6 +86,7 @@ async def tail_alerts(
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
     keep: Callable[[Alert], bool] = lambda a: True,
+    err: TextIO | None = None,
 ) -> int:
     """Print every alert on ``topic`` from the beginning, each (id, revision) once and only
     revisions above the one printed before, until ``stop``; returns the ids printed.
@@ -104,7 +108,13 @@ async def tail_alerts(
             batches = await consumer.getmany(timeout_ms=200)
             for msgs in batches.values():
                 for m in msgs:
-                    a = decode_alert(m.value)
+                    try:
+                        a = decode_alert(m.value)
+                    except Exception as e:  # junk on the topic: say so, go on
+                        where = f"{m.topic}/{m.partition}@{m.offset}"
+                        line = f"skipped a message that is not an alert at {where}: {type(e).__name__}: {e}"
+                        print(bounded(line, 300), file=err or sys.stderr, flush=True)
+                        continue
                     if not keep(a):
                         continue
                     fresh, prev = seen.see(a)
@@ -118,11 +128,12 @@ async def tail_alerts(
 
 
 def render(a: Alert, raw: bytes, prev: tuple[int, str] | None, as_json: bool) -> str:
+    """One output line, escaped: ``raw`` re-serialised on one line (with ``previous`` on a
+    revision), or the alert in words."""
     if as_json:
-        if prev is None:
-            return raw.decode()
         d = json.loads(raw)
-        d["previous"] = {"revision": prev[0], "risk_level": prev[1]}
-        return json.dumps(d, ensure_ascii=False)
+        if prev is not None:
+            d["previous"] = {"revision": prev[0], "risk_level": prev[1]}
+        return printable(json.dumps(d, ensure_ascii=False), json=True)
     mark = revision_mark(a, prev)
-    return f"{mark}  {format_alert(a)}" if mark else format_alert(a)
+    return printable(f"{mark}  {format_alert(a)}" if mark else format_alert(a))

@@ -42,6 +42,8 @@ RULE_PACK_REJECT_REASONS = ("malformed", "unsupported_schema", "invalid_rules")
 PROCESSING_ERROR = "processing_error"
 #: Every reason a message is dead-lettered for: the schema's, then ``processing_error``.
 DEAD_LETTER_REASONS = (*REASONS, PROCESSING_ERROR)
+#: Why a message on the model control topic was ignored (streams/control.py).
+CONTROL_IGNORE_REASONS = ("too_large", "malformed", "unknown_command", "no_model_dir")
 #: Why the worker wrote its changed entity states (streams/statecache.py, streams/batchtap.py).
 STATE_FLUSH_REASONS = ("batch", "interval", "dirty_limit", "rebalance", "shutdown")
 
@@ -148,7 +150,9 @@ class Metrics:
     model: Info
     model_reloads: Counter
     rule_pack_rejected: Counter
+    control_ignored: Counter
     late: Counter
+    ahead: Counter
     state_flushes: Counter
     states_written: Counter
     already_applied: Counter
@@ -225,7 +229,8 @@ class Metrics:
             model=Info("riskflow_model", "Version of the loaded peer-group model.", registry=registry),
             model_reloads=Counter(
                 "riskflow_model_reloads_total",
-                "Peer-group model loads, by reason (loaded or load_failed).",
+                "Peer-group model loads, by reason (loaded; load_failed: missing, unreadable or malformed; "
+                "refused: outside the model directory, or its HMAC does not verify).",
                 ["reason"],
                 registry=registry,
             ),
@@ -236,9 +241,24 @@ class Metrics:
                 "by reason (malformed, unsupported_schema, invalid_rules).",
                 RULE_PACK_REJECT_REASONS,
             ),
+            control_ignored=_by_reason(
+                registry,
+                "riskflow_control_messages_ignored_total",
+                "Messages on the model control topic that were ignored, by reason (too_large, malformed, "
+                "unknown_command, no_model_dir).",
+                CONTROL_IGNORE_REASONS,
+            ),
             late=Counter(
                 "riskflow_late_events_total",
                 "Events beyond the allowed lateness, sent to the late-event ledger, by event type.",
+                ["event_type"],
+                registry=registry,
+            ),
+            ahead=Counter(
+                "riskflow_events_ahead_total",
+                "Events that ran more than RISKFLOW_MAX_EVENT_SKEW ahead of their partition's event time "
+                "(processed for their own entity, not moving the partition's time; ledgered with ahead: true), "
+                "by event type.",
                 ["event_type"],
                 registry=registry,
             ),
@@ -276,10 +296,12 @@ class Metrics:
         for (rule, sev, region, mode), n in _Tally((a.rule_id, a.severity, a.region, a.mode) for a in alerts).items():
             self.alerts.labels(rule=rule, severity=sev, region=region, mode=mode).inc(n)
 
-    def count_late(self, event_types: Iterable[str]) -> None:
-        """Add one batch's late events (their event types) to ``riskflow_late_events_total``."""
+    def count_late(self, event_types: Iterable[str], counter: Counter | None = None) -> None:
+        """Add one batch's late events (their event types) to ``riskflow_late_events_total`` (or
+        to ``counter``, e.g. ``riskflow_events_ahead_total``)."""
+        counter = self.late if counter is None else counter
         for etype, n in _Tally(event_types).items():
-            self.late.labels(event_type=etype).inc(n)
+            counter.labels(event_type=etype).inc(n)
 
     def record_batch(
         self,

@@ -153,7 +153,9 @@ def route(
         try:
             h = _head.decode(line)
             ts: float | None = _dt.datetime.fromisoformat(h.event_time).timestamp() if h.event_time else None
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, ArithmeticError, RecursionError):
+            # Not an event the worker will accept (it dead-letters it with the reason): sent
+            # as it is, unkeyed; a line nested too deep for the decoder's stack included.
             h, ts = _Head(), None
         if sliced and (ts is None or (start is not None and ts < start) or (end is not None and ts >= end)):
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -104,6 +104,15 @@ class Settings(BaseSettings):
         "event time and still be processed as usual; older events go to the late-event ledger "
         "(re-evaluated where the rule state allows). Default 7 days.",
     )
+    max_event_skew: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="RISKFLOW_MAX_EVENT_SKEW: event-time seconds an event may run ahead of its input "
+        "partition's event time and still move it; an event further ahead is processed for its own "
+        "entity, ledgered on the late-event topic (ahead: true), and moves the partition's time only "
+        "once a second entity runs ahead with no event in time between them, so that one producer's "
+        "clock cannot fire every other entity's deadlines. Default 7 days.",
+    )
     partitions: int = Field(4, ge=1, description="RISKFLOW_PARTITIONS: partitions of the input topics and tables.")
     replication_factor: int = Field(1, ge=1, description="RISKFLOW_REPLICATION_FACTOR: of topics RiskFlow creates.")
     metrics_port: int = Field(
@@ -164,6 +173,20 @@ class Settings(BaseSettings):
         description="RISKFLOW_MODEL_DIR: directory of peer-group model artefacts (`riskflow train --out`); "
         "the worker loads the newest at start-up and on a reload control message. Unset: no peer model.",
     )
+    model_key: SecretStr | None = Field(
+        None,
+        description="RISKFLOW_MODEL_KEY: secret (16+ characters) for model artefacts' HMAC-SHA256: "
+        "`riskflow train` signs with it, and a worker with it set loads only artefacts whose signature "
+        "verifies. Unset: artefacts are checked against their content hash only (a warning is logged).",
+    )
+
+    @field_validator("model_key")
+    @classmethod
+    def _model_key_long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (a random secret)")
+        return v
+
     risk_config: Path | None = Field(
         None,
         description="RISKFLOW_RISK_CONFIG: YAML file of risk-index weights, decay, level thresholds and "
@@ -185,7 +208,32 @@ class Settings(BaseSettings):
     feed_tokens: str = Field(
         "",
         description="RISKFLOW_FEED_TOKENS: API tokens, comma-separated `token:role:name` (role viewer, officer "
-        "or admin). Unset: `riskflow feed` makes one officer token per run and logs it.",
+        "or admin). Unset: `riskflow feed` makes one admin token per run and prints it once on the terminal "
+        "(never logged).",
+    )
+    feed_auth_burst: int = Field(
+        10,
+        ge=1,
+        description="RISKFLOW_FEED_AUTH_BURST: wrong tokens a client address may send at once before the feed "
+        "answers it 429 (back-off) without checking its token.",
+    )
+    feed_auth_rate: float = Field(
+        1.0,
+        gt=0,
+        description="RISKFLOW_FEED_AUTH_RATE: wrong tokens per second an address may send after its burst (the "
+        "most guesses per second it gets).",
+    )
+    feed_max_streams_per_token: int = Field(
+        8, ge=1, description="RISKFLOW_FEED_MAX_STREAMS_PER_TOKEN: live streams one token may hold open (503 above)."
+    )
+    feed_max_streams: int = Field(
+        200, ge=1, description="RISKFLOW_FEED_MAX_STREAMS: live streams the feed holds open in all (503 above)."
+    )
+    feed_max_note_bytes: int = Field(
+        4096,
+        ge=64,
+        description="RISKFLOW_FEED_MAX_NOTE_BYTES: longest note, assignee or reason of an action, in UTF-8 bytes "
+        "(413 above; nothing is written).",
     )
     snooze_max_days: float = Field(
         30.0,

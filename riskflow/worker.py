@@ -11,10 +11,10 @@ import faust
 from prometheus_client import REGISTRY, disable_created_metrics, start_http_server
 
 import detectors
-from detectors.rules import load_pack
 from riskflow import __version__
 from riskflow.kafka import ensure_topics
 from riskflow.metrics import Metrics
+from riskflow.processing import pack_from_settings
 from riskflow.settings import Settings
 from streams.topology import build_topology
 
@@ -93,7 +93,7 @@ def run_worker(settings: Settings, rules: str | None = None) -> int:
     """Run until stopped (SIGINT/SIGTERM). Returns the process exit code."""
     if not settings.kafka_bootstrap:
         raise SystemExit("riskflow worker: set RISKFLOW_KAFKA_BOOTSTRAP (or run `riskflow demo`)")
-    pack = load_pack(rules, constants={"lpr_1y": settings.lpr_1y} if settings.lpr_1y is not None else None)
+    pack = pack_from_settings(settings, rules)
     # No "<counter>_created" series: they were half of the ~1,700 lines of a busy worker's
     # /metrics (each labelled counter child has one), no dashboard or alert reads them, and
     # every scrape paid for rendering them (35 ms a scrape, bench/pipeline.py).

@@ -202,6 +202,7 @@ def process_batch(
         res.max_event_ts = max(res.max_event_ts, one.max_event_ts)
         res.links += one.links
         res.late += one.late
+        res.ahead += one.ahead
         res.already_applied += one.already_applied
     return res
 
@@ -288,7 +289,7 @@ def wire_agents(
         started = time.perf_counter()
         res = process_batch(processor, records, get_state)
         evaluated = time.perf_counter()
-        if res.alerts or res.links or res.dead_letters or res.late:
+        if res.alerts or res.links or res.dead_letters or res.late or res.ahead:
             out: list[Out] = [
                 (shadow_topic if a.mode == "shadow" else alerts_topic, a.entity_id.encode(), a.to_json(), None)
                 for a in res.alerts
@@ -298,7 +299,7 @@ def wire_agents(
                 (deadletter_topic, (d["key"] or "").encode(), encode_dead_letter(d), None) for d in res.dead_letters
             ]
             if late_topic is not None:
-                out += [(late_topic, r.entity_id.encode(), encode_late(r), None) for r in res.late]
+                out += [(late_topic, r.entity_id.encode(), encode_late(r), None) for r in (*res.late, *res.ahead)]
             await deliver(batched(app.producer, out), "alerts/links/dead letters")
         decided_at = time.time()
         # The changed states stay dirty until the next flush (the batch tap asks
@@ -311,7 +312,7 @@ def wire_agents(
             sent[links_topic] += len(res.links)
             sent[deadletter_topic] += len(res.dead_letters)
             if late_topic is not None:
-                sent[late_topic] += len(res.late)
+                sent[late_topic] += len(res.late) + len(res.ahead)
             for topic, n in sent.items():
                 if n:
                     sent_counter.labels(topic=f"topic.{topic}").inc(n)
@@ -321,6 +322,8 @@ def wire_agents(
                 metrics.already_applied.inc(res.already_applied)
             if res.late:
                 metrics.count_late(r.event_type for r in res.late)
+            if res.ahead:
+                metrics.count_late((r.event_type for r in res.ahead), metrics.ahead)
             metrics.batches.inc()
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.record_batch(
@@ -454,7 +457,7 @@ def _consumer_lag(app: faust.App, records: list[Any]) -> dict[str, int]:
     """Per input topic of the batch: its partitions' high watermarks minus the next offset to process.
 
     The high watermark is the consumer's last fetched one (no broker round trip).
-    Tansu reports it short (shared/KAFKA-NOTES.md), so a caught-up partition can
+    Tansu reports it short (docs/operations.md, "Broker notes"), so a caught-up partition can
     come out negative: clamped to 0.
     """
     position: dict[tuple[str, int], int] = {}

@@ -9,13 +9,13 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from detectors.anomaly import AnomalyDetector
-from detectors.factory import build_processor, peer_detector
+from detectors.factory import peer_detector
 from detectors.pipeline import BatchProcessor
-from detectors.risk import load_risk_config
 from detectors.rules import RulePack
 from riskflow import __version__
 from riskflow.kafka import client_config
 from riskflow.metrics import Metrics
+from riskflow.processing import pack_constants, processor_from_settings
 from riskflow.settings import Settings
 from streams.agents import wire_agents
 from streams.app import create_app
@@ -41,21 +41,11 @@ def build_topology(
     app = create_app(settings, registry)
     topics = declare_topics(app, settings)
     table = declare_tables(app, settings)
-    risk = load_risk_config(settings.risk_config)
 
     anomaly: list[AnomalyDetector] = []
 
     def make(p: RulePack) -> BatchProcessor:
-        bp = build_processor(
-            p,
-            dedup_window=settings.dedup_window,
-            max_bytes=settings.max_event_bytes,
-            max_future_seconds=settings.max_future_seconds,
-            risk=risk,
-            links_topic=settings.topic_risk_links,
-            allowed_lateness=settings.allowed_lateness,
-            peer=settings.model_dir is not None,  # the peer-group model is opt-in
-        )
+        bp = processor_from_settings(settings, p, links_topic=settings.topic_risk_links)
         # A rule-pack switch keeps the running anomaly detectors (and the loaded peer model).
         if anomaly:
             bp.engine.detectors = [
@@ -83,7 +73,7 @@ def build_topology(
         processor,
         lambda p: make(p).engine,
         lambda: cache.overlay(list(store.items())),  # lanes from the states as this worker has them
-        constants={"lpr_1y": settings.lpr_1y} if settings.lpr_1y is not None else None,
+        constants=pack_constants(settings),
         on_switch=on_switch,
         metrics=metrics,
     )
@@ -98,10 +88,11 @@ def build_topology(
     app.on_partitions_assigned.connect(on_assigned)
     peer = peer_detector(processor)
     if peer is not None:
+        model_key = settings.model_key.get_secret_value().encode() if settings.model_key else None
         if settings.model_dir is not None:
-            load_into(peer, settings.model_dir, metrics)  # at start-up; then on a reload message
+            load_into(peer, settings.model_dir, metrics, model_key)  # at start-up; then on a reload message
         if settings.kafka_bootstrap:
-            wire_control(app, kafka, settings.topic_control, peer, settings.model_dir, metrics)
+            wire_control(app, kafka, settings.topic_control, peer, settings.model_dir, metrics, model_key)
     wire_agents(
         app,
         topics,

@@ -1,7 +1,7 @@
 """Helpers for the fault-injection tests: produce with offsets, wait for commits,
 read a changelog without trusting end offsets, and the offline reference state.
 
-Tansu reports end offsets short (shared/KAFKA-NOTES.md), so nothing here reads
+Tansu reports end offsets short (docs/operations.md, "Broker notes"), so nothing here reads
 "up to the end offset": readers consume until the topic has been quiet for a
 while, and commit checks compare against the offsets the producer was given.
 """

@@ -57,6 +57,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         "--lang=zh-CN",
     ):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: CSP violations show there
     service = Service(executable_path=_binary("chromedriver"), log_output=str(tmp_path / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=opts)
     driver.set_page_load_timeout(60)
@@ -189,6 +190,10 @@ def test_alert_appears_live_is_acknowledged_and_stays_so(stack: Stack, browser: 
         page = browser.find_element(By.ID, "entity-view").text
         assert "Episodes 预警事件时间线" in page and "承诺保本保收益" in page and "guaranteed" in page
         browser.save_screenshot(str(stack.tmp / "feed-entity.png"))
+        # The page fits its Content-Security-Policy: the browser refused nothing (an inline style
+        # attribute or handler would be reported here).
+        console = [e["message"] for e in browser.get_log("browser")]
+        assert not [m for m in console if "Content Security Policy" in m or "Refused to" in m], console
     finally:
         feed.terminate()
         feed.wait(30)

@@ -277,44 +277,48 @@ def test_tokens_must_be_well_formed() -> None:
     validate(openapi_document())
 
 
-def test_feed_command_serves_with_generated_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``serve_feed`` without configured tokens: one admin token per run, logged with the URL."""
+def test_feed_command_serves_with_generated_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``serve_feed`` without configured tokens: one admin token per run, printed once on the
+    terminal with the URL, and in no log record (log files and collectors would keep it)."""
     import logging
 
     from riskflow.feed.server import serve_feed
     from riskflow.settings import Settings
 
     settings = Settings(data_dir=tmp_path, feed_tokens="")
-    records: list[str] = []
-
-    class Grab(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record.getMessage())
-
-    h = Grab()
-    logging.getLogger("riskflow.feed.server").addHandler(h)
-    logging.getLogger("riskflow.feed.server").setLevel(logging.INFO)
+    caplog.set_level(logging.DEBUG)  # every record of every logger
+    printed = ""
 
     async def go() -> None:
+        nonlocal printed
         stop = asyncio.Event()
         task = asyncio.create_task(serve_feed(settings, stop, with_sink=False, port=0))
-        for _ in range(100):
-            if any("#token=" in m for m in records):
+        for _ in range(200):
+            printed += capsys.readouterr().err
+            if "#token=" in printed:
                 break
             await asyncio.sleep(0.05)
-        line = next(m for m in records if "#token=" in m)
-        m = re.search(r"(http://\S+/)#token=(\S+)", line)
-        assert m
+        m = re.search(r"(http://\S+/)#token=(\S+)", printed)
+        assert m, printed
         async with ClientSession() as s:
             async with s.get(m.group(1) + "api/meta", headers={"Authorization": f"Bearer {m.group(2)}"}) as r:
                 assert r.status == 200 and (await r.json())["me"]["role"] == "admin"
-            async with s.get(m.group(1) + "api/meta") as r:
-                assert r.status == 401
+                assert r.headers["X-Frame-Options"] == "DENY"
+            async with s.get(m.group(1) + "api/meta", headers={"Authorization": "Bearer not-the-token"}) as r:
+                assert r.status == 401  # a failed attempt: logged (rate-limited), without any token
         stop.set()
         await task
 
-    try:
-        asyncio.run(go())
-    finally:
-        logging.getLogger("riskflow.feed.server").removeHandler(h)
+    asyncio.run(go())
+    printed += capsys.readouterr().err
+    m = re.search(r"#token=(\S+)", printed)
+    assert m and printed.count(m.group(1)) == 1, "printed once"
+    token = m.group(1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("generated admin token printed" in x for x in messages), "the URL itself is still logged"
+    assert any("failed token attempt" in x for x in messages)
+    leaked = [x for x in messages if token in x or "not-the-token" in x]
+    assert not leaked, leaked
     assert (tmp_path / "alerts.sqlite3").exists()

@@ -160,3 +160,13 @@ def test_interrupt_and_resume_sends_every_event_once(stack: Stack, tmp_path: Pat
     assert f"resuming after line {first:,}".encode() in rp.stderr
     got = [v["event_id"] for _, _, v in read_inputs(stack, len(events))]
     assert sorted(got) == sorted(e["event_id"] for e in events), "every event exactly once"
+
+
+def test_route_passes_lines_it_cannot_read_on_to_the_worker_unkeyed() -> None:
+    # each of these crashed `riskflow replay` (issue 22); the worker dead-letters them with a reason
+    deep = b'{"entity_id": "X", "junk": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    year0 = b'{"entity_id": "X", "entity_kind": "bank", "event_time": "0001-01-01T00:00:00+14:00"}'
+    good = b'{"entity_id": "B-1", "entity_kind": "bank", "event_time": "2025-01-01T00:00:00+08:00"}'
+    routed = list(route([deep, year0, good], Settings()))
+    assert [r.value for r in routed] == [deep, year0, good]
+    assert [r.key for r in routed] == [None, b"X", b"B-1"]

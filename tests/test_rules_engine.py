@@ -4,6 +4,7 @@ depends only on the order of events within each partition (not batches, not rest
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from pathlib import Path
 
@@ -154,11 +155,12 @@ def test_silent_entity_fires_from_its_own_partition_only() -> None:
     rule = RULES["pf.redemption_unpaid"]
     req = event(0, "PF-A", "private_fund", 0, "fund.redemption_requested", {})
     later_same = event(1, "B", "bank", 31, "grid.report", {})
-    bp = BatchProcessor(Engine([rule], dedup_window=0))
+    # one source, one event 31 days on: no skew limit here (that rule has its own tests)
+    bp = BatchProcessor(Engine([rule], dedup_window=0), max_skew=math.inf)
     res = bp.process([RawMessage(req, "t", 0, 0, None), RawMessage(later_same, "t", 1, 1, None)], {}.get, now=1e10)
     assert res.alerts == [], "event time on another partition must not fire it"
     st: dict[str, EntityState] = {}
-    bp = BatchProcessor(Engine([rule], dedup_window=0))
+    bp = BatchProcessor(Engine([rule], dedup_window=0), max_skew=math.inf)
     r1 = bp.process([RawMessage(req, "t", 0, 0, None)], st.get, now=1e10)
     st.update({k: v for k, (v, _) in r1.states.items()})
     r2 = bp.process([RawMessage(later_same, "t", 0, 1, None)], st.get, now=1e10)

@@ -70,10 +70,13 @@ def test_upsert_is_idempotent_and_keeps_the_highest_revision(store: AlertStore) 
     store.upsert_alerts([make_alert("a3", revision=5, risk_index=90.0), make_alert("a3", revision=4)])
     assert store.get("a3").alert.revision == 5
     assert store.count() == 3
+    # The late revision 2 changed no row, but it is a point of the history like every other.
     assert [(r.alert_id, r.revision) for r in store.history("PFM-330100-0001") if r.alert_id == "a1"] == [
         ("a1", 1),
+        ("a1", 2),
         ("a1", 3),
     ]
+    assert [r.revision for r in store.history("PFM-330100-0001") if r.alert_id == "a3"] == [4, 5]
 
 
 def test_lifecycle_transitions_are_audited(store: AlertStore) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def test_tail_filters_by_level_and_region(stack: Stack) -> None:
         make_alert("r1", risk_level="red", revision=2),  # the same (id, revision) again: not
         make_alert("r1", risk_level="red", revision=1),  # superseded: not
     ]
-    stack.produce([(t, a.alert_id.encode(), a.to_json()) for a in alerts])
+    junk: list[tuple[str, bytes | None, bytes]] = [(t, b"r1", b"{not an alert"), (t, b"r3", b"\xff\x1b[2J")]
+    stack.produce(junk + [(t, a.alert_id.encode(), a.to_json()) for a in alerts])  # junk: skipped, no crash
     out_path = stack.tmp / "tail.out"
     env = dict(os.environ, **stack.env)
     with open(out_path, "wb") as out:
@@ -125,3 +127,81 @@ def test_tail_marks_revisions_once() -> None:
     assert lines[1].startswith("↑ revision 3: orange→red  ")
     assert lines[2].startswith("↻ revision 5: 5 hits 次  ")
     assert lines[3].startswith("↓ revision 6: red→yellow  ")
+
+
+# An id that would set the terminal title, ring, clear the screen and turn the rest right-to-left.
+HOSTILE = "PF-1\x1b]0;pwned\x07\x1b[2J\u202etxt.exe\x9b\x7f"
+HOSTILE_SHOWN = "PF-1\\x1b]0;pwned\\x07\\x1b[2J\\u202etxt.exe\\x9b\\x7f"
+UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.fixture
+def hostile_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    target = str(tmp_path / "alerts.sqlite3")
+    monkeypatch.setenv("RISKFLOW_STORE_URL", target)
+    with open_store(target) as s:
+        s.upsert_alerts([make_alert("id\x1b[31m\u2066", entity_id=HOSTILE, title_en="Return\x07\u2028promise")])
+    return target
+
+
+def test_list_escapes_control_characters_in_every_field(hostile_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "list"]) == 0
+    assert capsys.readouterr().out == (
+        "id\\x1b[31m\\u2066  2025-04-01 10:00  orange  65.0  open          Hangzhou 杭州  "
+        f"{HOSTILE_SHOWN}  承诺保本保收益 Return\\x07\\u2028promise\n"
+    )
+    assert main(["alerts", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert not UNSAFE.search(out) and out.count("\n") == 1
+    row = json.loads(out)  # still valid JSON, and it decodes to the very values stored
+    assert (row["alert_id"], row["entity_id"], row["title_en"]) == (
+        "id\x1b[31m\u2066",
+        HOSTILE,
+        "Return\x07\u2028promise",
+    )
+    assert "\\u202e" in out and "\\u009b" in out and "\\u001b" in out
+
+
+def test_show_and_actions_escape_control_characters(hostile_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    aid = "id\x1b[31m\u2066"
+    assert main(["alerts", "show", aid]) == 0
+    out = capsys.readouterr().out
+    assert not UNSAFE.search(out) and json.loads(out)["entity_id"] == HOSTILE
+    assert main(["alerts", "ack", aid, "--as", "li.na"]) == 0
+    assert capsys.readouterr().out.startswith("id\\x1b[31m\\u2066  2025-04-01 10:00  orange  65.0  acknowledged")
+    assert main(["alerts", "show", "nope\x1b[2J"]) == 1
+    assert capsys.readouterr().err == "no alert nope\\x1b[2J\n"
+
+
+def test_tail_lines_escape_control_characters() -> None:
+    from riskflow.feedprint import render
+
+    a = make_alert("t1", entity_id=HOSTILE, title_zh="承诺\x1b[8m保本", evidence={"note": "\u202eevil"})
+    assert render(a, a.to_json(), None, as_json=False) == (
+        f"2025-04-01 10:00  HIGH  Hangzhou 杭州  {HOSTILE_SHOWN}  承诺\\x1b[8m保本 Guaranteed-return promise"
+        "  (note=\\u202eevil)"
+    )
+    line = render(a, a.to_json(), (1, "orange"), as_json=True)
+    assert not UNSAFE.search(line)
+    d = json.loads(line)
+    assert (d["entity_id"], d["evidence"], d["previous"]) == (
+        HOSTILE,
+        {"note": "\u202eevil"},
+        {"revision": 1, "risk_level": "orange"},
+    )
+
+
+def test_rejects_command_lists_the_ledger(hostile_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from riskflow.store.base import Incoming
+
+    with open_store(hostile_db) as s:
+        s.write_batch([Incoming.of(make_alert("bad\x1b", entity_id="PF\x00"), "riskflow.alerts/3@41")])
+    assert main(["alerts", "rejects"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(
+        "  bad_text     bad\\x1b  riskflow.alerts/3@41"
+        "  riskflow.store.base.Refused: entity_id contains a NUL character\n"
+    )
+    assert main(["alerts", "rejects", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["alert_id"], r["reason"], r["source"]) == ("bad\\x1b", "bad_text", "riskflow.alerts/3@41")

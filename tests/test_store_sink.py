@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -190,3 +191,69 @@ def test_alerts_sink_command_fills_a_postgres_store(stack: Stack, postgres_url: 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text(errors="replace")[-2000:]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_record_the_database_refuses_is_ledgered_and_the_sink_moves_on(
+    stack: Stack, tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Issue 22: one ``\\u0000`` in an entity id stalled the PostgreSQL sink forever. Now the
+    refused alert goes to the rejects ledger, the valid ones of its batch are stored, the
+    offsets commit and the next batch is stored too."""
+    target = str(tmp_path / "alerts.sqlite3") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    group = f"{stack.name}-store"
+    topic = stack.settings.topic_alerts
+    good = [make_alert(f"g{i}", entity_id=f"PF-{i}") for i in range(6)]
+    bad = make_alert("bad", entity_id="PFM-330100-\x00666", title_zh="承诺\x00保本")
+    stack.produce(_records(stack, [*good[:3], bad, *good[3:]], garbage=1))
+    registry = CollectorRegistry()
+    metrics = StoreMetrics.create(registry)
+
+    async def run(n: int) -> tuple[SinkStats, int]:
+        with open_store(target) as store:
+            st = await _sink_until(
+                store, stack, group, lambda s: s.received + s.invalid >= n and s.commits == s.batches, metrics=metrics
+            )
+        return st, await _committed(stack.bootstrap, topic, group)
+
+    st, committed = asyncio.run(run(8))
+    assert (st.received, st.invalid, st.changed, st.rejected, st.store_errors) == (7, 1, 6, 2, 0)
+    assert committed == 8, "the batch with the refused record is committed: the sink does not stall on it"
+    value = registry.get_sample_value
+    assert value("riskflow_store_rejected_total", {"reason": "bad_text"}) == 1
+    assert value("riskflow_store_rejected_total", {"reason": "undecodable"}) == 1
+    assert value("riskflow_store_invalid_total") == 1 and value("riskflow_store_upserts_total") == 6
+    with open_store(target) as s:
+        assert {r.alert.alert_id for r in s.list_alerts(limit=100)} == {a.alert_id for a in good}
+        ledger = {r.reason: r for r in s.rejects()}
+        assert ledger["bad_text"].alert_id == "bad" and ledger["bad_text"].error == "entity_id contains a NUL character"
+        assert ledger["bad_text"].source.startswith(f"{topic}/") and ledger["undecodable"].raw == "{not an alert"
+
+    stack.produce(_records(stack, [make_alert("after"), bad]))  # the same bad record again, and a good one
+    st2, committed = asyncio.run(run(2))
+    assert (st2.received, st2.changed, st2.rejected) == (2, 1, 1) and committed == 10
+    with open_store(target) as s:
+        assert s.get("after").alert.alert_id == "after" and s.count() == 7
+        assert len(s.rejects()) == 2, "a record refused twice is one ledger entry"
+
+
+class NoSnoozeStore(AlertStore):
+    """A real store whose snooze-expiry query fails, as when the database drops mid-check."""
+
+    def __init__(self, target: str) -> None:
+        inner = open_store(target)
+        super().__init__(inner.dialect)
+        inner.close()
+        self.expiry_calls = 0
+
+    def expire_snoozes(self, now: Any = None) -> list[str]:
+        self.expiry_calls += 1
+        raise ConnectionError("database unavailable")
+
+
+def test_a_failed_snooze_expiry_does_not_stop_the_sink(stack: Stack, tmp_path: Path) -> None:
+    stack.produce(_records(stack, [make_alert(f"s{i}") for i in range(3)]))
+    store = NoSnoozeStore(str(tmp_path / "alerts.sqlite3"))
+    st = asyncio.run(_sink_until(store, stack, f"{stack.name}-store", lambda s: s.changed >= 3))
+    assert st.changed == 3 and store.expiry_calls >= 1 and store.count() == 3
+    store.close()

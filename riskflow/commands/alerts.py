@@ -1,4 +1,8 @@
-"""``riskflow alerts``: follow the alerts topic, run the store sink, list and act on stored alerts."""
+"""``riskflow alerts``: follow the alerts topic, run the store sink, list and act on stored alerts.
+
+Every line printed goes through ``riskflow.textsafe.printable``: ids and titles come
+from the topic, and a control character in them must not reach the terminal.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from riskflow.settings import Settings
+from riskflow.textsafe import printable
 
 LEVELS = ("red", "orange", "yellow", "green")
 
@@ -44,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--by-risk", action="store_true", help="highest risk index first")
     ls.add_argument("--limit", type=int, default=50)
     ls.set_defaults(func=run_list)
+
+    rj = asub.add_parser("rejects", help="the store-rejects ledger: records the store refused, newest first")
+    rj.add_argument("--json", action="store_true", help="one JSON object per line")
+    rj.add_argument("--limit", type=int, default=50)
+    rj.set_defaults(func=run_rejects)
 
     sh = asub.add_parser("show", help="one stored alert with its audit trail")
     sh.add_argument("alert_id")
@@ -168,7 +178,23 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         )
     for r in rows:
         d = r.to_dict()
-        print(json.dumps(d, ensure_ascii=False) if args.json else _fmt_row(d))
+        print(printable(json.dumps(d, ensure_ascii=False), json=True) if args.json else printable(_fmt_row(d)))
+    return 0
+
+
+def run_rejects(args: argparse.Namespace, settings: Settings) -> int:
+    import msgspec
+
+    from riskflow.store import open_store
+
+    with open_store(settings.store_target()) as store:
+        rows = store.rejects(limit=args.limit)
+    for r in rows:
+        if args.json:
+            print(printable(json.dumps(msgspec.to_builtins(r), ensure_ascii=False), json=True))
+        else:
+            what = f"{r.error_class}: {r.error}" if r.error_class else r.error
+            print(printable(f"{r.at}  {r.reason:<12} {r.alert_id or '-'}  {r.source or '-'}  {what}"))
     return 0
 
 
@@ -181,11 +207,11 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         try:
             row = store.get(args.alert_id)
         except NotFound:
-            print(f"no alert {args.alert_id}", file=sys.stderr)
+            print(printable(f"no alert {args.alert_id}"), file=sys.stderr)
             return 1
         d = row.to_dict()
         d["audit"] = msgspec.to_builtins(store.audit(args.alert_id))
-    print(json.dumps(d, ensure_ascii=False, indent=2))
+    print(printable(json.dumps(d, ensure_ascii=False, indent=2), json=True))
     return 0
 
 
@@ -208,10 +234,10 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
                 max_snooze=_dt.timedelta(days=settings.snooze_max_days),
             )
         except NotFound:
-            print(f"no alert {args.alert_id}", file=sys.stderr)
+            print(printable(f"no alert {args.alert_id}"), file=sys.stderr)
             return 1
         except TransitionError as e:
-            print(f"refused: {e}", file=sys.stderr)
+            print(printable(f"refused: {e}"), file=sys.stderr)
             return 2
-    print(_fmt_row(row.to_dict()))
+    print(printable(_fmt_row(row.to_dict())))
     return 0

@@ -13,7 +13,7 @@ from riskflow.settings import Settings
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backtest", help="run the detectors over an event file offline and score them against labels")
     p.add_argument("file", help="events: JSONL or CSV, optionally .gz, in event-time order")
-    p.add_argument("--labels", default=None, help="ground-truth labels (JSONL, shared/EVENTS.md)")
+    p.add_argument("--labels", default=None, help="ground-truth labels (JSONL, docs/events.md)")
     p.add_argument("--rules", default=None, help="rule pack file or directory (default: the built-in pack)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON document")
     p.add_argument("--alerts-out", default=None, help="also write every alert (JSONL) to this file")

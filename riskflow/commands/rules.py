@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import TextIO
 
 from riskflow.settings import Settings
 
@@ -17,27 +18,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("path", nargs="?", default=None, help="rule file or directory")
     ls.add_argument("--json", action="store_true", help="one JSON object per rule")
     ls.set_defaults(func=run_list)
-    ck = rsub.add_parser("check", help="validate a rule file or directory; print the problem and exit 1 if any")
+    ck = rsub.add_parser("check", help="validate a rule file or directory; print each problem and exit 1 if any")
     ck.add_argument("path")
+    ck.add_argument("--allow-empty", action="store_true", help="a pack without rules is not a problem")
     ck.set_defaults(func=run_check)
     pu = rsub.add_parser("push", help="validate, then publish a pack to the rules control topic (all workers)")
     pu.add_argument("path")
+    pu.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="push a pack without rules (switches rule detection off on every worker); refused otherwise",
+    )
     pu.set_defaults(func=run_push)
 
 
-def _load(path: str | None, settings: Settings):  # type: ignore[no-untyped-def]
+#: Problems printed at most; the rest are counted in one more line.
+MAX_PRINTED = 50
+
+
+def _load(path: str | None, settings: Settings, allow_empty: bool = False):  # type: ignore[no-untyped-def]
     from detectors.rules import load_pack
 
-    return load_pack(path, constants={"lpr_1y": settings.lpr_1y} if settings.lpr_1y is not None else None)
+    return load_pack(
+        path,
+        constants={"lpr_1y": settings.lpr_1y} if settings.lpr_1y is not None else None,
+        allow_empty=allow_empty,
+    )
+
+
+def _problems(exc: Exception, prefix: str, file: TextIO | None = None) -> None:
+    """One line per problem of a rejected pack (``PackError.problems``), at most :data:`MAX_PRINTED`."""
+    problems = list(getattr(exc, "problems", None) or [exc])
+    for p in problems[:MAX_PRINTED]:
+        print(f"{prefix}: {p}", file=file)
+    if len(problems) > MAX_PRINTED:
+        print(f"{prefix}: ... and {len(problems) - MAX_PRINTED} more problems", file=file)
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     from detectors.rules import RuleError
 
     try:
-        pack = _load(args.path, settings)
+        pack = _load(args.path, settings, allow_empty=True)
     except RuleError as exc:
-        print(f"invalid: {exc}", file=sys.stderr)
+        _problems(exc, "invalid", sys.stderr)
         return 1
     for r in pack.detectors:
         d = r.describe
@@ -67,9 +91,9 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
     from detectors.rules import RuleError
 
     try:
-        pack = _load(args.path, settings)
+        pack = _load(args.path, settings, getattr(args, "allow_empty", False))
     except RuleError as exc:
-        print(f"invalid: {exc}")
+        _problems(exc, "invalid")
         return 1
     shadow = sum(r.mode == "shadow" for r in pack.detectors)
     print(f"ok: rule pack {pack.version}: {len(pack.detectors)} rules ({shadow} in shadow mode)")
@@ -78,18 +102,23 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_push(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
 
     from detectors.rules import RuleError
     from riskflow.alerts import utc_now_iso
     from riskflow.kafka import client_config, ensure_topics
-    from streams.rules_control import encode_pack
+    from streams.rules_control import MAX_MESSAGE_BYTES, encode_pack
 
     if not settings.kafka_bootstrap:
         raise SystemExit("riskflow rules push: set RISKFLOW_KAFKA_BOOTSTRAP")
     try:
-        pack = _load(args.path, settings)
+        pack = _load(args.path, settings, getattr(args, "allow_empty", False))
     except RuleError as exc:
-        print(f"invalid, not pushed: {exc}")
+        _problems(exc, "invalid, not pushed")
+        return 1
+    message = encode_pack(pack, utc_now_iso(), allow_empty=getattr(args, "allow_empty", False))
+    if len(message) > MAX_MESSAGE_BYTES:  # load_pack's size limit should make this impossible
+        print(f"invalid, not pushed: the pack encodes to {len(message)} bytes; at most {MAX_MESSAGE_BYTES} fit")
         return 1
 
     async def go() -> None:
@@ -97,12 +126,14 @@ def run_push(args: argparse.Namespace, settings: Settings) -> int:
         producer = AIOKafkaProducer(**client_config(settings))  # SASL/SCRAM and TLS as configured
         await producer.start()
         try:
-            await producer.send_and_wait(
-                settings.topic_rules, encode_pack(pack, utc_now_iso()), key=b"pack", partition=0
-            )
+            await producer.send_and_wait(settings.topic_rules, message, key=b"pack", partition=0)
         finally:
             await producer.stop()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except (KafkaError, OSError) as exc:
+        print(f"riskflow rules push: not pushed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     print(f"pushed rule pack {pack.version} ({len(pack.detectors)} rules) to {settings.topic_rules}")
     return 0

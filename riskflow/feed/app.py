@@ -19,7 +19,9 @@ import contextlib
 import datetime as _dt
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
 
@@ -28,6 +30,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from riskflow.feed.auth import Principal, Tokens
+from riskflow.feed.guard import SECURITY_HEADERS, AuthThrottle, FeedLimits, StreamSlots, token_key
 from riskflow.feed.metrics import FeedMetrics
 from riskflow.feed.openapi import openapi_document
 from riskflow.schema import ENTITY_KINDS, REGIONS
@@ -66,17 +69,77 @@ STATIC = resources.files("riskflow.feed") / "static"
 KEY_STORE: Final = web.AppKey("store", AlertStore)
 KEY_TOKENS: Final = web.AppKey("tokens", Tokens)
 KEY_PRINCIPAL: Final = web.RequestKey("principal", Principal)
+#: The status a long-lived response already sent, for the count when its client leaves.
+KEY_RESPONDED: Final = web.RequestKey("responded", int)
 KEY_MAX_SNOOZE: Final = web.AppKey("max_snooze", _dt.timedelta)
 KEY_METRICS: Final = web.AppKey("metrics", FeedMetrics)
 KEY_REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
+KEY_LIMITS: Final = web.AppKey("limits", FeedLimits)
+KEY_SLOTS: Final = web.AppKey("stream_slots", StreamSlots)
+KEY_THROTTLE: Final = web.AppKey("auth_throttle", AuthThrottle)
+
+
+#: One alert change as the stream sends it: its change number and the encoded SSE message.
+Frame = tuple[int, bytes]
+#: Rows the hub reads from the store per poll; a fuller backlog is read in more polls at once.
+HUB_PAGE: Final = 500
+
+
+class Subscription:
+    """One live stream's view of the hub: change batches waiting for it (shared with every
+    other stream, so a waiting batch costs a reference), and whether it fell behind.
+
+    A stream whose client reads slowly fills its small queue; the hub then drops what waits
+    and marks it ``behind``, and the stream catches up by paging the store from the last
+    change it sent. Nothing is buffered without bound and nothing is skipped.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[list[Frame] | None] = asyncio.Queue(maxsize=size)
+        self.behind = False
+        self.closed = False
+
+    def _clear(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    def offer(self, batch: list[Frame]) -> None:
+        if self.closed:  # the close marker must stay the last thing it reads
+            return
+        try:
+            self.queue.put_nowait(batch)
+        except asyncio.QueueFull:
+            self._clear()
+            self.behind = True
+            self.queue.put_nowait([])  # wakes the stream, which then reads the store
+
+    def catch_up(self) -> None:
+        """The stream starts reading the store: what waits is older than what it will read."""
+        self.behind = False
+        self._clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self._clear()
+        self.queue.put_nowait(None)
+
+
+@dataclass
+class StreamStats:
+    """Largest store page a stream held and the most batches waiting for one: both bounded."""
+
+    peak_page_rows: int = 0
+    peak_queued: int = 0
 
 
 class ChangeHub:
     """Polls ``store.changes_since`` and hands each batch of changed rows to every subscriber.
 
+    A batch is encoded once and shared by every subscriber's queue.
+
     >>> from riskflow.store import open_store
     >>> hub = ChangeHub(open_store(":memory:"))
-    >>> q = hub.subscribe(); hub.unsubscribe(q); len(hub.subscribers)
+    >>> sub = hub.subscribe(); hub.unsubscribe(sub); len(hub.subscribers)
     0
     """
 
@@ -84,26 +147,31 @@ class ChangeHub:
         self.store = store
         self.interval = interval
         self.snooze_check_every = snooze_check_every
-        self.subscribers: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
+        self.subscribers: set[Subscription] = set()
         self.seq = store.last_seq()
+        self.stats = StreamStats()
         self._wake = asyncio.Event()
 
     def poke(self, *_: object) -> None:
         """Look for changes now (the in-process sink calls this after each stored batch)."""
         self._wake.set()
 
-    def subscribe(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
-        q: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(maxsize=256)
-        self.subscribers.add(q)
-        return q
+    def subscribe(self, queue_size: int = 8) -> Subscription:
+        sub = Subscription(queue_size)
+        self.subscribers.add(sub)
+        return sub
 
-    def unsubscribe(self, q: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
-        self.subscribers.discard(q)
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subscribers.discard(sub)
 
     def close(self) -> None:
-        for q in list(self.subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(None)
+        for sub in list(self.subscribers):
+            sub.close()
+
+    def publish(self, batch: list[Frame]) -> None:
+        for sub in list(self.subscribers):
+            sub.offer(batch)
+            self.stats.peak_queued = max(self.stats.peak_queued, sub.queue.qsize())
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -116,22 +184,16 @@ class ChangeHub:
                 if loop.time() >= next_snooze_check:
                     await asyncio.to_thread(self.store.expire_snoozes)
                     next_snooze_check = loop.time() + self.snooze_check_every
-                rows = await asyncio.to_thread(self.store.changes_since, self.seq)
+                rows = await asyncio.to_thread(self.store.changes_since, self.seq, HUB_PAGE)
             except Exception:  # the database may be briefly away; the next poll retries
                 log.exception("feed: polling the store failed")
                 continue
             if not rows:
                 continue
+            if len(rows) == HUB_PAGE:
+                self._wake.set()
             self.seq = rows[-1].seq
-            batch = [_row_json(r) for r in rows]
-            for q in list(self.subscribers):
-                try:
-                    q.put_nowait(batch)
-                except asyncio.QueueFull:  # a stalled client: drop it; EventSource reconnects with Last-Event-ID
-                    self.unsubscribe(q)
-                    with contextlib.suppress(asyncio.QueueEmpty):
-                        q.get_nowait()
-                    q.put_nowait(None)
+            self.publish([_frame(r) for r in rows])
 
 
 KEY_HUB: Final = web.AppKey("hub", ChangeHub)
@@ -146,8 +208,15 @@ def _row_json(r: AlertRow) -> dict[str, Any]:
     return d
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+def _frame(r: AlertRow) -> Frame:
+    return r.seq, f"id: {r.seq}\nevent: alert\ndata: {_dumps(_row_json(r))}\n\n".encode()
+
+
+def _error(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
+    resp = web.json_response({"error": code, "message": message}, status=status)
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(retry_after)
+    return resp
 
 
 def _token(request: web.Request) -> str | None:
@@ -176,23 +245,48 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as e:
         status = e.status
         raise
+    except asyncio.CancelledError:  # the client went away (the feed's runner cancels its handler)
+        status = request.get(KEY_RESPONDED, 499)  # 499: closed before any answer, counted as "other"
+        raise
     finally:
         request.app[KEY_METRICS].request(route, status)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every ``/api/`` route needs a token: viewer to read, officer (or more) to write."""
+    """Every ``/api/`` route needs a token: viewer to read, officer (or more) to write.
+
+    Wrong tokens are counted per client address; an address past its allowance is answered
+    429 before its token is looked at (riskflow/feed/guard.py).
+    """
     if not request.path.startswith("/api/"):
         return await handler(request)
-    who = request.app[KEY_TOKENS].lookup(_token(request))
+    app = request.app
+    metrics, throttle = app[KEY_METRICS], app[KEY_THROTTLE]
+    token = _token(request)
+    addr = request.remote or "unknown"
+    wait = throttle.retry_after(addr, token)
+    if wait is not None:
+        metrics.auth_failures.labels(reason="throttled").inc()
+        return _error(429, "too_many_failures", f"too many failed token attempts; retry in {wait} s", wait)
+    who = app[KEY_TOKENS].lookup(token)
     if who is None:
+        if token:
+            throttle.failed(addr)
+        metrics.auth_failures.labels(reason="invalid" if token else "missing").inc()
         return _error(401, "unauthenticated", "a valid token is required (Authorization: Bearer <token>)")
+    assert token is not None
+    throttle.succeeded(addr, token)
     need = "officer" if request.method not in ("GET", "HEAD", "OPTIONS") else "viewer"
     if not who.can(need):
         return _error(403, "forbidden", f"role {who.role} may not do this (needs {need})")
     request[KEY_PRINCIPAL] = who
     return await handler(request)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """CSP, no framing, no sniffing, no referrer: on every response, errors and static files included."""
+    response.headers.update(SECURITY_HEADERS)
 
 
 async def _store(request: web.Request, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -265,9 +359,12 @@ async def act(request: web.Request) -> web.Response:
     if action not in ACTIONS:
         return _error(404, "not_found", f"no action {action}; one of {', '.join(ACTIONS)}")
     body: dict[str, Any] = {}
+    limit = request.app[KEY_LIMITS].max_note_bytes
     if request.can_read_body:
         try:
             body = await request.json()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", f"the body is too large; note, assignee and reason take {limit} bytes each")
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "bad_request", "the body must be a JSON object")
         if not isinstance(body, dict):
@@ -275,6 +372,14 @@ async def act(request: web.Request) -> web.Response:
     fields = {k: body.get(k, "") for k in ("note", "assignee", "reason")}
     if not all(isinstance(v, str) for v in fields.values()):
         return _error(400, "bad_request", "note, assignee and reason are strings")
+    for name, text in fields.items():
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            return _error(413, "too_large", f"{name} is {size} bytes (UTF-8); at most {limit}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _error(400, "bad_request", f"{name} is not valid Unicode text")
     if action == "reopen":
         try:
             current = await _store(request, store.get, aid)
@@ -349,48 +454,91 @@ async def entity(request: web.Request) -> web.Response:
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: ``event: alert`` with one changed alert row per message, ``id`` = its seq."""
-    store = request.app[KEY_STORE]
-    hub = request.app[KEY_HUB]
+    """Server-sent events: ``event: alert`` with one changed alert row per message, ``id`` = its seq.
+
+    Each token may hold ``streams_per_token`` streams and the feed ``streams_total``; beyond
+    either the answer is 503 with ``Retry-After``, and a closed stream frees its slot.
+    """
     since_raw = request.headers.get("Last-Event-ID") or request.query.get("since")
     try:
         since = int(since_raw) if since_raw else None
     except ValueError:
         return _error(400, "bad_request", "since must be an integer change number")
+    limits, slots = request.app[KEY_LIMITS], request.app[KEY_SLOTS]
+    key = token_key(_token(request) or "")
+    refused = slots.acquire(key)
+    if refused is not None:
+        request.app[KEY_METRICS].streams_refused.labels(reason=refused).inc()
+        which = "this token's" if refused == "per_token" else "the feed's"
+        return _error(
+            503, "too_many_streams", f"{which} live streams are at their limit; retry later", limits.stream_retry_after
+        )
+    try:
+        return await _serve_stream(request, since, limits)
+    finally:
+        slots.release(key)
+
+
+async def _serve_stream(request: web.Request, since: int | None, limits: FeedLimits) -> web.StreamResponse:
+    """Send the changes after ``since`` (paged from the store), then live ones as the hub finds them.
+
+    What the connection holds is bounded: one store page while catching up, and a few shared
+    batches while live; a client too slow for the live batches catches up from the store again.
+    """
+    store, hub, metrics = request.app[KEY_STORE], request.app[KEY_HUB], request.app[KEY_METRICS]
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await resp.prepare(request)
-    q = hub.subscribe()
-    metrics = request.app[KEY_METRICS]
+    request[KEY_RESPONDED] = resp.status
+    sub = hub.subscribe(limits.stream_queue)
+    cursor = hub.seq if since is None else since  # the last change this client has
+    sub.behind = since is not None
+    resuming = sub.behind
     metrics.clients.inc()
 
-    async def send(rows: list[dict[str, Any]]) -> None:
-        out = []
-        for d in rows:
-            out.append(f"id: {d['seq']}\nevent: alert\ndata: {_dumps(d)}\n\n")
-        await resp.write("".join(out).encode())
-        metrics.events_sent.inc(len(rows))
+    async def write(data: bytes) -> None:
+        await asyncio.wait_for(resp.write(data), limits.stream_write_timeout)
+
+    async def send(frames: list[Frame]) -> None:
+        await write(b"".join(f for _, f in frames))
+        metrics.events_sent.inc(len(frames))
 
     try:
-        await resp.write(b"retry: 2000\n: connected\n\n")
-        if since is not None:
-            backlog: list[AlertRow] = await _store(request, store.changes_since, since, 5000)
-            if backlog:
-                await send([_row_json(r) for r in backlog])
+        await write(b"retry: 2000\n: connected\n\n")
         while True:
+            if sub.behind:
+                if not resuming:
+                    metrics.stream_catchups.inc()
+                resuming = False
+                sub.catch_up()
+                while True:
+                    rows: list[AlertRow] = await _store(request, store.changes_since, cursor, limits.stream_page)
+                    hub.stats.peak_page_rows = max(hub.stats.peak_page_rows, len(rows))
+                    if rows:
+                        await send([_frame(r) for r in rows])
+                        cursor = rows[-1].seq
+                    if len(rows) < limits.stream_page:
+                        break
+                continue
             try:
-                batch = await asyncio.wait_for(q.get(), timeout=15.0)
+                batch = await asyncio.wait_for(sub.queue.get(), timeout=15.0)
             except TimeoutError:
-                await resp.write(b": keep-alive\n\n")
+                await write(b": keep-alive\n\n")
                 continue
             if batch is None:
                 break
-            await send(batch)
-    except (ConnectionResetError, ConnectionError):
+            fresh = [f for f in batch if f[0] > cursor]
+            if fresh:
+                await send(fresh)
+                cursor = fresh[-1][0]
+    except TimeoutError:  # the client stopped reading: let it go rather than hold its slot
+        if request.transport is not None:
+            request.transport.abort()
+    except ConnectionError:
         pass
     finally:
-        hub.unsubscribe(q)
+        hub.unsubscribe(sub)
         metrics.clients.dec()
     return resp
 
@@ -420,16 +568,24 @@ def build_app(
     poll_interval: float = 0.5,
     max_snooze: _dt.timedelta = _dt.timedelta(days=30),
     registry: CollectorRegistry | None = None,
+    limits: FeedLimits | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """The feed app over ``store``; the change hub starts and stops with the app.
-    Its metrics go to ``registry`` (a new one if None), served at ``/metrics``."""
-    app = web.Application(middlewares=[metrics_middleware, auth_middleware])
+    Its metrics go to ``registry`` (a new one if None), served at ``/metrics``; ``limits``
+    bound streams, notes and token guessing (``clock`` paces the latter's back-off)."""
+    lim = limits or FeedLimits()
+    app = web.Application(middlewares=[metrics_middleware, auth_middleware], client_max_size=lim.max_body_bytes)
     reg = registry if registry is not None else CollectorRegistry()
     app[KEY_REGISTRY] = reg
     app[KEY_METRICS] = FeedMetrics.create(reg)
     app[KEY_STORE] = store
     app[KEY_TOKENS] = tokens
     app[KEY_MAX_SNOOZE] = max_snooze
+    app[KEY_LIMITS] = lim
+    app[KEY_SLOTS] = StreamSlots(lim.streams_per_token, lim.streams_total)
+    app[KEY_THROTTLE] = AuthThrottle(lim.auth_burst, lim.auth_rate, clock=clock)
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)

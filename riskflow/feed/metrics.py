@@ -1,7 +1,9 @@
 """Metrics of the live feed, on an injected registry; served by the feed at ``/metrics``.
 
 Label sets are fixed: ``route`` is the matched route's pattern (``/api/alerts/{alert_id}``,
-never an id) or ``other``; ``status`` is one of :data:`STATUSES` or ``other``.
+never an id) or ``other``; ``status`` is one of :data:`STATUSES` or ``other``; ``reason`` of
+refused streams is ``per_token`` or ``total``; of authentication failures ``missing`` (no token),
+``invalid`` (a wrong one) or ``throttled`` (refused by the back-off without being checked).
 
 >>> from prometheus_client import CollectorRegistry
 >>> reg = CollectorRegistry()
@@ -33,7 +35,11 @@ ROUTES: frozenset[str] = frozenset(
         "/api/stream",
     }
 )
-STATUSES: frozenset[str] = frozenset({"200", "304", "400", "401", "403", "404", "405", "409", "413", "500", "503"})
+STATUSES: frozenset[str] = frozenset(
+    {"200", "304", "400", "401", "403", "404", "405", "409", "413", "429", "500", "503"}
+)
+STREAM_REFUSALS: tuple[str, ...] = ("per_token", "total")
+AUTH_FAILURES: tuple[str, ...] = ("missing", "invalid", "throttled")
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,13 @@ class FeedMetrics:
     clients: Gauge
     events_sent: Counter
     requests: Counter
+    streams_refused: Counter
+    stream_catchups: Counter
+    auth_failures: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> FeedMetrics:
-        return cls(
+        m = cls(
             clients=Gauge("riskflow_feed_clients", "Open live-stream (SSE) connections.", registry=registry),
             events_sent=Counter(
                 "riskflow_feed_events_sent_total", "Alert rows sent to live-stream clients.", registry=registry
@@ -55,7 +64,29 @@ class FeedMetrics:
                 ["route", "status"],
                 registry=registry,
             ),
+            streams_refused=Counter(
+                "riskflow_feed_streams_refused_total",
+                "Live streams refused (503) at the per-token or the total limit.",
+                ["reason"],
+                registry=registry,
+            ),
+            stream_catchups=Counter(
+                "riskflow_feed_stream_catchups_total",
+                "Times a live stream fell behind the changes and caught up by paging the store.",
+                registry=registry,
+            ),
+            auth_failures=Counter(
+                "riskflow_feed_auth_failures_total",
+                "API requests refused for want of a valid token, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
         )
+        for reason in STREAM_REFUSALS:  # every series exists from the start, at 0
+            m.streams_refused.labels(reason=reason)
+        for reason in AUTH_FAILURES:
+            m.auth_failures.labels(reason=reason)
+        return m
 
     def request(self, route: str, status: int) -> None:
         code = str(status)

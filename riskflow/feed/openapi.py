@@ -23,6 +23,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthenticated"},
     "403": {"$ref": "#/components/responses/Forbidden"},
+    "429": {"$ref": "#/components/responses/TooManyFailures"},
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer", "minimum": 1}}
 }
 
 
@@ -101,9 +105,9 @@ def openapi_document() -> dict[str, Any]:
     action_body = {
         "type": "object",
         "properties": {
-            "note": {"type": "string", "description": "kept in the audit trail"},
-            "assignee": {"type": "string", "description": "assign: the officer"},
-            "reason": {"type": "string", "description": "snooze: why"},
+            "note": {"type": "string", "description": "kept in the audit trail (at most RISKFLOW_FEED_MAX_NOTE_BYTES)"},
+            "assignee": {"type": "string", "description": "assign: the officer (same limit)"},
+            "reason": {"type": "string", "description": "snooze: why (same limit)"},
             "until": {"type": "string", "description": "snooze: RFC 3339 expiry, in the future, at most the max"},
         },
     }
@@ -115,7 +119,8 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": "Alerts from the alert store, their lifecycle (ack / assign / resolve / snooze / "
             "reopen) and audit trail, per-entity risk history, and a live stream of changes. Every /api/ call "
-            "needs a bearer token: viewer reads, officer acts, admin may also re-open resolved alerts.",
+            "needs a bearer token: viewer reads, officer acts, admin may also re-open resolved alerts. Wrong tokens "
+            "are slowed per client address (429).",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -199,6 +204,10 @@ def openapi_document() -> dict[str, Any]:
                         "200": _json(_ref("Alert"), "the alert after the action"),
                         "400": err_resp("missing or bad argument (assignee, reason, until)"),
                         "404": err_resp("no such alert or action"),
+                        "413": err_resp(
+                            "`too_large`: note, assignee or reason above RISKFLOW_FEED_MAX_NOTE_BYTES (UTF-8), or "
+                            "an over-large body; nothing is written"
+                        ),
                         "409": err_resp("the alert's status does not allow this action"),
                         **_ERRORS,
                     },
@@ -240,6 +249,14 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {"description": "event stream", "content": {"text/event-stream": {"schema": string}}},
+                        "400": err_resp("since is not an integer"),
+                        "503": {
+                            **err_resp(
+                                "`too_many_streams`: the token's (RISKFLOW_FEED_MAX_STREAMS_PER_TOKEN) or the feed's "
+                                "(RISKFLOW_FEED_MAX_STREAMS) live streams are at their limit"
+                            ),
+                            "headers": _RETRY_AFTER,
+                        },
                         **_ERRORS,
                     },
                 }
@@ -280,6 +297,13 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "Unauthenticated": err_resp("no or unknown token"),
                 "Forbidden": err_resp("the token's role may not do this"),
+                "TooManyFailures": {
+                    **err_resp(
+                        "`too_many_failures`: too many wrong tokens from this client address; the token was not "
+                        "checked (one that already worked from this address still does)"
+                    ),
+                    "headers": _RETRY_AFTER,
+                },
             },
         },
     }

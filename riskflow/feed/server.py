@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import datetime as _dt
 import logging
+import sys
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from riskflow.feed.app import KEY_HUB, build_app
 from riskflow.feed.auth import Tokens
+from riskflow.feed.guard import FeedLimits
 from riskflow.kafka import client_config
 from riskflow.settings import Settings
 from riskflow.store import AlertStore, open_store
@@ -22,10 +24,26 @@ log = logging.getLogger(__name__)
 
 
 def tokens_from(settings: Settings) -> tuple[Tokens, str | None]:
-    """The configured tokens, or one generated admin token for this run (returned for the log)."""
+    """The configured tokens, or one generated admin token for this run (returned to be printed)."""
     if settings.feed_tokens.strip():
         return Tokens.parse(settings.feed_tokens), None
     return Tokens.generated()
+
+
+def feed_limits(settings: Settings) -> FeedLimits:
+    return FeedLimits(
+        streams_per_token=settings.feed_max_streams_per_token,
+        streams_total=settings.feed_max_streams,
+        max_note_bytes=settings.feed_max_note_bytes,
+        auth_burst=settings.feed_auth_burst,
+        auth_rate=settings.feed_auth_rate,
+    )
+
+
+def feed_runner(app: web.Application) -> web.AppRunner:
+    """The feed's runner: a handler is cancelled when its client goes away, so a closed live
+    stream gives its slot back at once instead of at its next keep-alive write."""
+    return web.AppRunner(app, shutdown_timeout=2.0, access_log=None, handler_cancellation=True)
 
 
 async def serve_feed(
@@ -41,8 +59,14 @@ async def serve_feed(
     own_store = store is None
     st = store or open_store(settings.store_target())
     registry = CollectorRegistry()
-    app = build_app(st, tokens, max_snooze=_dt.timedelta(days=settings.snooze_max_days), registry=registry)
-    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
+    app = build_app(
+        st,
+        tokens,
+        max_snooze=_dt.timedelta(days=settings.snooze_max_days),
+        registry=registry,
+        limits=feed_limits(settings),
+    )
+    runner = feed_runner(app)
     await runner.setup()
     want = settings.feed_port if port is None else port
     site = web.TCPSite(runner, settings.feed_host, want)
@@ -55,9 +79,9 @@ async def serve_feed(
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"http://{settings.feed_host}:{bound}/"
     if generated:
-        log.info(
-            "feed: %s#token=%s  (admin token for this run; set RISKFLOW_FEED_TOKENS for fixed ones)", url, generated
-        )
+        # The token goes to the terminal once, never through logging (log files and collectors keep it).
+        print(f"feed: {url}#token={generated}  (admin token for this run, not logged)", file=sys.stderr, flush=True)
+        log.info("feed: %s  (generated admin token printed on the terminal; RISKFLOW_FEED_TOKENS for fixed ones)", url)
     else:
         log.info("feed: %s  (%d tokens configured); API description at %sopenapi.json", url, len(tokens), url)
     sink: asyncio.Task[object] | None = None

@@ -1,8 +1,10 @@
 """The durable alert store: one SQL implementation over DB-API, a small dialect per database.
 
 Alerts are upserted by ``alert_id`` and keep their highest ``revision`` (an
-episode that grows re-sends its alert with a higher revision); re-delivering an
-alert changes nothing. Each alert has an officer lifecycle::
+episode that grows re-sends its alert with a higher revision); every revision
+received is also kept, by (``alert_id``, ``revision``), as a point of the
+entity's risk-index history; re-delivering an alert changes nothing. Each alert
+has an officer lifecycle::
 
     open -> acknowledged -> assigned -> resolved
       \\-> snoozed (reason, officer, expiry) -> open again when the snooze expires,
@@ -12,6 +14,13 @@ and every transition is written to an audit trail (who, when, note) in the same
 transaction as the status change. Every write bumps a store-wide change
 sequence (``seq``): the live feed polls ``changes_since(seq)``, which sees the
 sink's inserts, officers' actions and CLI commands alike, whichever process made them.
+
+A record the store cannot keep (a NUL in a column, a revision out of range, or
+anything else the database refuses for the record's content) is not retried:
+``write_batch`` stores the rest of the batch and writes the refused one to the
+store-rejects ledger (``rf_store_rejects``, read by ``rejects()``). Only a
+failure of the store itself (connection, locks, disk, schema) is raised, for
+the sink to retry; ``Dialect.refusal`` tells the two apart.
 
 >>> from riskflow.alerts import Alert
 >>> from riskflow.store import open_store
@@ -31,16 +40,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
+import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 import msgspec
 
 from riskflow.alerts import Alert
 from riskflow.store.migrations import LATEST, MIGRATIONS, VERSION_TABLE, SchemaTooNew
+from riskflow.textsafe import bounded
 
 STATUSES: Final = ("open", "acknowledged", "assigned", "snoozed", "resolved")
 ACTIONS: Final = ("ack", "assign", "resolve", "snooze", "reopen")
@@ -53,6 +65,14 @@ TRANSITIONS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "reopen": (("acknowledged", "assigned", "snoozed", "resolved"), "open"),
 }
 SYSTEM_ACTOR: Final = "system"
+# Why a record went to the store-rejects ledger (the label set of riskflow_store_rejected_total).
+REJECT_REASONS: Final = ("undecodable", "bad_text", "out_of_range", "constraint", "bad_value")
+RAW_LIMIT: Final = 8192  # characters of a rejected record kept in the ledger
+_TEXT_LIMIT: Final = 1000  # characters of an id or error message kept in the ledger
+_INT4: Final = 2**31  # rf_alerts.revision is a 32-bit INTEGER on PostgreSQL
+# The alert fields stored in columns of their own (the rest lives JSON-escaped in ``body``).
+_COLUMN_TEXT: Final = ("alert_id", "entity_id", "entity_kind", "region", "rule_id", "severity", "risk_level",
+                       "event_time", "detected_at")  # fmt: skip
 _RANK: Final = {"green": 0, "yellow": 1, "orange": 2, "red": 3}
 
 
@@ -66,6 +86,98 @@ class IllegalTransition(TransitionError):
 
 class NotFound(KeyError):
     """No alert with that id."""
+
+
+class Refused(ValueError):
+    """A record the store will not keep as it is: its content, not the database, is at fault."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_storable(a: Alert) -> None:
+    """Refuse what one of the two databases could not store, on both alike.
+
+    PostgreSQL refuses a NUL in text and a revision beyond 32 bits; SQLite would keep
+    them (and cut text at the NUL in its own functions). A non-finite risk index is
+    no index. Titles and evidence are stored JSON-escaped, so any character is kept there.
+
+    >>> from riskflow.alerts import Alert
+    >>> check_storable(Alert(alert_id="a", entity_id="PF\\x00", entity_kind="k", region="r", rule_id="x",
+    ...                      severity="high", title_zh="", title_en="", event_time=""))
+    Traceback (most recent call last):
+    ...
+    riskflow.store.base.Refused: entity_id contains a NUL character
+    """
+    for name in _COLUMN_TEXT:
+        if "\x00" in getattr(a, name):
+            raise Refused("bad_text", f"{name} contains a NUL character")
+    if not -_INT4 <= a.revision < _INT4:
+        raise Refused("out_of_range", f"revision {a.revision} is outside the 32-bit range")
+    if not math.isfinite(a.risk_index):
+        raise Refused("bad_value", f"risk_index {a.risk_index} is not a finite number")
+
+
+class Incoming(NamedTuple):
+    """One message for the store: its bytes, its alert if it decoded (else why not), its origin."""
+
+    raw: bytes
+    alert: Alert | None
+    source: str = ""  # "topic/partition@offset"
+    error_class: str = ""
+    error: str = ""
+
+    @classmethod
+    def of(cls, a: Alert, source: str = "") -> Incoming:
+        return cls(a.to_json(), a, source)
+
+
+class Reject(msgspec.Struct, kw_only=True):
+    """One entry of the store-rejects ledger: a record that was not stored, and why.
+
+    Text is escaped (control characters, see ``riskflow.textsafe``) and bounded, so
+    that the ledger itself can hold it; ``raw_size`` is the record's full size in bytes.
+    ``reject_id`` is a hash of the raw record: a re-delivered record is ledgered once.
+    """
+
+    reject_id: str
+    alert_id: str
+    reason: str
+    error_class: str
+    error: str
+    raw: str
+    raw_size: int
+    source: str
+    at: str
+
+    @classmethod
+    def of(cls, item: Incoming, reason: str, error_class: str, error: str, at: str) -> Reject:
+        aid = item.alert.alert_id if item.alert is not None else ""
+        return cls(
+            reject_id=hashlib.blake2b(item.raw, digest_size=16).hexdigest(),
+            alert_id=bounded(aid, 200),
+            reason=reason if reason in REJECT_REASONS else "bad_value",
+            error_class=bounded(error_class, 200),
+            error=bounded(error, _TEXT_LIMIT),
+            raw=bounded(item.raw.decode("utf-8", "backslashreplace"), RAW_LIMIT),
+            raw_size=len(item.raw),
+            source=bounded(item.source, 200),
+            at=at,
+        )
+
+
+class BatchResult(NamedTuple):
+    """What ``write_batch`` did: ids whose current row changed, records ledgered instead."""
+
+    changed: list[str]
+    rejects: list[Reject]
+
+
+def error_class_name(e: BaseException) -> str:
+    """``psycopg.DataError``, ``ValueError``: the class of an error as the ledger names it."""
+    t = type(e)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 class AlertRow(msgspec.Struct, kw_only=True):
@@ -178,6 +290,36 @@ class Dialect:
     def sql(self, q: str) -> str:
         return q if self.placeholder == "?" else q.replace("?", self.placeholder)
 
+    def refusal(self, e: BaseException) -> str | None:
+        """The reject reason when ``e`` means the database refused a record for its content;
+        None when the store itself failed (connection, lock, disk, schema, privileges), which
+        is retried: ledgering every alert of a broken store would empty the stream into the ledger.
+
+        DB-API names the two kinds alike in every driver (``DataError``, ``IntegrityError``
+        against ``OperationalError``, ``InterfaceError``); subclasses refine by error code.
+
+        >>> import sqlite3
+        >>> d = Dialect("x")
+        >>> d.refusal(sqlite3.OperationalError("database is locked")), d.refusal(ConnectionError())
+        (None, None)
+        >>> d.refusal(sqlite3.IntegrityError("NOT NULL")), d.refusal(UnicodeEncodeError("utf-8", "", 0, 1, "s"))
+        ('constraint', 'bad_text')
+        """
+        if isinstance(e, Refused):
+            return e.reason
+        names = {c.__name__ for c in type(e).__mro__}
+        if names & {"OperationalError", "InterfaceError"} or isinstance(e, OSError):
+            return None
+        if isinstance(e, UnicodeError):
+            return "bad_text"
+        if isinstance(e, OverflowError):
+            return "out_of_range"
+        if "IntegrityError" in names:
+            return "constraint"
+        if "DataError" in names or isinstance(e, ValueError | TypeError):
+            return "bad_value"
+        return None
+
     def describe(self) -> str:
         return f"{self.name}:{self.url}"
 
@@ -259,18 +401,34 @@ class AlertStore:
     def upsert_alerts(self, alerts: Iterable[Alert]) -> list[str]:
         """Insert new alerts and newer revisions in one transaction; returns the ids that changed.
 
-        An alert whose revision is not higher than the stored one is ignored (redelivery). A
-        higher revision of a resolved alert re-opens it: the episode grew after it was closed.
+        Every revision in ``alerts`` joins the history (``history()``) once, by (id, revision);
+        the current row takes the highest. An alert whose revision is not higher than the
+        stored one changes no row (redelivery). A higher revision of a resolved alert re-opens
+        it: the episode grew after it was closed. Raises ``Refused`` for a record that
+        ``check_storable`` refuses (``write_batch`` ledgers it instead).
         """
         latest: dict[str, Alert] = {}
+        revisions: dict[tuple[str, int], tuple[Any, ...]] = {}
         for a in alerts:
+            check_storable(a)
             cur_a = latest.get(a.alert_id)
             if cur_a is None or a.revision > cur_a.revision:
                 latest[a.alert_id] = a
+            revisions.setdefault(
+                (a.alert_id, a.revision),
+                (a.alert_id, a.revision, a.entity_id, a.event_time, a.rule_id, a.risk_index, a.risk_level),
+            )
         if not latest:
             return []
         changed: list[str] = []
         with self._tx() as cur:
+            cur.executemany(
+                self.dialect.sql(
+                    "INSERT INTO rf_revisions (alert_id, revision, entity_id, event_time, rule_id, risk_index,"
+                    " risk_level) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, revision) DO NOTHING"
+                ),
+                [revisions[k] for k in sorted(revisions)],  # in revision order, each (id, revision) once
+            )
             have: dict[str, tuple[int, str, str]] = {}
             ids = list(latest)
             for i in range(0, len(ids), 500):
@@ -287,13 +445,6 @@ class AlertStore:
             for a in todo:
                 seq += 1
                 body = a.to_json().decode()
-                rev_row = (a.alert_id, a.revision, a.entity_id, a.event_time, a.rule_id, a.risk_index, a.risk_level)
-                self._x(
-                    cur,
-                    "INSERT INTO rf_revisions (alert_id, revision, entity_id, event_time, rule_id, risk_index,"
-                    " risk_level) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, revision) DO NOTHING",
-                    rev_row,
-                )
                 fields = (a.entity_id, a.entity_kind, a.region, a.rule_id, a.severity, a.risk_level, a.risk_index)
                 if a.alert_id not in have:
                     self._x(
@@ -359,6 +510,69 @@ class AlertStore:
                         )
                 changed.append(a.alert_id)
         return changed
+
+    def write_batch(self, items: Sequence[Incoming]) -> BatchResult:
+        """Store a sink batch; records the store cannot keep go to the rejects ledger instead.
+
+        The batch is one transaction. When the database refuses it for a record's content
+        (``Dialect.refusal``), each alert is written in a transaction of its own, so that the
+        refused ones are found and every other one is stored. A failure of the store itself
+        is raised (the sink retries the batch; every write here is idempotent).
+        """
+        at = now_iso()
+        rejects: list[Reject] = []
+        good: list[Incoming] = []
+        for it in items:
+            if it.alert is None:
+                rejects.append(Reject.of(it, "undecodable", it.error_class, it.error, at))
+                continue
+            try:
+                check_storable(it.alert)
+            except Refused as e:
+                rejects.append(Reject.of(it, e.reason, error_class_name(e), str(e), at))
+                continue
+            good.append(it)
+        try:
+            changed = self.upsert_alerts([it.alert for it in good if it.alert is not None])
+        except Exception as e:
+            if self.dialect.refusal(e) is None:
+                raise
+            changed = []
+            for it in good:
+                assert it.alert is not None
+                try:
+                    one = self.upsert_alerts([it.alert])
+                except Exception as e1:
+                    reason = self.dialect.refusal(e1)
+                    if reason is None:
+                        raise
+                    rejects.append(Reject.of(it, reason, error_class_name(e1), str(e1), at))
+                    continue
+                changed += [aid for aid in one if aid not in changed]
+        if rejects:
+            self._ledger(rejects)
+        return BatchResult(changed, rejects)
+
+    def _ledger(self, rejects: Sequence[Reject]) -> None:
+        cols = ", ".join(Reject.__struct_fields__)
+        with self._tx() as cur:
+            cur.executemany(
+                self.dialect.sql(
+                    f"INSERT INTO rf_store_rejects ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (reject_id) DO NOTHING"
+                ),
+                [tuple(msgspec.structs.astuple(r)) for r in rejects],
+            )
+
+    def rejects(self, limit: int = 100) -> list[Reject]:
+        """The store-rejects ledger, newest first."""
+        with self._tx() as cur:
+            rows = self._x(
+                cur,
+                f"SELECT {', '.join(Reject.__struct_fields__)} FROM rf_store_rejects"
+                f" ORDER BY at DESC, reject_id LIMIT {int(limit)}",
+            ).fetchall()
+        return [Reject(**dict(zip(Reject.__struct_fields__, r, strict=True))) for r in rows]
 
     def _audit(self, cur: Any, aid: str, at: str, actor: str, action: str, frm: str, to: str, note: str) -> None:
         self._x(
@@ -557,12 +771,15 @@ class AlertStore:
         ]
 
     def history(self, entity_id: str, limit: int = 1000) -> list[Revision]:
-        """Every received alert revision of an entity in event-time order: its risk-index history."""
+        """Every received alert revision of an entity in event-time order: its risk-index history
+        (the latest ``limit`` points, when there are more)."""
+        cols = "alert_id, revision, event_time, rule_id, risk_index, risk_level"
         with self._tx() as cur:
             rows = self._x(
                 cur,
-                "SELECT alert_id, revision, event_time, rule_id, risk_index, risk_level FROM rf_revisions"
-                f" WHERE entity_id = ? ORDER BY event_time, alert_id, revision LIMIT {int(limit)}",
+                f"SELECT {cols} FROM (SELECT {cols} FROM rf_revisions WHERE entity_id = ?"
+                f" ORDER BY event_time DESC, alert_id DESC, revision DESC LIMIT {int(limit)}) latest"
+                " ORDER BY event_time, alert_id, revision",
                 (entity_id,),
             ).fetchall()
         return [

@@ -1,7 +1,8 @@
 """Metrics of the alert sink (store writes), on an injected registry.
 
 Per batch, never per alert: one counter increment and one histogram
-observation for each batch the sink writes.
+observation for each batch the sink writes. Rejects are counted by reason, from
+the fixed set ``REJECT_REASONS``.
 
 >>> from prometheus_client import CollectorRegistry
 >>> reg = CollectorRegistry()
@@ -9,6 +10,8 @@ observation for each batch the sink writes.
 >>> m.wrote(alerts=3, changed=2, seconds=0.01)
 >>> reg.get_sample_value("riskflow_store_upserts_total"), reg.get_sample_value("riskflow_store_write_seconds_count")
 (3.0, 1.0)
+>>> reg.get_sample_value("riskflow_store_rejected_total", {"reason": "bad_text"})
+0.0
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from riskflow.store.base import REJECT_REASONS
 
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -27,6 +32,7 @@ class StoreMetrics:
     write_seconds: Histogram
     write_errors: Counter
     invalid: Counter
+    rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StoreMetrics:
@@ -51,9 +57,22 @@ class StoreMetrics:
             invalid=Counter(
                 "riskflow_store_invalid_total", "Undecodable messages the sink skipped.", registry=registry
             ),
+            rejected=_rejected(registry),
         )
 
     def wrote(self, *, alerts: int, changed: int, seconds: float) -> None:
         self.upserts.inc(alerts)
         self.changed.inc(changed)
         self.write_seconds.observe(seconds)
+
+
+def _rejected(registry: CollectorRegistry) -> Counter:
+    c = Counter(
+        "riskflow_store_rejected_total",
+        "Records the sink wrote to the store-rejects ledger instead of the store, by reason.",
+        ["reason"],
+        registry=registry,
+    )
+    for reason in REJECT_REASONS:
+        c.labels(reason=reason)
+    return c

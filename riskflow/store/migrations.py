@@ -67,6 +67,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS rf_alerts_level_region ON rf_alerts (risk_level, region)",
         ),
     ),
+    Migration(
+        3,
+        "store-rejects ledger: records the database refused or the sink could not decode",
+        (
+            """CREATE TABLE IF NOT EXISTS rf_store_rejects (
+                reject_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL, reason TEXT NOT NULL,
+                error_class TEXT NOT NULL, error TEXT NOT NULL, raw TEXT NOT NULL, raw_size BIGINT NOT NULL,
+                source TEXT NOT NULL, at TEXT NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS rf_store_rejects_at ON rf_store_rejects (at)",
+        ),
+    ),
 )
 LATEST: int = MIGRATIONS[-1].version
 

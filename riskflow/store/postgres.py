@@ -28,6 +28,34 @@ class PostgresDialect(Dialect):
             raise RuntimeError("a PostgreSQL store needs psycopg: pip install 'riskflow[postgres]'") from e
         return psycopg.connect(self.url, autocommit=False)
 
+    def refusal(self, e: BaseException) -> str | None:
+        """By SQLSTATE class where the server answered: 22 data exception, 23 integrity,
+        42804 datatype mismatch (a number too big for its column) refuse the record;
+        08 connection, 40 rollback (deadlock, serialisation), 53 resources, 57 operator
+        intervention and 58 system errors are the store's. psycopg itself refuses a NUL
+        in text before sending (a ``DataError`` without SQLSTATE).
+
+        >>> import psycopg
+        >>> d = PostgresDialect("postgresql://x")
+        >>> d.refusal(psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"))
+        'bad_text'
+        >>> d.refusal(psycopg.errors.NumericValueOutOfRange()), d.refusal(psycopg.errors.AdminShutdown())
+        ('out_of_range', None)
+        """
+        state = str(getattr(e, "sqlstate", None) or "")
+        if state[:2] in ("08", "40", "53", "57", "58"):
+            return None
+        client_nul = not state and "NUL" in str(e) and any(c.__name__ == "DataError" for c in type(e).__mro__)
+        if state in ("22021", "22P05") or client_nul:
+            return "bad_text"
+        if state in ("22001", "22003", "22008"):
+            return "out_of_range"
+        if state[:2] == "23":
+            return "constraint"
+        if state == "42804" or state[:2] == "22":
+            return "bad_value"
+        return super().refusal(e)
+
     def is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
 

@@ -8,6 +8,7 @@ const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") e.className = v;
+    else if (k === "style") Object.assign(e.style, v);  // CSSOM, which the page's CSP allows (a style attribute it does not)
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v);
   }
@@ -108,7 +109,13 @@ function connect() {
   state.es = es;
   const conn = $("#conn");
   es.onopen = () => { conn.className = "conn on"; conn.lastChild.textContent = "live 实时"; };
-  es.onerror = () => { conn.className = "conn off"; conn.lastChild.textContent = "reconnecting 重连中"; };
+  es.onerror = () => {
+    conn.className = "conn off";
+    conn.lastChild.textContent = "reconnecting 重连中";
+    // A refused stream (e.g. 503 at the feed's stream limit) is not retried by EventSource itself:
+    // try again later, unless the token itself is no longer accepted.
+    if (es.readyState === EventSource.CLOSED && state.es === es) setTimeout(retryStream, 5000 + Math.random() * 5000, es);
+  };
   es.addEventListener("alert", (ev) => {
     const a = JSON.parse(ev.data);
     state.seq = Math.max(state.seq, a.seq);
@@ -122,6 +129,16 @@ function connect() {
     apply(a);
     scheduleRender();
   });
+}
+
+async function retryStream(es) {
+  if (state.es !== es) return;
+  try {
+    await api("/api/meta");
+  } catch (e) {
+    if (e.status === 401) { state.es = null; return showLogin("Unknown token 令牌无效"); }
+  }
+  if (state.es === es) connect();
 }
 
 function apply(a) {
@@ -235,6 +252,7 @@ async function renderDetail(id, clear = false) {
   const st = (s) => `${STATUS_ZH[s] || ""} ${s}`.trim();
   $(".audit", node).append(...a.audit.map((e) => el("li", {}, `${fmtTime(e.at)} · ${e.actor} · ${e.action} ${ACTION_ZH[e.action] || ""}: ${st(e.from_status)} → ${st(e.to_status)}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
   const form = $(".actions", node);
+  form.addEventListener("submit", (ev) => ev.preventDefault());
   for (const b of form.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(a.alert_id, b.dataset.action, form));
   if (typed) for (const [k, v] of Object.entries(typed)) if (form.elements[k]) form.elements[k].value = v;
   panel.replaceChildren(node);
@@ -303,7 +321,7 @@ async function renderEntity(id) {
       const left = ((Date.parse(e.first_seen) - t0) / span) * 100, width = Math.max(((Date.parse(e.last_seen) - Date.parse(e.first_seen)) / span) * 100, 1);
       return el("div", { class: "ep" },
         el("div", { class: "ep-label" }, `${e.title_zh} ${e.title_en}`, el("div", { class: "sub" }, `${fmtTime(e.first_seen)} → ${fmtTime(e.last_seen)} · ${e.count}× · ${e.status}`)),
-        el("div", { class: "ep-track" }, el("div", { class: "ep-bar lv-" + (e.risk_level || "none"), style: `left:${left}%;width:${width}%` })));
+        el("div", { class: "ep-track" }, el("div", { class: "ep-bar lv-" + (e.risk_level || "none"), style: { left: `${left}%`, width: `${width}%` } })));
     })),
     el("h3", {}, "Evidence 证据"),
     el("ul", { class: "evidence-list" }, ...d.alerts.map((a) => el("li", {}, levelBadge(a.risk_level), ` ${fmtTime(a.event_time)} · ${a.title_zh} ${a.title_en} · `, el("code", {}, JSON.stringify(a.evidence))))),
