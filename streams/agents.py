@@ -66,7 +66,7 @@ from faust.types import TP
 from detectors.anomaly import PeerGroupDetector
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.lateness import encode_late
-from detectors.pipeline import PROCESSING_ERROR, BatchProcessor, BatchResult
+from detectors.pipeline import PROCESSING_ERROR, BatchProcessor, BatchResult, RollbackFailed
 from detectors.risk.contagion import encode_link
 from riskflow.deadletter import dead_letter, encode_dead_letter
 from riskflow.metrics import Metrics
@@ -174,6 +174,8 @@ def process_batch(
     others are processed exactly as in the batch."""
     try:
         return processor.process(records, get_state)
+    except RollbackFailed:
+        raise  # the states it touched cannot be trusted: the handler drops them all (read again)
     except Exception as exc:
         log.exception(
             "a batch of %d records failed as a whole (%r); processing it one message at a time", len(records), exc
@@ -188,6 +190,8 @@ def process_batch(
     for rec in records:
         try:
             one = processor.process([rec], current)
+        except RollbackFailed:
+            raise
         except Exception as exc:
             log.error("record %s[%d]@%d failed alone (%r): dead-lettered", rec.topic, rec.partition, rec.offset, exc)
             detail = f"{type(exc).__name__} in the batch processor: {exc}"
