@@ -608,11 +608,12 @@ _EVENT, _ADVANCE, _LINK = 0, 1, 2
 #: thing applied to an entity
 _Entry = tuple[int, Any, str, int, float]
 #: Bounds of the histories kept across batches: an entity's copy is encoded again once its
-#: journal holds this many entries (events are ~0.7 KB in memory), and all are dropped once
-#: this many entities have one. A busy entity is thus encoded about once per 16 of its
-#: events, not once per batch it appears in.
+#: journal holds this many entries (a parsed event is ~0.7 KB in memory), and all are dropped
+#: once this many entities have one: at most ~2,048 x (16 x 0.7 KB + a decoded state, ~5 KB)
+#: ~ 33 MB. A busy entity is thus encoded about once per 16 of its events, not once per batch
+#: it appears in; a worker with more entities active at once encodes at first touch per batch.
 _HIST_ENTRIES = 16
-_HIST_ENTITIES = 4096
+_HIST_ENTITIES = 2048
 
 
 class _Hist:
