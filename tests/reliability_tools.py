@@ -368,6 +368,25 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+def wait_read(worker: Any, n: int, timeout: float = 120.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Wait until ``worker`` (tests/kafka_fixtures.py ``Worker``) has handled ``n`` input
+    messages — each is an event, a dead letter or a message already applied — and is still
+    running; returns its metrics then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        try:
+            m = scrape(worker.metrics_port)
+        except OSError:  # not serving yet
+            m = {}
+        names = ("riskflow_events_total", "riskflow_invalid_events_total", "riskflow_already_applied_total")
+        read = sum(metric_sum(m, name) for name in names)
+        if read >= n:
+            return m
+        assert time.monotonic() < deadline, f"read {read} of {n}: " + worker.log_text()[-3000:]
+        time.sleep(0.5)
+
+
 def metric_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     want = set(labels.items())
     return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))

@@ -28,6 +28,7 @@ from detectors.rules import load_pack
 from riskflow.metrics import DEAD_LETTER_REASONS
 from riskflow.schema import Event
 from streams.agents import process_batch
+from tests.reliability_tools import Boom
 
 DAY = 86400.0
 
@@ -82,22 +83,6 @@ def messages(values: Sequence[bytes], topic: str = "events") -> list[RawMessage]
 
 def is_boom(m: RawMessage) -> bool:
     return b'"boom' in m.value
-
-
-class Boom(Detector):
-    """Counts an entity's events; raises on an event whose id starts with ``boom`` (after the
-    engine and every detector before it have changed the entity's state)."""
-
-    id = "test.boom"
-    describe = Describe("测试故障", "test fault")
-
-    def learn_one(self, state: Any, event: Event) -> Any:
-        if event.event_id.startswith("boom"):
-            raise ValueError("boom on purpose")
-        return (state or 0) + 1
-
-    def score_one(self, state: Any, event: Event) -> list[Signal]:
-        return []
 
 
 def processor(*extra: Detector, scorer: RiskScorer | None = None) -> BatchProcessor:

@@ -45,6 +45,7 @@ from tests.reliability_tools import (
     routed_messages,
     scrape,
     wait_committed,
+    wait_read,
     wait_states,
     worker_injection,
 )
@@ -158,24 +159,6 @@ def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack, 
 
 
 BUSY = "PF-330100-BUSY"
-
-
-def wait_read(worker: Any, n: int, timeout: float = 120.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Wait until ``worker`` has handled ``n`` input messages (each is an event, a dead letter or
-    a message already applied); returns its metrics then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert worker.proc.poll() is None, worker.log_text()[-3000:]
-        try:
-            m = scrape(worker.metrics_port)
-        except OSError:  # not serving yet
-            m = {}
-        read = sum(metric_sum(m, name) for name in ("riskflow_events_total", "riskflow_invalid_events_total"))
-        read += metric_sum(m, "riskflow_already_applied_total")
-        if read >= n:
-            return m
-        assert time.monotonic() < deadline, f"read {read} of {n}: " + worker.log_text()[-3000:]
-        time.sleep(0.5)
 
 
 def test_kill_dash_nine_rereads_a_busy_entitys_long_span_exactly_once(stack: Stack) -> None:

@@ -32,6 +32,7 @@ from tests.reliability_tools import (
     routed_messages,
     scrape,
     state_diff,
+    wait_read,
     wait_states,
     with_boom,
     worker_injection,
@@ -107,7 +108,7 @@ def test_a_state_that_cannot_be_encoded_does_not_stop_the_worker(stack: Stack) -
 
     w = stack.start_worker(extra_env=worker_injection(stack.tmp / "inject", unencodable=True))
     stack.produce(recs)
-    m = wait_read_all(w, len(recs))
+    m = wait_read(w, len(recs))
     assert metric_sum(m, "riskflow_events_total") == len(build_processor(load_pack()).process(msgs, {}.get).counted)
     deadline = time.monotonic() + 60
     while True:
@@ -130,18 +131,3 @@ def linked(events: list[dict[str, Any]], entity: str) -> set[str]:
         elif entity in payload:
             out.add(e["entity_id"])
     return out
-
-
-def wait_read_all(worker: Any, n: int, timeout: float = 120.0) -> dict[Any, float]:
-    """Wait until ``worker`` has handled ``n`` input messages (events and dead letters)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert worker.proc.poll() is None, worker.log_text()[-3000:]
-        try:
-            m = scrape(worker.metrics_port)
-        except OSError:  # not serving yet
-            m = {}
-        if metric_sum(m, "riskflow_events_total") + metric_sum(m, "riskflow_invalid_events_total") >= n:
-            return m
-        assert time.monotonic() < deadline, worker.log_text()[-3000:]
-        time.sleep(0.5)
