@@ -664,7 +664,10 @@ def _failed(
     """The dead letter of a message whose processing raised: the exception's type and text and
     the step it came from (the detector, when the engine knew it)."""
     step, err = (exc.step, exc.error) if isinstance(exc, StepFailed) else (where, exc)
-    text = str(err)
+    try:
+        text = str(err)
+    except Exception:  # an exception that cannot even say what it is
+        text = "(its text could not be read)"
     if len(text) > 300:
         text = text[:300] + "..."
     detail = f"{type(err).__name__} in {step}: {text}"
