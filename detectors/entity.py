@@ -56,7 +56,11 @@ class StepFailed(Exception):
     """
 
     def __init__(self, step: str, error: BaseException) -> None:
-        super().__init__(f"{step}: {type(error).__name__}: {error}")
+        try:
+            text = str(error)
+        except Exception:  # an exception that cannot even say what it is
+            text = "(its text could not be read)"
+        super().__init__(f"{step}: {type(error).__name__}: {text}")
         self.step = step
         self.error = error
 
