@@ -168,3 +168,21 @@ def test_the_longest_span_holds_more_than_a_thousand_events_of_one_entity() -> N
     want_alerts, want_states = one_pass()
     assert states[BUSY] == want_states[BUSY] and by_revision(alerts) == want_alerts
     assert skipped >= 1_000
+
+
+def test_a_links_topic_message_read_again_is_skipped_by_its_offset() -> None:
+    """Contagion messages are exactly-once too: the dependent records the links partition's
+    offset it applied, and the same message read again (a crash before the commit) is skipped."""
+    from detectors.risk.contagion import LinkMessage, encode_link
+
+    bp = build_processor(load_pack(), links_topic="links")
+    push = LinkMessage(kind="push", to="PF-9", other="PFM-1", relation="manager", level="red", index=90.0, seq=1)
+    msg = RawMessage(encode_link(push), "links", 3, 17, b"PF-9")
+    store: dict[str, EntityState] = {}
+    first = bp.process([msg], store.get, now=2e9)
+    store.update({k: s for k, (s, _) in first.states.items()})
+    assert [a.rule_id for a in first.alerts] == ["risk.contagion"] and store["PF-9"].offsets == {"links#3": 17}
+    before = encode_state(store["PF-9"])
+    again = bp.process([msg], store.get, now=2e9)
+    assert again.already_applied == 1 and not again.alerts and not again.dead_letters and not again.states
+    assert encode_state(store["PF-9"]) == before
