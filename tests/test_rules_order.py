@@ -571,6 +571,26 @@ def test_absence_schedule_starts_from_the_earliest_event_even_when_it_arrives_la
     assert "2025-03-31" in want and got == want and not bounded
 
 
+def test_absence_schedule_a_filing_after_its_due_time_does_not_count_when_the_start_moves_back_to_it() -> None:
+    # The counter-example hypothesis found: grace 0, the entity first seen on 31 March (so its
+    # schedule starts with April), a filing for March 7 seconds after March's due time, then an
+    # event of 26 March arriving last (within the lateness) moves the start back to March. By
+    # event time March is judged missed before that filing is seen; the filing, kept while the
+    # start could move, must not then count as March's (it did, and April fired instead).
+    r = absence_schedule(grace_days=0, consecutive=1)
+    march = dt.date(2025, 3, 31)
+    late = r._due(march.toordinal()) + 7.0 - T0.timestamp()  # 2025-04-01T00:00:07+08:00
+    hours = [710, 711, 712, 713, 714, 715, 716, 600, 708, 709]  # after T0 (2025-03-01 12:00)
+    events = [grid(f"G{i}", h * 3600.0 + 1) for i, h in enumerate(hours)] + [filing("F0", late, march)]
+    order = [8, 9, 0, 1, 2, 3, 4, 5, 6, 10, 7]
+    assert events[7].event_time.isoformat() == "2025-03-26T12:00:01+08:00"
+    assert events[10].event_time.isoformat() == "2025-04-01T00:00:07+08:00"
+    want, _ = run(r, by_time(events), timed=True)
+    got, bounded = run(r, [events[i] for i in order], timed=True)
+    assert list(want) == ["2025-03-31"] and want["2025-03-31"]["missed_in_a_row"] == 1
+    assert got == want and not bounded
+
+
 def test_absence_schedule_a_filing_in_time_that_arrives_after_the_miss_withdraws_it() -> None:
     r = absence_schedule(grace_days=5, consecutive=1)
     end = dt.date(2025, 3, 31)

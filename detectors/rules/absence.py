@@ -177,7 +177,11 @@ class AbsenceRule(Rule):
             state["s"] = ts
         if et == self.expect_type and (not self.expect_when or match(self.expect_when, p) is not None):
             pe = period_end(p.period_end, self.period).toordinal()
-            if pe >= state["p"] or self._initial(state):  # (kept in case the start moves back)
+            # A period before the cursor is kept only while no period has been judged, in case the
+            # start moves back to it, and only if filed by its due time: in event-time order that
+            # period is judged before any later filing for it is seen. (From the cursor on, a filing
+            # is never past its period's due time: on_time above has moved the cursor past those.)
+            if pe >= state["p"] or (self._initial(state) and ts <= self._due(pe)):
                 if pe not in state["f"]:
                     state["f"] = sorted([*state["f"], pe])[-8:]
             elif ts <= self._due(pe) and state.get("l", (None,))[0] == pe:
