@@ -591,6 +591,57 @@ def test_absence_schedule_a_filing_after_its_due_time_does_not_count_when_the_st
     assert got == want and not bounded
 
 
+def test_absence_schedule_a_second_filing_for_a_period_judged_filed_is_placed() -> None:
+    # It changes nothing, so it is not reported to the late ledger as unplaceable (it was).
+    r = absence_schedule(grace_days=8, consecutive=1)
+    march = dt.date(2025, 3, 31)
+    due = r._due(march.toordinal()) - T0.timestamp()  # 2025-04-09T00:00+08:00
+    events = [filing("F1", 25 * DAY - 12 * 3600, march), grid("G1", due + 7), filing("F2", due - 1, march)]
+    got, bounded = run(r, events, timed=True)
+    assert got == run(r, by_time(events), timed=True)[0] and "2025-03-31" not in got and bounded == []
+
+
+def orders_within_lateness(events: list[Event]) -> list[tuple[int, ...]]:
+    """Every arrival order in which no event arrives a lateness or more after one newer than it."""
+
+    def fits(order: tuple[int, ...]) -> bool:
+        newest = -math.inf
+        for i in order:
+            newest = max(newest, events[i].ts)
+            if newest - events[i].ts >= LATENESS:
+                return False
+        return True
+
+    return [o for o in sorted(set(itertools.permutations(range(len(events))))) if fits(o)]
+
+
+@pytest.mark.parametrize("grace_days", [0, 8])
+def test_absence_schedule_every_three_events_at_march_boundaries_in_every_order(grace_days: int) -> None:
+    # Deterministic where the property test samples: three events (a report or a filing for
+    # March or April) at the instants where starts and deadlines meet, every order within the
+    # lateness. A random draw hits the first-seen-on-the-last-day case only now and then.
+    r = absence_schedule(grace_days=grace_days, consecutive=1)
+    march, april = dt.date(2025, 3, 31), dt.date(2025, 4, 30)
+    due_mar, due_apr = (r._due(d.toordinal()) - T0.timestamp() for d in (march, april))
+    last_day = due_mar - (grace_days + 1) * DAY  # 2025-03-31T00:00+08:00
+    instants = [last_day - 5 * DAY, last_day - 1, last_day + 1, due_mar - 1, due_mar + 7, due_apr - 1]
+    kinds: list[Callable[[str, float], Event]] = [
+        grid,
+        lambda eid, at: filing(eid, at, march),
+        lambda eid, at: filing(eid, at, april),
+    ]
+    options = [(make, at) for make in kinds for at in instants]
+    checked = 0
+    for combo in itertools.combinations_with_replacement(options, 3):
+        events = [make(f"E{n}", at) for n, (make, at) in enumerate(combo)]
+        want, _ = run(r, by_time(events), timed=True)
+        for order in orders_within_lateness(events):
+            got, bounded = run(r, [events[i] for i in order], timed=True)
+            assert (got, bounded) == (want, []), [events[i].event_id for i in order]
+            checked += 1
+    assert checked > 1000
+
+
 def test_absence_schedule_a_filing_in_time_that_arrives_after_the_miss_withdraws_it() -> None:
     r = absence_schedule(grace_days=5, consecutive=1)
     end = dt.date(2025, 3, 31)
