@@ -593,10 +593,16 @@ def test_absence_schedule_a_filing_after_its_due_time_does_not_count_when_the_st
 
 def test_absence_schedule_a_second_filing_for_a_period_judged_filed_is_placed() -> None:
     # It changes nothing, so it is not reported to the late ledger as unplaceable (it was).
-    r = absence_schedule(grace_days=8, consecutive=1)
     march = dt.date(2025, 3, 31)
+    r = absence_schedule(grace_days=8, consecutive=1)
     due = r._due(march.toordinal()) - T0.timestamp()  # 2025-04-09T00:00+08:00
     events = [filing("F1", 25 * DAY - 12 * 3600, march), grid("G1", due + 7), filing("F2", due - 1, march)]
+    got, bounded = run(r, events, timed=True)
+    assert got == run(r, by_time(events), timed=True)[0] and "2025-03-31" not in got and bounded == []
+    # Nor one for a period judged missed, then filed by a late filing in time (its finding withdrawn).
+    r = absence_schedule(grace_days=0, consecutive=1)
+    due = r._due(march.toordinal()) - T0.timestamp()  # 2025-04-01T00:00+08:00
+    events = [grid("G0", 25 * DAY), grid("G1", due + 7), filing("F1", 25 * DAY, march), filing("F2", due - 1, march)]
     got, bounded = run(r, events, timed=True)
     assert got == run(r, by_time(events), timed=True)[0] and "2025-03-31" not in got and bounded == []
 

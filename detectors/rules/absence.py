@@ -240,6 +240,7 @@ class AbsenceRule(Rule):
         """The filing for the period just judged missed, in time by event time: as it would have."""
         pe, fired = state.pop("l")
         state["m"] = 0
+        state["k"] = pe  # now as judged filed
         if not fired:
             return []
         end = _dt.date.fromordinal(pe)
