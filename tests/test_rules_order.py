@@ -529,7 +529,7 @@ def test_absence_schedule_latest_word_per_period_does_not_depend_on_arrival_orde
     want, none = run(r, by_time(events), timed=True)
     got, bounded = run(r, [events[i] for i in order], timed=True)
     assert not none
-    assert got == want or (bounded and r.grace_days < 7)
+    assert got == want and not bounded
 
 
 def test_absence_negative_control_without_the_kept_items_arrival_order_decides() -> None:
