@@ -289,7 +289,7 @@ def backtest(
     now: float | None = None,
     on_alert: Any = None,
     jobs: int = 1,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], object] | None = None,
 ) -> Report:
     """Run the shared pipeline over ``lines`` (one event each, event-time order) and score it.
 
