@@ -41,6 +41,8 @@ import multiprocessing
 import pickle
 import signal
 import statistics
+import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -314,8 +316,8 @@ def backtest(
     read = 0
     last = started
     with _shards(bp, layout, now) as shards:
-        for chunk in itertools.chain(head, chunks):
-            for a in shards.batch(chunk):
+        for n, batch_alerts in shards.run(itertools.chain(head, chunks)):
+            for a in batch_alerts:
                 if on_alert is not None:
                     on_alert(a)
                 ts = _ts(a.event_time)
@@ -326,7 +328,7 @@ def backtest(
                     if a.revision >= rec.alert.revision:
                         rec.alert = a
                     rec.first_ts = min(rec.first_ts, ts)
-            read += len(chunk)
+            read += n
             if progress is not None and time.perf_counter() - last >= PROGRESS_EVERY:
                 last = time.perf_counter()
                 secs = last - started
@@ -501,14 +503,30 @@ class _Shard:
 
 
 class _Shards:
-    """The processes of a run; :meth:`batch` takes one batch through events and link rounds."""
+    """The processes of a run; :meth:`run` takes the batches through events and link rounds."""
 
     def __init__(self, layout: _Layout) -> None:
         self.layout = layout
 
-    def batch(self, chunk: list[bytes]) -> list[Alert]:
-        """The alerts of ``chunk``, in the order one process emits them."""
-        outs = self.call([("events", chunk)] * self.layout.jobs)
+    def run(self, chunks: Iterator[list[bytes]]) -> Iterator[tuple[int, list[Alert]]]:
+        """(lines, alerts) of each batch, the alerts in the order one process emits them.
+
+        The next batch is read while the processes work on one, and handed to them before
+        the caller takes the alerts of the one before: reading and the caller's handling of
+        alerts overlap the processing."""
+        chunk = next(chunks, None)
+        if chunk is not None:
+            self.submit([("events", chunk)] * self.layout.jobs)
+        while chunk is not None:
+            following = next(chunks, None)
+            alerts = self._finish_batch()
+            if following is not None:
+                self.submit([("events", following)] * self.layout.jobs)
+            yield len(chunk), alerts
+            chunk = following
+
+    def _finish_batch(self) -> list[Alert]:
+        outs = self.collect()
         alerts = [a for out in outs for a in out[0]]
         links = [m for out in outs for m in out[1]]
         phase = 1
@@ -517,19 +535,25 @@ class _Shards:
             work: list[list[tuple[int, bytes]]] = [[] for _ in range(self.layout.jobs)]
             for pos, (_key, value) in enumerate(links):
                 work[self.layout.owner(decode_link(value).to) if self.layout.jobs > 1 else 0].append((pos, value))
-            outs = self.call([("links", phase, items) if items else None for items in work])
+            self.submit([("links", phase, items) if items else None for items in work])
+            outs = self.collect()
             alerts += [a for out in outs for a in out[0]]
             links = [m for out in outs for m in out[1]]
             phase += 1
         alerts.sort(key=lambda ka: ka[0])
         return [a for _key, a in alerts]
 
-    def call(self, requests: list[Any]) -> list[Any]:
-        """Send request ``i`` (None: nothing) to process ``i``; their answers."""
+    def submit(self, requests: list[Any]) -> None:
+        """Send request ``i`` (None: nothing) to process ``i``."""
+        raise NotImplementedError
+
+    def collect(self) -> list[Any]:
+        """The answers to the last :meth:`submit`, in process order."""
         raise NotImplementedError
 
     def totals(self) -> list[_Totals]:
-        raise NotImplementedError
+        self.submit([("finish",)] * self.layout.jobs)
+        return self.collect()
 
     def __enter__(self) -> _Shards:
         return self
@@ -553,12 +577,13 @@ class _InProcess(_Shards):
     def __init__(self, bp: BatchProcessor, layout: _Layout, now: float) -> None:
         super().__init__(layout)
         self.shard = _Shard(bp, layout, now)
+        self.answers: list[Any] = []
 
-    def call(self, requests: list[Any]) -> list[Any]:
-        return [_answer(self.shard, r) for r in requests if r is not None]
+    def submit(self, requests: list[Any]) -> None:
+        self.answers = [_answer(self.shard, r) for r in requests if r is not None]
 
-    def totals(self) -> list[_Totals]:
-        return [self.shard.finish()]
+    def collect(self) -> list[Any]:
+        return self.answers
 
 
 class BacktestWorkerError(RuntimeError):
@@ -567,11 +592,14 @@ class BacktestWorkerError(RuntimeError):
 
 class _Processes(_Shards):
     """One child process per shard, spoken to over a pipe: pickled requests, pickled answers.
-    Spawned, not forked: a child shares no lock or thread with the caller."""
+    Forked from a single-threaded caller on Linux (no start-up: the child has the processor
+    already), spawned otherwise (a fork of a threaded process may inherit a held lock)."""
 
     def __init__(self, bp: BatchProcessor, layout: _Layout, now: float) -> None:
         super().__init__(layout)
-        ctx = multiprocessing.get_context("spawn")
+        fork = sys.platform == "linux" and threading.active_count() == 1
+        ctx = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
+        self.sent: list[int] = []
         self.conns: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
         try:
@@ -586,8 +614,8 @@ class _Processes(_Shards):
             self.close()
             raise
 
-    def call(self, requests: list[Any]) -> list[Any]:
-        sent: list[int] = []
+    def submit(self, requests: list[Any]) -> None:
+        self.sent = []
         blob: bytes | None = None
         for i, r in enumerate(requests):
             if r is None:
@@ -597,8 +625,10 @@ class _Processes(_Shards):
             if r[0] == "events":
                 blob = data
             self.conns[i].send_bytes(data)
-            sent.append(i)
-        return [self._recv(i) for i in sent]
+            self.sent.append(i)
+
+    def collect(self) -> list[Any]:
+        return [self._recv(i) for i in self.sent]
 
     def _recv(self, i: int) -> Any:
         try:
@@ -611,9 +641,6 @@ class _Processes(_Shards):
         if status != "ok":
             raise BacktestWorkerError(f"backtest process {i + 1} of {len(self.procs)} failed: {value}")
         return value
-
-    def totals(self) -> list[_Totals]:
-        return self.call([("finish",)] * self.layout.jobs)
 
     def close(self) -> None:
         for conn in self.conns:
