@@ -25,7 +25,6 @@ import uuid
 if __package__ in (None, ""):
     import _path  # noqa: F401
 
-from bench.backtest import run_offline
 from bench.common import (
     Workers,
     broker,
@@ -37,6 +36,7 @@ from bench.common import (
     raw_consume,
     stack_settings,
 )
+from bench.processor import run_offline
 
 
 def main(argv: list[str] | None = None) -> float:

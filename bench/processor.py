@@ -1,13 +1,15 @@
-"""Backtest throughput: the offline path (no Kafka), one core, events/s.
+"""The batch processor alone: ``BatchProcessor.process`` over a history, one core, events/s.
 
 Runs the processor of ``detectors.factory.build_processor`` (every detector
 the product has) over a simulated history in batches, keeping entity state
-in a dict — what an offline run does — and reports events/s, beside a raw
+in a dict — the loop at the heart of an offline run, without the command around
+it (file reading, Kafka placement, state bytes, scoring: ``bench/backtest.py``
+times ``riskflow backtest`` itself) — and reports events/s, beside a raw
 ``orjson.loads`` loop over the same lines in the same run, and beside the same
 batch processor with no detector and no risk index (parse, de-duplication,
 state, event-time lanes): the per-event floor that detectors add to.
 
-    python bench/backtest.py [--events 200000] [--rounds 3] [--batch 1000]
+    python bench/processor.py [--events 200000] [--rounds 3] [--batch 1000]
 """
 
 from __future__ import annotations
@@ -75,18 +77,18 @@ def main(argv: list[str] | None = None) -> float:
         ratios.append(raw_s / secs)
         floors.append(len(lines) / floor_s)
         print(
-            f"round {r + 1}: backtest {rate:,.0f} ev/s ({alerts} alerts), "
+            f"round {r + 1}: batch processor {rate:,.0f} ev/s ({alerts} alerts), "
             f"no detector or risk index {len(lines) / floor_s:,.0f} ev/s, "
             f"orjson.loads alone {len(lines) / raw_s:,.0f} ev/s, ratio {raw_s / secs:.3f}",
             flush=True,
         )
     print(
-        f"median backtest / orjson-loads ratio: {median(ratios):.3f}; the floor (no detector, no risk "
+        f"median processor / orjson-loads ratio: {median(ratios):.3f}; the floor (no detector, no risk "
         f"index): {median(floors):,.0f} ev/s; detectors: {detectors.build()}",
         flush=True,
     )
     value = median(rates)
-    headline("backtest_events_per_s", value, 0)
+    headline("processor_events_per_s", value, 0)
     return value
 
 
