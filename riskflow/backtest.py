@@ -624,20 +624,26 @@ class _Processes(_Shards):
             data = blob if blob is not None and r[0] == "events" else pickle.dumps(r, protocol=5)
             if r[0] == "events":
                 blob = data
-            self.conns[i].send_bytes(data)
+            try:
+                self.conns[i].send_bytes(data)
+            except OSError:
+                raise self._gone(i) from None
             self.sent.append(i)
 
     def collect(self) -> list[Any]:
         return [self._recv(i) for i in self.sent]
 
+    def _gone(self, i: int) -> BacktestWorkerError:
+        self.procs[i].join(5)
+        code = self.procs[i].exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"ended (exit code {code})"
+        return BacktestWorkerError(f"backtest process {i + 1} of {len(self.procs)} {how}")
+
     def _recv(self, i: int) -> Any:
         try:
             status, value = pickle.loads(self.conns[i].recv_bytes())
         except (EOFError, OSError):
-            self.procs[i].join(5)
-            raise BacktestWorkerError(
-                f"backtest process {i + 1} of {len(self.procs)} ended (exit code {self.procs[i].exitcode})"
-            ) from None
+            raise self._gone(i) from None
         if status != "ok":
             raise BacktestWorkerError(f"backtest process {i + 1} of {len(self.procs)} failed: {value}")
         return value

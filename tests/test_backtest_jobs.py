@@ -13,8 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import msgspec
 import pytest
 
 from riskflow.alerts import Alert
-from riskflow.backtest import backtest
+from riskflow.backtest import BacktestWorkerError, backtest
 from riskflow.partitioning import partition_for
 from riskflow.schema import encode_event
 from riskflow.settings import Settings
@@ -155,6 +158,68 @@ def test_more_jobs_than_partitions_and_a_single_batch() -> None:
         on_alert=lambda a: seen.append(len(multiprocessing.active_children())),
     )
     assert seen and set(seen) == {0}
+
+
+def _started(pid: int) -> str:
+    """How process ``pid`` began: a spawned child runs ``multiprocessing.spawn``, a fork runs
+    the parent's command line."""
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return "spawn" if b"multiprocessing.spawn" in cmdline else "fork"
+
+
+def test_forked_or_spawned_processes_give_the_same_report() -> None:
+    """From a single-threaded caller the processes are forked; from one with threads, spawned
+    (the processor travels pickled): the same report."""
+    lines, labels = contagion_history()
+    want = backtest(lines, labels, now=NOW, batch_size=BATCH).summary()
+    stop = threading.Event()
+    # (another test's broker may have left a thread running in this process)
+    alone = threading.active_count() == 1
+    forked: set[str] = set()
+    backtest(
+        lines,
+        labels,
+        now=NOW,
+        batch_size=BATCH,
+        jobs=2,
+        on_alert=lambda a: forked.update(_started(p.pid or 0) for p in multiprocessing.active_children()),
+    )
+    assert forked == {"fork" if alone else "spawn"}
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    methods: set[str] = set()
+    try:
+        got = backtest(
+            lines,
+            labels,
+            now=NOW,
+            batch_size=BATCH,
+            jobs=2,
+            on_alert=lambda a: methods.update(_started(p.pid or 0) for p in multiprocessing.active_children()),
+        ).summary()
+    finally:
+        stop.set()
+        other.join()
+    assert methods == {"spawn"}
+    assert report(got) == report(want)
+
+
+def test_a_killed_process_ends_the_run_with_one_error() -> None:
+    """A process killed mid-run (as by the OOM killer): the run stops with an error naming it,
+    promptly, and leaves no process behind."""
+    lines, labels = contagion_history()
+    killed: list[int] = []
+
+    def kill_one(a: Alert) -> None:
+        if not killed:
+            victim = multiprocessing.active_children()[0]
+            os.kill(victim.pid or 0, signal.SIGKILL)
+            killed.append(victim.pid or 0)
+
+    with pytest.raises(BacktestWorkerError, match=r"backtest process \d of 2 was killed by signal 9"):
+        backtest(lines, labels, now=NOW, batch_size=BATCH, jobs=2, on_alert=kill_one)
+    assert killed
+    assert multiprocessing.active_children() == []
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
