@@ -292,6 +292,7 @@ def backtest(
     on_alert: Any = None,
     jobs: int = 1,
     progress: Callable[[str], object] | None = None,
+    progress_every: float = 5.0,
 ) -> Report:
     """Run the shared pipeline over ``lines`` (one event each, event-time order) and score it.
 
@@ -299,7 +300,7 @@ def backtest(
     ``jobs``: processes sharing the input partitions (at most ``settings.partitions``); the
     alerts, their order and the report are the same for every value (see :class:`_Shard`).
     A history of a single batch runs in this process. ``progress(text)`` receives a line
-    about every :data:`PROGRESS_EVERY` seconds.
+    after a batch when ``progress_every`` seconds have passed since the last one.
     """
     settings = settings or Settings()
     pack = pack or pack_from_settings(settings)
@@ -329,7 +330,7 @@ def backtest(
                         rec.alert = a
                     rec.first_ts = min(rec.first_ts, ts)
             read += n
-            if progress is not None and time.perf_counter() - last >= PROGRESS_EVERY:
+            if progress is not None and time.perf_counter() - last >= progress_every:
                 last = time.perf_counter()
                 secs = last - started
                 progress(f"{read:,} events read in {secs:.0f}s ({read / secs:,.0f}/s), {jobs} process(es)")
@@ -347,8 +348,6 @@ def backtest(
     return Report(alerts, prepare_labels(labels), entities, events, dead, span, seconds, pack.version)
 
 
-#: seconds between two progress lines of a backtest
-PROGRESS_EVERY = 5.0
 #: The links topic of an offline run. With it, a batch's contagion links come out of
 #: ``BatchProcessor.process`` as messages and go back in as messages on it, in the order the
 #: in-process delivery (``links_topic=None``) would take them, to whichever process holds
@@ -678,7 +677,10 @@ def _serve(conn: Connection, bp: BatchProcessor, layout: _Layout, now: float, in
             answer = ("ok", _answer(shard, request))
         except BaseException as exc:  # told to the parent, which stops the run with it
             answer = ("error", f"{type(exc).__name__}: {exc}")
-        conn.send_bytes(pickle.dumps(answer, protocol=5))
+        try:
+            conn.send_bytes(pickle.dumps(answer, protocol=5))
+        except OSError:
+            return  # the parent is gone (interrupted, or stopped on another process's failure)
         if request[0] == "finish" or answer[0] != "ok":
             return
 

@@ -160,6 +160,17 @@ def test_more_jobs_than_partitions_and_a_single_batch() -> None:
     assert seen and set(seen) == {0}
 
 
+def test_progress_lines_count_the_events_read() -> None:
+    """One line per batch at ``progress_every=0``: what the command prints to stderr every 5 s."""
+    lines, labels = contagion_history()
+    said: list[str] = []
+    backtest(lines, labels, now=NOW, batch_size=BATCH, jobs=2, progress=said.append, progress_every=0)
+    assert len(said) == -(-len(lines) // BATCH)
+    counts = [int(x.split(" events read")[0].replace(",", "")) for x in said]
+    assert counts == [min((i + 1) * BATCH, len(lines)) for i in range(len(said))]
+    assert all(x.endswith("2 process(es)") for x in said), said[-1]
+
+
 def _started(pid: int) -> str:
     """How process ``pid`` began: a spawned child runs ``multiprocessing.spawn``, a fork runs
     the parent's command line."""
