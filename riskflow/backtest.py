@@ -6,6 +6,8 @@ keeping entity state as the same msgpack bytes the worker's changelog-backed
 table holds (decoded before, encoded after each batch). Each event carries the
 topic and partition Kafka would give it (:mod:`riskflow.partitioning`). The
 same history therefore yields the same alert ids and levels as a live worker.
+With ``jobs=N`` the partitions are shared among N processes, with the output of
+one (:class:`_Shard` says how).
 
 Measures (defined precisely in the README, "Backtest"):
 
