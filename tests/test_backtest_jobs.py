@@ -178,41 +178,36 @@ def _started(pid: int) -> str:
     return "spawn" if b"multiprocessing.spawn" in cmdline else "fork"
 
 
-def test_forked_or_spawned_processes_give_the_same_report() -> None:
-    """From a single-threaded caller the processes are forked; from one with threads, spawned
-    (the processor travels pickled): the same report."""
-    lines, labels = contagion_history()
-    want = backtest(lines, labels, now=NOW, batch_size=BATCH).summary()
-    stop = threading.Event()
-    # (another test's broker may have left a thread running in this process)
-    alone = threading.active_count() == 1
-    forked: set[str] = set()
-    backtest(
+def _how_started(lines: list[bytes], labels: list[dict[str, Any]]) -> tuple[dict[str, Any], set[str]]:
+    """The report of a ``jobs=2`` run, and how its processes began."""
+    how: set[str] = set()
+    rep = backtest(
         lines,
         labels,
         now=NOW,
         batch_size=BATCH,
         jobs=2,
-        on_alert=lambda a: forked.update(_started(p.pid or 0) for p in multiprocessing.active_children()),
+        on_alert=lambda a: how.update(_started(p.pid or 0) for p in multiprocessing.active_children()),
     )
-    assert forked == {"fork" if alone else "spawn"}
+    return report(rep.summary()), how
+
+
+def test_forked_or_spawned_processes_give_the_same_report() -> None:
+    """From a single-threaded caller the processes are forked; from one with threads, spawned
+    (the processor travels pickled): the same report."""
+    lines, labels = contagion_history()
+    want = report(backtest(lines, labels, now=NOW, batch_size=BATCH).summary())
+    # (another test's broker may have left a thread running in this process)
+    alone = threading.active_count() == 1
+    assert _how_started(lines, labels) == (want, {"fork" if alone else "spawn"})
+    stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
-    methods: set[str] = set()
     try:
-        got = backtest(
-            lines,
-            labels,
-            now=NOW,
-            batch_size=BATCH,
-            jobs=2,
-            on_alert=lambda a: methods.update(_started(p.pid or 0) for p in multiprocessing.active_children()),
-        ).summary()
+        assert _how_started(lines, labels) == (want, {"spawn"})
     finally:
         stop.set()
         other.join()
-    assert methods == {"spawn"}
-    assert report(got) == report(want)
 
 
 def test_a_killed_process_ends_the_run_with_one_error() -> None:
