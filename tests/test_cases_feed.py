@@ -264,3 +264,25 @@ def test_the_entity_page_carries_its_header_and_case(tmp_path: Path) -> None:
         assert d["current"]["level"] == "green" and d["cases"] == []
 
     run(tmp_path, scenario)
+
+
+def test_first_actions_before_the_feed_started_are_not_counted_again() -> None:
+    """A restarted feed observes only first actions taken since it started: ``increase()`` over
+    the dashboard's range then holds no jump of the store's whole history at each restart."""
+    from prometheus_client import CollectorRegistry
+
+    from riskflow.feed.metrics import CaseMetricRow, FeedMetrics
+
+    reg = CollectorRegistry()
+    m = FeedMetrics.create(reg, started="2026-01-02T00:00:00.000+00:00")
+    old = CaseMetricRow(
+        "c1", "red", "330100", "assigned", "2026-01-01T00:00:00.000+00:00", "9", "2026-01-01T01:00:00.000+00:00"
+    )
+    new = CaseMetricRow(
+        "c2", "red", "330100", "assigned", "2026-01-02T00:00:00.000+00:00", "9", "2026-01-02T00:10:00.000+00:00"
+    )
+    m.refresh_cases([old, new], "2026-01-03T00:00:00.000+00:00")
+    m.refresh_cases([old, new], "2026-01-03T00:00:00.000+00:00")
+    assert reg.get_sample_value("riskflow_case_first_action_seconds_count") == 1.0
+    assert reg.get_sample_value("riskflow_case_first_action_seconds_sum") == 600.0
+    assert reg.get_sample_value("riskflow_cases_open", {"level": "red", "region": "330100"}) == 2.0

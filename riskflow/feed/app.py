@@ -610,7 +610,7 @@ def build_app(
     app = web.Application(middlewares=[metrics_middleware, auth_middleware], client_max_size=lim.max_body_bytes)
     reg = registry if registry is not None else CollectorRegistry()
     app[KEY_REGISTRY] = reg
-    app[KEY_METRICS] = FeedMetrics.create(reg)
+    app[KEY_METRICS] = FeedMetrics.create(reg, started=now_iso())
     app[KEY_STORE] = store
     app[KEY_TOKENS] = tokens
     app[KEY_MAX_SNOOZE] = max_snooze
