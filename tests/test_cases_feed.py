@@ -34,7 +34,13 @@ def run(tmp_path: Path, scenario: Scenario, target: str | None = None) -> None:
                 alert(
                     "a1", "orange", 66.0, rule="all.complaint_surge", evidence=SURGE, risk_tags=["all.complaint_surge"]
                 ),
-                alert("a2", "red", 91.0, risk_tags=["pf.guaranteed_return", "all.complaint_surge"]),
+                alert(
+                    "a2",
+                    "red",
+                    91.0,
+                    risk_tags=["pf.guaranteed_return", "all.complaint_surge"],
+                    risk_dimensions={"complaints": 30.8, "inducement": 60.2},
+                ),
                 alert("b1", "yellow", 44.0, entity=YELLOW, region="330300", affected_amount=1e6),
                 alert("g1", "green", 12.0, entity=GREEN),
             ]
@@ -286,3 +292,30 @@ def test_first_actions_before_the_feed_started_are_not_counted_again() -> None:
     assert reg.get_sample_value("riskflow_case_first_action_seconds_count") == 1.0
     assert reg.get_sample_value("riskflow_case_first_action_seconds_sum") == 600.0
     assert reg.get_sample_value("riskflow_cases_open", {"level": "red", "region": "330100"}) == 2.0
+
+
+def test_board_case_and_entity_show_each_dimensions_points_of_the_index(tmp_path: Path) -> None:
+    """The points the risk index carried on the alert, not configured weights; an alert stored
+    before alerts carried them is marked estimated."""
+    real = [
+        {"dimension": "inducement", "zh": "利诱性", "points": 60.2, "estimated": False},
+        {"dimension": "complaints", "zh": "投诉率", "points": 30.8, "estimated": False},
+    ]
+
+    async def scenario(c: TestClient, target: str) -> None:
+        rows = {r["entity_id"]: r for r in (await body(await c.get("/api/board", headers=VIEWER)))["rows"]}
+        assert rows[RED]["dimensions"] == real
+        case = await body(await c.get(f"/api/cases/{await case_of(c, RED)}", headers=VIEWER))
+        assert case["dimensions"] == real, "the case's latest alert"
+        ent = await body(await c.get(f"/api/entities/{RED}", headers=VIEWER))
+        assert ent["current"]["dimensions"] == real
+        assert [h["dimensions"] for h in ent["history"]] == [{}, {"complaints": 30.8, "inducement": 60.2}]
+        assert ent["dimension_names"]["inducement"] == "利诱性"
+        with open_store(target) as s:  # an institution whose alert carries no points (stored before)
+            s.upsert_alerts([alert("o1", "orange", 70.0, entity="PFM-330100-0077", risk_tags=["all.complaint_surge"])])
+        rows = {r["entity_id"]: r for r in (await body(await c.get("/api/board", headers=VIEWER)))["rows"]}
+        assert rows["PFM-330100-0077"]["dimensions"] == [
+            {"dimension": "complaints", "zh": "投诉率", "points": 70.0, "estimated": True}
+        ]
+
+    run(tmp_path, scenario)

@@ -451,7 +451,7 @@ async def entity(request: web.Request) -> web.Response:
                 "evidence": r.alert.evidence,
             }
         )
-    from riskflow.feed.cases import KEY_EXPLAINER, entity_summary
+    from riskflow.feed.cases import DIMENSION_ZH, KEY_EXPLAINER, entity_summary
 
     header = await _store(request, entity_summary, request.app[KEY_EXPLAINER], store, rows, now_iso())
     first = rows[0].alert
@@ -466,6 +466,7 @@ async def entity(request: web.Request) -> web.Response:
             "region_zh": zh,
             "alerts": [_row_json(r) for r in rows],
             "history": msgspec.to_builtins(history),
+            "dimension_names": DIMENSION_ZH,
             "episodes": episodes,
             **header,
         },

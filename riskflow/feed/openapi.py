@@ -82,6 +82,12 @@ def openapi_document() -> dict[str, Any]:
             "risk_level": {"type": "string", "enum": ["", "red", "orange", "yellow", "green"]},
             "risk_index": {"type": "number", "minimum": 0, "maximum": 100},
             "risk_tags": {"type": "array", "items": string},
+            "risk_dimensions": {
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "description": "index points per dimension (contagion: what a linked entity adds); they sum to "
+                "risk_index within rounding",
+            },
             "affected_people": {"type": "integer"},
             "affected_amount": {"type": "number"},
             "revision": {"type": "integer", "minimum": 1},

@@ -64,10 +64,14 @@ function drawCities(cities, current) {
   }));
 }
 
+// Which dimensions make up the index and by how many points (a bar of 100 points = the full track).
 function dimBars(dims) {
-  return el("div", { class: "dims" }, ...dims.map((d) => el("div", { class: "dim", title: `${d.zh} ${d.dimension}` },
-    el("span", { class: "dim-name" }, d.zh),
-    el("span", { class: "dim-track" }, el("span", { class: "dim-bar", style: { width: `${Math.round(d.weight * 100)}%` } })))));
+  return el("div", { class: "dims", "data-field": "dimensions" }, ...dims.map((d) => el("div", {
+    class: "dim" + (d.estimated ? " estimated" : ""),
+    title: `${d.zh} ${d.dimension}: ${d.points.toFixed(1)} points 分` + (d.estimated ? " (estimated from weights 按权重估计)" : "") },
+  el("span", { class: "dim-name" }, d.zh),
+  el("span", { class: "dim-track" }, el("span", { class: "dim-bar", style: { width: `${Math.min(100, Math.max(0, d.points))}%` } })),
+  el("span", { class: "dim-pts" }, (d.estimated ? "≈" : "") + d.points.toFixed(1)))));
 }
 
 function drawBoard() {
@@ -183,6 +187,8 @@ async function renderCase(id) {
     el("p", {}, el("a", { href: "#/" }, "← Risk board 风险看板"), " · ", el("a", { href: `#/case/${c.case_id}/report`, id: "report-link" }, "Report 处置建议")),
     el("h2", {}, levelBadge(c.level), ` ${c.entity_id} `, el("small", {}, `case 案件 ${c.case_id}`)),
     caseFacts(c),
+    el("h3", {}, "What makes up the index 风险指数构成 ", el("span", { class: "sub" }, "(points per dimension 各维度分值)")),
+    c.dimensions.length ? dimBars(c.dimensions) : el("p", { class: "sub" }, "—"),
     el("h3", {}, "Disposal checklist 处置步骤"), checklist,
     el("h3", {}, "Actions 处置"), form,
     el("h3", {}, "Why 预警说明"), el("ul", { class: "explanations" }, ...c.alerts.map(explanation)),
