@@ -319,3 +319,78 @@ def test_board_case_and_entity_show_each_dimensions_points_of_the_index(tmp_path
         ]
 
     run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize(
+    ("rule", "evidence", "en", "zh"),
+    [
+        (
+            "pf.return_above_4lpr",
+            {"promised_return": 0.15},
+            "promised return a year 15%, above the 4 × 1-year LPR (3%) limit of 12%",
+            "承诺年化收益率 15%，高于4倍一年期LPR（3%）即12%的上限",
+        ),
+        (
+            "bank.car_below_minimum",
+            {"capital_adequacy_ratio": 0.072},
+            "capital adequacy ratio 7.2%, below the 8% minimum",
+            "资本充足率 7.2%，低于8%的下限",
+        ),
+        (
+            "bank.car_below_buffer",
+            {"capital_adequacy_ratio": 0.095},
+            "capital adequacy ratio 9.5%, at or above 8% and below 10.5%",
+            "资本充足率 9.5%，不低于8%且低于10.5%",
+        ),
+        (
+            "slc.borrowed_funds_over_1x",
+            {"borrowed_funds/net_assets": 1.8},
+            "borrowed funds / net assets 1.8×, above the 1× limit",
+            "融入资金/净资产 1.8×，高于1×的上限",
+        ),
+        (
+            "pf.unqualified_investor",
+            {"investor_type": "individual", "amount": 500000.0},
+            "investor: an individual; amount ¥500,000, below the ¥1,000,000 minimum",
+            "投资者类型：个人投资者；金额 50万元，低于100万元的下限",
+        ),
+        (
+            "inst.enforcement_severe",
+            {"action": "suspension"},
+            "regulator's action: business suspended (one of: business suspended, licence revoked)",
+            "监管措施：暂停业务（属于：暂停业务、吊销许可）",
+        ),
+        (
+            "all.opinion_risk_keywords",
+            {"keywords": ["跑路", "好评", "爆雷"]},
+            "risk words in the coverage: 跑路, 爆雷 (10 words watched)",
+            "舆情命中风险特征词：跑路、爆雷（共监测10个）",
+        ),
+        (
+            "inst.negative_net_assets",
+            {"net_assets": -1.2e6},
+            "net assets -¥1,200,000, below zero",
+            "净资产 -120万元，低于零",
+        ),
+        ("pf.amac_lost_contact", {"notice": "lost_contact"}, "AMAC notice: lost contact", "中基协公示：失联"),
+        # evidence not of its rule's shape: the raw fields, never an error
+        ("pf.return_above_4lpr", {"promised_return": "x"}, "promised_return = x", "promised_return = x"),
+        ("pf.return_above_4lpr", {"promised_return": 1e308}, "promised_return = 1e+308", "promised_return = 1e+308"),
+        ("bank.npl_above_5pct", {"other": 1}, "other = 1", "other = 1"),
+    ],
+)
+def test_threshold_evidence_reads_as_a_sentence_from_the_rules_conditions(
+    rule: str, evidence: dict[str, Any], en: str, zh: str
+) -> None:
+    from riskflow.feed.explain import Explainer
+
+    assert Explainer.default().sentence(rule, evidence) == (en, zh)
+
+
+def test_every_threshold_rule_of_the_pack_has_its_fields_in_words() -> None:
+    """A rule author adding a threshold on a new field sees this fail until the field is named."""
+    from riskflow.feed.explain import FIELDS, Explainer
+
+    conds = Explainer.default().conditions
+    assert len(conds) >= 20
+    assert {c["field"] for cs in conds.values() for c in cs} <= set(FIELDS)
