@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from riskflow.feed.app import build_app
+from riskflow.feed.app import KEY_REGISTRY, build_app
 from riskflow.feed.auth import Tokens
 from riskflow.store import open_store
 from tests.test_cases_store import alert
@@ -394,3 +394,58 @@ def test_every_threshold_rule_of_the_pack_has_its_fields_in_words() -> None:
     conds = Explainer.default().conditions
     assert len(conds) >= 20
     assert {c["field"] for cs in conds.values() for c in cs} <= set(FIELDS)
+
+
+async def _case_events(resp: Any, n: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The next ``n`` ``event: case`` messages of a live stream (alert messages are skipped)."""
+    import re
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    buf, out = "", []
+    while len(out) < n:
+        chunk = await asyncio.wait_for(resp.content.readany(), timeout=max(deadline - loop.time(), 0.1))
+        assert chunk, f"the stream ended after {len(out)} case events"
+        buf += chunk.decode()
+        while "\n\n" in buf:
+            block, buf = buf.split("\n\n", 1)
+            if block.startswith("event: case"):
+                assert not re.search(r"^id:", block, re.M), "a case message keeps the alert resume point"
+                data = re.search(r"^data: (.*)$", block, re.M)
+                assert data
+                out.append(json.loads(data.group(1)))
+    return out
+
+
+def test_case_changes_are_pushed_on_the_live_stream_at_once(tmp_path: Path) -> None:
+    """An officer's assignment and close reach another officer's open stream as ``event: case``;
+    ``case_since`` replays the case changes after it; a bad one is refused."""
+
+    async def scenario(c: TestClient, target: str) -> None:
+        red = await case_of(c, RED)
+        resp = await c.get("/api/stream?token=v1ewer-token")
+        assert resp.status == 200
+        await asyncio.sleep(0.3)  # subscribed before the action (the stream sends what follows)
+        r = await c.post(f"/api/cases/{red}/assign", headers=OFFICER, json={"assignee": "wang.wei"})
+        assert r.status == 200
+        (ev,) = await _case_events(resp, 1)
+        assert (ev["case_id"], ev["status"], ev["assignee"], ev["status_zh"]) == (red, "assigned", "wang.wei", "处置中")
+        # a writer in another process (the CLI) is seen too
+        with open_store(target) as other:
+            other.case_action(red, "close", actor="chief.zhao", outcome="confirmed", reason="checked")
+        (ev,) = await _case_events(resp, 1)
+        assert (ev["status"], ev["outcome"], ev["closed_by"]) == ("closed", "confirmed", "chief.zhao")
+        value = c.app[KEY_REGISTRY].get_sample_value  # type: ignore[index]
+        assert value("riskflow_feed_case_events_sent_total") == 2
+        resp.close()
+        # Resuming: every case changed after case_since 0, oldest change first, each once.
+        resp = await c.get("/api/stream?token=v1ewer-token&case_since=0")
+        with open_store(target) as s:
+            want = [(x.case_id, x.seq) for x in sorted(s.list_cases(), key=lambda x: x.seq)]
+        got = await _case_events(resp, len(want))
+        assert [(e["case_id"], e["seq"]) for e in got] == want
+        resp.close()
+        r = await c.get("/api/stream?token=v1ewer-token&case_since=x")
+        assert r.status == 400 and "case_since" in (await body(r))["message"]
+
+    run(tmp_path, scenario)

@@ -80,6 +80,7 @@ class CaseMetricRow(NamedTuple):
 class FeedMetrics:
     clients: Gauge
     events_sent: Counter
+    case_events_sent: Counter
     requests: Counter
     streams_refused: Counter
     stream_catchups: Counter
@@ -99,6 +100,11 @@ class FeedMetrics:
             clients=Gauge("riskflow_feed_clients", "Open live-stream (SSE) connections.", registry=registry),
             events_sent=Counter(
                 "riskflow_feed_events_sent_total", "Alert rows sent to live-stream clients.", registry=registry
+            ),
+            case_events_sent=Counter(
+                "riskflow_feed_case_events_sent_total",
+                "Changed officers' cases sent to live-stream clients.",
+                registry=registry,
             ),
             requests=Counter(
                 "riskflow_feed_requests_total",

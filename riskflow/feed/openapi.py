@@ -247,16 +247,20 @@ def openapi_document() -> dict[str, Any]:
             "/api/stream": {
                 "get": {
                     "operationId": "streamAlerts",
-                    "summary": "Server-sent events: `event: alert`, data = one changed Alert, id = its seq",
+                    "summary": "Server-sent events: `event: alert`, data = one changed Alert, id = its seq; "
+                    "`event: case`, data = one changed Case (no id)",
                     "description": "EventSource cannot send headers, so this route also accepts ?token=. "
-                    "Resume with ?since=SEQ or the Last-Event-ID header.",
+                    "Resume with ?since=SEQ or the Last-Event-ID header; case changes with ?case_since=CASE_SEQ "
+                    "(the case_seq of /api/board or /api/cases). Without case_since, case changes from the "
+                    "connection on are sent.",
                     "parameters": [
                         _q("since", "send changes after this change number first", {"type": "integer"}),
+                        _q("case_since", "send case changes after this case change number first", {"type": "integer"}),
                         _q("token", "API token (alternative to the Authorization header)"),
                     ],
                     "responses": {
                         "200": {"description": "event stream", "content": {"text/event-stream": {"schema": string}}},
-                        "400": err_resp("since is not an integer"),
+                        "400": err_resp("since or case_since is not an integer"),
                         "503": {
                             **err_resp(
                                 "`too_many_streams`: the token's (RISKFLOW_FEED_MAX_STREAMS_PER_TOKEN) or the feed's "

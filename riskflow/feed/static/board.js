@@ -17,7 +17,7 @@ function fillBoardFilters() {
   f.addEventListener("change", () => renderBoard());
   f.addEventListener("submit", (ev) => { ev.preventDefault(); renderBoard(); });
   document.addEventListener("keydown", boardKeys);
-  // Cases other officers change reach the board at the next alert or within 15 s.
+  // Case changes arrive on the live stream (caseChanged); this refresh moves due dates that pass.
   setInterval(() => { if (!document.hidden) boardChanged(); }, 15000);
 }
 
@@ -97,6 +97,13 @@ function drawBoard() {
   }));
 }
 
+// A changed case from the live stream (null: the stream reconnected, changes may have been missed).
+function caseChanged(c) {
+  boardChanged();
+  const open = location.hash.match(/^#\/case\/([^/]+)$/);
+  if (open && (!c || decodeURIComponent(open[1]) === c.case_id)) renderCase(decodeURIComponent(open[1]), true);
+}
+
 function openRow(r) {
   location.hash = r.case ? `#/case/${r.case.case_id}` : `#/entity/${encodeURIComponent(r.entity_id)}`;
 }
@@ -150,10 +157,13 @@ function logList(log) {
     `${fmtTime(e.at)} · ${e.actor} · ${e.action} ${CASE_ACTION_ZH[e.action] || ""}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
 }
 
-async function renderCase(id) {
+// live: a re-render for a change from the stream, which keeps what the officer is typing.
+async function renderCase(id, live = false) {
   const view = $("#case-view");
   let c;
   try { c = await api(`/api/cases/${encodeURIComponent(id)}`); } catch (e) { view.replaceChildren(el("p", { class: "error" }, e.message)); return; }
+  const prev = view.querySelector("form.case-actions");
+  const typed = live && prev && view.dataset.caseId === id ? Object.fromEntries(new FormData(prev)) : null;
   const err = el("div", { class: "action-error error" });
   const doAct = async (action, body) => {
     try {
@@ -194,6 +204,8 @@ async function renderCase(id) {
     el("h3", {}, "Why 预警说明"), el("ul", { class: "explanations" }, ...c.alerts.map(explanation)),
     el("h3", {}, "Diary and audit trail 办案记录 ", el("span", { class: "sub" }, "(UTC+8)")), logList(c.log),
   );
+  if (typed) for (const [k, v] of Object.entries(typed)) if (form.elements[k]) form.elements[k].value = v;
+  view.dataset.caseId = id;
 }
 
 // ---- report 处置建议 (print view) ----------------------------------------------------------

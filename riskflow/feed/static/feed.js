@@ -110,7 +110,10 @@ function connect() {
   const es = new EventSource(`/api/stream?token=${encodeURIComponent(state.token)}&since=${state.seq}`);
   state.es = es;
   const conn = $("#conn");
-  es.onopen = () => { conn.className = "conn on"; conn.lastChild.textContent = "live 实时"; };
+  es.onopen = () => {
+    conn.className = "conn on"; conn.lastChild.textContent = "live 实时";
+    caseChanged(null);  // case changes are not replayed across a reconnect: read the open views again
+  };
   es.onerror = () => {
     conn.className = "conn off";
     conn.lastChild.textContent = "reconnecting 重连中";
@@ -132,6 +135,9 @@ function connect() {
     scheduleRender();
     boardChanged();
   });
+  // A case changed (another officer, the CLI, or the sink opening or raising it): the board and
+  // an open case page show it at once (board.js caseChanged).
+  es.addEventListener("case", (ev) => caseChanged(JSON.parse(ev.data)));
 }
 
 async function retryStream(es) {
