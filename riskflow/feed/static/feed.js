@@ -334,7 +334,8 @@ function chart(history) {
 const DIM_COLORS = ["#5c7cfa", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#1098ad", "#f08c00", "#495057", "#a61e4d"];
 function dimChart(history, names) {
   const W = 640, H = 150, P = 28;
-  const pts = history.filter((h) => h.event_time);
+  // one bar per moment: the last point received for an event time (several alerts share one)
+  const pts = [...new Map(history.filter((h) => h.event_time).map((h) => [h.event_time, h])).values()];
   const svg = (tag, attrs) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart dim-chart", role: "img", "aria-label": "dimension breakdown over time 风险维度构成走势" });
   const dims = [...new Set(pts.flatMap((p) => Object.keys(p.dimensions || {})))].sort();
