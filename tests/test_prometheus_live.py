@@ -36,7 +36,7 @@ from riskflow.replay import route
 from riskflow.schema import REGIONS, encode_event
 from riskflow.simulate import simulate
 from tests.kafka_fixtures import Stack
-from tests.test_browser_feed import OFFICER_TOKEN, _start_feed
+from tests.test_browser_feed import _api, _start_feed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -170,17 +170,6 @@ def _risk_config(tmp: Path) -> Path:
     return path
 
 
-def _api(port: int, path: str, body: dict[str, Any] | None = None) -> Any:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {OFFICER_TOKEN}", "Content-Type": "application/json"},
-        method="GET" if body is None else "POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
-
-
 def _series(prom: Prom, expr: str, *labels: str) -> dict[tuple[str, ...], float]:
     body = prom.query(grafana(expr))
     assert body["status"] == "success", f"{expr}: {body.get('error')}"
@@ -291,6 +280,7 @@ def _check_every_query(
 
 def _check_case_panels(prom: Prom, feed_port: int) -> None:
     """The three case panels return what the feed's store holds, series by series."""
+    feed = f"http://127.0.0.1:{feed_port}"
     city = {code: en for code, (en, _) in REGIONS.items()}
     by_city, other = _panel_exprs("Open cases by level and city")
     (overdue,) = _panel_exprs("Overdue cases by level")
@@ -299,7 +289,7 @@ def _check_case_panels(prom: Prom, feed_port: int) -> None:
     got: dict[str, Any] = {}
 
     def agree() -> bool:
-        cases = [c for c in _api(feed_port, "/api/cases?limit=5000")["cases"] if c["status"] != "closed"]
+        cases = [c for c in _api(feed, "/api/cases?limit=5000")["cases"] if c["status"] != "closed"]
         want["open"] = {}
         want["other"] = {}
         want["overdue"] = {lv: 0.0 for lv in ("red", "orange", "yellow")}
@@ -329,10 +319,10 @@ def _check_case_panels(prom: Prom, feed_port: int) -> None:
     assert sum(want["open"].values()) > 0 and all(c for c, _ in want["open"]), want
 
     # Officers act on (up to) three open cases: first actions within seconds of the opening.
-    opened = _api(feed_port, "/api/cases?open=1&limit=3")["cases"]
+    opened = _api(feed, "/api/cases?open=1&limit=3")["cases"]
     assert opened
     for c in opened:
-        assert _api(feed_port, f"/api/cases/{c['case_id']}/assign", {"assignee": "li.na"})["status"] == "assigned"
+        assert _api(feed, f"/api/cases/{c['case_id']}/assign", {"assignee": "li.na"})["status"] == "assigned"
     prom.wait(
         "first actions scraped",
         lambda: prom.values("sum(riskflow_case_first_action_seconds_count)") == [float(len(opened))],
