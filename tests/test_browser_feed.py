@@ -357,6 +357,7 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         wait.until(lambda d: "处置建议 Disposal recommendation" in d.find_element(By.ID, "report-view").text)
         report = browser.find_element(By.ID, "report-view").text
         assert red in report and "已电话核实" in report and "法规依据" in report
+        assert f"{row['dimensions'][0]['zh']} {row['dimensions'][0]['dimension']}" in report, report
         browser.save_screenshot(str(stack.tmp / "board-report.png"))
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})  # the print stylesheet
         assert not browser.find_element(By.TAG_NAME, "header").is_displayed()

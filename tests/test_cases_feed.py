@@ -449,3 +449,30 @@ def test_case_changes_are_pushed_on_the_live_stream_at_once(tmp_path: Path) -> N
         assert r.status == 400 and "case_since" in (await body(r))["message"]
 
     run(tmp_path, scenario)
+
+
+def test_a_case_backlog_is_paged_within_the_stream_limits(tmp_path: Path) -> None:
+    """``case_since=0`` over more cases than a store page: the stream holds one page at a time
+    (RISKFLOW feed limits, riskflow/feed/guard.py) and sends every case once, in change order."""
+    import aiohttp
+
+    from riskflow.feed.app import KEY_HUB
+    from riskflow.feed.guard import FeedLimits
+    from tests.test_feed_guard import serving
+
+    target = str(tmp_path / "many.sqlite3")
+    with open_store(target) as s:
+        s.upsert_alerts([alert(f"y{i}", "yellow", 45.0, entity=f"PFM-330100-{i:04d}") for i in range(30)])
+        want = [(c.case_id, c.seq) for c in sorted(s.list_cases(), key=lambda c: c.seq)]
+    assert len(want) == 30
+
+    async def go() -> None:
+        async with serving(target, FeedLimits(stream_page=7)) as (app, url, _):
+            async with aiohttp.ClientSession() as http:
+                resp = await http.get(f"{url}/api/stream?token=v1ewer-token&case_since=0")
+                got = await _case_events(resp, 30)
+                resp.close()
+            assert [(e["case_id"], e["seq"]) for e in got] == want
+            assert app[KEY_HUB].stats.peak_page_rows <= 7
+
+    asyncio.run(go())

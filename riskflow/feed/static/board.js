@@ -221,6 +221,8 @@ async function renderReport(id) {
       el("p", { class: "sub" }, `RiskFlow · case 案件 ${r.case_id} · ${fmtTime(new Date().toISOString())} (UTC+8)`),
       el("h3", {}, `${r.entity_id} `, levelBadge(r.level), ` index 指数 ${r.risk_index.toFixed(1)}`),
       caseFacts(r),
+      r.dimensions.length ? el("p", { "data-field": "report-dimensions" }, "Index by dimension 指数构成: ",
+        r.dimensions.map((d) => `${d.zh} ${d.dimension} ${d.estimated ? "≈" : ""}${d.points.toFixed(1)}`).join(" · ")) : null,
       el("h3", {}, "Evidence timeline 证据时间线"),
       el("table", { class: "timeline-table" }, el("thead", {}, el("tr", {}, el("th", {}, "Time 时间"), el("th", {}, "Rule 规则"), el("th", {}, "Evidence 证据"))),
         el("tbody", {}, ...r.timeline.map((t) => el("tr", {}, el("td", {}, fmtTime(t.event_time)), el("td", {}, t.name_zh, el("div", { class: "sub" }, t.name_en)),
