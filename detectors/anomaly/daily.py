@@ -228,6 +228,12 @@ def count_tail(x: int | float, expected: float, disp: float) -> float:
     return _poisson_tail(x / disp, expected / disp)
 
 
+def count_ceiling(rate: float, var: float) -> float:
+    """The largest count one day teaches a count baseline (a Huber clip of the high side):
+    ``_HUBER`` quasi-Poisson deviations above the rate, the dispersion uncapped."""
+    return rate + _HUBER * math.sqrt(rate * max(1.0, var / rate))
+
+
 def huber_clip(r: float, clip: float) -> float:
     """``r`` limited to ``[-clip, clip]``: one outlier moves a baseline by a bounded step."""
     return max(-clip, min(clip, r))
@@ -501,9 +507,7 @@ class DailyAnomaly(AnomalyDetector):
                 gate and x > rate and run < self.accept_after and (fired or self._count_tail(c, x)[0] < self.learn_gate)
             )
             if not keep_out:
-                # Huber-clipped: the count counts at most ``_HUBER`` quasi-Poisson deviations above the rate.
-                clipped = min(x, rate + _HUBER * math.sqrt(rate * max(1.0, c.var / rate)))
-                c.rate, c.var = ewma_step(c.rate, c.var, a, clipped - c.rate)
+                c.rate, c.var = ewma_step(c.rate, c.var, a, min(x, count_ceiling(rate, c.var)) - c.rate)
             del c.recent[0]
             c.recent.append(x)
 
