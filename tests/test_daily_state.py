@@ -145,3 +145,13 @@ def test_the_open_day_is_read_from_every_stored_form() -> None:
     assert det.open_day(old) == det.open_day(new) == det.open_day(as_read) == old["day"]
     assert old["day"] == (T0.date() - _dt.date(1970, 1, 1)).days + SPLIT - 1
     assert det.open_day(None) == -1 and det.open_day(det.init_state()) == -1
+
+
+def test_scoring_and_learning_leave_a_live_state_untouched() -> None:
+    det = DailyAnomaly()
+    before, after = _split()
+    state, _ = _run(det, before, det.init_state())
+    snap = msgspec.msgpack.encode(state)
+    assert all(det.score_one(state, e) == [] for e in after[:20])  # days 90-91: nothing flags yet
+    det.learn_one(state, after[0])
+    assert msgspec.msgpack.encode(state) == snap

@@ -513,6 +513,8 @@ class DailyAnomaly(AnomalyDetector):
 
     # -- level metrics -----------------------------------------------------------------------------
     def _close_day(self, st: DailyState, signals: list[Signal], learn_all: bool) -> None:
+        """Close the open day: fold it into the count baselines, then score and learn each level
+        metric it observed (a metric's first observed day only sets its centre)."""
         sums = st.sums
         if st.counts:  # most entities have no count metric yet
             self._close_counts(st, learn_all)
