@@ -134,8 +134,16 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
         metrics = StoreMetrics.create(registry)
         start_http_server(args.metrics_port, addr=settings.metrics_host, registry=registry)
 
+    from detectors.risk import load_risk_config
+    from riskflow.cli import CommandError
+
+    try:  # the sink opens officers' cases with the configured disposal routes and deadlines
+        risk = load_risk_config(settings.risk_config)
+    except ValueError as e:
+        raise CommandError(f"RISKFLOW_RISK_CONFIG: {e}") from e
+
     async def go(stop: asyncio.Event) -> None:
-        with open_store(settings.store_target()) as store:
+        with open_store(settings.store_target(), risk) as store:
             await run_sink(
                 store,
                 client_config(settings),

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="push a pack without rules (switches rule detection off on every worker); refused otherwise",
     )
     pu.set_defaults(func=run_push)
+    register_quality(rsub)
 
 
 #: Problems printed at most; the rest are counted in one more line.
@@ -136,4 +137,40 @@ def run_push(args: argparse.Namespace, settings: Settings) -> int:
         print(f"riskflow rules push: not pushed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"pushed rule pack {pack.version} ({len(pack.detectors)} rules) to {settings.topic_rules}")
+    return 0
+
+
+def register_quality(rsub: argparse._SubParsersAction) -> None:
+    q = rsub.add_parser("quality", help="per rule: hits, cases, officers' outcomes, confirmed share, lead, precision")
+    q.add_argument("--json", action="store_true", help="one JSON document")
+    q.set_defaults(func=run_quality)
+
+
+def run_quality(args: argparse.Namespace, settings: Settings) -> int:
+    """Rule quality as officers judged it, from the store's cases (riskflow/store/quality.py)."""
+    from riskflow.store import open_store
+    from riskflow.store.quality import rule_quality
+    from riskflow.textsafe import printable
+
+    with open_store(settings.store_target()) as store:
+        q = rule_quality(store)
+    if args.json:
+        print(printable(json.dumps(q, ensure_ascii=False), json=True))
+        return 0
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    head = f"{'rule':<36} {'hits':>5} {'cases':>6} {'opened':>6} {'closed':>6}  conf fals rect refe"
+    print(f"{head}  {'confirmed':>9} {'lead d':>7}  {'precision':>9}")
+    for rule, r in q.items():
+        o = r["outcomes"]
+        lead = "-" if r["median_lead_days"] is None else f"{r['median_lead_days']:.1f}"
+        print(
+            printable(
+                f"{rule:<36} {r['hits']:>5} {r['cases']:>6} {r['cases_opened']:>6} {r['closed']:>6}"
+                f"  {o['confirmed']:>4} {o['false_alarm']:>4} {o['rectified']:>4} {o['referred']:>4}"
+                f"  {pct(r['confirmed_share']):>9} {lead:>7}  {pct(r['precision']):>9}"
+            )
+        )
     return 0
