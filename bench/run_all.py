@@ -30,6 +30,8 @@ BENCHES: dict[str, list[str]] = {
     "scaleout.py": ["--events", "5000", "--rounds", "1"],
     "produce.py": ["--records", "500", "--rounds", "1"],
     "broker_hop.py": ["--rate", "200", "--seconds", "3", "--warmup", "1", "--rounds", "1"],
+    # the execution-model prototype (bench/columnar); the full run also counts instructions under valgrind
+    "columnar_bench.py": ["--events", "5000", "--rounds", "1", "--no-instructions"],
 }
 #: Scripts that need an argument (not run by default): bench/ab.py BASE compares two checkouts.
 
