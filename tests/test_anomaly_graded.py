@@ -1,4 +1,4 @@
-"""Unit tests of the graded, onset-reporting novelty score (detectors/anomaly/graded.py) and univariate v2."""
+"""Unit tests of the graded, onset-reporting novelty score (detectors/anomaly/graded.py) and univariate v3."""
 
 from __future__ import annotations
 
@@ -72,8 +72,8 @@ def test_state_stays_bounded() -> None:
     st = g.init_state()
     for x in [float(i % 997) for i in range(5000)]:
         g.step(st, x)
-    _, _, _, srt, ring, pending, peaks, _, _, seasons, _ = st
-    assert len(srt) == len(ring) == 50 and srt == sorted(ring)
+    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports = st
+    assert len(srt) == len(ring) == 50 and srt == sorted(ring) and 0 < len(reports) <= g.report_history
     assert len(pending) == 3 and len(peaks) <= 21
     assert [len(p) for p in seasons] == [24, 168] and all(b == [] for p in seasons for b in p)
     g.step(st, 1.0, 24 + 7)  # Tuesday, 7 a.m.
@@ -86,7 +86,7 @@ def test_a_value_usual_at_night_is_news_in_the_morning() -> None:
     hours = list(range(24)) * 30
 
     def last_score(with_hours: bool) -> tuple[float, float]:
-        g = GradedNovelty(warmup=48, daily_history=30)
+        g = GradedNovelty(warmup=48, daily_history=30, report_weight=0.0)  # the seasonal term alone
         st = g.init_state()
         for x, h in zip(history, hours, strict=True):
             g.step(st, x, h if with_hours else None)
@@ -140,11 +140,11 @@ def test_univariate_alerts_once_when_amounts_jump_with_evidence() -> None:
     assert [i for i, _ in fired] == [80]
     sig = fired[0][1]
     assert sig.detector_id == "anomaly.univariate" and 0.5 <= sig.score < 1.0
-    assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/2")
+    assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/3")
 
 
 def test_a_value_usual_on_sundays_is_news_on_a_monday_at_the_same_hour() -> None:
-    g = GradedNovelty(warmup=24, daily_weight=0.0, weekly_history=10, weekly_weight=0.05)
+    g = GradedNovelty(warmup=24, daily_weight=0.0, weekly_history=10, weekly_weight=0.05, report_weight=0.0)
     st = g.init_state()
     for _ in range(8):  # eight weeks, hourly: 100 on weekdays, 10 on Sundays
         for how in range(168):
@@ -158,3 +158,43 @@ def test_a_value_usual_on_sundays_is_news_on_a_monday_at_the_same_hour() -> None
         for how in range(168):
             g.step(st2, 10.0 if how >= 144 else 100.0 + how % 24, None)
     assert g.step(st2, 10.0, None) == (0.0, 0.0)
+
+
+def _jump_score(noise: float, seed: int) -> tuple[float, float]:
+    """(score, raw) of a jump to 3.0 after 400 values of a stream around 1.0 with relative bursts of ``noise``."""
+    rng = random.Random(seed)
+    g = GradedNovelty(warmup=100, onset_window=30, record_ramp=50)
+    st = g.init_state()
+    for _ in range(400):
+        g.step(st, 1.0 + (noise * rng.random() if rng.random() < 0.05 else 0.01 * rng.random()))
+    return g.step(st, 3.0)
+
+
+def test_a_stream_with_routinely_large_onsets_needs_more_novelty_for_the_same_score() -> None:
+    quiet, bursty = _jump_score(0.02, 1), _jump_score(1.0, 1)
+    assert quiet[0] > 0.5 and bursty[0] > 0.0
+    # The bursty stream's jump is no less novel against its range, yet it scores lower.
+    assert bursty[0] < quiet[0]
+    undamped = GradedNovelty(warmup=100, onset_window=30, record_ramp=50, report_weight=0.0)
+    st = undamped.init_state()
+    rng = random.Random(1)
+    for _ in range(400):
+        undamped.step(st, 1.0 + (1.0 * rng.random() if rng.random() < 0.05 else 0.01 * rng.random()))
+    assert undamped.step(st, 3.0)[0] > bursty[0]
+
+
+def test_damping_is_the_power_of_the_usual_report_and_neutral_without_reports() -> None:
+    g = GradedNovelty(scale=0.03, report_weight=0.5)
+    assert g.damped([], 0.2) == 0.2
+    assert math.isclose(g.damped([math.log(0.03)], 0.2), 0.2)  # usual report equal to the scale: no change
+    assert math.isclose(g.damped([math.log(0.12), math.log(0.12)], 0.2), 0.2 * 0.5)  # (0.03 / 0.12) ** 0.5
+    assert GradedNovelty(report_weight=0.0).damped([math.log(5.0)], 0.2) == 0.2
+
+
+def test_a_state_saved_before_reports_were_remembered_still_scores() -> None:
+    g = GradedNovelty(warmup=5, onset_window=5)
+    st = g.init_state()[:11]  # the version-2 layout
+    for x in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0]:
+        g.step(st, x)
+    score, raw = g.step(st, 10.0)
+    assert raw > 0 and score > 0.5 and len(st) == 12 and st[11]

@@ -30,11 +30,17 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
   score of the previous ``onset_window`` values; otherwise the score is 0. An
   anomalous run is reported once, at its start, and again only if it grows.
 
-The reported score is ``raw / (raw + scale)`` in [0, 1), graded (not a tail
+* **Damping by the stream's usual report.** A reported raw score ``r`` is
+  multiplied by ``(scale / g) ** report_weight``, ``g`` the geometric mean of
+  the last ``report_history`` reported raw scores of this stream: a stream
+  whose onsets are routinely large (bursty traffic) needs more novelty for the
+  same score. The small power keeps the scale mostly absolute.
+
+The reported score is ``eff / (eff + scale)`` of the damped raw score, in [0, 1), graded (not a tail
 that saturates), so a single threshold can trade detections against false
 alarms. Work per value is O(``history``) (a sorted list, bisect and one
 insertion, plus the two seasonal buckets); the state is bounded by about
-``2 * (history + onset_window) + 24 * daily_history + 168 * weekly_history``
+``2 * (history + onset_window) + 24 * daily_history + 168 * weekly_history + report_history``
 numbers, a plain list that msgpack and pickle keep.
 
 >>> g = GradedNovelty(warmup=10, onset_window=20)
@@ -58,7 +64,7 @@ import copy
 import math
 from typing import Any
 
-_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASONS, _SEASONS_AT = range(11)
+_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASONS, _SEASONS_AT, _REPORTS = range(12)
 _SEASON_MIN = 5  # values a bucket needs before it counts
 _PERIODS = (24, 168)  # hours in a day, in a week
 
@@ -80,6 +86,8 @@ class GradedNovelty:
         daily_weight: float = 0.05,
         weekly_history: int = 5,
         weekly_weight: float = 0.01,
+        report_history: int = 100,
+        report_weight: float = 0.13,
     ) -> None:
         self.history = max(1, int(history))
         self.exclude = max(0, int(exclude))
@@ -92,6 +100,8 @@ class GradedNovelty:
         self.daily_weight = daily_weight
         self.weekly_history = max(1, int(weekly_history))
         self.weekly_weight = weekly_weight
+        self.report_history = max(1, int(report_history))
+        self.report_weight = report_weight
 
     def params(self) -> dict[str, Any]:
         return {
@@ -106,12 +116,15 @@ class GradedNovelty:
             "daily_weight": self.daily_weight,
             "weekly_history": self.weekly_history,
             "weekly_weight": self.weekly_weight,
+            "report_history": self.report_history,
+            "report_weight": self.report_weight,
         }
 
     def init_state(self) -> list[Any]:
-        """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, buckets, n last seen per bucket]``."""
+        """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, buckets, n last seen per bucket,
+        log raw novelty of recent reports]``."""
         buckets: list[list[list[float]]] = [[[] for _ in range(p)] for p in _PERIODS]
-        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS]]
+        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS], []]
 
     def _seasonal(self) -> tuple[tuple[int, int, float], ...]:
         """(period in hours, values kept per bucket, weight) of the daily and weekly terms."""
@@ -144,6 +157,21 @@ class GradedNovelty:
                 raw += w * min(abs(x - y) for y in same) / rng
         return raw, near
 
+    def damped(self, reports: list[float], r: float) -> float:
+        """``r`` over the stream's usual report, to the power ``report_weight``: ``r * (scale / g) ** w``.
+
+        ``g`` is the geometric mean of the raw novelty of the last ``report_history``
+        reports (``r`` itself when there are none). A stream whose onsets are
+        routinely large (bursty traffic, noisy sensors) needs a larger novelty for
+        the same score; a quiet stream's first real jump scores higher. A small
+        power keeps the scale mostly absolute: normalising fully (HTM's
+        likelihood step) lost the contrast between streams and measured worse.
+        """
+        if not reports or not self.report_weight:
+            return r
+        g = math.exp(sum(reports) / len(reports))
+        return r * (self.scale / g) ** self.report_weight
+
     def score_value(self, st: list[Any], x: float, how: int | None = None) -> tuple[list[Any], float, float]:
         """Score ``x`` first, then learn it. Returns (new state, score in [0, 1), raw novelty).
 
@@ -172,7 +200,17 @@ class GradedNovelty:
         while peaks and peaks[-1][1] <= r:
             peaks.pop()
         peaks.append([n, r])
-        score = r / (r + self.scale) if reported and n >= self.warmup else 0.0
+        score = 0.0
+        if reported:
+            if len(st) <= _REPORTS:  # a state saved before reports were remembered
+                st.append([])
+            eff = self.damped(st[_REPORTS], r)
+            if n >= self.warmup:
+                score = eff / (eff + self.scale)
+            reports = st[_REPORTS]
+            reports.append(math.log(max(r, 1e-300)))
+            if len(reports) > self.report_history:
+                reports.pop(0)
         srt, ring, pending = st[_SORTED], st[_RING], st[_PENDING]
         pending.append(x)
         if len(pending) > self.exclude:
