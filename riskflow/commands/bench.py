@@ -5,7 +5,8 @@ with a ``timestamp,value`` header. Each file gets a fresh
 :class:`~detectors.anomaly.univariate.UnivariateAnomaly` scorer (raw values, no
 log; ``history`` 3000 values; the last 100 values of each hour of the day and
 the last 30 of each hour of the week as seasonal baselines; warm-up = NAB's probationary period, 15 % of the file and
-at most 750 points; onset window = a third of the warm-up), one pass
+at most 750 points; onset window = a third of the warm-up; a report damped by the
+file's usual report, as in the product), one pass
 in time order, each value scored before it is learned, no labels, the same
 parameters for every file. The results are written as NAB expects them from a
 detector: ``OUT/<detector>/<category>/<detector>_<name>.csv`` with
