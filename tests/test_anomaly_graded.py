@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import math
 import random
@@ -72,9 +73,9 @@ def test_state_stays_bounded() -> None:
     st = g.init_state()
     for x in [float(i % 997) for i in range(5000)]:
         g.step(st, x)
-    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports = st
+    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports, ranks = st
     assert len(srt) == len(ring) == 50 and srt == sorted(ring) and 0 < len(reports) <= g.report_history
-    assert len(pending) == 3 and len(peaks) <= 21
+    assert len(pending) == 3 and len(peaks) <= 21 and ranks == []  # no rank weights: no ranks kept
     assert [len(p) for p in seasons] == [24, 168] and all(b == [] for p in seasons for b in p)
     g.step(st, 1.0, 24 + 7)  # Tuesday, 7 a.m.
     assert st[9][0][7] == [1.0] and st[9][1][31] == [1.0]
@@ -197,4 +198,46 @@ def test_a_state_saved_before_reports_were_remembered_still_scores() -> None:
     for x in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0]:
         g.step(st, x)
     score, raw = g.step(st, 10.0)
-    assert raw > 0 and score > 0.5 and len(st) == 12 and st[11]
+    assert raw > 0 and score > 0.5 and len(st) == 13 and st[11]
+
+
+def _hourly(days: int, seed: int) -> tuple[list[float], list[int]]:
+    """Hourly values around a daily cycle (10 at night, 100 by day) with 5 % noise, and their hours."""
+    rng = random.Random(seed)
+    values = [(10.0 if h < 7 else 100.0) * (1 + 0.05 * rng.gauss(0, 1)) for _ in range(days) for h in range(24)]
+    return values, [h for _ in range(days) for h in range(24)]
+
+
+def test_a_novelty_extreme_for_its_hour_is_boosted_one_usual_for_its_hour_is_not() -> None:
+    values, hours = _hourly(30, 4)
+    plain = GradedNovelty(warmup=48, daily_history=30, report_weight=0.0, weekly_weight=0.0)
+    boosted = GradedNovelty(warmup=48, daily_history=30, report_weight=0.0, weekly_weight=0.0, rank_weight=4.0)
+    a, b = plain.init_state(), boosted.init_state()
+    for x, h in zip(values, hours, strict=True):
+        plain.step(a, x, h)
+        boosted.step(b, x, h)
+    # 130 at noon: beyond every noon value seen, the highest rank for its hour.
+    (s_plain, r_plain), (s_boost, r_boost) = (
+        plain.step(copy.deepcopy(a), 130.0, 12),
+        boosted.step(copy.deepcopy(b), 130.0, 12),
+    )
+    assert r_plain == r_boost > 0  # the raw novelty is the same; only the report's weight differs
+    assert s_boost > s_plain > 0
+    eff_plain, eff_boost = s_plain / (1 - s_plain), s_boost / (1 - s_boost)
+    assert math.isclose(eff_boost / eff_plain, math.exp(4.0 * 0.5), rel_tol=1e-9)  # rank +0.5: the full boost
+    # A median noon value moves the rank run by almost nothing.
+    assert boosted.boost(copy.deepcopy(b), sorted(b[9][0][12])[15], 12) < math.exp(4.0 * 0.05)
+
+
+def test_a_run_of_values_high_for_their_hour_builds_the_run_boost() -> None:
+    values, hours = _hourly(20, 5)
+    g = GradedNovelty(warmup=48, daily_history=30, run_weight=3.0, run_window=6)
+    st = g.init_state()
+    for x, h in zip(values, hours, strict=True):
+        g.step(st, x, h)
+    quiet = g.boost(copy.deepcopy(st), 100.0, 12)
+    boosts = [g.boost(st, 115.0, 12 + k) for k in range(6)]  # six hours each above every value of its hour
+    assert boosts == sorted(boosts) and boosts[-1] > 3.0 * quiet
+    assert math.isclose(boosts[-1], math.exp(3.0 * 0.5), rel_tol=1e-9)
+    assert len(st[12]) == 6  # the run is bounded by run_window
+    assert GradedNovelty().boost(g.init_state(), 5.0, 3) == 1.0  # no weights: no boost, nothing learned

@@ -64,7 +64,7 @@ import copy
 import math
 from typing import Any
 
-_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASONS, _SEASONS_AT, _REPORTS = range(12)
+_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASONS, _SEASONS_AT, _REPORTS, _RANKS = range(13)
 _SEASON_MIN = 5  # values a bucket needs before it counts
 _PERIODS = (24, 168)  # hours in a day, in a week
 
@@ -88,6 +88,9 @@ class GradedNovelty:
         weekly_weight: float = 0.01,
         report_history: int = 100,
         report_weight: float = 0.13,
+        rank_weight: float = 0.0,
+        run_weight: float = 0.0,
+        run_window: int = 24,
     ) -> None:
         self.history = max(1, int(history))
         self.exclude = max(0, int(exclude))
@@ -102,6 +105,9 @@ class GradedNovelty:
         self.weekly_weight = weekly_weight
         self.report_history = max(1, int(report_history))
         self.report_weight = report_weight
+        self.rank_weight = rank_weight
+        self.run_weight = run_weight
+        self.run_window = max(1, int(run_window))
 
     def params(self) -> dict[str, Any]:
         return {
@@ -118,13 +124,16 @@ class GradedNovelty:
             "weekly_weight": self.weekly_weight,
             "report_history": self.report_history,
             "report_weight": self.report_weight,
+            "rank_weight": self.rank_weight,
+            "run_weight": self.run_weight,
+            "run_window": self.run_window,
         }
 
     def init_state(self) -> list[Any]:
         """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, buckets, n last seen per bucket,
-        log raw novelty of recent reports]``."""
+        log raw novelty of recent reports, recent hour-of-day ranks]``."""
         buckets: list[list[list[float]]] = [[[] for _ in range(p)] for p in _PERIODS]
-        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS], []]
+        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS], [], []]
 
     def _seasonal(self) -> tuple[tuple[int, int, float], ...]:
         """(period in hours, values kept per bucket, weight) of the daily and weekly terms."""
@@ -172,6 +181,31 @@ class GradedNovelty:
         g = math.exp(sum(reports) / len(reports))
         return r * (self.scale / g) ** self.report_weight
 
+    def boost(self, st: list[Any], x: float, how: int | None) -> float:
+        """Learn ``x``'s rank among the values of its hour of the day; return the report's boost.
+
+        ``exp(rank_weight * |p| + run_weight * |m|)``: ``p`` is the rank of ``x``
+        among the last ``daily_history`` values of the same hour of the day, centred
+        (-0.5 lowest, +0.5 highest, 0 with fewer than 5 of them or no hour), and ``m``
+        the mean of ``p`` over the last ``run_window`` values. A novelty that comes
+        with a value extreme for its hour, or inside a run of such values (hours of
+        raised or lowered traffic each of whose values was seen before), counts more.
+        """
+        if not (self.rank_weight or self.run_weight):
+            return 1.0
+        p = 0.0
+        if how is not None:
+            same = st[_SEASONS][0][how % 24]
+            if len(same) >= _SEASON_MIN:
+                below = sum(1 for y in same if y < x)
+                equal = sum(1 for y in same if y == x)
+                p = (below + equal / 2) / len(same) - 0.5
+        ranks = st[_RANKS]
+        ranks.append(p)
+        if len(ranks) > self.run_window:
+            ranks.pop(0)
+        return math.exp(self.rank_weight * abs(p) + self.run_weight * abs(sum(ranks) / len(ranks)))
+
     def score_value(self, st: list[Any], x: float, how: int | None = None) -> tuple[list[Any], float, float]:
         """Score ``x`` first, then learn it. Returns (new state, score in [0, 1), raw novelty).
 
@@ -189,8 +223,11 @@ class GradedNovelty:
         """
         if not math.isfinite(x):
             return 0.0, 0.0
+        while len(st) <= _RANKS:  # a state saved by an earlier version: what it lacks starts empty
+            st.append([])
         n = st[_N]
         r, _ = self.raw(st, x, how)
+        boost = self.boost(st, x, how)
         if not math.isfinite(r):
             r = 1e300
         peaks = st[_PEAKS]
@@ -202,9 +239,7 @@ class GradedNovelty:
         peaks.append([n, r])
         score = 0.0
         if reported:
-            if len(st) <= _REPORTS:  # a state saved before reports were remembered
-                st.append([])
-            eff = self.damped(st[_REPORTS], r)
+            eff = self.damped(st[_REPORTS], r) * boost
             if n >= self.warmup:
                 score = eff / (eff + self.scale)
             reports = st[_REPORTS]
