@@ -197,9 +197,8 @@ class GradedNovelty:
         if how is not None:
             same = st[_SEASONS][0][how % 24]
             if len(same) >= _SEASON_MIN:
-                below = sum(1 for y in same if y < x)
-                equal = sum(1 for y in same if y == x)
-                p = (below + equal / 2) / len(same) - 0.5
+                srt = sorted(same)  # in C: cheaper than counting in Python
+                p = (bisect.bisect_left(srt, x) + bisect.bisect_right(srt, x)) / (2 * len(srt)) - 0.5
         ranks = st[_RANKS]
         ranks.append(p)
         if len(ranks) > self.run_window:
