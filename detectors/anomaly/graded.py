@@ -35,6 +35,11 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
   the last ``report_history`` reported raw scores of this stream: a stream
   whose onsets are routinely large (bursty traffic) needs more novelty for the
   same score. The small power keeps the scale mostly absolute.
+* **Boost by the hour's rank** (off unless ``rank_weight`` or ``run_weight``
+  is set; ``riskflow bench nab`` sets both): a report is multiplied by
+  ``exp(rank_weight * |p| + run_weight * |m|)``, ``p`` the value's centred rank
+  among its hour of the day's recent values, ``m`` its mean over ``run_window``
+  values: hours of raised or lowered traffic made of values each seen before.
 
 The reported score is ``eff / (eff + scale)`` of the damped raw score, in [0, 1), graded (not a tail
 that saturates), so a single threshold can trade detections against false
