@@ -30,11 +30,22 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
   score of the previous ``onset_window`` values; otherwise the score is 0. An
   anomalous run is reported once, at its start, and again only if it grows.
 
-The reported score is ``raw / (raw + scale)`` in [0, 1), graded (not a tail
+* **Damping by the stream's usual report.** A reported raw score ``r`` is
+  multiplied by ``(scale / g) ** report_weight``, ``g`` the geometric mean of
+  the last ``report_history`` reported raw scores of this stream: a stream
+  whose onsets are routinely large (bursty traffic) needs more novelty for the
+  same score. The small power keeps the scale mostly absolute.
+* **Boost by the hour's rank** (off unless ``rank_weight`` or ``run_weight``
+  is set; ``riskflow bench nab`` sets both): a report is multiplied by
+  ``exp(rank_weight * |p| + run_weight * |m|)``, ``p`` the value's centred rank
+  among its hour of the day's recent values, ``m`` its mean over ``run_window``
+  values: hours of raised or lowered traffic made of values each seen before.
+
+The reported score is ``eff / (eff + scale)`` of the damped raw score, in [0, 1), graded (not a tail
 that saturates), so a single threshold can trade detections against false
 alarms. Work per value is O(``history``) (a sorted list, bisect and one
 insertion, plus the two seasonal buckets); the state is bounded by about
-``2 * (history + onset_window) + 24 * daily_history + 168 * weekly_history``
+``2 * (history + onset_window) + 24 * daily_history + 168 * weekly_history + report_history``
 numbers, a plain list that msgpack and pickle keep.
 
 >>> g = GradedNovelty(warmup=10, onset_window=20)
@@ -58,7 +69,7 @@ import copy
 import math
 from typing import Any
 
-_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASONS, _SEASONS_AT = range(11)
+_N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASONS, _SEASONS_AT, _REPORTS, _RANKS = range(13)
 _SEASON_MIN = 5  # values a bucket needs before it counts
 _PERIODS = (24, 168)  # hours in a day, in a week
 
@@ -80,6 +91,11 @@ class GradedNovelty:
         daily_weight: float = 0.05,
         weekly_history: int = 5,
         weekly_weight: float = 0.01,
+        report_history: int = 100,
+        report_weight: float = 0.13,
+        rank_weight: float = 0.0,
+        run_weight: float = 0.0,
+        run_window: int = 24,
     ) -> None:
         self.history = max(1, int(history))
         self.exclude = max(0, int(exclude))
@@ -92,6 +108,11 @@ class GradedNovelty:
         self.daily_weight = daily_weight
         self.weekly_history = max(1, int(weekly_history))
         self.weekly_weight = weekly_weight
+        self.report_history = max(1, int(report_history))
+        self.report_weight = report_weight
+        self.rank_weight = rank_weight
+        self.run_weight = run_weight
+        self.run_window = max(1, int(run_window))
 
     def params(self) -> dict[str, Any]:
         return {
@@ -106,12 +127,18 @@ class GradedNovelty:
             "daily_weight": self.daily_weight,
             "weekly_history": self.weekly_history,
             "weekly_weight": self.weekly_weight,
+            "report_history": self.report_history,
+            "report_weight": self.report_weight,
+            "rank_weight": self.rank_weight,
+            "run_weight": self.run_weight,
+            "run_window": self.run_window,
         }
 
     def init_state(self) -> list[Any]:
-        """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, buckets, n last seen per bucket]``."""
+        """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, buckets, n last seen per bucket,
+        log raw novelty of recent reports, recent hour-of-day ranks]``."""
         buckets: list[list[list[float]]] = [[[] for _ in range(p)] for p in _PERIODS]
-        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS]]
+        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS], [], []]
 
     def _seasonal(self) -> tuple[tuple[int, int, float], ...]:
         """(period in hours, values kept per bucket, weight) of the daily and weekly terms."""
@@ -144,6 +171,45 @@ class GradedNovelty:
                 raw += w * min(abs(x - y) for y in same) / rng
         return raw, near
 
+    def damped(self, reports: list[float], r: float) -> float:
+        """``r`` over the stream's usual report, to the power ``report_weight``: ``r * (scale / g) ** w``.
+
+        ``g`` is the geometric mean of the raw novelty of the last ``report_history``
+        reports (``r`` itself when there are none). A stream whose onsets are
+        routinely large (bursty traffic, noisy sensors) needs a larger novelty for
+        the same score; a quiet stream's first real jump scores higher. A small
+        power keeps the scale mostly absolute: normalising fully (HTM's
+        likelihood step) lost the contrast between streams and measured worse.
+        """
+        if not reports or not self.report_weight:
+            return r
+        g = math.exp(sum(reports) / len(reports))
+        return r * (self.scale / g) ** self.report_weight
+
+    def boost(self, st: list[Any], x: float, how: int | None) -> float:
+        """Learn ``x``'s rank among the values of its hour of the day; return the report's boost.
+
+        ``exp(rank_weight * |p| + run_weight * |m|)``: ``p`` is the rank of ``x``
+        among the last ``daily_history`` values of the same hour of the day, centred
+        (-0.5 lowest, +0.5 highest, 0 with fewer than 5 of them or no hour), and ``m``
+        the mean of ``p`` over the last ``run_window`` values. A novelty that comes
+        with a value extreme for its hour, or inside a run of such values (hours of
+        raised or lowered traffic each of whose values was seen before), counts more.
+        """
+        if not (self.rank_weight or self.run_weight):
+            return 1.0
+        p = 0.0
+        if how is not None:
+            same = st[_SEASONS][0][how % 24]
+            if len(same) >= _SEASON_MIN:
+                srt = sorted(same)  # in C: cheaper than counting in Python
+                p = (bisect.bisect_left(srt, x) + bisect.bisect_right(srt, x)) / (2 * len(srt)) - 0.5
+        ranks = st[_RANKS]
+        ranks.append(p)
+        if len(ranks) > self.run_window:
+            ranks.pop(0)
+        return math.exp(self.rank_weight * abs(p) + self.run_weight * abs(sum(ranks) / len(ranks)))
+
     def score_value(self, st: list[Any], x: float, how: int | None = None) -> tuple[list[Any], float, float]:
         """Score ``x`` first, then learn it. Returns (new state, score in [0, 1), raw novelty).
 
@@ -161,8 +227,11 @@ class GradedNovelty:
         """
         if not math.isfinite(x):
             return 0.0, 0.0
+        while len(st) <= _RANKS:  # a state saved by an earlier version: what it lacks starts empty
+            st.append([])
         n = st[_N]
         r, _ = self.raw(st, x, how)
+        boost = self.boost(st, x, how)
         if not math.isfinite(r):
             r = 1e300
         peaks = st[_PEAKS]
@@ -172,7 +241,15 @@ class GradedNovelty:
         while peaks and peaks[-1][1] <= r:
             peaks.pop()
         peaks.append([n, r])
-        score = r / (r + self.scale) if reported and n >= self.warmup else 0.0
+        score = 0.0
+        if reported:
+            eff = self.damped(st[_REPORTS], r) * boost
+            if n >= self.warmup:
+                score = eff / (eff + self.scale)
+            reports = st[_REPORTS]
+            reports.append(math.log(max(r, 1e-300)))
+            if len(reports) > self.report_history:
+                reports.pop(0)
         srt, ring, pending = st[_SORTED], st[_RING], st[_PENDING]
         pending.append(x)
         if len(pending) > self.exclude:
