@@ -135,12 +135,13 @@ class EmbeddedBroker:
         if port_in_use(self.host, self.port):
             raise BrokerError(f"{self.host}:{self.port} is already in use by another process")
         binary = broker_binary()
-        if self.log_file:
-            out = open(self.log_file, "ab")  # noqa: SIM115
-            self._err_file = self.log_file
+        if not self.log_file:
+            fd, self._err_file = tempfile.mkstemp(prefix="riskflow-tansu-", suffix=".log")
+            os.close(fd)
+            self._own_err_file = True
         else:
-            tmp = tempfile.NamedTemporaryFile(prefix="riskflow-tansu-", suffix=".log", delete=False)  # noqa: SIM115
-            out, self._err_file, self._own_err_file = tmp, tmp.name, True
+            self._err_file = self.log_file
+        out = open(self._err_file, "ab")  # noqa: SIM115
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
         try:
             self.proc = subprocess.Popen(

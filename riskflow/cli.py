@@ -7,7 +7,9 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
+import threading
 
 from riskflow import __version__, commands
 
@@ -37,13 +39,23 @@ class CommandError(Exception):
     """An error the user can fix: printed as one line (``riskflow <command>: <message>``), exit 2."""
 
 
+class Terminated(BaseException):
+    """SIGTERM outside a command's own handler: unwinds like Ctrl-C, so ``finally`` blocks
+    stop the processes the command started."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
     from riskflow.settings import Settings
 
-    where = f"riskflow {args.command}"
+    action = getattr(args, "alerts_command", None) or getattr(args, "rules_command", None)
+    where = f"riskflow {args.command}" + (f" {action}" if action else "")
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -51,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{where}: invalid setting: {bad}\n")
         return 2
     level = (args.log_level or settings.log_level).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        sys.stderr.write(f"{where}: unknown log level {level.lower()!r}: debug, info, warning or error\n")
+        return 2
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.func(args, settings) or 0)
     except CommandError as exc:
@@ -63,3 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{where}: interrupted\n")
         return 130
+    except Terminated:
+        sys.stderr.write(f"{where}: terminated\n")
+        return 143
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -95,12 +95,12 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 def run_tail(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.feedprint import tail_alerts
-    from riskflow.kafka import client_config
+    from riskflow.kafka import check_reachable, client_config, require_bootstrap
 
-    if not settings.kafka_bootstrap:
-        raise SystemExit("riskflow alerts tail: set RISKFLOW_KAFKA_BOOTSTRAP")
+    require_bootstrap(settings)
 
     async def go(stop: asyncio.Event) -> None:
+        await check_reachable(settings)
         await tail_alerts(
             client_config(settings),
             settings.topic_alerts,
@@ -118,23 +118,24 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.kafka import client_config
+    from riskflow.kafka import check_reachable, client_config, require_bootstrap
     from riskflow.store import open_store
     from riskflow.store.sink import run_sink
 
-    if not settings.kafka_bootstrap:
-        raise SystemExit("riskflow alerts sink: set RISKFLOW_KAFKA_BOOTSTRAP")
+    require_bootstrap(settings)
     metrics = None
     if args.metrics_port:
-        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client import CollectorRegistry
 
         from riskflow.store.metrics import StoreMetrics
+        from riskflow.worker import serve_metrics
 
         registry = CollectorRegistry()
         metrics = StoreMetrics.create(registry)
-        start_http_server(args.metrics_port, addr=settings.metrics_host, registry=registry)
+        serve_metrics(settings.metrics_host, args.metrics_port, registry, setting="--metrics-port")
 
     async def go(stop: asyncio.Event) -> None:
+        await check_reachable(settings)
         with open_store(settings.store_target()) as store:
             await run_sink(
                 store,

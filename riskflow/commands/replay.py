@@ -28,18 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.kafka import client_config
+    from riskflow.cli import CommandError
+    from riskflow.kafka import check_reachable, client_config, require_bootstrap
     from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, parse_time, produce, route
 
-    if not settings.kafka_bootstrap:
-        raise SystemExit("riskflow replay: set RISKFLOW_KAFKA_BOOTSTRAP")
+    require_bootstrap(settings)
     source = EventFile(args.file, args.format)
     cp_path = Path(args.checkpoint or f"{args.file}.replay-checkpoint")
     if args.resume and cp_path.exists():
         try:
             cp = Checkpoint.load(cp_path, str(args.file), source.size)
         except ValueError as exc:
-            raise SystemExit(f"riskflow replay: {exc}") from None
+            raise CommandError(str(exc)) from None
         print(f"resuming after line {cp.lines_done:,} ({cp_path})", file=sys.stderr)
     else:
         cp = Checkpoint(cp_path, str(args.file), source.size)
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await check_reachable(settings)
         records = route(source, settings, start=start, end=end, skip=cp.lines_done)
         n = await produce(
             records,
