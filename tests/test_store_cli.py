@@ -124,9 +124,9 @@ def test_tail_marks_revisions_once() -> None:
             lines.append(render(a, a.to_json(), prev, as_json=False))
     assert len(lines) == 4
     assert not lines[0].startswith(("↑", "↓", "↻"))
-    assert lines[1].startswith("↑ revision 3: orange→red  ")
-    assert lines[2].startswith("↻ revision 5: 5 hits 次  ")
-    assert lines[3].startswith("↓ revision 6: red→yellow  ")
+    assert lines[1].startswith("↑ revision 3 (level orange→red 升级)  ")
+    assert lines[2].startswith("↻ revision 5 (episode now 5 hits 次)  ")
+    assert lines[3].startswith("↓ revision 6 (level red→yellow 降级)  ")
 
 
 # An id that would set the terminal title, ring, clear the screen and turn the rest right-to-left.
