@@ -42,7 +42,7 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+def child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
     """The broker takes signals even if its parent blocks them, and (Linux) gets SIGTERM when
     the process that started it dies, however it dies (``kill -9`` included), so no Tansu is
     left listening with parent 1."""
@@ -56,17 +56,20 @@ def _child_setup() -> None:  # pragma: no cover - runs in the child between fork
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _last_line(path: str | None) -> str:
+def last_line(path: str | None, prefer: tuple[str, ...] = ()) -> str:
+    """The last non-blank line of a log file (escaped, at most 300 characters); with ``prefer``,
+    the last line containing one of those strings, if the file's tail has one."""
     if not path:
         return ""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()]
+            f.seek(max(0, f.tell() - 16384))
+            lines = [x.strip() for x in f.read().decode(errors="replace").splitlines() if x.strip()]
     except OSError:
         return ""
-    return printable(lines[-1][:300]) if lines else ""
+    chosen = next((x for x in reversed(lines) if any(p in x for p in prefer)), lines[-1] if lines else "")
+    return printable(chosen[:300])
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -150,7 +153,7 @@ class EmbeddedBroker:
                 stderr=out,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_child_setup,
+                preexec_fn=child_setup,
             )
         except OSError as exc:
             raise BrokerError(f"cannot start the broker {binary}: {exc.strerror}") from None
@@ -179,7 +182,7 @@ class EmbeddedBroker:
     def exit_reason(self) -> str:
         """One line on a broker that has exited: its code and last log line."""
         code = self.proc.returncode if self.proc is not None else None
-        last = _last_line(self._err_file)
+        last = last_line(self._err_file)
         return f"exited with code {code}" + (f" ({last})" if last else "")
 
     def _raise_exited(self, when: str) -> None:

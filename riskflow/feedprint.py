@@ -74,11 +74,23 @@ def revision_mark(a: Alert, prev: tuple[int, str] | None) -> str:
     return f"↻ revision {a.revision}" + (f" (episode now {count} hits 次)" if count else "")
 
 
+def _region_code(entity_id: str) -> str:
+    return next((p for p in entity_id.split("-") if p in REGIONS), "")
+
+
 def region_names(a: Alert) -> tuple[str, str]:
-    """The alert's region in English and Chinese; an alert without one (a contagion alert on
-    an entity not seen yet) takes the region code its entity id carries (``PF-330100-0001``)."""
-    code = a.region or next((p for p in a.entity_id.split("-") if p in REGIONS), "")
-    return REGIONS.get(code, (code or "?", ""))
+    """The alert's region in English and Chinese. An alert without one takes the region code
+    its entity id carries (``PF-330100-0001``); a contagion alert on a counterparty RiskFlow has
+    no events of (so no region) names the region of the entity the risk came from, marked so."""
+    code = a.region or _region_code(a.entity_id)
+    if code:
+        return REGIONS.get(code, (code, ""))
+    source = a.evidence.get("source") if isinstance(a.evidence, dict) else None
+    src = _region_code(source) if isinstance(source, str) else ""
+    if src:
+        en, zh = REGIONS[src]
+        return f"via {en}", f"经{zh}"
+    return "region unknown", "地区未知"
 
 
 def format_alert(a: Alert) -> str:
