@@ -58,7 +58,7 @@ def child_setup() -> None:  # pragma: no cover - runs in the child between fork 
 
 def last_line(path: str | None, prefer: tuple[str, ...] = ()) -> str:
     """The last non-blank line of a log file (escaped, at most 300 characters); with ``prefer``,
-    the last line containing one of those strings, if the file's tail has one."""
+    the last line containing one of those strings, or "" if the file's tail has none."""
     if not path:
         return ""
     try:
@@ -68,7 +68,9 @@ def last_line(path: str | None, prefer: tuple[str, ...] = ()) -> str:
             lines = [x.strip() for x in f.read().decode(errors="replace").splitlines() if x.strip()]
     except OSError:
         return ""
-    chosen = next((x for x in reversed(lines) if any(p in x for p in prefer)), lines[-1] if lines else "")
+    if prefer:
+        lines = [x for x in lines if any(p in x for p in prefer)]
+    chosen = lines[-1] if lines else ""
     return printable(chosen[:300])
 
 

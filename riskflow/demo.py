@@ -96,9 +96,11 @@ def _worker_reason(proc: subprocess.Popen[bytes], logs: DemoLogs) -> str:
     """One line on a worker that has exited: its code and the line of its log that says why."""
     why = ""
     if logs.worker is not None:
-        why = last_line(str(logs.worker), prefer=("riskflow worker:", "Error", "error"))
+        why = last_line(str(logs.worker), prefer=("riskflow worker:", "Error:", "Exception:"))
     where = f"; log: {logs.worker}" if logs.worker else ""
-    return f"the worker exited with code {proc.returncode}" + (f" ({why})" if why else "") + where
+    code = proc.returncode
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    return f"the worker {how}" + (f" ({why})" if why else "") + where
 
 
 def _metrics_port(settings: Settings) -> tuple[int, str]:
