@@ -10,6 +10,7 @@ import pkgutil
 import signal
 import sys
 import threading
+from typing import NoReturn
 
 from riskflow import __version__, commands
 
@@ -25,8 +26,16 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``riskflow alerts list: argument --level: invalid choice ...``)
+    with where to find the full usage, instead of the usage block; sub-commands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="riskflow", description="Real-time financial-risk monitoring.")
+    parser = _Parser(prog="riskflow", description="Real-time financial-risk monitoring.")
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and build, and exit")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error (default: RISKFLOW_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

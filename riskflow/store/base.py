@@ -324,6 +324,15 @@ class Dialect:
         return f"{self.name}:{self.url}"
 
 
+def _filters(*values: str | None) -> tuple[str, list[Any]]:
+    """``WHERE`` clause and parameters of :meth:`AlertStore.list_alerts`' filters, in the order
+    region, level, entity kind, rule, status, entity, severity (``None``: not filtered)."""
+    cols = ("region", "risk_level", "entity_kind", "rule_id", "status", "entity_id", "severity")
+    conds = [f"{col} = ?" for col, val in zip(cols, values, strict=True) if val]
+    params: list[Any] = [val for val in values if val]
+    return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+
 class AlertStore:
     """Alerts, their lifecycle and audit trail in one SQL database (see the module doc)."""
 
@@ -725,21 +734,7 @@ class AlertStore:
         order: str = "event_time",
     ) -> list[AlertRow]:
         """Alerts matching every given filter, newest event first (or highest ``risk_index``)."""
-        conds: list[str] = []
-        params: list[Any] = []
-        for col, val in (
-            ("region", region),
-            ("risk_level", level),
-            ("entity_kind", entity_kind),
-            ("rule_id", rule_id),
-            ("status", status),
-            ("entity_id", entity_id),
-            ("severity", severity),
-        ):
-            if val:
-                conds.append(f"{col} = ?")
-                params.append(val)
-        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        where, params = _filters(region, level, entity_kind, rule_id, status, entity_id, severity)
         orders = {
             "event_time": "event_time DESC, alert_id",
             "risk_index": "risk_index DESC, event_time DESC, alert_id",
@@ -748,6 +743,35 @@ class AlertStore:
         if order not in orders:
             raise ValueError(f"order: one of {', '.join(orders)}")
         return self._rows(where, params, orders[order], limit)
+
+    def count_alerts(
+        self,
+        *,
+        region: str | None = None,
+        level: str | None = None,
+        entity_kind: str | None = None,
+        rule_id: str | None = None,
+        status: str | None = None,
+        entity_id: str | None = None,
+        severity: str | None = None,
+    ) -> int:
+        """How many alerts :meth:`list_alerts` would return with these filters and no limit."""
+        where, params = _filters(region, level, entity_kind, rule_id, status, entity_id, severity)
+        with self._tx() as cur:
+            return int(self._x(cur, f"SELECT COUNT(*) FROM rf_alerts {where}", params).fetchone()[0])
+
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Alert ids starting with ``prefix`` (at most ``limit``, in id order): an officer may type
+        the first characters of an id, as with git commits."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._tx() as cur:
+            rows = self._x(
+                cur,
+                "SELECT alert_id FROM rf_alerts WHERE alert_id LIKE ? ESCAPE '\\'"
+                f" ORDER BY alert_id LIMIT {int(limit)}",
+                (pattern,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def changes_since(self, seq: int, limit: int = 500) -> list[AlertRow]:
         """Alerts changed after change number ``seq``, oldest change first."""
