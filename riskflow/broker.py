@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -31,15 +32,21 @@ class BrokerError(RuntimeError):
     """The embedded broker could not be started or has died; the message says why in one line."""
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Whether something already holds ``host:port`` (so a broker started there would die
-    on it while the other process answered in its place)."""
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why ``host:port`` cannot be listened on (taken by another process, an address this
+    machine does not have), or ``None`` if it can."""
     with socket.socket() as s:
         try:
             s.bind((host, port))
-        except OSError:
-            return True
-    return False
+        except OSError as exc:
+            return exc
+    return None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` cannot be listened on (a broker started there would die on it
+    while the other process answered in its place)."""
+    return bind_error(host, port) is not None
 
 
 def child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -137,8 +144,11 @@ class EmbeddedBroker:
 
         Raises :class:`BrokerError` when the port is taken, the binary is missing, or the
         child exits or does not listen within ``timeout`` seconds."""
-        if port_in_use(self.host, self.port):
+        err = bind_error(self.host, self.port)
+        if err is not None and err.errno == errno.EADDRINUSE:
             raise BrokerError(f"{self.host}:{self.port} is already in use by another process")
+        if err is not None:
+            raise BrokerError(f"cannot listen on {self.host}:{self.port}: {err.strerror or err}")
         binary = broker_binary()
         if not self.log_file:
             fd, self._err_file = tempfile.mkstemp(prefix="riskflow-tansu-", suffix=".log")

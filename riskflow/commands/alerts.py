@@ -11,6 +11,7 @@ import asyncio
 import datetime as _dt
 import getpass
 import json
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -68,7 +69,20 @@ def open_existing_store(settings: Settings) -> AlertStore:
                 f"no alert store at {Path(path).resolve()}; run from the directory the worker's sink or the demo "
                 "ran in, or set RISKFLOW_STORE_URL (or RISKFLOW_DATA_DIR)"
             )
-    return open_store(target)
+    try:
+        return open_store(target)
+    except Exception as exc:  # the database server down, bad credentials: one line, no password
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"cannot open the alert store {_without_password(target)}: {why}") from None
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``.
+
+    >>> _without_password("postgresql://rf:secret@db:5432/riskflow")
+    'postgresql://rf:***@db:5432/riskflow'
+    """
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def store_name(store: AlertStore) -> str:
@@ -78,7 +92,7 @@ def store_name(store: AlertStore) -> str:
     path = getattr(d, "path", None)
     if path and path != ":memory:":
         return f"sqlite:{Path(path).resolve()}"
-    return d.describe()
+    return _without_password(d.describe())
 
 
 class NoSuchAlert(LookupError):

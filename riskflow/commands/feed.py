@@ -22,6 +22,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.commands.alerts import run_until_signal
     from riskflow.feed.server import serve_feed
 
+    if args.port is not None and not 0 <= args.port <= 65535:
+        from riskflow.cli import CommandError
+
+        raise CommandError(f"--port {args.port}: a port is 0..65535")
     if args.host:
         settings = settings.model_copy(update={"feed_host": args.host})
 

@@ -27,10 +27,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _time_arg(option: str, text: str | None) -> float | None:
+    from riskflow.cli import CommandError
+    from riskflow.replay import parse_time
+
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise CommandError(
+            f"{option} {text}: not a time; give RFC 3339 (2025-03-01T09:30:00+08:00) or a date (2025-03-01)"
+        ) from None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.cli import CommandError
     from riskflow.kafka import check_reachable, client_config, require_bootstrap
-    from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, parse_time, produce, route
+    from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, produce, route
 
     require_bootstrap(settings)
     source = EventFile(args.file, args.format)
@@ -43,8 +57,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"resuming after line {cp.lines_done:,} ({cp_path})", file=sys.stderr)
     else:
         cp = Checkpoint(cp_path, str(args.file), source.size)
-    start = parse_time(args.start) if args.start else None
-    end = parse_time(args.end) if args.end else None
+    start, end = _time_arg("--from", args.start), _time_arg("--to", args.end)
+    try:
+        speed = parse_speed(args.speed)
+    except ValueError:
+        raise CommandError(f"--speed {args.speed}: give event-time seconds per wall second (> 0) or 'max'") from None
     progress = None if args.no_progress else Progress(source)
     stopped = False
 
@@ -59,7 +76,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         n = await produce(
             records,
             client_config(settings),
-            speed=parse_speed(args.speed),
+            speed=speed,
             checkpoint=cp,
             progress=progress,
             stop=stop,
