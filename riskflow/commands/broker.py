@@ -22,7 +22,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Blocked before the child starts, so a SIGTERM at any moment is taken by sigtimedwait below
     # (and the broker stopped) instead of killing this process and orphaning Tansu.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    broker = EmbeddedBroker(port=args.port or None, host=args.host)
+    try:
+        broker = EmbeddedBroker(port=args.port or None, host=args.host)
+    except OSError as exc:  # no free port on an address this machine lacks
+        raise CommandError(f"cannot listen on {args.host}: {exc.strerror or exc}") from None
     try:
         try:
             broker.start()

@@ -46,7 +46,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.kafka import check_reachable, client_config, require_bootstrap
     from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, produce, route
 
-    require_bootstrap(settings)
     source = EventFile(args.file, args.format)
     cp_path = Path(args.checkpoint or f"{args.file}.replay-checkpoint")
     if args.resume and cp_path.exists():
@@ -62,6 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         speed = parse_speed(args.speed)
     except ValueError:
         raise CommandError(f"--speed {args.speed}: give event-time seconds per wall second (> 0) or 'max'") from None
+    require_bootstrap(settings)
     progress = None if args.no_progress else Progress(source)
     stopped = False
 
