@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -53,7 +54,6 @@ def child_setup() -> None:  # pragma: no cover - runs in the child between fork 
     """The broker takes signals even if its parent blocks them, and (Linux) gets SIGTERM when
     the process that started it dies, however it dies (``kill -9`` included), so no Tansu is
     left listening with parent 1."""
-    import signal
 
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if sys.platform.startswith("linux"):
@@ -194,6 +194,8 @@ class EmbeddedBroker:
     def exit_reason(self) -> str:
         """One line on a broker that has exited: its code and last log line."""
         code = self.proc.returncode if self.proc is not None else None
+        if code is not None and code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
         last = last_line(self._err_file)
         return f"exited with code {code}" + (f" ({last})" if last else "")
 

@@ -86,10 +86,9 @@ class DemoLogs:
         return f"{self.main}, {self.worker}  (-v shows them here)"
 
     def close(self) -> None:
+        """Flush; the file keeps what clients log at interpreter exit (unclosed connections)."""
         if self._handler is not None:
-            logging.getLogger().removeHandler(self._handler)
-            self._handler.close()
-            logging.captureWarnings(False)
+            self._handler.flush()
 
 
 def _worker_reason(proc: subprocess.Popen[bytes], logs: DemoLogs) -> str:
@@ -212,6 +211,9 @@ async def _run(
             feeder.cancel()
         pending = [t for t in (printer, feeder, web) if t is not None]
         done, _ = await asyncio.wait(pending, timeout=30) if pending else (set(), set())
+        for t in done:  # retrieved, so that asyncio does not log them again at exit
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("demo: %s", _task_error(t))
         _stop_process(worker)
     if failure:
         raise CommandError(failure)
@@ -291,7 +293,7 @@ def run_demo(
     started = time.monotonic()
     try:
         if not settings.kafka_bootstrap:
-            broker = EmbeddedBroker(log_file=str(logs.main) if logs.main else None)
+            broker = EmbeddedBroker()  # its own log: the reason quoted if it dies is its own
             try:
                 broker.start()
             except BrokerError as exc:

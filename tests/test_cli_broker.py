@@ -128,4 +128,4 @@ def test_a_broker_that_dies_is_reported(running: Running) -> None:
     code, err = running.finish()
     assert code == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"riskflow broker: the broker on 127.0.0.1:{running.port} exited with code -9"), err
+    assert last.startswith(f"riskflow broker: the broker on 127.0.0.1:{running.port} was killed by SIGKILL"), err
