@@ -4,27 +4,14 @@ the store named and never created by a read. Run as processes, as an officer wou
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from riskflow.store import open_store
+from tests.test_cli_errors import riskflow
 from tests.test_store import make_alert
-
-
-def riskflow(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RISKFLOW_")}
-    return subprocess.run(
-        [sys.executable, "-m", "riskflow", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def ids(r: subprocess.CompletedProcess[str]) -> list[str]:

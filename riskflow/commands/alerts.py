@@ -95,13 +95,10 @@ def store_name(store: AlertStore) -> str:
     return _without_password(d.describe())
 
 
-class NoSuchAlert(LookupError):
-    """No stored alert has this id or starts with it (exit 1, as ``grep`` finding nothing)."""
-
-
-def resolve_id(store: AlertStore, given: str) -> str:
-    """The alert id ``given`` names: itself, or the one id it is a unique prefix of
-    (:class:`NoSuchAlert` if none; :class:`CommandError` listing them if several)."""
+def resolve_id(store: AlertStore, given: str, action: str) -> str | None:
+    """The alert id ``given`` names: itself, or the one id it is a unique prefix of. ``None``
+    after saying so on stderr if there is none (exit 1, as ``grep`` finding nothing); several
+    are a :class:`CommandError` listing them."""
     from riskflow.store import NotFound
 
     try:
@@ -112,7 +109,8 @@ def resolve_id(store: AlertStore, given: str) -> str:
     if len(ids) == 1:
         return ids[0]
     if not ids:
-        raise NoSuchAlert(f"no alert {given} in {store_name(store)}")
+        print(printable(f"riskflow alerts {action}: no alert {given} in {store_name(store)}"), file=sys.stderr)
+        return None
     more = ", ..." if len(ids) > 5 else ""
     raise CommandError(printable(f"alert id prefix {given} is ambiguous: {', '.join(ids[:5])}{more}"))
 
@@ -311,10 +309,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     import msgspec
 
     with open_existing_store(settings) as store:
-        try:
-            alert_id = resolve_id(store, args.alert_id)
-        except NoSuchAlert as e:
-            print(printable(f"riskflow alerts show: {e}"), file=sys.stderr)
+        alert_id = resolve_id(store, args.alert_id, "show")
+        if alert_id is None:
             return 1
         d = store.get(alert_id).to_dict()
         d["audit"] = msgspec.to_builtins(store.audit(alert_id))
@@ -331,10 +327,8 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandError(f"--days {args.days:g}: give a number of days above 0")
         until = _dt.datetime.now(_dt.UTC) + _dt.timedelta(days=args.days)
     with open_existing_store(settings) as store:
-        try:
-            alert_id = resolve_id(store, args.alert_id)
-        except NoSuchAlert as e:
-            print(printable(f"riskflow alerts {args.action}: {e}"), file=sys.stderr)
+        alert_id = resolve_id(store, args.alert_id, args.action)
+        if alert_id is None:
             return 1
         try:
             row = store.transition(

@@ -324,12 +324,25 @@ class Dialect:
         return f"{self.name}:{self.url}"
 
 
-def _filters(*values: str | None) -> tuple[str, list[Any]]:
-    """``WHERE`` clause and parameters of :meth:`AlertStore.list_alerts`' filters, in the order
-    region, level, entity kind, rule, status, entity, severity (``None``: not filtered)."""
-    cols = ("region", "risk_level", "entity_kind", "rule_id", "status", "entity_id", "severity")
-    conds = [f"{col} = ?" for col, val in zip(cols, values, strict=True) if val]
-    params: list[Any] = [val for val in values if val]
+#: Filter (a keyword of :meth:`AlertStore.list_alerts`) -> the column it compares.
+_FILTER_COLUMNS: Final = {
+    "region": "region",
+    "level": "risk_level",
+    "entity_kind": "entity_kind",
+    "rule_id": "rule_id",
+    "status": "status",
+    "entity_id": "entity_id",
+    "severity": "severity",
+}
+
+
+def _filters(given: dict[str, str | None]) -> tuple[str, list[Any]]:
+    """``WHERE`` clause and parameters of filters by their keyword (``None``: not filtered)."""
+    unknown = set(given) - set(_FILTER_COLUMNS)
+    if unknown:
+        raise TypeError(f"unknown filter {', '.join(sorted(unknown))}")
+    conds = [f"{_FILTER_COLUMNS[k]} = ?" for k, v in given.items() if v]
+    params: list[Any] = [v for v in given.values() if v]
     return ("WHERE " + " AND ".join(conds)) if conds else "", params
 
 
@@ -734,7 +747,17 @@ class AlertStore:
         order: str = "event_time",
     ) -> list[AlertRow]:
         """Alerts matching every given filter, newest event first (or highest ``risk_index``)."""
-        where, params = _filters(region, level, entity_kind, rule_id, status, entity_id, severity)
+        where, params = _filters(
+            dict(
+                region=region,
+                level=level,
+                entity_kind=entity_kind,
+                rule_id=rule_id,
+                status=status,
+                entity_id=entity_id,
+                severity=severity,
+            )
+        )
         orders = {
             "event_time": "event_time DESC, alert_id",
             "risk_index": "risk_index DESC, event_time DESC, alert_id",
@@ -744,19 +767,10 @@ class AlertStore:
             raise ValueError(f"order: one of {', '.join(orders)}")
         return self._rows(where, params, orders[order], limit)
 
-    def count_alerts(
-        self,
-        *,
-        region: str | None = None,
-        level: str | None = None,
-        entity_kind: str | None = None,
-        rule_id: str | None = None,
-        status: str | None = None,
-        entity_id: str | None = None,
-        severity: str | None = None,
-    ) -> int:
-        """How many alerts :meth:`list_alerts` would return with these filters and no limit."""
-        where, params = _filters(region, level, entity_kind, rule_id, status, entity_id, severity)
+    def count_alerts(self, **filters: str | None) -> int:
+        """How many alerts :meth:`list_alerts` would return with these filters (its keyword
+        arguments ``region`` .. ``severity``) and no limit."""
+        where, params = _filters(filters)
         with self._tx() as cur:
             return int(self._x(cur, f"SELECT COUNT(*) FROM rf_alerts {where}", params).fetchone()[0])
 
