@@ -170,7 +170,13 @@ async def ensure_topics(settings: Settings, retries: int = 30, delay: float = 1.
                     raise KafkaUnreachable(unreachable_text(settings, exc)) from exc
                 raise
             wait = min(delay * 2 ** min(attempt - 1, 4), 10.0)
-            log.warning("Kafka at %s not reachable (%s); retrying in %.1fs", settings.kafka_bootstrap, exc, wait)
+            log.warning(
+                "Kafka at %s not reachable (%s); retrying in %.1fs (no broker yet? %s)",
+                settings.kafka_bootstrap,
+                exc,
+                wait,
+                LOCAL_BROKER_HINT,
+            )
             await asyncio.sleep(wait)
         finally:
             await admin.close()

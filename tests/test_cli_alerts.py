@@ -108,11 +108,13 @@ def test_a_read_from_another_directory_creates_no_empty_store(tmp_path: Path, ar
     assert not (tmp_path / ".riskflow").exists()
 
 
-def test_an_unreachable_store_database_is_one_line_without_its_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["alerts", "list"], ["feed", "--port", "0"]])
+def test_an_unreachable_store_database_is_one_line_without_its_password(tmp_path: Path, args: list[str]) -> None:
     from riskflow.broker import free_port
 
     url = f"postgresql://rf:s3cret@127.0.0.1:{free_port()}/riskflow"
-    r = riskflow("alerts", "list", cwd=tmp_path, env={"RISKFLOW_STORE_URL": url})
+    r = riskflow(*args, cwd=tmp_path, env={"RISKFLOW_STORE_URL": url})
     assert r.returncode == 2 and "Traceback" not in r.stderr and "s3cret" not in r.stderr
     (line,) = r.stderr.splitlines()
-    assert line.startswith("riskflow alerts list: cannot open the alert store postgresql://rf:***@127.0.0.1:")
+    where = " ".join(a for a in args if not a.startswith("-") and not a.isdigit())
+    assert line.startswith(f"riskflow {where}: cannot open the alert store postgresql://rf:***@127.0.0.1:")

@@ -54,15 +54,15 @@ def one_of(what: str, value: str | None, valid: tuple[str, ...] | frozenset[str]
     return value
 
 
-def open_existing_store(settings: Settings) -> AlertStore:
-    """The configured alert store, refusing to create one: a command that reads or acts on
-    stored alerts, run from a directory without the store, must say so rather than show an
-    empty new one."""
+def open_existing_store(settings: Settings, create: bool = False) -> AlertStore:
+    """The configured alert store, refusing (unless ``create``) to create one: a command that
+    reads or acts on stored alerts, run from a directory without the store, must say so rather
+    than show an empty new one. A database that cannot be opened is one line, no password."""
     from riskflow.store import open_store
     from riskflow.store.sqlite import SQLiteDialect
 
     target = settings.store_target()
-    if target.startswith("sqlite:") or "://" not in target:
+    if not create and (target.startswith("sqlite:") or "://" not in target):
         path = SQLiteDialect(target).path
         if path != ":memory:" and not Path(path).is_file():
             raise CommandError(
@@ -215,7 +215,6 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.kafka import check_reachable, client_config, require_bootstrap
-    from riskflow.store import open_store
     from riskflow.store.sink import run_sink
 
     require_bootstrap(settings)
@@ -232,7 +231,7 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
     async def go(stop: asyncio.Event) -> None:
         await check_reachable(settings)
-        with open_store(settings.store_target()) as store:
+        with open_existing_store(settings, create=True) as store:
             await run_sink(
                 store,
                 client_config(settings),

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.commands.alerts import run_until_signal
+    from riskflow.commands.alerts import open_existing_store, run_until_signal
     from riskflow.feed.server import serve_feed
 
     if args.port is not None and not 0 <= args.port <= 65535:
@@ -29,8 +29,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.host:
         settings = settings.model_copy(update={"feed_host": args.host})
 
-    async def go(stop: asyncio.Event) -> None:
-        await serve_feed(settings, stop, with_sink=not args.no_sink, port=args.port)
+    with open_existing_store(settings, create=not args.no_sink) as store:
 
-    run_until_signal(go)
+        async def go(stop: asyncio.Event) -> None:
+            await serve_feed(settings, stop, with_sink=not args.no_sink, port=args.port, store=store)
+
+        run_until_signal(go)
     return 0
