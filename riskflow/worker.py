@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metri
 
 import detectors
 from riskflow import __version__
+from riskflow.broker import bind_error
 from riskflow.cli import CommandError
 from riskflow.kafka import ensure_topics, require_bootstrap
 from riskflow.metrics import Metrics
@@ -116,6 +117,12 @@ def run_worker(settings: Settings, rules: str | None = None) -> int:
     metrics.build.info({"version": __version__, "rule_pack": pack.version})
     if settings.metrics_port:
         serve_metrics(settings.metrics_host, settings.metrics_port, registry)
+    taken = bind_error(settings.web_host, settings.web_port) if settings.web_port else None
+    if taken is not None:  # Faust would stop the whole worker on it, in a page of logs
+        raise CommandError(
+            f"cannot serve Faust's web server on {settings.web_host}:{settings.web_port} ({taken.strerror}); "
+            "set RISKFLOW_WEB_PORT to a free port (0: off)"
+        )
     # Start-up: ensure_topics waits for the broker, retrying with back-off and a log line
     # per wait ("Kafka at ... not reachable ...; retrying in 2.0s").
     asyncio.run(ensure_topics(settings))

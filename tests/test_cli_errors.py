@@ -107,16 +107,23 @@ def test_no_broker_answering_says_where_and_how_to_start_one(
     assert r.returncode == 2
 
 
-def test_worker_with_its_metrics_port_taken_fails_naming_the_setting(tmp_path: Path, dead_port: int) -> None:
-    """The first failure of issue 20: ``start_http_server`` on a taken port was a traceback."""
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [("RISKFLOW_METRICS_PORT", "cannot serve metrics"), ("RISKFLOW_WEB_PORT", "Faust's web server")],
+)
+def test_worker_with_a_port_taken_fails_naming_the_setting(
+    tmp_path: Path, dead_port: int, setting: str, says: str
+) -> None:
+    """The first failure of issue 20: ``start_http_server`` on a taken port was a traceback (and
+    Faust's web server on a taken port stopped the worker in a page of logs)."""
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         taken = held.getsockname()[1]
-        env = {"RISKFLOW_KAFKA_BOOTSTRAP": f"127.0.0.1:{dead_port}", "RISKFLOW_METRICS_PORT": str(taken)}
+        env = {"RISKFLOW_KAFKA_BOOTSTRAP": f"127.0.0.1:{dead_port}", "RISKFLOW_METRICS_PORT": "0", setting: str(taken)}
         r = riskflow("worker", cwd=tmp_path, env=env)
     line = one_line_error(r)
-    assert f"cannot serve metrics on 127.0.0.1:{taken}" in line and "RISKFLOW_METRICS_PORT" in line
+    assert f"{says} on 127.0.0.1:{taken}" in line and setting in line
     assert r.returncode == 2
 
 
