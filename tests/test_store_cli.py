@@ -206,3 +206,23 @@ def test_rejects_command_lists_the_ledger(hostile_db: str, capsys: pytest.Captur
     assert main(["alerts", "rejects", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert (r["alert_id"], r["reason"], r["source"]) == ("bad\\x1b", "bad_text", "riskflow.alerts/3@41")
+
+
+def test_contagion_alert_lines_name_a_region_and_fit_the_width() -> None:
+    """A contagion alert on a counterparty RiskFlow has no events of carried no region, and
+    the line showed none; lines ran to 447 characters (issue 20)."""
+    from riskflow.feedprint import fit, format_alert, render
+
+    counterparty = make_alert(
+        "k1", entity_id="REL-211-4", region="", rule_id="risk.contagion", evidence={"source": "FG-330100-00211"}
+    )
+    assert "  via Hangzhou 经杭州  REL-211-4  " in format_alert(counterparty)
+    known = make_alert("k2", entity_id="PF-330200-00154", region="", evidence={"source": "FG-330100-00211"})
+    assert "  Ningbo 宁波  PF-330200-00154  " in format_alert(known)
+    unknown = make_alert("k3", entity_id="X-1", region="", evidence={})
+    assert "  region unknown 地区未知  X-1  " in format_alert(unknown)
+    wide = make_alert("k4", revision=2, evidence={f"k{i}": "值" * 20 for i in range(20)})
+    line = render(wide, wide.to_json(), (1, "yellow"), as_json=False, width=80)
+    assert line.startswith("↑ revision 2 (level yellow→orange 升级)  ") and line.endswith("…")
+    assert sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in line) <= 80
+    assert fit("杭州杭州", 4) == "杭…" and fit("short", 80) == "short"
