@@ -29,12 +29,12 @@ from typing import Any
 
 from detectors import lateness as _lateness
 from detectors.base import Detector, Signal
-from detectors.entity import EntityState, Outcome, decode_state, encode_state
+from detectors.entity import EntityState, Outcome, StepFailed, decode_state, encode_state
 from detectors.risk.scorer import RiskScorer
 from riskflow.alerts import Alert, alert_id, utc_now_iso
 from riskflow.schema import Event, Payload
 
-__all__ = ["Engine", "EntityState", "Outcome", "decode_state", "encode_state"]
+__all__ = ["Engine", "EntityState", "Outcome", "StepFailed", "decode_state", "encode_state"]
 
 _DIGEST = 8  # bytes of an event-id digest kept for de-duplication
 _blake2b = hashlib.blake2b
@@ -138,47 +138,66 @@ class Engine:
         allowed = self.allowed_lateness
         closed = None
         if ts < state.watermark and allowed is not None:
-            if ts < state.watermark - allowed:
-                return self._late(state, event, allowed)
-            closed = _lateness.closed_windows(self._for_event(event), state.detectors, event)
+            try:
+                if ts < state.watermark - allowed:
+                    return self._late(state, event, allowed)
+                closed = _lateness.closed_windows(self._for_event(event), state.detectors, event)
+            except StepFailed:
+                raise
+            except Exception as exc:
+                raise StepFailed("lateness", exc) from exc
         if ts > state.watermark:
             state.watermark = ts
         hits: list[tuple[Detector, Signal]] = []
         dstates = state.detectors
         plan = self._by_type.get((event.event_type, event.entity_kind))
         steps, timed = plan if plan is not None else self._plan(event)
-        for det, did, process, init_state in steps:
-            new, signals = process(dstates.get(did) or init_state(), event)
-            if new is None:
-                dstates.pop(did, None)
-            else:
-                dstates[did] = new
-            if signals:
-                hits += [(det, sig) for sig in signals]
-        if timed:
-            self._set_due(state)
+        did = ""
+        try:  # (free unless raised) a failure names the detector whose step was running
+            for det, did, process, init_state in steps:
+                new, signals = process(dstates.get(did) or init_state(), event)
+                if new is None:
+                    dstates.pop(did, None)
+                else:
+                    dstates[did] = new
+                if signals:
+                    hits += [(det, sig) for sig in signals]
+            if timed:
+                did = ""
+                self._set_due(state)
+        except Exception as exc:
+            raise StepFailed(f"detector {did}" if did else "timers", exc) from exc
         out = self._emit(state, event, hits)
-        if hits and any(sig.correction for _, sig in hits):  # an out-of-order event revised a finding
-            self._revise(state, event, out, [(det, sig) for det, sig in hits if sig.correction])
-        if closed and allowed is not None:  # within the lateness but too old for a window: ledgered
-            out.late = _lateness.record(event, state.watermark, allowed, closed)
-            out.late.beyond_lateness = False
-            out.late.alerts = [a.alert_id for a in out.alerts]
+        try:
+            if hits and any(sig.correction for _, sig in hits):  # an out-of-order event revised a finding
+                self._revise(state, event, out, [(det, sig) for det, sig in hits if sig.correction])
+            if closed and allowed is not None:  # within the lateness but too old for a window: ledgered
+                out.late = _lateness.record(event, state.watermark, allowed, closed)
+                out.late.beyond_lateness = False
+                out.late.alerts = [a.alert_id for a in out.alerts]
+        except Exception as exc:
+            raise StepFailed("revision", exc) from exc
         return out
 
     def _emit(self, state: EntityState, event: Event, hits: list[tuple[Detector, Signal]]) -> Outcome:
-        if self.risk is not None:
-            alerts, links = self.risk.apply(state, event, hits, self._alert, self.clock)
-            for a in alerts:  # the index's own alerts (risk.level, ...) name the pack too
-                if not a.rule_pack_version:
-                    a.rule_pack_version = self.pack_version
-            return Outcome(state, alerts, False, links)
-        return Outcome(state, [self._alert(det, sig, event) for det, sig in hits])
+        try:
+            if self.risk is not None:
+                alerts, links = self.risk.apply(state, event, hits, self._alert, self.clock)
+                for a in alerts:  # the index's own alerts (risk.level, ...) name the pack too
+                    if not a.rule_pack_version:
+                        a.rule_pack_version = self.pack_version
+                return Outcome(state, alerts, False, links)
+            return Outcome(state, [self._alert(det, sig, event) for det, sig in hits])
+        except Exception as exc:
+            raise StepFailed("risk scorer" if self.risk is not None else "alert construction", exc) from exc
 
     def _late(self, state: EntityState, event: Event, allowed: float) -> Outcome:
         """An event beyond the allowed lateness: re-evaluate where the state allows, and
         describe it for the late-event ledger (detectors/lateness.py)."""
-        hits, corrections, lines = _lateness.reevaluate(self._for_event(event), state.detectors, event)
+        try:
+            hits, corrections, lines = _lateness.reevaluate(self._for_event(event), state.detectors, event)
+        except Exception as exc:
+            raise StepFailed("lateness", exc) from exc
         out = self._emit(state, event, hits + corrections)
         self._revise(state, event, out, corrections)
         out.late = _lateness.record(event, state.watermark, allowed, lines)
@@ -229,16 +248,23 @@ class Engine:
             ds = state.detectors.get(det.id)
             if ds is None:
                 continue
-            d = det.next_deadline(ds)  # type: ignore[attr-defined]
-            if d is None or d >= watermark:
-                continue
-            ds, signals = det.on_time(ds, watermark)  # type: ignore[attr-defined]
-            state.detectors[det.id] = ds
-            for sig in signals:
-                out = self._emit(state, self._deadline_event(state, sig), [(det, sig)])
+            try:
+                d = det.next_deadline(ds)  # type: ignore[attr-defined]
+                if d is None or d >= watermark:
+                    continue
+                ds, signals = det.on_time(ds, watermark)  # type: ignore[attr-defined]
+                state.detectors[det.id] = ds
+                deadline_events = [(sig, self._deadline_event(state, sig)) for sig in signals]
+            except Exception as exc:
+                raise StepFailed(f"detector {det.id} (timed)", exc) from exc
+            for sig, at in deadline_events:
+                out = self._emit(state, at, [(det, sig)])
                 result.alerts += out.alerts
                 result.links += out.links
-        self._set_due(state)
+        try:
+            self._set_due(state)
+        except Exception as exc:
+            raise StepFailed("timers", exc) from exc
         return result
 
     @staticmethod

@@ -40,6 +40,29 @@ class EntityState(msgspec.Struct, kw_only=True):
     #: restart rebuilds each lane's watermark from these, never from an entity's own time,
     #: which an event running ahead of its partition may have moved
     lane_watermark: float = 0.0
+    # Per input lane ("topic#partition", the links topic's too): the offset of the last message
+    # applied to this entity. Flushed with the state, so a message at or below it, read again
+    # after a crash or a rebalance, is skipped whatever the dedup window (detectors/pipeline.py).
+    offsets: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class StepFailed(Exception):
+    """An exception raised in one step of processing an event (a detector, the risk scorer,
+    ...), with the step named, so that the dead letter can say where it happened.
+
+    >>> err = StepFailed("detector pf.demo", ValueError("year 10000 is out of range"))
+    >>> err.step, type(err.error).__name__
+    ('detector pf.demo', 'ValueError')
+    """
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        try:
+            text = str(error)
+        except Exception:  # an exception that cannot even say what it is
+            text = "(its text could not be read)"
+        super().__init__(f"{step}: {type(error).__name__}: {text}")
+        self.step = step
+        self.error = error
 
 
 _state_encoder = msgspec.msgpack.Encoder()

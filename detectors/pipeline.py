@@ -24,9 +24,9 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 
 from detectors import lateness as _lateness
-from detectors.engine import Engine, EntityState
+from detectors.engine import Engine, EntityState, StepFailed, decode_state, encode_state
 from detectors.lateness import LateRecord
-from detectors.risk.contagion import LinkMessage, decode_link
+from detectors.risk.contagion import LinkMessage, decode_link, encode_link
 from riskflow.alerts import Alert
 from riskflow.deadletter import dead_letter
 from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, Event, InvalidEvent, parse_event
@@ -70,6 +70,9 @@ class BatchResult:
     links: list[LinkMessage] = field(default_factory=list)
     #: events beyond the allowed lateness, for the late-event ledger (detectors/lateness.py)
     late: list[LateRecord] = field(default_factory=list)
+    #: messages skipped because their entity's state already held them (its recorded offset for
+    #: their lane is at or above theirs): read again after a crash or a rebalance
+    already_applied: int = 0
     #: events that ran too far ahead of their partition's time (``Lane``), for the same ledger
     ahead: list[LateRecord] = field(default_factory=list)
 
@@ -77,9 +80,6 @@ class BatchResult:
 #: How far (event-time seconds) an event may lie ahead of its partition's watermark and still
 #: advance it alone: the default allowed lateness, mirrored (``RISKFLOW_MAX_EVENT_SKEW``).
 DEFAULT_MAX_SKEW = 7 * 86_400.0
-#: Sources remembered per partition while their events run ahead of it (bounded: the set of
-#: source names is the producers', not ours).
-MAX_AHEAD_SOURCES = 64
 
 
 class Lane:
@@ -88,18 +88,20 @@ class Lane:
     ``watermark`` is the partition's trusted event time: the largest event time of the
     valid, non-duplicate events seen on it, except that an event more than the processor's
     ``max_skew`` ahead of it does not move it alone (one producer's clock must not fire every
-    other entity's deadlines). ``ahead`` holds, per source, the latest such time; once two
-    sources run ahead, the watermark moves to the later time both have reached.
+    other entity's deadlines). ``ahead`` holds the times of such events of the current run of
+    them, by entity; an event within the skew ends the run. Once two entities run ahead in
+    one run (as after a real gap in a sparse partition's events), the watermark moves to the
+    earlier of their times: the time both have reached.
     ``heap`` holds ``(deadline, entity_id)`` of entities with pending timed findings (stale
     entries are skipped on pop: the entity's current ``due`` is the truth).
 
     >>> lane = Lane(1000.0)
-    >>> lane.observe(1500.0, "amac", 600.0), lane.watermark
+    >>> lane.observe(1500.0, "A", 600.0), lane.watermark
     (True, 1500.0)
-    >>> lane.observe(9000.0, "grid", 600.0), lane.watermark
-    (False, 1500.0)
-    >>> lane.observe(8000.0, "court", 600.0), lane.watermark
-    (False, 8000.0)
+    >>> lane.observe(9000.0, "B", 600.0), lane.observe(1600.0, "A", 600.0), lane.watermark
+    (False, True, 1600.0)
+    >>> lane.observe(9000.0, "B", 600.0), lane.observe(8000.0, "C", 600.0), lane.watermark
+    (False, False, 8000.0)
     """
 
     __slots__ = ("ahead", "heap", "watermark")
@@ -118,23 +120,21 @@ class Lane:
         # explicit, for the compiled build (mypyc's native classes do not pickle by themselves)
         return (Lane, (self.watermark, self.heap, self.ahead))
 
-    def observe(self, ts: float, source: str, max_skew: float) -> bool:
+    def observe(self, ts: float, entity_id: str, max_skew: float) -> bool:
         """Account an event at ``ts`` (later than the watermark); False if it ran too far ahead
         to be trusted (the caller ledgers it)."""
         wm = self.watermark
         if ts <= wm + max_skew or not wm:
             self.watermark = ts
+            if self.ahead:
+                self.ahead = {}
             return True
         ahead = self.ahead
-        if ts > ahead.get(source, 0.0):
-            ahead[source] = ts
-            if len(ahead) > MAX_AHEAD_SOURCES:
-                del ahead[min(ahead, key=ahead.__getitem__)]
+        if ts > ahead.get(entity_id, 0.0):
+            ahead[entity_id] = ts
         if len(ahead) >= 2:
-            reached = sorted(ahead.values())[-2]  # the latest time two sources agree on
-            if reached > wm:
-                self.watermark = reached
-                self.ahead = {s: t for s, t in ahead.items() if t > reached + max_skew}
+            self.watermark = min(ahead.values())
+            self.ahead = {}
         return False
 
 
@@ -168,6 +168,9 @@ class BatchProcessor:
         self.links_topic = links_topic
         self.max_skew = max_skew
         self.lanes = {}
+        #: per entity: its state object, encoded copy and what was applied since (see _Hist)
+        self._hist: dict[str, _Hist] = {}
+        self._hist_key: tuple[Any, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The constructor call, then the lanes (event-time progress) restored by __setstate__:
@@ -228,36 +231,120 @@ class BatchProcessor:
 
         Within the batch, an entity's state is carried from one event to the
         next in memory; only its final state is returned for writing back.
+
+        A message whose processing raises (any exception but :class:`InvalidEvent`, in
+        parsing, a detector, the risk scorer, a contagion link, a timed advance) is
+        dead-lettered as ``processing_error``, naming the exception and the step, and the
+        batch goes on: the entity's state is put back as it was before that message (the
+        states are mutated in place, so each entity touched has an encoded copy, made at a
+        first touch in a batch and kept across batches while it holds, and a journal of
+        what was applied to it since, applied again over the copy), and what the message
+        produced is dropped. Should anything escape
+        that (a bug of the pipeline itself), every state and lane it touched is put back as
+        it was before the batch and the exception propagates: the batch can be processed
+        again (the live worker then retries it one message at a time).
         """
         now = time.time() if now is None else now
         res = BatchResult()
+        self._check_history()
+        undo = _Undo({name: (lane.watermark, dict(lane.ahead)) for name, lane in self._lanes.items()})
+        try:
+            self._process(messages, get_state, now, res, undo)
+        except BaseException as exc:
+            self._rollback(undo, exc)
+            raise
+        return res
+
+    def _check_history(self) -> None:
+        """The entities' copies and journals hold only while the detectors that made them do
+        (same engine, detectors and models) and stay bounded: else they start afresh."""
+        engine = self.engine
+        dets = engine.detectors
+        key = (engine, *dets, *[getattr(d, "model", None) for d in dets])
+        old = self._hist_key
+        if (
+            len(old) != len(key)
+            or len(self._hist) > _HIST_ENTITIES
+            or any(a is not b for a, b in zip(old, key, strict=True))
+        ):
+            self._hist = {}
+            self._hist_key = key
+
+    def _touch(self, eid: str, state: EntityState | None, undo: _Undo) -> _Hist:
+        """``eid`` first touched in this batch (or again after a failure): its history, with a
+        new encoded copy unless the one kept is of this very object and its journal is short."""
+        t = undo.touched.get(eid)
+        if t is not None:  # touched before in this batch, put back since: the same content
+            t[0].obj = state
+            return t[0]
+        h = self._hist.get(eid)
+        if h is None or h.obj is not state or len(h.entries) >= _HIST_ENTRIES:
+            h = self._hist[eid] = _Hist(state, encode_state(state) if state is not None else _NEW)
+        undo.touched[eid] = (h, len(h.entries))
+        return h
+
+    def _process(
+        self,
+        messages: Sequence[Record],
+        get_state: Callable[[str], EntityState | None],
+        now: float,
+        res: BatchResult,
+        undo: _Undo,
+    ) -> None:
         states = res.states
         engine = self.engine
         links_topic = self.links_topic
         max_bytes, max_future = self.max_bytes, self.max_future_seconds
         alerts, counted, dead_letters = res.alerts, res.counted, res.dead_letters
         lane_of = self._lane_of
+        touched = undo.touched
         for msg in messages:
             # attributes, not unpacking: live, these are aiokafka records (RawMessage is their shape)
             value, topic, partition, offset, key = msg.value, msg.topic, msg.partition, msg.offset, msg.key
+            named = lane_of.get((topic, partition))
+            if named is None:
+                named = self._lane(topic, partition)
+            name, lane = named
             if topic == links_topic and links_topic is not None:
                 try:
                     link = decode_link(value)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     dead_letters.append(dead_letter(value, "malformed_json", str(exc), topic, partition, offset, key))
                     continue
-                self._link(link, res, get_state, partition)
+                except Exception as exc:
+                    dead_letters.append(_failed(value, topic, partition, offset, key, exc, "link decoding"))
+                    continue
+                self._link(link, res, get_state, partition, undo, msg, name)
                 continue
             try:
                 event = parse_event(value, max_bytes=max_bytes, max_future_seconds=max_future, now=now)
             except InvalidEvent as exc:
                 dead_letters.append(dead_letter(value, exc.reason, exc.detail, topic, partition, offset, key))
                 continue
+            except Exception as exc:
+                dead_letters.append(_failed(value, topic, partition, offset, key, exc, "parsing"))
+                continue
             eid = event.entity_id
             held = states.get(eid)
-            state = held[0] if held is not None else get_state(eid)
-            due_before = state.due if state is not None else 0.0
-            out = engine.process(state, event)
+            try:
+                if held is not None:
+                    state: EntityState | None = held[0]
+                else:
+                    state = get_state(eid)
+                if state is not None:
+                    last = state.offsets.get(name)
+                    if last is not None and last >= offset:  # read again (crash, rebalance): in the state
+                        res.already_applied += 1
+                        continue
+                    due_before = state.due
+                else:
+                    due_before = 0.0
+                hist = self._touch(eid, state, undo) if held is None else touched[eid][0]
+                out = engine.process(state, event)
+            except Exception as exc:
+                self._restore(eid, undo, states)
+                dead_letters.append(_failed(value, topic, partition, offset, key, exc, "engine"))
+                continue
             if out.duplicate:
                 dead_letters.append(
                     dead_letter(
@@ -272,6 +359,9 @@ class BatchProcessor:
                 )
                 continue
             st = out.state
+            st.lane = name
+            st.offsets[name] = offset
+            hist.obj = st
             states[eid] = (st, partition)
             if out.alerts:
                 alerts.extend(out.alerts)
@@ -285,26 +375,26 @@ class BatchProcessor:
             if ts > res.max_event_ts:
                 res.max_event_ts = ts
             # event-time progress of this input partition (timed rules)
-            named = lane_of.get((topic, partition))
-            if named is None:
-                named = self._lane(topic, partition)
-            name, lane = named
-            st.lane = name
             if st.due and st.due != due_before:
                 heapq.heappush(lane.heap, (st.due, eid))
-            if ts > lane.watermark and not lane.observe(ts, event.source, self.max_skew):
-                self._ran_ahead(lane, event, st, partition, states, res)
+            trusted = True
+            if ts > lane.watermark:
+                trusted = lane.observe(ts, eid, self.max_skew)
+            elif lane.ahead:
+                lane.ahead = {}  # an event in time ends a run of events ahead
             st.lane_watermark = lane.watermark
+            hist.entries.append((_EVENT, event, name, offset, st.lane_watermark))
+            if not trusted:
+                self._ran_ahead(lane, event, st, partition, states, res, undo, msg)
             heap = lane.heap
             if heap and heap[0][0] < lane.watermark:
-                self._advance(lane, partition, states, get_state, res)
+                self._advance(lane, partition, states, get_state, res, undo, msg)
         if links_topic is None:
             while res.links:
                 pending, res.links = res.links, []
                 for link in pending:
                     held = states.get(link.to)
-                    self._link(link, res, get_state, held[1] if held is not None else 0)
-        return res
+                    self._link(link, res, get_state, held[1] if held is not None else 0, undo, None, "")
 
     def _ran_ahead(
         self,
@@ -314,18 +404,32 @@ class BatchProcessor:
         partition: int,
         states: dict[str, tuple[EntityState, int]],
         res: BatchResult,
+        undo: _Undo,
+        msg: Record,
     ) -> None:
         """An event too far ahead of its partition's time to move it: ledgered, and only its
-        own entity's overdue deadlines fire (its clock is trusted for itself, not for others)."""
-        res.ahead.append(_lateness.ahead_record(event, lane.watermark, self.max_skew))
-        if st.due and st.due < event.ts:
-            out = self.engine.advance(st, event.ts)
-            states[event.entity_id] = (out.state, partition)
-            res.alerts.extend(out.alerts)
-            if out.links:
-                res.links.extend(out.links)
-            if out.state.due:
-                heapq.heappush(lane.heap, (out.state.due, event.entity_id))
+        own entity's overdue deadlines fire (its clock is trusted for itself, not for others).
+        A failure of that advance is contained as in :meth:`_advance`."""
+        eid = event.entity_id
+        try:
+            ahead = _lateness.ahead_record(event, lane.watermark, self.max_skew)
+            out = self.engine.advance(st, event.ts) if st.due and st.due < event.ts else None
+        except Exception as exc:
+            self._restore(eid, undo, states)
+            res.dead_letters.append(
+                _failed(msg.value, msg.topic, msg.partition, msg.offset, msg.key, exc, "timed advance", eid)
+            )
+            return
+        res.ahead.append(ahead)
+        if out is None:
+            return
+        undo.touched[eid][0].entries.append((_ADVANCE, event.ts, "", 0, 0.0))
+        states[eid] = (out.state, partition)
+        res.alerts.extend(out.alerts)
+        if out.links:
+            res.links.extend(out.links)
+        if out.state.due:
+            heapq.heappush(lane.heap, (out.state.due, eid))
 
     def _advance(
         self,
@@ -334,15 +438,38 @@ class BatchProcessor:
         states: dict[str, tuple[EntityState, int]],
         get_state: Callable[[str], EntityState | None],
         res: BatchResult,
+        undo: _Undo,
+        msg: Record,
     ) -> None:
+        """Fire the timed findings overdue on ``lane``. One entity's failure does not stop the
+        others': it is put back as it was before this advance (not indexed again: its deadline
+        stays pending in its state, retried on its next change of deadline or after a restart),
+        and ``msg``, whose event moved the watermark, is dead-lettered with what happened."""
         heap, wm = lane.heap, lane.watermark
         while heap and heap[0][0] < wm:
             due, eid = heapq.heappop(heap)
+            undo.popped.append((lane, due, eid))
             held = states.get(eid)
-            st = held[0] if held is not None else get_state(eid)
-            if st is None or st.due != due:
-                continue  # stale entry: the entity's deadline moved since it was indexed
-            out = self.engine.advance(st, wm)
+            try:
+                if held is not None:
+                    st = held[0]
+                    hist = undo.touched[eid][0]
+                else:
+                    got = get_state(eid)
+                    if got is None or got.due != due:
+                        continue
+                    st = got
+                    hist = self._touch(eid, st, undo)
+                if st.due != due:
+                    continue  # stale entry: the entity's deadline moved since it was indexed
+                out = self.engine.advance(st, wm)
+            except Exception as exc:
+                self._restore(eid, undo, states)
+                res.dead_letters.append(
+                    _failed(msg.value, msg.topic, msg.partition, msg.offset, msg.key, exc, "timed advance", eid)
+                )
+                continue
+            hist.entries.append((_ADVANCE, wm, "", 0, 0.0))
             states[eid] = (out.state, partition)
             res.alerts.extend(out.alerts)
             if out.links:
@@ -356,16 +483,194 @@ class BatchProcessor:
         res: BatchResult,
         get_state: Callable[[str], EntityState | None],
         partition: int,
+        undo: _Undo,
+        msg: Record | None,
+        name: str,
     ) -> None:
+        """A contagion message for ``link.to``: from the links topic (``msg``, on lane ``name``:
+        skipped when the entity's state already holds it) or, offline, made by this batch."""
         scorer = self.engine.risk
         if scorer is None:
             return
-        held = res.states.get(link.to)
-        state = held[0] if held is not None else get_state(link.to)
-        if state is None:
-            state = EntityState(entity_id=link.to)
-        if link.kind == "push":  # contagion feeds the dependent's shown index and level
-            res.alerts.extend(scorer.on_push(state, link, self.engine.clock))
+        eid = link.to
+        states = res.states
+        held = states.get(eid)
+        try:
+            if held is not None:
+                state: EntityState | None = held[0]
+            else:
+                state = get_state(eid)
+            if msg is not None and state is not None:
+                last = state.offsets.get(name)
+                if last is not None and last >= msg.offset:
+                    res.already_applied += 1
+                    return
+            hist = self._touch(eid, state, undo) if held is None else undo.touched[eid][0]
+            if state is None:
+                state = EntityState(entity_id=eid)
+            alerts, links = self._apply_link(state, link)
+        except Exception as exc:
+            self._restore(eid, undo, states)
+            if msg is not None:
+                value, topic, offset, key = msg.value, msg.topic, msg.offset, msg.key
+            else:  # made by this batch (offline): the message as it would travel
+                value, topic, offset, key = encode_link(link), "links (in process)", -1, eid.encode()
+            res.dead_letters.append(_failed(value, topic, partition, offset, key, exc, "contagion link"))
+            return
+        offset = -1
+        if msg is not None:
+            offset = state.offsets[name] = msg.offset
+        hist.entries.append((_LINK, link, name, offset, 0.0))
+        hist.obj = state
+        res.alerts.extend(alerts)
+        res.links.extend(links)
+        states[eid] = (state, partition)
+
+    def _apply_link(self, state: EntityState, link: LinkMessage) -> tuple[list[Alert], list[LinkMessage]]:
+        scorer = self.engine.risk
+        assert scorer is not None
+        try:
+            if link.kind == "push":  # contagion feeds the dependent's shown index and level
+                return scorer.on_push(state, link, self.engine.clock), []
+            return [], scorer.on_link(state, link)
+        except Exception as exc:
+            raise StepFailed("contagion", exc) from exc
+
+    def _restore(self, eid: str, undo: _Undo, states: dict[str, tuple[EntityState, int]]) -> None:
+        """Put ``eid``'s state back as it was before the message that failed: its encoded copy,
+        then what was applied to it since (its journal), applied again."""
+        t = undo.touched.get(eid)
+        if t is None:
+            return  # not touched yet (its stored state could not be read): nothing changed
+        h = t[0]
+        held = states.get(eid)
+        obj = held[0] if held is not None else h.obj
+        if obj is None:
+            return  # a new entity whose first message failed: no state was made
+        self._rebuild(eid, obj, h)
+        if not h.entries and not h.base:
+            states.pop(eid, None)
+            h.obj = None
+
+    def _rebuild(self, eid: str, obj: EntityState, h: _Hist) -> None:
+        _copy_into(obj, decode_state(h.base) if h.base else EntityState(entity_id=eid))
+        for entry in h.entries:
+            self._reapply(obj, entry)
+
+    def _reapply(self, state: EntityState, entry: _Entry) -> None:
+        """Apply one journal entry again (the same calls as the first time; outputs dropped)."""
+        kind, item, name, offset, lane_watermark = entry
+        if kind == _EVENT:
+            self.engine.process(state, item)
+            state.lane = name
+            state.offsets[name] = offset
+            state.lane_watermark = lane_watermark
+        elif kind == _ADVANCE:
+            self.engine.advance(state, item)
         else:
-            res.links.extend(scorer.on_link(state, link))
-        res.states[link.to] = (state, partition)
+            self._apply_link(state, item)
+            if offset >= 0:
+                state.offsets[name] = offset
+
+    def _rollback(self, undo: _Undo, exc: BaseException) -> None:
+        """The batch failed as a whole: every state and lane it touched back to the batch start.
+        Should that fail too, :class:`RollbackFailed` says the states cannot be trusted."""
+        try:
+            for eid, (h, mark) in undo.touched.items():
+                del h.entries[mark:]
+                if h.obj is None:
+                    continue
+                if mark == 0 and not h.base:  # made in this batch: dropped with its result
+                    h.obj = None
+                    continue
+                self._rebuild(eid, h.obj, h)
+        except BaseException as err:
+            self._hist = {}
+            raise RollbackFailed(f"a failed batch could not be undone ({err!r})") from exc
+        for name, lane in self._lanes.items():
+            lane.watermark, ahead = undo.marks.get(name, (0.0, {}))
+            lane.ahead = dict(ahead)
+        for lane, due, eid in undo.popped:
+            heapq.heappush(lane.heap, (due, eid))
+
+
+class RollbackFailed(Exception):
+    """A batch failed as a whole and the entity states it touched could not be put back: they
+    (e.g. a worker's cached states) cannot be trusted and must be read again from storage."""
+
+
+#: The dead-letter reason of a message whose processing raised (a bug in a detector, the risk
+#: scorer, ...; README "Dead letters"). Not one of the schema's reasons: the message may be valid.
+PROCESSING_ERROR = "processing_error"
+_NEW = b""  # the copy of an entity that had no state
+_EVENT, _ADVANCE, _LINK = 0, 1, 2
+#: (kind, the event / watermark / link, lane name, offset, lane watermark after an event): one
+#: thing applied to an entity
+_Entry = tuple[int, Any, str, int, float]
+#: Bounds of the histories kept across batches: an entity's copy is encoded again once its
+#: journal holds this many entries (a parsed event is ~0.7 KB in memory), and all are dropped
+#: once this many entities have one: at most ~2,048 x (16 x 0.7 KB + a decoded state, ~5 KB)
+#: ~ 33 MB. A busy entity is thus encoded about once per 16 of its events, not once per batch
+#: it appears in; a worker with more entities active at once encodes at first touch per batch.
+_HIST_ENTRIES = 16
+_HIST_ENTITIES = 2048
+
+
+class _Hist:
+    """One entity's undo history: the state object it applies to, an encoded copy of it (b"":
+    no state) and the journal of what was applied to it since, in order."""
+
+    __slots__ = ("base", "entries", "obj")
+
+    def __init__(self, obj: EntityState | None, base: bytes) -> None:
+        self.obj = obj
+        self.base = base
+        self.entries: list[_Entry] = []
+
+
+class _Undo:
+    """What one :meth:`BatchProcessor.process` call needs to undo its work: per entity touched,
+    its history and the journal's length at the batch start; the lanes' watermarks at the
+    batch start and the deadline entries it popped."""
+
+    __slots__ = ("marks", "popped", "touched")
+
+    def __init__(self, marks: dict[str, tuple[float, dict[str, float]]]) -> None:
+        self.marks = marks
+        self.touched: dict[str, tuple[_Hist, int]] = {}
+        self.popped: list[tuple[Lane, float, str]] = []
+
+
+_FIELDS = EntityState.__struct_fields__
+
+
+def _copy_into(obj: EntityState, src: EntityState) -> None:
+    """Make ``obj`` hold ``src``'s fields: restored in place, since the caller (the live
+    worker's state cache) may hold ``obj`` itself."""
+    for f in _FIELDS:
+        setattr(obj, f, getattr(src, f))
+
+
+def _failed(
+    value: bytes,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    exc: BaseException,
+    where: str,
+    entity: str = "",
+) -> dict[str, Any]:
+    """The dead letter of a message whose processing raised: the exception's type and text and
+    the step it came from (the detector, when the engine knew it)."""
+    step, err = (exc.step, exc.error) if isinstance(exc, StepFailed) else (where, exc)
+    try:
+        text = str(err)
+    except Exception:  # an exception that cannot even say what it is
+        text = "(its text could not be read)"
+    if len(text) > 300:
+        text = text[:300] + "..."
+    detail = f"{type(err).__name__} in {step}: {text}"
+    if entity:
+        detail = f"{where} of {entity}: {detail}"
+    return dead_letter(value, PROCESSING_ERROR, detail, topic, partition, offset, key)

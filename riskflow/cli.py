@@ -89,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{where}: interrupted\n")
         return 130
+    except ValueError as exc:  # a rule pack given with --rules (worker, backtest): its problems, not a traceback
+        from detectors.rules import RuleError
+
+        if not isinstance(exc, RuleError):
+            raise
+        for p in getattr(exc, "problems", None) or [exc]:
+            sys.stderr.write(f"{where}: invalid rule pack: {p}\n")
+        return 2
     except Terminated:
         sys.stderr.write(f"{where}: terminated\n")
         return 143

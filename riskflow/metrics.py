@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from riskflow.alerts import Alert
-from riskflow.schema import REGIONS
+from riskflow.schema import REASONS, REGIONS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: End-to-end latency reaches minutes when a backlog builds up; the top buckets see it.
@@ -37,6 +37,13 @@ E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 #: Why a pushed rule pack was refused (streams/rules_control.py): not JSON or not the message's
 #: shape; a schema other than riskflow.rulepack/v1; rules that fail validation.
 RULE_PACK_REJECT_REASONS = ("malformed", "unsupported_schema", "invalid_rules")
+#: The dead-letter reason of a message whose processing raised (detectors/pipeline.py
+#: ``PROCESSING_ERROR``): a bug, not bad input; its series exists from the start, at 0.
+PROCESSING_ERROR = "processing_error"
+#: Every reason a message is dead-lettered for: the schema's, then ``processing_error``.
+DEAD_LETTER_REASONS = (*REASONS, PROCESSING_ERROR)
+#: Why a message on the model control topic was ignored (streams/control.py).
+CONTROL_IGNORE_REASONS = ("too_large", "malformed", "unknown_command", "no_model_dir")
 #: Why the worker wrote its changed entity states (streams/statecache.py, streams/batchtap.py).
 STATE_FLUSH_REASONS = ("batch", "interval", "dirty_limit", "rebalance", "shutdown")
 
@@ -143,10 +150,12 @@ class Metrics:
     model: Info
     model_reloads: Counter
     rule_pack_rejected: Counter
+    control_ignored: Counter
     late: Counter
     ahead: Counter
     state_flushes: Counter
     states_written: Counter
+    already_applied: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -157,11 +166,11 @@ class Metrics:
                 ["event_type", "entity_kind", "region"],
                 registry=registry,
             ),
-            invalid=Counter(
+            invalid=_by_reason(
+                registry,
                 "riskflow_invalid_events_total",
                 "Messages sent to the dead-letter topic, by reason.",
-                ["reason"],
-                registry=registry,
+                (PROCESSING_ERROR,),
             ),
             alerts=Counter(
                 "riskflow_alerts_total",
@@ -220,7 +229,8 @@ class Metrics:
             model=Info("riskflow_model", "Version of the loaded peer-group model.", registry=registry),
             model_reloads=Counter(
                 "riskflow_model_reloads_total",
-                "Peer-group model loads, by reason (loaded or load_failed).",
+                "Peer-group model loads, by reason (loaded; load_failed: missing, unreadable or malformed; "
+                "refused: outside the model directory, or its HMAC does not verify).",
                 ["reason"],
                 registry=registry,
             ),
@@ -230,6 +240,13 @@ class Metrics:
                 "Messages on the rules control topic that were not a valid rule pack (the running pack stays), "
                 "by reason (malformed, unsupported_schema, invalid_rules).",
                 RULE_PACK_REJECT_REASONS,
+            ),
+            control_ignored=_by_reason(
+                registry,
+                "riskflow_control_messages_ignored_total",
+                "Messages on the model control topic that were ignored, by reason (too_large, malformed, "
+                "unknown_command, no_model_dir).",
+                CONTROL_IGNORE_REASONS,
             ),
             late=Counter(
                 "riskflow_late_events_total",
@@ -255,6 +272,12 @@ class Metrics:
             states_written=Counter(
                 "riskflow_states_written_total",
                 "Entity states written to the changelog (one per changed entity per flush).",
+                registry=registry,
+            ),
+            already_applied=Counter(
+                "riskflow_already_applied_total",
+                "Input messages skipped because their entity's state already held them (read again "
+                "after a crash or a rebalance: at or below the offset the state records for their partition).",
                 registry=registry,
             ),
         )

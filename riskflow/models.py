@@ -7,6 +7,16 @@ and ``trees.npz`` (the IsolationForest trees, as flat arrays). The version
 ends with a hash of both files' content; :func:`load_model` recomputes it and
 refuses a model whose files do not match it.
 
+The content hash is unkeyed, so anyone who can write to the models directory
+could edit an artefact and rename it to its new hash. With a key
+(``RISKFLOW_MODEL_KEY``), ``riskflow train`` also writes ``model.hmac``, an
+HMAC-SHA256 of the version and both files, and :func:`load_model` given the
+key loads only artefacts whose HMAC verifies. :func:`load_model` also confines
+itself to a ``root`` directory (symlinks and ``..`` resolved) and checks the
+model's structure (tree indices in range, every walk reaching a leaf within
+``depth`` <= :data:`MAX_DEPTH`, bounded sizes, finite numbers), so that even a
+correctly signed but broken artefact cannot crash or stall scoring.
+
 Scoring needs numpy only: the trees are walked for one entity at a time with
 a handful of vector operations (all trees at once), far cheaper than calling
 scikit-learn per entity on the worker's hot path, and equal to
@@ -22,6 +32,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import math
@@ -33,7 +44,14 @@ import numpy as np
 
 MODEL_FILE = "model.json"
 TREES_FILE = "trees.npz"
+SIGNATURE_FILE = "model.hmac"
 PSI_BINS = 10
+#: Structural bounds of a loadable artefact. An IsolationForest of 256 samples per tree is at
+#: most 255 deep and usually ~10-20; ``riskflow train`` writes 100 trees of at most 511 nodes.
+MAX_DEPTH = 256
+MAX_NODES = 4_000_000  # trees x nodes of one entity kind (5 arrays of 8 bytes each: 160 MB)
+MAX_FEATURES = 256
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
 def avg_path_length(n: float) -> float:
@@ -201,8 +219,25 @@ def _digest(meta_bytes: bytes, npz_bytes: bytes) -> str:
     return h.hexdigest()
 
 
-def save_model(kinds: dict[str, KindModel], metadata: dict[str, Any], out_dir: str | Path, name: str) -> PeerModel:
-    """Write an artefact ``<out_dir>/<name>-<hash>/``; returns the model with its version."""
+def sign(key: bytes, version: str, meta_bytes: bytes, npz_bytes: bytes) -> str:
+    """HMAC-SHA256 (hex) of an artefact: its version and both files, each length-prefixed."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for part in (version.encode(), meta_bytes, npz_bytes):
+        mac.update(len(part).to_bytes(8, "big"))
+        mac.update(part)
+    return mac.hexdigest()
+
+
+def save_model(
+    kinds: dict[str, KindModel],
+    metadata: dict[str, Any],
+    out_dir: str | Path,
+    name: str,
+    *,
+    key: bytes | None = None,
+) -> PeerModel:
+    """Write an artefact ``<out_dir>/<name>-<hash>/``, signed (``model.hmac``) when a ``key`` is
+    given; returns the model with its version."""
     arrays = {f"{k}.{a}": getattr(km, a) for k, km in kinds.items() for a in _ARRAYS}
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]
@@ -225,43 +260,165 @@ def save_model(kinds: dict[str, KindModel], metadata: dict[str, Any], out_dir: s
     target.mkdir(parents=True, exist_ok=True)
     (target / MODEL_FILE).write_bytes(meta_bytes)
     (target / TREES_FILE).write_bytes(npz)
+    if key is not None:
+        (target / SIGNATURE_FILE).write_text(sign(key, version, meta_bytes, npz) + "\n")
     return PeerModel(version, meta, kinds)
 
 
 class ModelError(ValueError):
-    """A model artefact is missing, unreadable or does not match its content hash."""
+    """A model artefact is missing, unreadable, malformed or does not match its content hash."""
 
 
-def load_model(path: str | Path) -> PeerModel:
-    """Load one artefact directory, or the newest artefact under a models directory."""
+class ModelRefused(ModelError):
+    """A model artefact that must not be loaded: outside the model directory, or not
+    authenticated (no ``model.hmac``, or one that does not verify with the key)."""
+
+
+def load_model(path: str | Path, *, key: bytes | None = None, root: str | Path | None = None) -> PeerModel:
+    """Load one artefact directory, or the newest artefact under a models directory.
+
+    ``root``: the artefact must lie inside it once symlinks and ``..`` are resolved.
+    ``key``: the artefact must carry a ``model.hmac`` that verifies with it. Every failure
+    is a :class:`ModelError` (:class:`ModelRefused` for the two above), never another error.
+    """
     p = Path(path)
-    if not (p / MODEL_FILE).exists():
-        found = sorted(
-            (d for d in p.iterdir() if (d / MODEL_FILE).exists()) if p.is_dir() else (),
-            key=lambda d: ((d / MODEL_FILE).stat().st_mtime, d.name),
-        )
-        if not found:
-            raise ModelError(f"no model artefact in {p}")
-        p = found[-1]
-    meta_bytes = (p / MODEL_FILE).read_bytes()
-    npz = (p / TREES_FILE).read_bytes()
+    try:
+        top = Path(root).resolve() if root is not None else None
+        if top is not None and not p.resolve().is_relative_to(top):  # before looking at what is there
+            raise ModelRefused(f"{p} is outside the model directory {top}")
+        if not (p / MODEL_FILE).exists():
+            found = sorted(
+                (d for d in p.iterdir() if (d / MODEL_FILE).exists()) if p.is_dir() else (),
+                key=lambda d: ((d / MODEL_FILE).stat().st_mtime, d.name),
+            )
+            if not found:
+                raise ModelError(f"no model artefact in {p}")
+            p = found[-1]
+        if top is not None:
+            for f in (p, p / MODEL_FILE, p / TREES_FILE, p / SIGNATURE_FILE):
+                if not f.resolve().is_relative_to(top):
+                    raise ModelRefused(f"{f} is outside the model directory {top}")
+        for f in (p / MODEL_FILE, p / TREES_FILE):
+            if f.stat().st_size > MAX_FILE_BYTES:
+                raise ModelError(f"{f} is larger than {MAX_FILE_BYTES} bytes")
+        meta_bytes = (p / MODEL_FILE).read_bytes()
+        npz = (p / TREES_FILE).read_bytes()
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ModelError(f"{p}: cannot read the artefact: {exc}") from None
     digest = _digest(meta_bytes, npz)
     if not p.name.endswith(digest):
         raise ModelError(f"{p}: content hash {digest} does not match the artefact name")
-    meta = json.loads(meta_bytes)
-    data = np.load(io.BytesIO(npz))
-    kinds = {}
-    for k, km in meta["kinds"].items():
-        kinds[k] = KindModel(
-            features=list(km["features"]),
-            threshold=float(km["threshold"]),
-            norm=float(km["norm"]),
-            depth=int(km["depth"]),
-            reference=list(km.get("reference", [])),
-            z_threshold=float(km.get("z_threshold", 0.0)),
-            **{a: data[f"{k}.{a}"] for a in _ARRAYS},
-        )
+    if key is not None:
+        _verify(p, key, meta_bytes, npz)
+    try:
+        meta = json.loads(meta_bytes)
+        with np.load(io.BytesIO(npz), allow_pickle=False) as data:
+            if not isinstance(meta, dict) or not isinstance(meta.get("kinds"), dict) or not meta["kinds"]:
+                raise ModelError("model.json has no 'kinds' mapping")
+            kinds = {k: _kind_model(k, km, data) for k, km in meta["kinds"].items()}
+    except ModelError as exc:
+        raise ModelError(f"{p.name}: {exc}") from None
+    except Exception as exc:  # whatever a broken file makes numpy or json raise
+        raise ModelError(f"{p.name}: malformed artefact: {type(exc).__name__}: {exc}") from None
     return PeerModel(p.name, meta, kinds)
+
+
+def _verify(p: Path, key: bytes, meta_bytes: bytes, npz: bytes) -> None:
+    sig_file = p / SIGNATURE_FILE
+    try:
+        got = sig_file.read_text(encoding="ascii", errors="replace")[:200].strip()
+    except OSError:
+        raise ModelRefused(
+            f"{p.name}: not signed (no {SIGNATURE_FILE}); RISKFLOW_MODEL_KEY is set, so only signed artefacts load"
+        ) from None
+    if not hmac.compare_digest(got, sign(key, p.name, meta_bytes, npz)):
+        raise ModelRefused(f"{p.name}: HMAC does not verify (the artefact was changed, or signed with another key)")
+
+
+def _finite(x: Any, what: str, low: float = -math.inf, high: float = math.inf) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and low <= x <= high):
+        raise ModelError(f"{what} must be a finite number in [{low}, {high}], got {x!r:.80}")
+    return float(x)
+
+
+def _kind_model(kind: str, km: Any, data: Any) -> KindModel:
+    """One kind's model, checked so that scoring can neither index out of range nor walk forever."""
+    from riskflow.schema import ENTITY_KINDS
+
+    if kind not in ENTITY_KINDS:  # kinds become metric labels: a fixed set
+        raise ModelError(f"unknown entity kind {kind!r:.80}")
+    if not isinstance(km, dict):
+        raise ModelError(f"{kind}: not a mapping")
+    features = km.get("features")
+    if (
+        not isinstance(features, list)
+        or not 1 <= len(features) <= MAX_FEATURES
+        or not all(isinstance(f, str) for f in features)
+    ):
+        raise ModelError(f"{kind}: features must be a list of 1 to {MAX_FEATURES} names")
+    depth = km.get("depth")
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
+        raise ModelError(f"{kind}: depth must be an integer from 0 to {MAX_DEPTH}, got {depth!r:.80}")
+    reference = km.get("reference", [])
+    if not isinstance(reference, list) or len(reference) not in (0, PSI_BINS):
+        raise ModelError(f"{kind}: reference must be a list of {PSI_BINS} shares")
+    arrays = {}
+    for a in _ARRAYS:
+        member = f"{kind}.{a}"
+        if member not in data.files:
+            raise ModelError(f"{kind}: array {a} missing from {TREES_FILE}")
+        if data.zip.getinfo(member + ".npy").file_size > MAX_NODES * 8 + 4096:  # before inflating it
+            raise ModelError(f"{kind}: array {a} is larger than {MAX_NODES} values")
+        arrays[a] = data[member]
+    n = len(features)
+    for a in ("median", "scale"):
+        v = arrays[a]
+        if v.shape != (n,) or v.dtype.kind != "f" or not np.all(np.isfinite(v)):
+            raise ModelError(f"{kind}: {a} must be {n} finite floats")
+    if not np.all(arrays["scale"] > 0):
+        raise ModelError(f"{kind}: scale must be positive")
+    shape = arrays["feature"].shape
+    if len(shape) != 2 or not shape[0] >= 1 or not shape[1] >= 1 or shape[0] * shape[1] > MAX_NODES:
+        raise ModelError(f"{kind}: trees must be a (trees, nodes) array of at most {MAX_NODES} nodes, got {shape}")
+    for a in ("feature", "split", "left", "right", "leaf_value"):
+        v = arrays[a]
+        ints = a in ("feature", "left", "right")
+        if v.shape != shape or v.dtype.kind != ("i" if ints else "f") or (not ints and not np.all(np.isfinite(v))):
+            raise ModelError(f"{kind}: {a} must be a {shape} array of {'integers' if ints else 'finite floats'}")
+        arrays[a] = v.astype(np.int64 if ints else np.float64)
+    feature, left, right = arrays["feature"], arrays["left"], arrays["right"]
+    nodes = shape[1]
+    inner = left >= 0
+    if not (
+        np.all(left[inner] < nodes)
+        and np.all((right[inner] >= 0) & (right[inner] < nodes))
+        and np.all((feature[inner] >= 0) & (feature[inner] < n))
+    ):
+        raise ModelError(f"{kind}: a split node's child or feature index is out of range")
+    # Scoring walks exactly `depth` steps: every path from a root must reach a leaf by then
+    # (a deeper tree, or a cycle, would be scored from an inner node).
+    t = np.arange(shape[0])
+    at = np.zeros(shape[0], dtype=np.int64)
+    for _ in range(depth):
+        go = inner[t, at]
+        if not go.any():
+            break
+        t2, at2 = t[go], at[go]
+        both = np.unique(np.concatenate([t2 * nodes + left[t2, at2], t2 * nodes + right[t2, at2]]))
+        t, at = both // nodes, both % nodes
+    if inner[t, at].any():
+        raise ModelError(f"{kind}: a tree does not reach a leaf within depth {depth} (deeper, or cyclic)")
+    return KindModel(
+        features=list(features),
+        threshold=_finite(km.get("threshold"), f"{kind}: threshold", 0.0, 1.0),
+        norm=_finite(km.get("norm"), f"{kind}: norm", 1e-12),
+        depth=depth,
+        reference=[_finite(r, f"{kind}: reference", 0.0, 1.0) for r in reference],
+        z_threshold=_finite(km.get("z_threshold", 0.0), f"{kind}: z_threshold", 0.0),
+        **arrays,
+    )
 
 
 def psi_reference(scores: np.ndarray) -> list[float]:

@@ -1,4 +1,4 @@
-"""The RiskFlow event contract (``shared/EVENTS.md`` v1): parsing and validation.
+"""The RiskFlow event contract (docs/events.md v1): parsing and validation.
 
 Every message on an input topic goes through :func:`parse_event`. It either
 returns a typed :class:`Event` or raises :class:`InvalidEvent` carrying a

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -110,8 +110,8 @@ class Settings(BaseSettings):
         description="RISKFLOW_MAX_EVENT_SKEW: event-time seconds an event may run ahead of its input "
         "partition's event time and still move it; an event further ahead is processed for its own "
         "entity, ledgered on the late-event topic (ahead: true), and moves the partition's time only "
-        "once a second source has reached it, so that one producer's clock cannot fire every other "
-        "entity's deadlines. Default 7 days.",
+        "once a second entity runs ahead with no event in time between them, so that one producer's "
+        "clock cannot fire every other entity's deadlines. Default 7 days.",
     )
     partitions: int = Field(4, ge=1, description="RISKFLOW_PARTITIONS: partitions of the input topics and tables.")
     replication_factor: int = Field(1, ge=1, description="RISKFLOW_REPLICATION_FACTOR: of topics RiskFlow creates.")
@@ -176,6 +176,20 @@ class Settings(BaseSettings):
         description="RISKFLOW_MODEL_DIR: directory of peer-group model artefacts (`riskflow train --out`); "
         "the worker loads the newest at start-up and on a reload control message. Unset: no peer model.",
     )
+    model_key: SecretStr | None = Field(
+        None,
+        description="RISKFLOW_MODEL_KEY: secret (16+ characters) for model artefacts' HMAC-SHA256: "
+        "`riskflow train` signs with it, and a worker with it set loads only artefacts whose signature "
+        "verifies. Unset: artefacts are checked against their content hash only (a warning is logged).",
+    )
+
+    @field_validator("model_key")
+    @classmethod
+    def _model_key_long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (a random secret)")
+        return v
+
     risk_config: Path | None = Field(
         None,
         description="RISKFLOW_RISK_CONFIG: YAML file of risk-index weights, decay, level thresholds and "

@@ -27,8 +27,11 @@ committed) or finds the events already folded into a written state; it never
 loses an alert. Dirty states are never written into another consumer
 generation (the worker may no longer own their partitions): they are dropped
 with their un-acknowledged offsets, which are read again from the committed
-offsets over the last written states. A batch that fails or is cancelled
-half-way drops them too (the pipeline mutates states in place).
+offsets over the last written states. A batch that is cancelled half-way drops
+them too (the pipeline mutates states in place). One that fails does not stop the
+worker: the pipeline dead-letters a message whose processing raises and goes on,
+and should the batch fail as a whole it puts back what it touched and the batch is
+processed again one message at a time (:func:`process_batch`).
 
 Clean states — the ones this worker last wrote — are kept decoded in a
 bounded cache in front of the table's bytes, dropped whole on a rebalance,
@@ -63,9 +66,9 @@ from faust.types import TP
 from detectors.anomaly import PeerGroupDetector
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.lateness import encode_late
-from detectors.pipeline import BatchProcessor
+from detectors.pipeline import PROCESSING_ERROR, BatchProcessor, BatchResult, RollbackFailed
 from detectors.risk.contagion import encode_link
-from riskflow.deadletter import encode_dead_letter
+from riskflow.deadletter import dead_letter, encode_dead_letter
 from riskflow.metrics import Metrics
 from riskflow.models import DriftTracker
 from streams.batchtap import BatchTap, install
@@ -161,6 +164,53 @@ async def _send_batches(aio: Any, records: Sequence[Out]) -> Awaitable[Any]:
     return asyncio.gather(*futures)
 
 
+def process_batch(
+    processor: BatchProcessor, records: Sequence[Any], get_state: Callable[[str], EntityState | None]
+) -> BatchResult:
+    """``processor.process(records)``; should the batch fail as a whole (a bug outside the
+    per-message containment of ``detectors/pipeline.py``, which then put every state it touched
+    back), it is processed again one message at a time, and a message that fails alone is
+    dead-lettered as ``processing_error``: one bad message never stops the worker, and the
+    others are processed exactly as in the batch."""
+    try:
+        return processor.process(records, get_state)
+    except RollbackFailed:
+        raise  # the states it touched cannot be trusted: the handler drops them all (read again)
+    except Exception as exc:
+        log.exception(
+            "a batch of %d records failed as a whole (%r); processing it one message at a time", len(records), exc
+        )
+    res = BatchResult()
+    states = res.states
+
+    def current(entity_id: str) -> EntityState | None:
+        held = states.get(entity_id)
+        return held[0] if held is not None else get_state(entity_id)
+
+    for rec in records:
+        try:
+            one = processor.process([rec], current)
+        except RollbackFailed:
+            raise
+        except Exception as exc:
+            log.error("record %s[%d]@%d failed alone (%r): dead-lettered", rec.topic, rec.partition, rec.offset, exc)
+            detail = f"{type(exc).__name__} in the batch processor: {exc}"
+            res.dead_letters.append(
+                dead_letter(rec.value, PROCESSING_ERROR, detail, rec.topic, rec.partition, rec.offset, rec.key)
+            )
+            continue
+        res.alerts += one.alerts
+        res.dead_letters += one.dead_letters
+        states.update(one.states)
+        res.counted += one.counted
+        res.max_event_ts = max(res.max_event_ts, one.max_event_ts)
+        res.links += one.links
+        res.late += one.late
+        res.ahead += one.ahead
+        res.already_applied += one.already_applied
+    return res
+
+
 def wire_agents(
     app: faust.App,
     topics: Topics,
@@ -241,7 +291,7 @@ def wire_agents(
             await before_batch()
         cache.check_generation(app.consumer_generation_id)  # a rebalance drops the cache
         started = time.perf_counter()
-        res = processor.process(records, get_state)
+        res = process_batch(processor, records, get_state)
         evaluated = time.perf_counter()
         if res.alerts or res.links or res.dead_letters or res.late or res.ahead:
             out: list[Out] = [
@@ -272,6 +322,8 @@ def wire_agents(
                     sent_counter.labels(topic=f"topic.{topic}").inc(n)
         if metrics is not None:
             metrics.count_batch(res.counted, (d["reason"] for d in res.dead_letters), res.alerts)
+            if res.already_applied:
+                metrics.already_applied.inc(res.already_applied)
             if res.late:
                 metrics.count_late(r.event_type for r in res.late)
             if res.ahead:
@@ -311,9 +363,13 @@ def wire_agents(
             # they cover can be committed. (Table.send_changelog queues each record in Faust's
             # producer buffer, drained one message at a time, and stalls the stream whenever
             # 100 are pending; bench/pipeline.py measured it.)
-            encoded: list[Out] = [
-                (changelog, eid.encode(), encode_state(state), partition) for eid, (state, partition) in taken.items()
-            ]
+            try:
+                encoded: list[Out] = [
+                    (changelog, eid.encode(), encode_state(state), partition)
+                    for eid, (state, partition) in taken.items()
+                ]
+            except Exception:
+                encoded = encodable(taken)
             sends = batched(app.producer, encoded)
 
             async def write() -> None:
@@ -331,6 +387,25 @@ def wire_agents(
 
         def discard(self) -> None:
             cache.clear()
+
+    def encodable(taken: dict[str, tuple[EntityState, int]]) -> list[Out]:
+        """The records of the states that encode. A state that does not (a detector put a value
+        msgpack cannot hold in it: a bug) is not written and is dropped from memory, so the
+        entity goes on from its last written state; raising here instead would stop the worker
+        at every restart."""
+        out: list[Out] = []
+        for eid, (state, partition) in list(taken.items()):
+            try:
+                out.append((changelog, eid.encode(), encode_state(state), partition))
+            except Exception as exc:
+                log.error(
+                    "entity %s: its state cannot be encoded (%r); not written, it goes on from its last written state",
+                    eid,
+                    exc,
+                )
+                del taken[eid]
+                cache.drop(eid)
+        return out
 
     install(app, BatchTap(topics.inputs.topics, handle, Flush()))
 
@@ -386,7 +461,7 @@ def _consumer_lag(app: faust.App, records: list[Any]) -> dict[str, int]:
     """Per input topic of the batch: its partitions' high watermarks minus the next offset to process.
 
     The high watermark is the consumer's last fetched one (no broker round trip).
-    Tansu reports it short (shared/KAFKA-NOTES.md), so a caught-up partition can
+    Tansu reports it short (docs/operations.md, "Broker notes"), so a caught-up partition can
     come out negative: clamped to 0.
     """
     position: dict[tuple[str, int], int] = {}

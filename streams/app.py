@@ -19,7 +19,7 @@ _orig_create_worker_consumer = _faust_aiokafka.AIOKafkaConsumerThread._create_wo
 def _create_worker_consumer(self: Any, transport: Any) -> Any:
     # Faust hard-codes fetch_max_wait_ms=1500 for its group consumer; the
     # broker may hold every fetch that long, which alone costs ~1.2 s of
-    # latency (shared/KAFKA-NOTES.md). Set it before the consumer starts.
+    # latency (docs/operations.md, "Broker notes"). Set it before the consumer starts.
     consumer = _orig_create_worker_consumer(self, transport)
     consumer._fetch_max_wait_ms = _FETCH_MAX_WAIT_MS["value"]
     return consumer

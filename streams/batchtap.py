@@ -2,7 +2,7 @@
 
 Faust turns every fetched record into a Message, an Event and a stream item,
 with sensor calls and task hand-offs on the way: ~100 µs of CPU per event
-before an agent sees it (``shared/KAFKA-NOTES.md``), and ``take_events`` does
+before an agent sees it (docs/operations.md, "Broker notes"), and ``take_events`` does
 not avoid it. RiskFlow keeps Faust for everything *around* the hot path —
 group membership and partition assignment, the changelog-backed table and its
 recovery, offset commits, the producer — and replaces only the per-record

@@ -8,13 +8,18 @@ in the app's consumer group would hand each message to one worker only.
 
 At start-up the worker reads the topic until a fetch comes back empty
 (not "to the end offset": the embedded broker reports end offsets short,
-shared/KAFKA-NOTES.md) and only then lets the detection agent process its
+docs/operations.md, "Broker notes") and only then lets the detection agent process its
 first batch, so a restarted worker starts on the latest pushed pack. After
 that a background task keeps following the topic; the agent picks up a new
 pack between two batches (one attribute check per batch), swapping the
 engine of its :class:`~detectors.pipeline.BatchProcessor`. A message that is
-not a valid pack is logged, counted in ``riskflow_rule_pack_rejected_total{reason}``
-(:data:`REJECT_REASONS`) and ignored: the running pack stays.
+not a valid pack is logged (one line), counted in ``riskflow_rule_pack_rejected_total{reason}``
+(:data:`REJECT_REASONS`) and ignored: the running pack stays. "Not valid" is anything
+:func:`parse_pushed` refuses (larger than :data:`MAX_MESSAGE_BYTES`, not the message's shape,
+a pack :func:`~detectors.rules.load_texts` rejects: too large or deep, non-finite numbers, no
+rules without ``allow_empty``) and any pack whose engine cannot be built; no exception of a
+message's making leaves this module, so a bad push can neither stop a worker nor make it
+crash again on every restart (workers re-read the topic from the start).
 
 The consumer is built from ``riskflow.kafka.client_config`` (the ``client``
 argument), so SASL/SCRAM and TLS settings reach it as they reach the worker's own.
@@ -42,6 +47,9 @@ from riskflow.metrics import RULE_PACK_REJECT_REASONS, Metrics
 log = logging.getLogger(__name__)
 
 PACK_SCHEMA = "riskflow.rulepack/v1"
+#: Largest control message a worker decodes: the broker's default limit (1 MB); a pack of
+#: :data:`~detectors.rules.MAX_PACK_BYTES` of YAML encodes well under it.
+MAX_MESSAGE_BYTES = 1_000_000
 
 #: Why a pushed message was refused (the fixed label set of ``riskflow_rule_pack_rejected_total``):
 #: not JSON or not the message's shape; a schema other than ``riskflow.rulepack/v1``; rules that
@@ -56,14 +64,18 @@ class PushedPack(msgspec.Struct, kw_only=True):
     version: str
     files: dict[str, str]
     pushed_at: str = ""
+    #: ``riskflow rules push --allow-empty``: a pack without rules is meant (detection by rules off).
+    allow_empty: bool = False
 
 
-def encode_pack(pack: RulePack, pushed_at: str = "") -> bytes:
+def encode_pack(pack: RulePack, pushed_at: str = "", *, allow_empty: bool = False) -> bytes:
     """>>> from detectors.rules import load_pack
     >>> decode_pack(encode_pack(load_pack())).files.keys() == load_pack().files.keys()
     True
     """
-    return msgspec.json.encode(PushedPack(version=pack.version, files=pack.files, pushed_at=pushed_at))
+    return msgspec.json.encode(
+        PushedPack(version=pack.version, files=pack.files, pushed_at=pushed_at, allow_empty=allow_empty)
+    )
 
 
 def decode_pack(data: bytes) -> PushedPack:
@@ -95,16 +107,22 @@ def parse_pushed(data: bytes, constants: Mapping[str, float] | None = None) -> R
     malformed
     unsupported_schema
     """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise PackRejected("malformed", f"message of {len(data)} bytes; at most {MAX_MESSAGE_BYTES} are read")
     try:
         msg = decode_pack(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise PackRejected("malformed", str(exc)) from None
     except ValueError as exc:
         raise PackRejected("unsupported_schema", str(exc)) from None
+    except Exception as exc:  # e.g. RecursionError on deeply nested JSON
+        raise PackRejected("malformed", f"{type(exc).__name__}: {exc}") from None
     try:
-        return load_texts(msg.files, constants)
+        return load_texts(msg.files, constants, allow_empty=msg.allow_empty)
     except RuleError as exc:
         raise PackRejected("invalid_rules", str(exc)) from None
+    except Exception as exc:  # load_texts turns every failure into RuleError; this is the backstop
+        raise PackRejected("invalid_rules", f"{type(exc).__name__}: {exc}") from None
 
 
 class RuleControl:
@@ -141,13 +159,19 @@ class RuleControl:
         try:
             return parse_pushed(value, self.constants)
         except PackRejected as exc:
-            reason, detail = exc.reason, str(exc)
+            self.reject(exc.reason, str(exc), offset)
+        except Exception as exc:  # parse_pushed should have said why; whatever it missed is a rejection
+            self.reject("invalid_rules", f"invalid_rules: {type(exc).__name__}: {exc}", offset)
+        return None
+
+    def reject(self, reason: str, detail: str, offset: int) -> None:
+        """One log line and one count per refused pack; the running pack stays."""
+        detail = " ".join(detail.split())[:1000]
         log.error(
             "rules topic %s offset %d: rule pack rejected, the running pack stays: %s", self.topic, offset, detail
         )
         if self.metrics is not None:
             self.metrics.rule_pack_rejected.labels(reason=reason).inc()
-        return None
 
     def consumer(self) -> AIOKafkaConsumer:
         """The group-less consumer of the control topic (not started)."""
@@ -195,11 +219,16 @@ class RuleControl:
             await self.ready.wait()
         pack, self.pending = self.pending, None
         if pack is not None and pack.version != self.processor.engine.pack_version:
-            self.processor.engine = self.make_engine(pack)
-            self.rebuild = True
-            log.info("switched to rule pack %s (%d rules)", pack.version, len(pack.detectors))
-            if self.on_switch is not None:
-                self.on_switch(pack)
+            try:
+                engine = self.make_engine(pack)
+            except Exception as exc:  # a pack that validates but cannot run: refuse it, keep running
+                self.reject("invalid_rules", f"invalid_rules: engine not built: {type(exc).__name__}: {exc}", -1)
+            else:
+                self.processor.engine = engine
+                self.rebuild = True
+                log.info("switched to rule pack %s (%d rules)", pack.version, len(pack.detectors))
+                if self.on_switch is not None:
+                    self.on_switch(pack)
         if self.rebuild:
             self.rebuild = False
             self.processor.rebuild(self.states())

@@ -180,6 +180,12 @@ class StateCache:
                 if eid not in dirty and eid not in writing:
                     yield decode_state(raw)
 
+    def drop(self, entity_id: str) -> None:
+        """Forget ``entity_id``'s state, dirty or not: it is read from the table's bytes again."""
+        self.dirty.pop(entity_id, None)
+        self.writing.pop(entity_id, None)
+        self._data.pop(entity_id, None)
+
     def check_generation(self, generation: int) -> None:
         """Drop everything (dirty states too) if the consumer generation moved on (a rebalance)."""
         if generation != self.generation:

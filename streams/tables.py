@@ -2,7 +2,7 @@
 
 Recovery is made whole here. Faust rebuilds a table by reading each changelog
 partition up to its *end offset*; Tansu reports that as the start of the
-partition's last record batch (shared/KAFKA-NOTES.md), so a restarted worker
+partition's last record batch (docs/operations.md, "Broker notes"), so a restarted worker
 silently lost the states of the last batch written before the crash
 (tests/test_reliability_crash.py caught it: entities resumed with fewer
 events). After Faust's own recovery, :func:`catch_up` reads every assigned

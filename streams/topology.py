@@ -88,10 +88,11 @@ def build_topology(
     app.on_partitions_assigned.connect(on_assigned)
     peer = peer_detector(processor)
     if peer is not None:
+        model_key = settings.model_key.get_secret_value().encode() if settings.model_key else None
         if settings.model_dir is not None:
-            load_into(peer, settings.model_dir, metrics)  # at start-up; then on a reload message
+            load_into(peer, settings.model_dir, metrics, model_key)  # at start-up; then on a reload message
         if settings.kafka_bootstrap:
-            wire_control(app, kafka, settings.topic_control, peer, settings.model_dir, metrics)
+            wire_control(app, kafka, settings.topic_control, peer, settings.model_dir, metrics, model_key)
     wire_agents(
         app,
         topics,

@@ -6,7 +6,7 @@ import pytest
 
 pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
 EXAMPLES = Path(__file__).resolve().parent / "data"
 
 

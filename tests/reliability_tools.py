@@ -1,7 +1,7 @@
 """Helpers for the fault-injection tests: produce with offsets, wait for commits,
 read a changelog without trusting end offsets, and the offline reference state.
 
-Tansu reports end offsets short (shared/KAFKA-NOTES.md), so nothing here reads
+Tansu reports end offsets short (docs/operations.md, "Broker notes"), so nothing here reads
 "up to the end offset": readers consume until the topic has been quiet for a
 while, and commit checks compare against the offsets the producer was given.
 """
@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from detectors.base import Describe, Detector, Signal
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.lateness import LateRecord
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import load_pack
 from riskflow.alerts import Alert
+from riskflow.schema import Event
 
 
 def produce(bootstrap: str, records: Sequence[tuple[str, bytes | None, bytes]]) -> dict[TopicPartition, int]:
@@ -176,11 +180,13 @@ def routed_messages(recs: Sequence[tuple[str, bytes | None, bytes]], partitions:
 
 
 def reference(
-    lines: Iterable[bytes] | list[RawMessage], *, dedup_window: int
+    lines: Iterable[bytes] | list[RawMessage], *, dedup_window: int, boom: bool = False
 ) -> tuple[set[str], dict[str, EntityState]]:
     """Alert ids and final per-entity states of the same history run offline in one batch.
-    (:func:`reference_alerts` has the alerts themselves.)"""
+    (:func:`reference_alerts` has the alerts themselves.) ``boom``: with :class:`Boom`."""
     bp: BatchProcessor = build_processor(load_pack(), dedup_window=dedup_window)
+    if boom:
+        with_boom(bp)
     store: dict[str, EntityState] = {}
     msgs = [m if isinstance(m, RawMessage) else RawMessage(m, "file", 0, i, None) for i, m in enumerate(lines)]
     res = bp.process(msgs, store.get)
@@ -188,8 +194,12 @@ def reference(
     return {a.alert_id for a in res.alerts}, states
 
 
-def reference_alerts(lines: Iterable[bytes] | list[RawMessage], *, dedup_window: int) -> dict[str, list[Alert]]:
+def reference_alerts(
+    lines: Iterable[bytes] | list[RawMessage], *, dedup_window: int, boom: bool = False
+) -> dict[str, list[Alert]]:
     bp: BatchProcessor = build_processor(load_pack(), dedup_window=dedup_window)
+    if boom:
+        with_boom(bp)
     msgs = [m if isinstance(m, RawMessage) else RawMessage(m, "file", 0, i, None) for i, m in enumerate(lines)]
     res = bp.process(msgs, {}.get)
     out: dict[str, list[Alert]] = {}
@@ -272,14 +282,15 @@ def latest_revisions(by_id: dict[str, list[Alert]]) -> dict[str, int]:
 def state_diff(got: dict[str, EntityState], want: dict[str, EntityState]) -> list[str]:
     """Human-readable differences between two entity-state maps (empty when equal).
 
-    ``lane`` (the input "topic#partition" an entity's timers follow) names
-    where the events were read from, which differs between the offline
-    reference and a live worker by construction; it is left out."""
+    ``lane`` (the input "topic#partition" an entity's timers follow) and ``offsets``
+    (the offset of the last message applied per lane) name where the events were
+    read from, which differs between the offline reference and a live worker by
+    construction; they are left out."""
     out = [f"missing state for {e} (want events={want[e].events})" for e in sorted(want.keys() - got.keys())]
     out += [f"unexpected state for {e}" for e in sorted(got.keys() - want.keys())]
     for e in sorted(want.keys() & got.keys()):
-        g = msgspec.structs.asdict(got[e]) | {"lane": ""}
-        w = msgspec.structs.asdict(want[e]) | {"lane": ""}
+        g = msgspec.structs.asdict(got[e]) | {"lane": "", "offsets": {}}
+        w = msgspec.structs.asdict(want[e]) | {"lane": "", "offsets": {}}
         if g != w:
             fields = sorted(f for f in w if g[f] != w[f])
             out.append(f"{e}: {fields} differ; events {got[e].events} want {want[e].events}")
@@ -355,6 +366,25 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for fam in text_string_to_metric_families(text)
         for s in fam.samples
     }
+
+
+def wait_read(worker: Any, n: int, timeout: float = 120.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Wait until ``worker`` (tests/kafka_fixtures.py ``Worker``) has handled ``n`` input
+    messages — each is an event, a dead letter or a message already applied — and is still
+    running; returns its metrics then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        try:
+            m = scrape(worker.metrics_port)
+        except OSError:  # not serving yet
+            m = {}
+        names = ("riskflow_events_total", "riskflow_invalid_events_total", "riskflow_already_applied_total")
+        read = sum(metric_sum(m, name) for name in names)
+        if read >= n:
+            return m
+        assert time.monotonic() < deadline, f"read {read} of {n}: " + worker.log_text()[-3000:]
+        time.sleep(0.5)
 
 
 def metric_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
@@ -449,3 +479,133 @@ class KafkaProxy:
             for w in (c_writer, u_writer):
                 w.transport.abort()
                 self._writers.discard(w)
+
+
+class Boom(Detector):
+    """A detector with a bug: raises on an event whose id starts with ``boom-``, after the
+    engine and the detectors before it changed the entity's state. Counts the others."""
+
+    id = "test.boom"
+    describe = Describe("测试故障", "test fault")
+
+    def learn_one(self, state: Any, event: Event) -> Any:
+        if event.event_id.startswith("boom-"):
+            raise ValueError("boom on purpose")
+        return (state or 0) + 1
+
+    def score_one(self, state: Any, event: Event) -> list[Signal]:
+        return []
+
+
+class Unencodable(Detector):
+    """A detector with another bug: on an event whose id starts with ``unenc-`` it keeps a
+    complex number in the entity's state, which msgpack cannot encode."""
+
+    id = "test.unencodable"
+    describe = Describe("测试故障", "test fault")
+
+    def learn_one(self, state: Any, event: Event) -> Any:
+        return complex(1, 1) if event.event_id.startswith("unenc-") else state
+
+    def score_one(self, state: Any, event: Event) -> list[Signal]:
+        return []
+
+
+def with_boom(bp: BatchProcessor) -> BatchProcessor:
+    bp.engine.detectors = [*bp.engine.detectors, Boom()]
+    return bp
+
+
+def install_injection(*, commit_interval: float | None, boom: bool, unencodable: bool = False) -> None:
+    """Run in a worker process by the ``sitecustomize`` of :func:`worker_injection`, before
+    the worker imports what it changes."""
+    if commit_interval is not None:
+        import streams.app
+
+        make = streams.app.create_app
+
+        def create_app(*args: Any, **kwargs: Any) -> Any:
+            app = make(*args, **kwargs)
+            app.conf.broker_commit_interval = commit_interval
+            return app
+
+        streams.app.create_app = create_app  # type: ignore[assignment]
+    if boom:
+        import detectors.factory
+
+        build = detectors.factory.build_processor
+
+        def build_processor(*args: Any, **kwargs: Any) -> BatchProcessor:
+            return with_boom(build(*args, **kwargs))
+
+        detectors.factory.build_processor = build_processor  # type: ignore[assignment]
+    if unencodable:
+        import detectors.factory
+
+        build_u = detectors.factory.build_processor
+
+        def build_processor(*args: Any, **kwargs: Any) -> BatchProcessor:  # type: ignore[no-redef]
+            bp = build_u(*args, **kwargs)
+            bp.engine.detectors = [*bp.engine.detectors, Unencodable()]
+            return bp
+
+        detectors.factory.build_processor = build_processor  # type: ignore[assignment]
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_injection(
+    directory: Path, *, commit_interval: float | None = None, boom: bool = False, unencodable: bool = False
+) -> dict[str, str]:
+    """The environment that makes a worker started with it run :func:`install_injection`
+    (through a ``sitecustomize`` written to ``directory``): ``commit_interval`` replaces Faust's
+    offset commit interval (1 s; a long one leaves the offsets uncommitted while the states are
+    flushed, so that after a kill -9 the next worker reads a long span again over states that
+    already hold it); ``boom`` adds :class:`Boom` (a bug in a detector) to the worker's
+    processor; ``unencodable`` adds :class:`Unencodable`. Nothing of this is a product
+    setting: it exists only for these tests."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(_ROOT)!r})\n"
+        "from tests.reliability_tools import install_injection\n"
+        f"install_injection(commit_interval={commit_interval!r}, boom={boom!r}, unencodable={unencodable!r})\n"
+    )
+    path = os.pathsep.join(p for p in (str(directory), str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path}
+
+
+def busy_fund_events(start: dt.datetime, days: int, n: int, entity: str = "PF-330100-BUSY") -> list[dict[str, Any]]:
+    """``n`` subscriptions to one fund over ``days`` (many investors, some unqualified): its
+    rules fire and its episodes grow revisions all along — an entity far busier than the
+    dedup window remembers."""
+    step = days * 86400 / n
+    return [
+        {
+            "schema": "riskflow.event/v1",
+            "event_id": f"busy-{i}",
+            "event_type": "fund.subscription",
+            "entity_id": entity,
+            "entity_kind": "private_fund",
+            "region": "330100",
+            "event_time": (start + dt.timedelta(seconds=i * step)).isoformat(),
+            "source": "test",
+            "payload": {
+                "fund_id": entity,
+                "investor_id": f"INV-{i % 700}",
+                "investor_type": "individual",
+                "amount": 300_000.0 if i % 9 == 0 else 1_500_000.0,
+            },
+        }
+        for i in range(n)
+    ]
+
+
+def assert_same_contents(got: dict[str, list[Alert]], want: dict[str, list[Alert]]) -> None:
+    """Every alert id's highest revision has the same content (all but ``detected_at``)."""
+    for aid, copies in want.items():
+        w = max(copies, key=lambda a: a.revision)
+        g = max(got[aid], key=lambda a: a.revision)
+        plain_w, plain_g = msgspec.structs.replace(w, detected_at=""), msgspec.structs.replace(g, detected_at="")
+        assert plain_g == plain_w, (aid, _field_diff(plain_w, plain_g))

@@ -104,7 +104,7 @@ def test_measures_on_a_hand_made_history(pack) -> None:  # type: ignore[no-untyp
     assert p["rule_hits"] == {"t.guaranteed": 3}
     b = s["per_scenario"]["benign_lookalike"]
     assert b["normal"] and b["alerted_entities"] == 1 and b["false_alerts"] == 1
-    assert s["per_rule"]["t.guaranteed"] == {"alerts": 5, "on_bad_entities": 3, "on_normal_entities": 2}
+    assert s["per_rule"]["t.guaranteed"] == {"alerts": 5, "on_bad_entities": 3, "on_normal_entities": 2, "entities": 3}
     by_severity = [p["recall"] for p in s["operating_points"] if "min_severity" in p]
     assert by_severity == [0.5, 0.5, 0.5, 0.0]  # the rule is "high": nothing is critical
     table = format_table(s)

@@ -10,14 +10,11 @@ subclass found under ``detectors/`` that can be built with its defaults.
 
 from __future__ import annotations
 
-import datetime as _dt
 import importlib
 import inspect
 import pkgutil
-from typing import Any
 
 import msgspec
-import msgspec.inspect as mi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,77 +26,8 @@ from detectors.factory import build_processor
 from detectors.pipeline import RawMessage
 from detectors.rules import load_pack
 from detectors.rules.base import Rule
-from riskflow.schema import CATALOGUE, ENTITY_KINDS, REASONS, REGIONS, SCHEMA_ID, Event, InvalidEvent, parse_event
-
-# ---- a strategy for valid events, derived from the payload types ----------------
-
-#: The characters the event contract allows in strings: no surrogates, no control characters,
-#: no bidirectional overrides or isolates (riskflow.schema's text rule).
-CHARS = st.characters(
-    blacklist_categories=("Cs", "Cc"), blacklist_characters="\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
-_TEXT = st.text(alphabet=CHARS, max_size=40)
-
-
-def _for_type(t: mi.Type) -> st.SearchStrategy[Any]:
-    if isinstance(t, mi.UnionType):
-        return st.one_of([_for_type(x) for x in t.types])
-    if isinstance(t, mi.NoneType):
-        return st.none()
-    if isinstance(t, mi.BoolType):
-        return st.booleans()
-    if isinstance(t, mi.IntType):
-        lo = t.ge if t.ge is not None else -(2**40)
-        hi = t.le if t.le is not None else 2**40
-        return st.integers(lo, hi)
-    if isinstance(t, mi.FloatType):
-        lo = t.ge if t.ge is not None else -1e15
-        hi = t.le if t.le is not None else 1e15
-        return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
-    if isinstance(t, mi.StrType):
-        return st.text(
-            alphabet=CHARS,
-            min_size=t.min_length or 0,
-            max_size=min(t.max_length or 40, 40),
-        )
-    if isinstance(t, mi.LiteralType):
-        return st.sampled_from(t.values)
-    if isinstance(t, mi.DateType):
-        return st.dates(_dt.date(1990, 1, 1), _dt.date(2030, 12, 31)).map(lambda d: d.isoformat())
-    if isinstance(t, mi.ListType):
-        return st.lists(_for_type(t.item_type), max_size=min(t.max_length or 5, 5))
-    if isinstance(t, mi.AnyType):
-        return st.one_of(st.none(), st.integers(), _TEXT, st.floats(allow_nan=False, allow_infinity=False))
-    raise NotImplementedError(f"no strategy for {t!r}: extend _for_type")
-
-
-def _payload(cls: type) -> st.SearchStrategy[dict[str, Any]]:
-    info = mi.type_info(cls)
-    assert isinstance(info, mi.StructType)
-    required = {f.encode_name: _for_type(f.type) for f in info.fields if f.required}
-    optional = {f.encode_name: _for_type(f.type) for f in info.fields if not f.required}
-    return st.fixed_dictionaries(required, optional=optional)
-
-
-_TIMES = st.datetimes(_dt.datetime(2020, 1, 1), _dt.datetime(2026, 1, 1), timezones=st.just(_dt.UTC))
-
-
-@st.composite
-def valid_events(draw: st.DrawFn, entity_id: str | None = None) -> bytes:
-    etype = draw(st.sampled_from(sorted(CATALOGUE)))
-    obj = {
-        "schema": SCHEMA_ID,
-        "event_id": draw(st.text(alphabet="abcdef0123456789-", min_size=1, max_size=20)),
-        "event_type": etype,
-        "entity_id": entity_id or draw(st.sampled_from(["PF-1", "PFM-2", "BNK-3"])),
-        "entity_kind": draw(st.sampled_from(ENTITY_KINDS)),
-        "region": draw(st.sampled_from(sorted(REGIONS))),
-        "event_time": draw(_TIMES).isoformat(),
-        "source": draw(st.sampled_from(["amac", "grid", "bank-feed"])),
-        "payload": draw(_payload(CATALOGUE[etype])),
-    }
-    return msgspec.json.encode(obj)
-
+from riskflow.schema import CATALOGUE, REASONS, Event, InvalidEvent, parse_event
+from tests.strategies import valid_events
 
 # ---- detector discovery ----------------------------------------------------------
 

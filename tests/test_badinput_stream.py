@@ -15,8 +15,12 @@ from collections import Counter
 
 import msgspec
 
+from detectors.factory import build_processor
 from detectors.lateness import decode_late
+from detectors.pipeline import RawMessage
+from detectors.rules import load_pack
 from riskflow.deadletter import original_bytes
+from riskflow.partitioning import partition_for
 from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
@@ -79,7 +83,8 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: 
     s = stack.settings
     worker = stack.start_worker()
 
-    good_recs = [("good", r.topic, r.key, r.value) for r in route(good, s)]
+    good_recs_routed = list(route(good, s))
+    good_recs = [("good", r.topic, r.key, r.value) for r in good_recs_routed]
     bad = [
         (reason, rng.choice([s.topic_fund_events, s.topic_institution_events]), k, v)
         for reason, k, v in bad_messages(events, rng)
@@ -120,7 +125,17 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: 
     assert_copies_identical(alerts)
     n_alert_records = sum(len(v) for v in alerts.values())
 
-    ledger = [decode_late(v) for v in stack.consume(s.topic_late, min_count=len(want_late), timeout=60)]
+    # Events that ran ahead of their partition's time share the ledger (ahead: true); which
+    # ones do depends on the partitioning, so the reference is placed as the worker's input is.
+    placed = [
+        RawMessage(r.value, r.topic, partition_for(r.key or b"", s.partitions), i, r.key)
+        for i, r in enumerate(good_recs_routed)
+    ]
+    want_ahead = build_processor(load_pack(), dedup_window=1000).process(placed, {}.get).ahead
+    got = stack.consume(s.topic_late, min_count=len(want_late) + len(want_ahead), timeout=60)
+    ledger_all = [decode_late(v) for v in got]
+    assert sorted(r.event_id for r in ledger_all if r.ahead) == sorted(r.event_id for r in want_ahead)
+    ledger = [r for r in ledger_all if not r.ahead]
     assert sorted(r.event_id for r in ledger) == sorted(r.event_id for r in want_late)
     by_id = {r.event_id: r for r in ledger}
     for want in want_late:
@@ -140,3 +155,41 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_counted_exactly(stack: 
     assert worker.proc.poll() is None, "the worker must keep running"
     assert log.count("Worker]: Ready") == 1, "the worker restarted"
     assert "Traceback" not in log and "crashed" not in log.lower(), log[-3000:]
+
+
+def test_the_single_message_crashers_are_dead_lettered_and_the_worker_goes_on(stack: Stack) -> None:
+    """Each of these small messages crash-looped every worker (issue 22): a payload nested 3,000
+    levels deep inside an unknown field, a quarterly filing for period 9999-12-31, an event at
+    0001-01-01T00:00:00+14:00. Produced between valid events, each is dead-lettered with its
+    reason, the worker keeps running (the same process), and the events after them raise the
+    alerts they raise without them."""
+    events, _ = simulate(entities=20, days=30, seed=5)
+    good = [encode_event(e) for e in events]
+    like = events[len(events) // 2]
+    deep = encode_event(like)[:-1] + b', "extra": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+    far_filing = {"filing": "quarterly", "period_end": "9999-12-31"}
+    crashers = [
+        deep,
+        encode_event({**like, "event_id": "far", "event_type": "filing.submitted", "payload": far_filing}),
+        encode_event({**like, "event_id": "year-0", "event_time": "0001-01-01T00:00:00+14:00"}),
+    ]
+    want = reference_alerts(good, dedup_window=64)
+    assert want
+
+    s = stack.settings
+    worker = stack.start_worker()
+    routed = list(route(good, s))
+    half = len(routed) // 2
+    first, second = routed[:half], routed[half:]
+    key = like["entity_id"].encode()
+    topic = next(r.topic for r in routed if r.key == key)
+    stack.produce([(r.topic, r.key, r.value) for r in first])
+    stack.produce([(topic, key, v) for v in crashers])
+    stack.produce([(r.topic, r.key, r.value) for r in second])
+
+    dead = [msgspec.json.decode(v) for v in stack.consume(s.topic_deadletter, min_count=3, timeout=120)]
+    assert sorted(d["reason"] for d in dead) == ["invalid_date", "invalid_date", "too_deep"]
+    alerts = alerts_by_id(stack.consume(s.topic_alerts, min_count=len(want), timeout=120))
+    assert alerts.keys() == want.keys()
+    assert worker.proc.poll() is None, "the worker exited"
+    assert "Traceback" not in worker.log.read_text(errors="replace")

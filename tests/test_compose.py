@@ -127,7 +127,8 @@ def test_workers_expose_metrics_where_prometheus_scrapes() -> None:
         assert s.metrics_host == "0.0.0.0", "inside a container /metrics must listen beyond loopback"
         expected.add(f"{name}:{s.metrics_port}")
         (mapping,) = svc["ports"]
-        host, container = mapping.split(":")
+        bind, host, container = mapping.split(":")
+        assert bind == "127.0.0.1"
         assert int(container) == s.metrics_port
         host_ports.add(host)
     assert targets == expected
@@ -175,11 +176,11 @@ def test_feed_stores_alerts_in_the_alert_store() -> None:
     feed, store = SERVICES["feed"], SERVICES["alert-store"]
     s = settings_of(feed)
     pg = env(store)
-    container_port = store["ports"][0].split(":")[1]
+    container_port = store["ports"][0].split(":")[-1]
     user, db, password = pg["POSTGRES_USER"], pg["POSTGRES_DB"], pg["POSTGRES_PASSWORD"]
     assert s.store_url == f"postgresql://{user}:{password}@alert-store:{container_port}/{db}"
     assert feed["depends_on"]["alert-store"]["condition"] == "service_healthy"
-    assert s.feed_host == "0.0.0.0" and feed["ports"] == [f"{s.feed_port}:{s.feed_port}"]
+    assert s.feed_host == "0.0.0.0" and feed["ports"] == [f"127.0.0.1:{s.feed_port}:{s.feed_port}"]
     assert '".[postgres]"' in (ROOT / "Dockerfile").read_text(), "the image needs the PostgreSQL driver"
 
 
@@ -215,3 +216,18 @@ def test_workers_start_with_the_model_the_trainer_wrote() -> None:
         assert settings_of(svc).model_dir == Path(out), name
         assert _named_mounts(svc)[out] == volume, name
         assert svc["depends_on"]["trainer"]["condition"] == "service_completed_successfully", name
+
+
+def test_published_ports_listen_on_loopback_and_no_password_is_in_the_file() -> None:
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    ports = [p for svc in COMPOSE["services"].values() for p in svc.get("ports", [])]
+    assert ports and all(str(p).startswith("127.0.0.1:") for p in ports), ports
+    for svc in COMPOSE["services"].values():
+        env = svc.get("environment") or {}
+        for name, value in env.items() if isinstance(env, dict) else []:
+            if "PASSWORD" in name or name == "RISKFLOW_STORE_URL":
+                assert "${" in str(value), f"{name} is written in the file, not taken from .env"
+    # every variable the file takes from .env is in the example the operator copies
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    for var in set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", text)):
+        assert re.search(rf"^{var}=", example, re.M), f"{var} missing from .env.example"

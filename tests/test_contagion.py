@@ -187,9 +187,13 @@ def live(values: list[bytes], order_seed: int, with_states: bool = False) -> Any
     store: dict[str, EntityState] = {}
     queue = [RawMessage(v, "events", 0, i, None) for i, v in enumerate(values)]
     alerts = []
+    read = 0  # links read so far: their offsets, in the order they are read (one partition)
     while queue:
         take = rng.randint(1, len(queue))
         batch, queue = queue[:take], queue[take:]
+        for i, m in enumerate(batch):
+            if m.topic == LINKS:
+                batch[i], read = m._replace(offset=read), read + 1
         res = bp.process(batch, store.get)
         store.update({k: s for k, (s, _) in res.states.items()})
         alerts += res.alerts

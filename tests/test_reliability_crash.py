@@ -22,6 +22,8 @@ import sys
 import time
 from typing import Any
 
+from detectors.factory import build_processor
+from detectors.rules import load_pack
 from riskflow.replay import route
 from riskflow.schema import encode_event
 from riskflow.simulate import simulate
@@ -30,6 +32,9 @@ from tests.kafka_fixtures import Stack
 from tests.reliability_tools import (
     BackgroundProducer,
     assert_alerts_exactly,
+    assert_same_contents,
+    busy_fund_events,
+    changelog_states,
     committed,
     latest_revisions,
     merge_ends,
@@ -40,7 +45,9 @@ from tests.reliability_tools import (
     routed_messages,
     scrape,
     wait_committed,
+    wait_read,
     wait_states,
+    worker_injection,
 )
 
 DEDUP = 1000
@@ -113,8 +120,10 @@ def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack, 
     # ... and the restarted worker read only what was not committed before the kill.
     tail = sum(n - at_kill.get(tp, 0) for tp, n in ends_a.items())
     m1 = scrape(w1.metrics_port)
-    read = metric_sum(m1, "riskflow_events_total") + metric_sum(
-        m1, "riskflow_invalid_events_total", reason="duplicate_event"
+    read = (
+        metric_sum(m1, "riskflow_events_total")
+        + metric_sum(m1, "riskflow_invalid_events_total", reason="duplicate_event")
+        + metric_sum(m1, "riskflow_already_applied_total")
     )
     assert read == tail, f"restarted worker read {read} records; uncommitted at the kill: {tail} ({at_kill})"
 
@@ -147,3 +156,60 @@ def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack, 
     finally:
         sink.send_signal(signal.SIGTERM)
         sink.wait(60)
+
+
+BUSY = "PF-330100-BUSY"
+
+
+def test_kill_dash_nine_rereads_a_busy_entitys_long_span_exactly_once(stack: Stack) -> None:
+    """The states are flushed every batch but no offset is ever committed (Faust's commit
+    interval made an hour, test-only): after a kill -9 the next worker reads everything
+    again over states that already hold it — more than 1,000 events of one fund, with the
+    default dedup window of 64. Killed once mid-replay and once after all is flushed: no alert
+    lost, none extra, the same ids, highest revisions and contents, and the same states as
+    the offline reference; the second restart applies nothing twice."""
+    events, _ = simulate(entities=20, days=40, seed=17)
+    start = min(dt.datetime.fromisoformat(e["event_time"]) for e in events)
+    merged = sorted(
+        events + busy_fund_events(start, 40, 1_300, BUSY), key=lambda e: dt.datetime.fromisoformat(e["event_time"])
+    )
+    lines = [encode_event(e) for e in merged]
+    stack.env["RISKFLOW_STATE_FLUSH_INTERVAL"] = "0"  # every batch's states written ...
+    stack.env["RISKFLOW_BATCH_SIZE"] = "100"
+    inject = worker_injection(stack.tmp / "inject", commit_interval=3600.0)  # ... and no offset committed
+    s = stack.settings
+    recs = [(r.topic, r.key, r.value) for r in route(lines, s)]
+    msgs = routed_messages(recs, s.partitions)
+    want_ids, want_states = reference(msgs, dedup_window=64)
+    want_alerts = reference_alerts(msgs, dedup_window=64)
+    applied = len(build_processor(load_pack()).process(msgs, {}.get).counted)
+
+    # 1. kill -9 mid-replay, once the changelog holds more than 1,000 of the fund's events.
+    cut = [i for i, r in enumerate(recs) if r[1] == BUSY.encode()][1_050]
+    w0 = stack.start_worker(extra_env=inject)
+    ends_a = produce(stack.bootstrap, recs[:cut])
+    deadline = time.monotonic() + 90
+    while True:
+        busy = changelog_states(stack.bootstrap, s.app_id, settle=0.5).get(BUSY)
+        if busy is not None and busy.events >= 1_050:
+            break
+        assert time.monotonic() < deadline and w0.proc.poll() is None, w0.log_text()[-3000:]
+    w0.kill()
+    assert not committed(stack.bootstrap, s.app_id, list(ends_a)), "nothing may be committed: the span is everything"
+    produce(stack.bootstrap, recs[cut:])
+
+    # 2. restart: everything is read again; what the flushed states hold is skipped, the rest applied.
+    w1 = stack.start_worker(extra_env=inject)
+    m1 = wait_read(w1, len(recs))
+    diff = wait_states(stack.bootstrap, s.app_id, want_states)
+    assert not diff, "\n".join(diff[:20]) + w1.log_text()[-2000:]
+    assert metric_sum(m1, "riskflow_already_applied_total") > 1_000 and metric_sum(m1, "riskflow_events_total") > 0
+
+    # 3. kill -9 once everything is flushed, still nothing committed: all of it read again, none applied.
+    w1.kill()
+    w2 = stack.start_worker(extra_env=inject)
+    m = wait_read(w2, len(recs))
+    assert metric_sum(m, "riskflow_events_total") == 0 and metric_sum(m, "riskflow_already_applied_total") >= applied
+    assert not wait_states(stack.bootstrap, s.app_id, want_states)
+    got = assert_alerts_exactly(stack.consume(s.topic_alerts, min_count=len(want_ids), timeout=120), want_alerts)
+    assert_same_contents(got, want_alerts)

@@ -35,7 +35,7 @@ def control(reg: CollectorRegistry) -> RuleControl:
         {"bootstrap_servers": "k:9092"},
         "riskflow.rules",
         build_processor(PACK, anomaly=False),
-        lambda p: None,
+        lambda p: build_processor(p, anomaly=False).engine,
         lambda: [],
         metrics=Metrics.create(reg),
     )

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import msgspec
+import yaml
 
 from detectors.rules import load_pack
 from riskflow.partitioning import partition_for
@@ -143,3 +144,58 @@ def test_push_switches_every_running_worker_and_restart_keeps_it(stack: Stack, t
     assert got and {(a["rule_id"], a["rule_pack_version"]) for a in got} >= {("t.roadshow_return", pushed)}, (
         w3.log_text()[-3000:]
     )
+
+
+def crashing_packs(good_rule: dict) -> list[bytes]:
+    """Control messages that crashed (or silently emptied) every worker before issue 22's fix,
+    written raw to the rules topic, past the CLI's checks."""
+
+    def pushed(files: dict[str, str]) -> bytes:
+        return msgspec.json.encode({"schema": "riskflow.rulepack/v1", "version": "evil", "files": files})
+
+    return [
+        pushed({"deep.yaml": "rules:\n  - " + "[" * 3000 + "]" * 3000 + "\n"}),  # RecursionError in YAML
+        pushed({"inf.yaml": yaml.safe_dump({"rules": [{**good_rule, "params": {"threshold": float("inf")}}]})}),
+        pushed({"empty.yaml": "rules: []\n"}),  # every rule switched off
+        pushed({"kind.yaml": yaml.safe_dump({"rules": [{**good_rule, "kind": [1]}]})}),  # TypeError in the builder
+        b'{"schema": "riskflow.rulepack/v1", "files": ' + b"[" * 100_000,  # RecursionError in the JSON decoder
+    ]
+
+
+def test_a_pack_that_would_crash_workers_is_refused_and_the_pack_stays(stack: Stack) -> None:
+    s = stack.settings
+    send = lambda lines: stack.produce([(r.topic, r.key, r.value) for r in route(lines, s)])  # noqa: E731
+    ents = entities_on_every_partition(s.partitions, "ENT-330301")
+    builtin = load_pack()
+    rule = dict(next(r.spec for r in builtin.detectors if r.id == "pf.guaranteed_return"), id="t.evil")
+    w1 = stack.start_worker()
+
+    def fired(prefix: str, worker: object) -> None:
+        deadline = time.monotonic() + 120
+        got: set[str] = set()
+        while time.monotonic() < deadline and got != set(ents):
+            for a in alerts_of(stack, s.topic_alerts, 0, timeout=5):
+                if a["event_id"].startswith(prefix) and a["rule_id"] == "pf.guaranteed_return":
+                    assert a["rule_pack_version"] == builtin.version
+                    got.add(a["entity_id"])
+        assert got == set(ents), worker.log_text()[-3000:]  # type: ignore[attr-defined]
+
+    send([ad(f"before-{e}", e, guaranteed=True) for e in ents])
+    fired("before-", w1)
+    bad = crashing_packs(rule)
+    stack.produce([(s.topic_rules, b"pack", m) for m in bad])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and w1.log_text().count("rule pack rejected") < len(bad):
+        time.sleep(1.0)
+    assert w1.log_text().count("rule pack rejected") == len(bad), w1.log_text()[-3000:]
+    send([ad(f"after-{e}", e, guaranteed=True) for e in ents])
+    fired("after-", w1)
+    assert w1.proc.poll() is None, "no restart"
+    assert "Traceback" not in w1.log_text()
+
+    # A restarted worker reads the same messages at start-up (the old crash loop): it starts, on its pack.
+    w1.stop()
+    w2 = stack.start_worker()
+    send([ad(f"restart-{e}", e, guaranteed=True) for e in ents])
+    fired("restart-", w2)
+    assert w2.proc.poll() is None and w2.log_text().count("rule pack rejected") == len(bad)

@@ -1,5 +1,6 @@
 """A real worker loads the peer-group model at start-up, scores a stream with it (score count and
-drift index on /metrics) and swaps it on a control message."""
+drift index on /metrics) and swaps it on a control message; signed artefacts (RISKFLOW_MODEL_KEY),
+and hostile control messages before the reload are ignored without stopping the control task."""
 
 from __future__ import annotations
 
@@ -56,8 +57,10 @@ def test_worker_loads_newest_model_and_reloads_on_control_message(stack: Stack, 
     events, _ = simulate(entities=60, days=80, seed=8)
     lines = [encode_event(e) for e in events]
     models = tmp_path / "models"
-    first = train(lines, models, trees=10, min_rows=5, seed=1)
+    key = "a-test-key-of-32-characters-long"
+    first = train(lines, models, trees=10, min_rows=5, seed=1, key=key.encode())
     stack.env["RISKFLOW_MODEL_DIR"] = str(models)
+    stack.env["RISKFLOW_MODEL_KEY"] = key
     worker = stack.start_worker()
     assert _wait_version(worker.metrics_port, first.version, 120) == first.version, worker.log_text()[-3000:]
     port = worker.metrics_port
@@ -76,16 +79,28 @@ def test_worker_loads_newest_model_and_reloads_on_control_message(stack: Stack, 
     _wait("peer scores and drift index", scored_and_drift, 180)
 
     time.sleep(1.0)  # a newer artefact (mtime order), then a reload message to every worker
-    second = train(lines, models, trees=10, min_rows=5, seed=2)
+    second = train(lines, models, trees=10, min_rows=5, seed=2, key=key.encode())
     assert second.version != first.version
     topic = stack.settings.topic_control
 
-    def send() -> None:
-        stack.produce([(topic, None, json.dumps({"command": "reload_model"}).encode())])
+    hostile = [
+        b"[" * 30_000 + b"]" * 30_000,  # RecursionError in json: it used to stop the control task
+        b"not json",
+        b'{"command": "dance"}',
+        json.dumps({"command": "reload_model", "path": str(tmp_path)}).encode(),  # outside the model dir
+        json.dumps({"command": "reload_model", "path": 7}).encode(),
+    ]
 
-    stack.produce([(topic, None, b"not json"), (topic, None, b'{"command": "dance"}')])
+    def send() -> None:  # one partition: the reload comes after the hostile messages
+        stack.produce([(topic, None, m) for m in [*hostile, json.dumps({"command": "reload_model"}).encode()]])
+
     got = _wait_version(worker.metrics_port, second.version, 120, resend=send)
     assert got == second.version, worker.log_text()[-3000:]
     assert worker.proc.poll() is None
     log = worker.log_text()
-    assert "ignored: not JSON" in log or "ignored: unknown command" in log or "loaded" in log
+    assert "ignored: not JSON" in log and "ignored: unknown command" in log and "path must be" in log
+    assert "is outside the model directory" in log and "control consumer stopped" not in log
+    ignored = {lab["reason"]: v for lab, v in _samples(port, "riskflow_control_messages_ignored_total")}
+    assert ignored["malformed"] >= 3 and ignored["unknown_command"] >= 1, ignored
+    reloads = {lab["reason"]: v for lab, v in _samples(port, "riskflow_model_reloads_total")}
+    assert reloads["refused"] >= 1 and reloads["loaded"] >= 2, reloads

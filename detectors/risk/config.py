@@ -44,6 +44,47 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 DEFAULT_MASSES: dict[str, float] = {"low": 0.1, "medium": 0.25, "high": 0.6, "critical": 2.0}
 DAY = 86400.0
+#: Levels that open an officer's case (yellow and above).
+CASE_LEVELS: tuple[str, ...] = ("red", "orange", "yellow")
+
+
+@dataclass(frozen=True)
+class Disposal:
+    """What a case at one level must do: its route, checklist, deadline and the regulation behind it.
+
+    >>> d = RiskConfig().disposal_for("red")
+    >>> d.route_zh, d.deadline_days, len(d.checklist) > 0
+    ('立即处置、移交', 1.0, True)
+    """
+
+    level: str
+    route_en: str
+    route_zh: str
+    deadline_days: float
+    #: Disposal steps, each ``(English, Chinese)``.
+    checklist: tuple[tuple[str, str], ...]
+    regulation: str = ""
+
+    @classmethod
+    def from_mapping(cls, level: str, data: dict[str, Any]) -> Disposal:
+        if not isinstance(data, dict):
+            raise ValueError(f"disposal.{level}: a mapping")
+        try:
+            days = float(data["deadline_days"])
+            steps = tuple((str(s["en"]), str(s["zh"])) for s in data.get("checklist") or ())
+            d = cls(level, str(data["route_en"]), str(data["route_zh"]), days, steps, str(data.get("regulation", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"disposal.{level}: needs route_en, route_zh, deadline_days and checklist items {{en, zh}} ({e})"
+            ) from e
+        if not 0 < days <= 365:
+            raise ValueError(f"disposal.{level}: deadline_days must be in (0, 365]")
+        return d
+
+
+def _default_disposal() -> dict[str, dict[str, Any]]:
+    doc = yaml.safe_load((Path(__file__).parent / "risk.yaml").read_text(encoding="utf-8"))
+    return dict(doc["disposal"])
 
 
 @dataclass(frozen=True)
@@ -91,6 +132,8 @@ class RiskConfig:
     max_links: int = 8
     #: Sources whose latest push an entity remembers (those with the smallest id hash are kept).
     max_sources: int = 4
+    #: Case disposal per level (yellow and above): route, checklist, deadline, regulation (risk.yaml).
+    disposal: dict[str, dict[str, Any]] = field(default_factory=_default_disposal)
 
     def __post_init__(self) -> None:
         if not (0 < self.yellow < self.orange < self.red <= 100):
@@ -102,6 +145,15 @@ class RiskConfig:
                 raise ValueError(f"weight of {d!r} must be in [0, 1]")
         if self.contagion_from not in LEVEL_RANK:
             raise ValueError(f"contagion_from must be one of {LEVELS}")
+        missing = [lv for lv in CASE_LEVELS if lv not in self.disposal]
+        if missing or set(self.disposal) - set(CASE_LEVELS):
+            raise ValueError(f"disposal needs exactly the levels {', '.join(CASE_LEVELS)}")
+        for lv in CASE_LEVELS:
+            Disposal.from_mapping(lv, self.disposal[lv])
+
+    def disposal_for(self, level: str) -> Disposal:
+        """The disposal of a case at ``level`` (one of ``CASE_LEVELS``)."""
+        return Disposal.from_mapping(level, self.disposal[level])
 
     @property
     def half_life(self) -> float:
@@ -143,6 +195,10 @@ class RiskConfig:
         for name, default in (("weights", DEFAULT_WEIGHTS), ("masses", DEFAULT_MASSES)):
             if name in merged:
                 merged[name] = {**default, **merged[name]}
+        if "disposal" in merged:
+            if not isinstance(merged["disposal"], dict):
+                raise ValueError("disposal: a mapping of level to its disposal")
+            merged["disposal"] = {**_default_disposal(), **merged["disposal"]}
         return cls(**merged)
 
 

@@ -84,8 +84,17 @@ class RuleError(ValueError):
     """A rule file is invalid; the message names the file, rule id and field."""
 
     def __init__(self, where: str, rule_id: str, field: str, problem: str) -> None:
-        super().__init__(f"{where}: rule {rule_id!r}: field {field!r}: {problem}")
+        # One line, of bounded length: it is printed by `riskflow rules check` and logged by
+        # workers, and the parts may come from a hostile pack (newlines, huge values).
+        where, rule_id, field = _clip(where, 200), _clip(rule_id, 100), _clip(field, 100)
+        problem = _clip(" ".join(str(problem).split()), 500)
+        super().__init__(" ".join(f"{where}: rule {rule_id!r}: field {field!r}: {problem}".split()))
         self.where, self.rule_id, self.field, self.problem = where, rule_id, field, problem
+
+
+def _clip(text: str, most: int) -> str:
+    text = str(text)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 class Condition:

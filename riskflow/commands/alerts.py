@@ -23,6 +23,7 @@ from riskflow.settings import Settings
 from riskflow.textsafe import printable
 
 if TYPE_CHECKING:
+    from detectors.risk.config import RiskConfig
     from riskflow.store import AlertStore
 
 LEVELS = ("red", "orange", "yellow", "green")
@@ -54,7 +55,7 @@ def one_of(what: str, value: str | None, valid: tuple[str, ...] | frozenset[str]
     return value
 
 
-def open_existing_store(settings: Settings, create: bool = False) -> AlertStore:
+def open_existing_store(settings: Settings, create: bool = False, risk: RiskConfig | None = None) -> AlertStore:
     """The configured alert store, refusing (unless ``create``) to create one: a command that
     reads or acts on stored alerts, run from a directory without the store, must say so rather
     than show an empty new one. A database that cannot be opened is one line, no password."""
@@ -70,7 +71,7 @@ def open_existing_store(settings: Settings, create: bool = False) -> AlertStore:
                 "ran in, or set RISKFLOW_STORE_URL (or RISKFLOW_DATA_DIR)"
             )
     try:
-        return open_store(target)
+        return open_store(target, risk)
     except Exception as exc:  # the database server down, bad credentials: one line, no password
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CommandError(f"cannot open the alert store {_without_password(target)}: {why}") from None
@@ -229,9 +230,17 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
         metrics = StoreMetrics.create(registry)
         serve_metrics(settings.metrics_host, args.metrics_port, registry, setting="--metrics-port")
 
+    from detectors.risk import load_risk_config
+    from riskflow.cli import CommandError
+
+    try:  # the sink opens officers' cases with the configured disposal routes and deadlines
+        risk = load_risk_config(settings.risk_config)
+    except ValueError as e:
+        raise CommandError(f"RISKFLOW_RISK_CONFIG: {e}") from e
+
     async def go(stop: asyncio.Event) -> None:
         await check_reachable(settings)
-        with open_existing_store(settings, create=True) as store:
+        with open_existing_store(settings, create=True, risk=risk) as store:
             await run_sink(
                 store,
                 client_config(settings),

@@ -7,7 +7,9 @@ row of its kind. One IsolationForest per entity kind with at least
 ``--min-rows`` rows; a feature is kept for a kind when at least half of its
 rows have it (missing values become the peer median). The artefact
 (:mod:`riskflow.models`) records the training window, the feature list per
-kind, library versions, parameters and a content hash in its version.
+kind, library versions, parameters and a content hash in its version; with
+``RISKFLOW_MODEL_KEY`` set it is also signed (``model.hmac``, HMAC-SHA256), and
+workers that have the key load only artefacts whose signature verifies.
 """
 
 from __future__ import annotations
@@ -159,8 +161,10 @@ def train(
     trees: int = 100,
     min_rows: int = 20,
     quantile: float = 0.99,
+    key: bytes | None = None,
 ) -> Any:
-    """Fit and write a peer-group model; returns the :class:`riskflow.models.PeerModel`."""
+    """Fit and write a peer-group model (signed with ``key`` if given); returns the
+    :class:`riskflow.models.PeerModel`."""
     import sklearn
 
     from riskflow.models import save_model
@@ -192,7 +196,7 @@ def train(
             "scikit-learn": sklearn.__version__,
         },
     }
-    return save_model(kinds, meta, out, f"peer-{end}")
+    return save_model(kinds, meta, out, f"peer-{end}", key=key)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -205,7 +209,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         trees=args.trees,
         min_rows=args.min_rows,
         quantile=args.quantile,
+        key=settings.model_key.get_secret_value().encode() if settings.model_key else None,
     )
     rows = model.metadata["rows"]
-    print(f"wrote {Path(args.out) / model.version}: kinds {', '.join(f'{k} ({n} rows)' for k, n in rows.items())}")
+    signed = "signed" if settings.model_key else "unsigned: RISKFLOW_MODEL_KEY is not set"
+    kinds = ", ".join(f"{k} ({n} rows)" for k, n in rows.items())
+    print(f"wrote {Path(args.out) / model.version} ({signed}): kinds {kinds}")
     return 0

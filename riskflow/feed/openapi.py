@@ -82,6 +82,12 @@ def openapi_document() -> dict[str, Any]:
             "risk_level": {"type": "string", "enum": ["", "red", "orange", "yellow", "green"]},
             "risk_index": {"type": "number", "minimum": 0, "maximum": 100},
             "risk_tags": {"type": "array", "items": string},
+            "risk_dimensions": {
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "description": "index points per dimension (contagion: what a linked entity adds); they sum to "
+                "risk_index within rounding",
+            },
             "affected_people": {"type": "integer"},
             "affected_amount": {"type": "number"},
             "revision": {"type": "integer", "minimum": 1},
@@ -112,6 +118,7 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     err_resp = lambda d: _json(_ref("Error"), d)  # noqa: E731
+    case_paths = _case_paths(err_resp)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -240,16 +247,20 @@ def openapi_document() -> dict[str, Any]:
             "/api/stream": {
                 "get": {
                     "operationId": "streamAlerts",
-                    "summary": "Server-sent events: `event: alert`, data = one changed Alert, id = its seq",
+                    "summary": "Server-sent events: `event: alert`, data = one changed Alert, id = its seq; "
+                    "`event: case`, data = one changed Case (no id)",
                     "description": "EventSource cannot send headers, so this route also accepts ?token=. "
-                    "Resume with ?since=SEQ or the Last-Event-ID header.",
+                    "Resume with ?since=SEQ or the Last-Event-ID header; case changes with ?case_since=CASE_SEQ "
+                    "(the case_seq of /api/board or /api/cases). Without case_since, case changes from the "
+                    "connection on are sent.",
                     "parameters": [
                         _q("since", "send changes after this change number first", {"type": "integer"}),
+                        _q("case_since", "send case changes after this case change number first", {"type": "integer"}),
                         _q("token", "API token (alternative to the Authorization header)"),
                     ],
                     "responses": {
                         "200": {"description": "event stream", "content": {"text/event-stream": {"schema": string}}},
-                        "400": err_resp("since is not an integer"),
+                        "400": err_resp("since or case_since is not an integer"),
                         "503": {
                             **err_resp(
                                 "`too_many_streams`: the token's (RISKFLOW_FEED_MAX_STREAMS_PER_TOKEN) or the feed's "
@@ -261,6 +272,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **case_paths,
             "/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -293,7 +305,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Alert": alert, "AuditEntry": audit, "Error": error},
+            "schemas": {"Alert": alert, "AuditEntry": audit, "Error": error, **_case_schemas()},
             "responses": {
                 "Unauthenticated": err_resp("no or unknown token"),
                 "Forbidden": err_resp("the token's role may not do this"),
@@ -305,5 +317,204 @@ def openapi_document() -> dict[str, Any]:
                     "headers": _RETRY_AFTER,
                 },
             },
+        },
+    }
+
+
+def _case_schemas() -> dict[str, Any]:
+    string = {"type": "string"}
+    case = {
+        "type": "object",
+        "description": "An institution's case 案件: one open case per institution at yellow or above, opened by "
+        "the alert sink, with the level's disposal route 处置路径, checklist, due date and outcome.",
+        "required": ["case_id", "entity_id", "status", "level", "due_at", "checklist", "overdue"],
+        "properties": {
+            **{
+                k: string
+                for k in [
+                    "case_id",
+                    "entity_id",
+                    "entity_kind",
+                    "entity_kind_zh",
+                    "region",
+                    "region_en",
+                    "region_zh",
+                    "level_zh",
+                    "status_zh",
+                    "route_en",
+                    "route_zh",
+                    "regulation",
+                    "assignee",
+                    "opened_at",
+                    "due_at",
+                    "first_action_at",
+                    "closed_at",
+                    "close_reason",
+                    "closed_by",
+                    "outcome_en",
+                    "outcome_zh",
+                    "first_alert_id",
+                    "first_event_time",
+                    "last_event_time",
+                    "updated_at",
+                ]
+            },
+            "status": {"type": "string", "enum": ["open", "assigned", "closed"]},
+            "level": {"type": "string", "enum": ["red", "orange", "yellow"]},
+            "outcome": {"type": "string", "enum": ["", "confirmed", "false_alarm", "rectified", "referred"]},
+            "risk_index": {"type": "number"},
+            "people": {"type": "integer", "description": "people affected 影响人数"},
+            "amount": {"type": "number", "description": "CNY affected 影响金额"},
+            "checklist": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"en": string, "zh": string, "done": {"type": "boolean"}, "by": string, "at": string},
+                },
+            },
+            "overdue": {"type": "boolean", "description": "not closed and past its due date"},
+            "seq": {"type": "integer", "description": "case change number"},
+        },
+    }
+    entry = {
+        "type": "object",
+        "description": "One line of a case's log: its diary and audit trail (officer, action, note).",
+        "properties": {k: string for k in ("case_id", "at", "actor", "action", "from_status", "to_status", "note")},
+    }
+    return {"Case": case, "CaseEntry": entry}
+
+
+def _case_paths(err_resp: Any) -> dict[str, Any]:
+    string = {"type": "string"}
+    cid = {"name": "case_id", "in": "path", "required": True, "schema": string}
+    detail = {
+        "allOf": [
+            _ref("Case"),
+            {
+                "type": "object",
+                "properties": {
+                    "log": {"type": "array", "items": _ref("CaseEntry")},
+                    "alerts": {
+                        "type": "array",
+                        "description": "the case's alerts, each with `explanation`: rule names, rationale, "
+                        "regulation, and the evidence as a sentence in English and Chinese",
+                        "items": _ref("Alert"),
+                    },
+                    "regulations": {"type": "array", "items": string},
+                },
+            },
+        ]
+    }
+    filters = [
+        _q("status", "open, assigned or closed"),
+        _q("level", "case level", {"type": "string", "enum": ["red", "orange", "yellow"]}),
+        _q("region", "city code, e.g. 330100"),
+        _q("kind", "entity kind"),
+        _q("assignee", "assigned officer"),
+        _q("overdue", "1: only cases past their due date"),
+        _q("limit", "at most this many (1-5000)", {"type": "integer", "minimum": 1, "maximum": 5000}),
+    ]
+    return {
+        "/api/board": {
+            "get": {
+                "operationId": "getBoard",
+                "summary": "The risk board 风险看板: one row per institution, most urgent first, and per-city counts",
+                "parameters": [f for f in filters if f["name"] != "status"],
+                "responses": {
+                    "200": _json({"type": "object", "required": ["rows", "cities"]}, "board rows and cities"),
+                    "400": err_resp("bad filter"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/cases": {
+            "get": {
+                "operationId": "listCases",
+                "summary": "Cases matching the filters: open before closed, then level and index",
+                "parameters": [*filters, _q("open", "1: only cases not closed"), _q("entity", "institution id")],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["cases"],
+                            "properties": {"cases": {"type": "array", "items": _ref("Case")}},
+                        },
+                        "cases",
+                    ),
+                    "400": err_resp("bad filter"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/cases/{case_id}": {
+            "get": {
+                "operationId": "getCase",
+                "summary": "One case with its log, its alerts explained, and the regulations cited",
+                "parameters": [cid],
+                "responses": {"200": _json(detail, "the case"), "404": err_resp("no such case"), **_ERRORS},
+            }
+        },
+        "/api/cases/{case_id}/report": {
+            "get": {
+                "operationId": "getCaseReport",
+                "summary": "The hand-over report 处置建议: the case, its evidence timeline, regulations and diary",
+                "parameters": [cid],
+                "responses": {"200": _json(detail, "the report"), "404": err_resp("no such case"), **_ERRORS},
+            }
+        },
+        "/api/rules/quality": {
+            "get": {
+                "operationId": "getRuleQuality",
+                "summary": "Per rule: hits, cases opened and joined, officers' outcomes, confirmed share 确认率, "
+                "median lead to the close, precision against the officers' labels (as `riskflow rules quality`)",
+                "responses": {
+                    "200": _json({"type": "object", "required": ["rules", "all"]}, "rule quality"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/cases/{case_id}/{action}": {
+            "post": {
+                "operationId": "actOnCase",
+                "summary": "Case action (officer role; reopen needs admin); written in the case log",
+                "parameters": [
+                    cid,
+                    {
+                        "name": "action",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["assign", "note", "check", "close", "reopen"]},
+                    },
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "note": {"type": "string", "description": "at most RISKFLOW_FEED_MAX_NOTE_BYTES"},
+                                    "assignee": {"type": "string", "description": "assign: the officer"},
+                                    "outcome": {
+                                        "type": "string",
+                                        "enum": ["confirmed", "false_alarm", "rectified", "referred"],
+                                        "description": "close: 确认风险 / 误报 / 整改完成 / 已移交",
+                                    },
+                                    "reason": {"type": "string", "description": "close: why"},
+                                    "step": {"type": "integer", "minimum": 1, "description": "check: step number"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Case"), "the case after the action"),
+                    "400": err_resp("missing or bad argument (assignee, note, outcome, reason, step)"),
+                    "404": err_resp("no such case or action"),
+                    "409": err_resp("the case's status does not allow this action"),
+                    "413": err_resp("`too_large`: a text field above RISKFLOW_FEED_MAX_NOTE_BYTES; nothing is written"),
+                    **_ERRORS,
+                },
+            }
         },
     }

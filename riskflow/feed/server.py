@@ -12,6 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from detectors.risk import load_risk_config
 from riskflow.feed.app import KEY_HUB, build_app
 from riskflow.feed.auth import Tokens
 from riskflow.feed.guard import FeedLimits
@@ -62,7 +63,8 @@ async def serve_feed(
     the terminal line (the demo shows it in its banner)."""
     tokens, generated = tokens_from(settings)
     own_store = store is None
-    st = store or open_store(settings.store_target())
+    # the in-process sink opens officers' cases with the configured disposal routes and deadlines
+    st = store or open_store(settings.store_target(), load_risk_config(settings.risk_config))
     registry = CollectorRegistry()
     app = build_app(
         st,

@@ -4,7 +4,7 @@
 entity live a normal life at base rates (:mod:`riskflow.sim.normal`), makes a
 configurable share of them follow a failure scenario
 (:mod:`riskflow.sim.scenarios`, one module each) and returns the events in
-event-time order plus the ground-truth labels of ``shared/EVENTS.md``.
+event-time order plus the ground-truth labels of docs/events.md.
 
 Deterministic for a seed: every entity draws from its own random generator
 (seeded from the run seed and its index), and events are ordered by

@@ -7,7 +7,7 @@ volatility, timely filings, prudential ratios well inside the limits, a
 complaint or a lawsuit a year, mostly neutral press.
 
 Each kind emits every event type that makes sense for it, so a history covers
-the whole catalogue of ``shared/EVENTS.md``.
+the whole catalogue of docs/events.md.
 """
 
 from __future__ import annotations

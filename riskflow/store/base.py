@@ -50,7 +50,9 @@ from typing import Any, ClassVar, Final, NamedTuple
 
 import msgspec
 
+from detectors.risk.config import RiskConfig
 from riskflow.alerts import Alert
+from riskflow.store.cases import CaseStoreMixin
 from riskflow.store.migrations import LATEST, MIGRATIONS, VERSION_TABLE, SchemaTooNew
 from riskflow.textsafe import bounded
 
@@ -219,7 +221,8 @@ class AuditEntry(msgspec.Struct, kw_only=True):
 
 
 class Revision(msgspec.Struct, kw_only=True):
-    """One received revision of an alert: the points of an entity's risk-index history."""
+    """One received revision of an alert: the points of an entity's risk-index history, with the
+    index's points per dimension (empty for alerts from before the alerts carried them)."""
 
     alert_id: str
     revision: int
@@ -227,6 +230,21 @@ class Revision(msgspec.Struct, kw_only=True):
     rule_id: str
     risk_index: float
     risk_level: str
+    dimensions: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+def _dimensions_json(dims: dict[str, float]) -> str:
+    """An alert's index points per dimension as stored: finite numbers only, names bounded."""
+    ok = {str(k)[:64]: float(v) for k, v in list(dims.items())[:32] if isinstance(v, int | float) and math.isfinite(v)}
+    return json.dumps(ok, ensure_ascii=False)
+
+
+def _dimensions(text: str) -> dict[str, float]:
+    try:
+        d = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return {str(k): float(v) for k, v in d.items()} if isinstance(d, dict) else {}
 
 
 def now_iso() -> str:
@@ -346,11 +364,13 @@ def _filters(given: dict[str, str | None]) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(conds)) if conds else "", params
 
 
-class AlertStore:
-    """Alerts, their lifecycle and audit trail in one SQL database (see the module doc)."""
+class AlertStore(CaseStoreMixin):
+    """Alerts, their lifecycle and audit trail, and officers' cases (``riskflow/store/cases.py``)
+    in one SQL database (see the module doc). ``risk_config`` gives the cases' disposal."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, risk_config: RiskConfig | None = None) -> None:
         self.dialect = dialect
+        self.risk_config = risk_config or RiskConfig()
         self._conn = dialect.connect()
         self._lock = threading.RLock()
         self._create_schema()
@@ -403,11 +423,28 @@ class AlertStore:
         with self._tx() as cur:
             return int(self._x(cur, "SELECT COALESCE(MAX(version), 0) FROM rf_schema_version").fetchone()[0])
 
-    def _next_seq(self, cur: Any, n: int) -> int:
-        """Reserve ``n`` change numbers; returns the last. The counter row stays locked until
-        commit, so change numbers become visible to readers in order (no gaps to skip past)."""
-        row = self._x(cur, "UPDATE rf_meta SET v = v + ? WHERE k = 'seq' RETURNING v", (n,)).fetchone()
+    def _next_seq(self, cur: Any, n: int, counter: str = "seq") -> int:
+        """Reserve ``n`` change numbers of ``counter`` (``seq``: alerts; ``case_seq``: cases);
+        returns the last. The counter row stays locked until commit, so change numbers become
+        visible to readers in order (no gaps to skip past)."""
+        row = self._x(cur, "UPDATE rf_meta SET v = v + ? WHERE k = ? RETURNING v", (n, counter)).fetchone()
         return int(row[0])
+
+    def _counter(self, counter: str) -> int:
+        with self._tx() as cur:
+            return int(self._x(cur, "SELECT v FROM rf_meta WHERE k = ?", (counter,)).fetchone()[0])
+
+    def _trail(self, table: str, key: str, value: str) -> list[tuple[Any, ...]]:
+        """The rows of an audit trail (``rf_audit`` by alert, ``rf_case_log`` by case), oldest first."""
+        with self._tx() as cur:
+            cols = f"{key}, at, actor, action, from_status, to_status, note"
+            q = f"SELECT {cols} FROM {table} WHERE {key} = ? ORDER BY id"
+            return [tuple(r) for r in self._x(cur, q, (value,)).fetchall()]
+
+    def _trail_add(self, cur: Any, table: str, key: str, row: tuple[str, ...]) -> None:
+        """Append ``(id, at, actor, action, from, to, note)`` to an audit trail."""
+        q = f"INSERT INTO {table} ({key}, at, actor, action, from_status, to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        self._x(cur, q, row)
 
     def close(self) -> None:
         with self._lock:
@@ -433,12 +470,25 @@ class AlertStore:
         revisions: dict[tuple[str, int], tuple[Any, ...]] = {}
         for a in alerts:
             check_storable(a)
+            if not all(math.isfinite(v) for v in a.risk_dimensions.values()):  # a body must read back
+                a = msgspec.structs.replace(
+                    a, risk_dimensions={k: v for k, v in a.risk_dimensions.items() if math.isfinite(v)}
+                )
             cur_a = latest.get(a.alert_id)
             if cur_a is None or a.revision > cur_a.revision:
                 latest[a.alert_id] = a
             revisions.setdefault(
                 (a.alert_id, a.revision),
-                (a.alert_id, a.revision, a.entity_id, a.event_time, a.rule_id, a.risk_index, a.risk_level),
+                (
+                    a.alert_id,
+                    a.revision,
+                    a.entity_id,
+                    a.event_time,
+                    a.rule_id,
+                    a.risk_index,
+                    a.risk_level,
+                    _dimensions_json(a.risk_dimensions),
+                ),
             )
         if not latest:
             return []
@@ -447,7 +497,8 @@ class AlertStore:
             cur.executemany(
                 self.dialect.sql(
                     "INSERT INTO rf_revisions (alert_id, revision, entity_id, event_time, rule_id, risk_index,"
-                    " risk_level) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, revision) DO NOTHING"
+                    " risk_level, dimensions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (alert_id, revision) DO NOTHING"
                 ),
                 [revisions[k] for k in sorted(revisions)],  # in revision order, each (id, revision) once
             )
@@ -464,6 +515,7 @@ class AlertStore:
                 return []
             seq = self._next_seq(cur, len(todo)) - len(todo)
             at = now_iso()
+            new_ids = {a.alert_id for a in todo if a.alert_id not in have}
             for a in todo:
                 seq += 1
                 body = a.to_json().decode()
@@ -531,6 +583,7 @@ class AlertStore:
                             else f"new revision {a.revision} after resolution",
                         )
                 changed.append(a.alert_id)
+            self._apply_cases(cur, [(a, a.alert_id in new_ids) for a in todo], at)
         return changed
 
     def write_batch(self, items: Sequence[Incoming]) -> BatchResult:
@@ -597,12 +650,7 @@ class AlertStore:
         return [Reject(**dict(zip(Reject.__struct_fields__, r, strict=True))) for r in rows]
 
     def _audit(self, cur: Any, aid: str, at: str, actor: str, action: str, frm: str, to: str, note: str) -> None:
-        self._x(
-            cur,
-            "INSERT INTO rf_audit (alert_id, at, actor, action, from_status, to_status, note)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (aid, at, actor, action, frm, to, note),
-        )
+        self._trail_add(cur, "rf_audit", "alert_id", (aid, at, actor, action, frm, to, note))
 
     # -- officers' side -----------------------------------------------------------------------
     def transition(
@@ -792,17 +840,10 @@ class AlertStore:
         return self._rows("WHERE seq > ?", (seq,), "seq", limit)
 
     def last_seq(self) -> int:
-        with self._tx() as cur:
-            return int(self._x(cur, "SELECT v FROM rf_meta WHERE k = 'seq'").fetchone()[0])
+        return self._counter("seq")
 
     def audit(self, alert_id: str) -> list[AuditEntry]:
-        with self._tx() as cur:
-            rows = self._x(
-                cur,
-                "SELECT alert_id, at, actor, action, from_status, to_status, note FROM rf_audit"
-                " WHERE alert_id = ? ORDER BY id",
-                (alert_id,),
-            ).fetchall()
+        rows = self._trail("rf_audit", "alert_id", alert_id)
         return [
             AuditEntry(alert_id=r[0], at=r[1], actor=r[2], action=r[3], from_status=r[4], to_status=r[5], note=r[6])
             for r in rows
@@ -811,7 +852,7 @@ class AlertStore:
     def history(self, entity_id: str, limit: int = 1000) -> list[Revision]:
         """Every received alert revision of an entity in event-time order: its risk-index history
         (the latest ``limit`` points, when there are more)."""
-        cols = "alert_id, revision, event_time, rule_id, risk_index, risk_level"
+        cols = "alert_id, revision, event_time, rule_id, risk_index, risk_level, dimensions"
         with self._tx() as cur:
             rows = self._x(
                 cur,
@@ -828,6 +869,7 @@ class AlertStore:
                 rule_id=r[3],
                 risk_index=float(r[4]),
                 risk_level=r[5],
+                dimensions=_dimensions(r[6]),
             )
             for r in rows
         ]

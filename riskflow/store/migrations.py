@@ -78,6 +78,38 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS rf_store_rejects_at ON rf_store_rejects (at)",
         ),
     ),
+    Migration(
+        4,
+        "officers' cases: one open case per institution, the alerts that joined it, its log",
+        (
+            """CREATE TABLE IF NOT EXISTS rf_cases (
+                case_id TEXT PRIMARY KEY, entity_id TEXT NOT NULL, entity_kind TEXT NOT NULL, region TEXT NOT NULL,
+                status TEXT NOT NULL, level TEXT NOT NULL, risk_index DOUBLE PRECISION NOT NULL,
+                people BIGINT NOT NULL, amount DOUBLE PRECISION NOT NULL, route_en TEXT NOT NULL,
+                route_zh TEXT NOT NULL, regulation TEXT NOT NULL, checklist TEXT NOT NULL, assignee TEXT NOT NULL,
+                opened_at TEXT NOT NULL, due_at TEXT NOT NULL, first_action_at TEXT NOT NULL,
+                closed_at TEXT NOT NULL, outcome TEXT NOT NULL, close_reason TEXT NOT NULL, closed_by TEXT NOT NULL,
+                first_alert_id TEXT NOT NULL, first_event_time TEXT NOT NULL, last_event_time TEXT NOT NULL,
+                updated_at TEXT NOT NULL, seq BIGINT NOT NULL)""",
+            # One open case per institution, whatever writes it.
+            "CREATE UNIQUE INDEX IF NOT EXISTS rf_cases_one_open ON rf_cases (entity_id) WHERE status <> 'closed'",
+            "CREATE INDEX IF NOT EXISTS rf_cases_entity ON rf_cases (entity_id)",
+            "CREATE INDEX IF NOT EXISTS rf_cases_seq ON rf_cases (seq)",
+            """CREATE TABLE IF NOT EXISTS rf_case_alerts (
+                case_id TEXT NOT NULL, alert_id TEXT NOT NULL, PRIMARY KEY (case_id, alert_id))""",
+            "CREATE INDEX IF NOT EXISTS rf_case_alerts_alert ON rf_case_alerts (alert_id)",
+            """CREATE TABLE IF NOT EXISTS rf_case_log (
+                id {pk}, case_id TEXT NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                from_status TEXT NOT NULL, to_status TEXT NOT NULL, note TEXT NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS rf_case_log_case ON rf_case_log (case_id)",
+            "INSERT INTO rf_meta (k, v) VALUES ('case_seq', 0) ON CONFLICT (k) DO NOTHING",
+        ),
+    ),
+    Migration(
+        5,
+        "index history by dimension: rf_revisions.dimensions (JSON, dimension -> index points)",
+        ("ALTER TABLE rf_revisions ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{}'",),
+    ),
 )
 LATEST: int = MIGRATIONS[-1].version
 

@@ -1,4 +1,5 @@
-// RiskFlow officers' feed: list + live stream (server-sent events), entity page, lifecycle actions.
+// RiskFlow officers' feed: alert list + live stream (server-sent events), entity page, lifecycle
+// actions, and the routes of the views (the board and cases live in board.js).
 "use strict";
 
 const state = { token: null, meta: null, alerts: new Map(), selected: null, detailDirty: false, seq: 0, es: null, fresh: new Map(), rowCache: new Map(),
@@ -58,6 +59,7 @@ async function start() {
   $("#login").hidden = true;
   $("#me").textContent = `${state.meta.me.name} · ${state.meta.me.role}`;
   fillFilters();
+  fillBoardFilters();
   await loadList();
   connect();
   window.addEventListener("hashchange", route);
@@ -108,7 +110,10 @@ function connect() {
   const es = new EventSource(`/api/stream?token=${encodeURIComponent(state.token)}&since=${state.seq}`);
   state.es = es;
   const conn = $("#conn");
-  es.onopen = () => { conn.className = "conn on"; conn.lastChild.textContent = "live 实时"; };
+  es.onopen = () => {
+    conn.className = "conn on"; conn.lastChild.textContent = "live 实时";
+    caseChanged(null);  // case changes are not replayed across a reconnect: read the open views again
+  };
   es.onerror = () => {
     conn.className = "conn off";
     conn.lastChild.textContent = "reconnecting 重连中";
@@ -128,7 +133,11 @@ function connect() {
     }
     apply(a);
     scheduleRender();
+    boardChanged();
   });
+  // A case changed (another officer, the CLI, or the sink opening or raising it): the board and
+  // an open case page show it at once (board.js caseChanged).
+  es.addEventListener("case", (ev) => caseChanged(JSON.parse(ev.data)));
 }
 
 async function retryStream(es) {
@@ -276,11 +285,21 @@ async function act(id, action, form) {
 }
 
 // ---- entity page -------------------------------------------------------------------------
+// #/ board 风险看板 · #/alerts alert list · #/entity/ID · #/case/ID · #/case/ID/report (board.js)
 function route() {
-  const m = location.hash.match(/^#\/entity\/(.+)$/);
-  $("#list-view").hidden = !!m;
-  $("#entity-view").hidden = !m;
-  if (m) renderEntity(decodeURIComponent(m[1]));
+  const h = location.hash || "#/";
+  const entity = h.match(/^#\/entity\/(.+)$/);
+  const report = h.match(/^#\/case\/([^/]+)\/report$/);
+  const kase = !report && h.match(/^#\/case\/([^/]+)$/);
+  const view = entity ? "entity" : report ? "report" : kase ? "case" : h.startsWith("#/alerts") ? "list"
+    : h.startsWith("#/quality") ? "quality" : "board";
+  for (const v of ["board", "list", "entity", "case", "report", "quality"]) $(`#${v}-view`).hidden = v !== view;
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("current", a.dataset.view === (view === "list" ? "alerts" : view));
+  if (entity) renderEntity(decodeURIComponent(entity[1]));
+  if (kase) renderCase(decodeURIComponent(kase[1]));
+  if (report) renderReport(decodeURIComponent(report[1]));
+  if (view === "board") renderBoard();
+  if (view === "quality") renderQuality();
 }
 
 function chart(history) {
@@ -288,21 +307,79 @@ function chart(history) {
   const pts = history.filter((h) => h.event_time);
   const svg = (tag, attrs) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "risk index history 风险指数走势" });
-  for (const [y, c] of [[80, "#d32f2f"], [60, "#f57c00"], [40, "#fbc02d"]]) {
+  const text = (attrs, content) => { const t = svg("text", attrs); t.textContent = content; root.append(t); };
+  for (const [y, c, name] of [[80, "#d32f2f", "红 red"], [60, "#f57c00", "橙 orange"], [40, "#fbc02d", "黄 yellow"]]) {
     const yy = H - P - (y / 100) * (H - 2 * P);
     root.append(svg("line", { x1: P, x2: W - P, y1: yy, y2: yy, stroke: c, "stroke-dasharray": "4 4" }));
-    const label = svg("text", { x: 4, y: yy + 4, "font-size": 11, fill: c });
-    label.textContent = String(y);
-    root.append(label);
+    text({ x: 4, y: yy + 4, "font-size": 11, fill: c }, String(y));
+    text({ x: W - P - 2, y: yy - 3, "font-size": 10, fill: c, "text-anchor": "end" }, name);  // the level band it starts
   }
   if (!pts.length) return root;
   const ts = pts.map((p) => Date.parse(p.event_time));
   const t0 = Math.min(...ts), t1 = Math.max(...ts) || t0 + 1;
   const x = (t) => P + ((t - t0) / Math.max(t1 - t0, 1)) * (W - 2 * P);
+  // time axis: first, middle and last event dates (UTC+8)
+  const ticks = t1 > t0 ? [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]] : [[t0, "start"]];
+  for (const [t, anchor] of ticks) {
+    text({ x: x(t), y: H - 8, "font-size": 10, fill: "#52607a", "text-anchor": anchor }, fmtTime(new Date(t).toISOString()).slice(0, 10));
+  }
   const y = (v) => H - P - (v / 100) * (H - 2 * P);
   root.append(svg("polyline", { points: pts.map((p, i) => `${x(ts[i])},${y(p.risk_index)}`).join(" "), fill: "none", stroke: "#1565c0", "stroke-width": 2 }));
   pts.forEach((p, i) => root.append(svg("circle", { cx: x(ts[i]), cy: y(p.risk_index), r: 3.5, class: "lv-" + (p.risk_level || "none") })));
   return root;
+}
+
+// The dimension breakdown over time: each history point's index as stacked bars of its
+// dimensions' points (grey: a point stored before alerts carried them), on the same time axis.
+const DIM_COLORS = ["#5c7cfa", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#1098ad", "#f08c00", "#495057", "#a61e4d"];
+function dimChart(history, names) {
+  const W = 640, H = 150, P = 28;
+  // one bar per moment: the last point received for an event time (several alerts share one)
+  const pts = [...new Map(history.filter((h) => h.event_time).map((h) => [h.event_time, h])).values()];
+  const svg = (tag, attrs) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart dim-chart", role: "img", "aria-label": "dimension breakdown over time 风险维度构成走势" });
+  const dims = [...new Set(pts.flatMap((p) => Object.keys(p.dimensions || {})))].sort();
+  const color = (d) => DIM_COLORS[dims.indexOf(d) % DIM_COLORS.length];
+  const legend = el("div", { class: "legend" }, ...dims.map((d) => el("span", {}, el("span", { class: "swatch", style: { background: color(d) } }), `${names[d] || d} ${d}`)));
+  if (!pts.length) return el("div", {}, root);
+  const ts = pts.map((p) => Date.parse(p.event_time));
+  const t0 = Math.min(...ts), t1 = Math.max(...ts);
+  const x = (t) => P + ((t - t0) / Math.max(t1 - t0, 1)) * (W - 2 * P);
+  const y = (v) => H - P - (v / 100) * (H - 2 * P);
+  const bw = Math.max(2, Math.min(10, (W - 2 * P) / pts.length - 1));
+  pts.forEach((p, i) => {
+    let base = 0;
+    const entries = Object.entries(p.dimensions || {});
+    if (!entries.length) entries.push(["", p.risk_index]);
+    for (const [d, v] of entries) {
+      const r = svg("rect", { x: x(ts[i]) - bw / 2, y: y(base + v), width: bw, height: Math.max(0, y(base) - y(base + v)), fill: d ? color(d) : "#ced4da" });
+      const t = svg("title", {}); t.textContent = `${fmtTime(p.event_time)} ${d ? (names[d] || d) + " " + d : "index 指数"}: ${v.toFixed(1)}`;
+      r.append(t);
+      root.append(r);
+      base += v;
+    }
+  });
+  const text = (attrs, content) => { const t = svg("text", attrs); t.textContent = content; root.append(t); };
+  for (const v of [0, 50, 100]) text({ x: 4, y: y(v) + 4, "font-size": 10, fill: "#52607a" }, String(v));
+  const ticks = t1 > t0 ? [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]] : [[t0, "start"]];
+  for (const [t, anchor] of ticks) text({ x: x(t), y: H - 8, "font-size": 10, fill: "#52607a", "text-anchor": anchor }, fmtTime(new Date(t).toISOString()).slice(0, 10));
+  return el("div", {}, legend, root);
+}
+
+// The institution's header: index, tags in words, people and money, its case and diary.
+function entityHeader(d) {
+  const c = d.cases[0];
+  const dl = el("dl", { class: "facts entity-facts" });
+  const fact = (k, v) => dl.append(el("dt", {}, k), el("dd", {}, v));
+  fact("Risk index 风险指数", d.current.risk_index.toFixed(1));
+  fact("Index by dimension 指数构成", d.current.dimensions.length ? dimBars(d.current.dimensions) : "—");
+  fact("Tags 风险标签", d.current.tags.map((t) => `${t.name_zh} ${t.name_en}`).join(" · ") || "—");
+  fact("Affected 影响", `${d.current.people} 人 · ${money(d.current.amount) || "¥0"}`);
+  fact("Case 案件", c ? el("a", { href: `#/case/${c.case_id}` }, `${c.status_zh} ${c.status}` + (c.assignee ? ` → ${c.assignee}` : "") +
+    (c.outcome ? ` · ${c.outcome_zh}` : ` · due ${fmtTime(c.due_at)}${c.overdue ? " 逾期 overdue" : ""}`)) : "—");
+  const diary = c ? el("details", {}, el("summary", {}, `Case diary 办案记录 (${c.log.length})`),
+    el("ol", { class: "audit" }, ...c.log.map((e) => el("li", {}, `${fmtTime(e.at)} · ${e.actor} · ${e.action}`, e.note ? el("div", { class: "sub" }, e.note) : null)))) : null;
+  return el("div", {}, dl, diary);
 }
 
 async function renderEntity(id) {
@@ -313,9 +390,11 @@ async function renderEntity(id) {
   const t0 = Math.min(...times), t1 = Math.max(...times);
   const span = Math.max(t1 - t0, 1);
   view.replaceChildren(
-    el("p", {}, el("a", { href: "#/" }, "← All alerts 全部预警")),
-    el("h2", {}, `${d.entity_id}`, el("small", {}, ` ${d.entity_kind_zh} ${d.entity_kind} · ${d.region_zh} ${d.region_en}`)),
+    el("p", {}, el("a", { href: "#/" }, "← Risk board 风险看板"), " · ", el("a", { href: "#/alerts" }, "All alerts 全部预警")),
+    el("h2", {}, levelBadge(d.current.level), ` ${d.entity_id}`, el("small", {}, ` ${d.entity_kind_zh} ${d.entity_kind} · ${d.region_zh} ${d.region_en}`)),
+    entityHeader(d),
     el("h3", {}, "Risk index history 风险指数走势"), chart(d.history),
+    el("h3", {}, "Dimension breakdown over time 风险维度构成走势"), dimChart(d.history, d.dimension_names),
     el("h3", {}, "Episodes 预警事件时间线"),
     el("div", { class: "timeline" }, ...d.episodes.map((e) => {
       const left = ((Date.parse(e.first_seen) - t0) / span) * 100, width = Math.max(((Date.parse(e.last_seen) - Date.parse(e.first_seen)) / span) * 100, 1);
