@@ -472,10 +472,15 @@ class _Shard:
         """Deliver round ``phase`` of a batch's links: ``(position in the round, message)``."""
         runs: list[tuple[int, list[RawMessage]]] = []
         prev = -2
+        offsets = self.offsets
         for pos, value in items:
             if pos != prev + 1:
                 runs.append((pos, []))
-            runs[-1][1].append(RawMessage(value, _LINKS, 0, pos, None))
+            # The offset rises with every link delivered, as on a real links topic: an entity
+            # state records the last offset applied per lane and skips any at or below it.
+            off = offsets[_LINKS, 0]
+            offsets[_LINKS, 0] = off + 1
+            runs[-1][1].append(RawMessage(value, _LINKS, 0, off, None))
             prev = pos
         return self._run(phase, runs)
 
