@@ -7,7 +7,10 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
+import threading
+from typing import NoReturn
 
 from riskflow import __version__, commands
 
@@ -23,8 +26,16 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``riskflow alerts list: argument --level: invalid choice ...``)
+    with where to find the full usage, instead of the usage block; sub-commands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="riskflow", description="Real-time financial-risk monitoring.")
+    parser = _Parser(prog="riskflow", description="Real-time financial-risk monitoring.")
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and build, and exit")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error (default: RISKFLOW_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -37,13 +48,23 @@ class CommandError(Exception):
     """An error the user can fix: printed as one line (``riskflow <command>: <message>``), exit 2."""
 
 
+class Terminated(BaseException):
+    """SIGTERM outside a command's own handler: unwinds like Ctrl-C, so ``finally`` blocks
+    stop the processes the command started."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
     from riskflow.settings import Settings
 
-    where = f"riskflow {args.command}"
+    action = getattr(args, "alerts_command", None) or getattr(args, "rules_command", None)
+    where = f"riskflow {args.command}" + (f" {action}" if action else "")
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -51,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{where}: invalid setting: {bad}\n")
         return 2
     level = (args.log_level or settings.log_level).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        sys.stderr.write(f"{where}: unknown log level {level.lower()!r}: debug, info, warning or error\n")
+        return 2
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.func(args, settings) or 0)
     except CommandError as exc:
@@ -71,3 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         for p in getattr(exc, "problems", None) or [exc]:
             sys.stderr.write(f"{where}: invalid rule pack: {p}\n")
         return 2
+    except Terminated:
+        sys.stderr.write(f"{where}: terminated\n")
+        return 143
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

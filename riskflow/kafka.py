@@ -14,15 +14,71 @@ from :func:`client_config` (aiokafka keyword arguments) or, for Faust,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
+from collections.abc import Iterator
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
 
+from riskflow.cli import CommandError
 from riskflow.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+#: What to do when no broker is configured or reachable.
+LOCAL_BROKER_HINT = "`riskflow broker` starts a local one (then RISKFLOW_KAFKA_BOOTSTRAP=127.0.0.1:9092)"
+
+
+class KafkaUnreachable(CommandError):
+    """No Kafka to talk to: not configured, or not answering. The message is one line that
+    says which address was tried and how to get a broker."""
+
+
+def require_bootstrap(settings: Settings) -> str:
+    """``RISKFLOW_KAFKA_BOOTSTRAP``, or :class:`KafkaUnreachable` saying how to set one."""
+    if not settings.kafka_bootstrap:
+        raise KafkaUnreachable(f"set RISKFLOW_KAFKA_BOOTSTRAP to your Kafka cluster; {LOCAL_BROKER_HINT}")
+    return settings.kafka_bootstrap
+
+
+def unreachable_text(settings: Settings, exc: BaseException) -> str:
+    why = "no broker answered" if isinstance(exc, (KafkaConnectionError, OSError)) else f"{type(exc).__name__}: {exc}"
+    return (
+        f"cannot reach Kafka at {settings.kafka_bootstrap} ({why}); check RISKFLOW_KAFKA_BOOTSTRAP, "
+        f"or start a broker: {LOCAL_BROKER_HINT}"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    """aiokafka logs each failed attempt at ERROR; during a reachability check the check's
+    own one-line verdict replaces them."""
+    logger = logging.getLogger("aiokafka")
+    before = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+async def check_reachable(settings: Settings) -> None:
+    """Connect once (the client's own bootstrap attempts) and close; :class:`KafkaUnreachable`
+    with a one-line reason when no broker answers, so a command fails with a sentence instead
+    of a client's traceback."""
+    require_bootstrap(settings)
+    admin = AIOKafkaAdminClient(**client_config(settings))
+    with _quiet_client_logs():
+        try:
+            await admin.start()
+        except Exception as exc:
+            raise KafkaUnreachable(unreachable_text(settings, exc)) from None
+        finally:
+            await admin.close()
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -110,9 +166,17 @@ async def ensure_topics(settings: Settings, retries: int = 30, delay: float = 1.
         except Exception as exc:
             attempt += 1
             if attempt > retries:
+                if isinstance(exc, (KafkaConnectionError, OSError)):
+                    raise KafkaUnreachable(unreachable_text(settings, exc)) from exc
                 raise
             wait = min(delay * 2 ** min(attempt - 1, 4), 10.0)
-            log.warning("Kafka at %s not reachable (%s); retrying in %.1fs", settings.kafka_bootstrap, exc, wait)
+            log.warning(
+                "Kafka at %s not reachable (%s); retrying in %.1fs (no broker yet? %s)",
+                settings.kafka_bootstrap,
+                exc,
+                wait,
+                LOCAL_BROKER_HINT,
+            )
             await asyncio.sleep(wait)
         finally:
             await admin.close()

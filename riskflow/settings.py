@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field("127.0.0.1", description="RISKFLOW_METRICS_HOST: address /metrics listens on.")
     web_port: int = Field(6066, ge=0, le=65535, description="RISKFLOW_WEB_PORT: Faust's web server port (0: off).")
+    web_host: str = Field(
+        "127.0.0.1", description="RISKFLOW_WEB_HOST: address Faust's web server listens on (loopback by default)."
+    )
     batch_size: int = Field(
         5000,
         ge=1,

@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable
 
 import faust
-from prometheus_client import REGISTRY, disable_created_metrics, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics, start_http_server
 
 import detectors
 from riskflow import __version__
-from riskflow.kafka import ensure_topics
+from riskflow.broker import bind_error
+from riskflow.cli import CommandError
+from riskflow.kafka import ensure_topics, require_bootstrap
 from riskflow.metrics import Metrics
 from riskflow.processing import pack_from_settings
 from riskflow.settings import Settings
@@ -89,10 +91,22 @@ def quiet_aiokafka_retries() -> BrokerRetryLog:
     return f
 
 
+def serve_metrics(host: str, port: int, registry: CollectorRegistry, setting: str = "RISKFLOW_METRICS_PORT") -> None:
+    """Serve ``/metrics`` on ``host:port``, or fail in one line naming the setting: a worker
+    whose metrics went to a random port would be invisible to the Prometheus that scrapes it."""
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror}); set {setting} to a free port "
+            "(0: no metrics endpoint)"
+        ) from None
+    log.info("metrics on http://%s:%d/metrics", host, port)
+
+
 def run_worker(settings: Settings, rules: str | None = None) -> int:
     """Run until stopped (SIGINT/SIGTERM). Returns the process exit code."""
-    if not settings.kafka_bootstrap:
-        raise SystemExit("riskflow worker: set RISKFLOW_KAFKA_BOOTSTRAP (or run `riskflow demo`)")
+    require_bootstrap(settings)
     pack = pack_from_settings(settings, rules)
     # No "<counter>_created" series: they were half of the ~1,700 lines of a busy worker's
     # /metrics (each labelled counter child has one), no dashboard or alert reads them, and
@@ -102,8 +116,13 @@ def run_worker(settings: Settings, rules: str | None = None) -> int:
     metrics = Metrics.create(registry)
     metrics.build.info({"version": __version__, "rule_pack": pack.version})
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+        serve_metrics(settings.metrics_host, settings.metrics_port, registry)
+    taken = bind_error(settings.web_host, settings.web_port) if settings.web_port else None
+    if taken is not None:  # Faust would stop the whole worker on it, in a page of logs
+        raise CommandError(
+            f"cannot serve Faust's web server on {settings.web_host}:{settings.web_port} ({taken.strerror}); "
+            "set RISKFLOW_WEB_PORT to a free port (0: off)"
+        )
     # Start-up: ensure_topics waits for the broker, retrying with back-off and a log line
     # per wait ("Kafka at ... not reachable ...; retrying in 2.0s").
     asyncio.run(ensure_topics(settings))

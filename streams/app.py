@@ -59,7 +59,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         datadir=str(settings.data_dir / "faust"),
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
-        web_host="127.0.0.1",
+        # web_bind is the listening address; web_host only names the worker in URLs.
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",

@@ -124,9 +124,9 @@ def test_tail_marks_revisions_once() -> None:
             lines.append(render(a, a.to_json(), prev, as_json=False))
     assert len(lines) == 4
     assert not lines[0].startswith(("↑", "↓", "↻"))
-    assert lines[1].startswith("↑ revision 3: orange→red  ")
-    assert lines[2].startswith("↻ revision 5: 5 hits 次  ")
-    assert lines[3].startswith("↓ revision 6: red→yellow  ")
+    assert lines[1].startswith("↑ revision 3 (level orange→red 升级)  ")
+    assert lines[2].startswith("↻ revision 5 (episode now 5 hits 次)  ")
+    assert lines[3].startswith("↓ revision 6 (level red→yellow 降级)  ")
 
 
 # An id that would set the terminal title, ring, clear the screen and turn the rest right-to-left.
@@ -170,7 +170,8 @@ def test_show_and_actions_escape_control_characters(hostile_db: str, capsys: pyt
     assert main(["alerts", "ack", aid, "--as", "li.na"]) == 0
     assert capsys.readouterr().out.startswith("id\\x1b[31m\\u2066  2025-04-01 10:00  orange  65.0  acknowledged")
     assert main(["alerts", "show", "nope\x1b[2J"]) == 1
-    assert capsys.readouterr().err == "no alert nope\\x1b[2J\n"
+    err = capsys.readouterr().err
+    assert err.startswith("riskflow alerts show: no alert nope\\x1b[2J in sqlite:/") and err.count("\n") == 1
 
 
 def test_tail_lines_escape_control_characters() -> None:
@@ -178,7 +179,7 @@ def test_tail_lines_escape_control_characters() -> None:
 
     a = make_alert("t1", entity_id=HOSTILE, title_zh="承诺\x1b[8m保本", evidence={"note": "\u202eevil"})
     assert render(a, a.to_json(), None, as_json=False) == (
-        f"2025-04-01 10:00  HIGH  Hangzhou 杭州  {HOSTILE_SHOWN}  承诺\\x1b[8m保本 Guaranteed-return promise"
+        f"2025-04-01 10:00  HIGH orange  Hangzhou 杭州  {HOSTILE_SHOWN}  承诺\\x1b[8m保本 Guaranteed-return promise"
         "  (note=\\u202eevil)"
     )
     line = render(a, a.to_json(), (1, "orange"), as_json=True)
@@ -205,3 +206,23 @@ def test_rejects_command_lists_the_ledger(hostile_db: str, capsys: pytest.Captur
     assert main(["alerts", "rejects", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert (r["alert_id"], r["reason"], r["source"]) == ("bad\\x1b", "bad_text", "riskflow.alerts/3@41")
+
+
+def test_contagion_alert_lines_name_a_region_and_fit_the_width() -> None:
+    """A contagion alert on a counterparty RiskFlow has no events of carried no region, and
+    the line showed none; lines ran to 447 characters (issue 20)."""
+    from riskflow.feedprint import fit, format_alert, render
+
+    counterparty = make_alert(
+        "k1", entity_id="REL-211-4", region="", rule_id="risk.contagion", evidence={"source": "FG-330100-00211"}
+    )
+    assert "  via Hangzhou 经杭州  REL-211-4  " in format_alert(counterparty)
+    known = make_alert("k2", entity_id="PF-330200-00154", region="", evidence={"source": "FG-330100-00211"})
+    assert "  Ningbo 宁波  PF-330200-00154  " in format_alert(known)
+    unknown = make_alert("k3", entity_id="X-1", region="", evidence={})
+    assert "  region unknown 地区未知  X-1  " in format_alert(unknown)
+    wide = make_alert("k4", revision=2, evidence={f"k{i}": "值" * 20 for i in range(20)})
+    line = render(wide, wide.to_json(), (1, "yellow"), as_json=False, width=80)
+    assert line.startswith("↑ revision 2 (level yellow→orange 升级)  ") and line.endswith("…")
+    assert sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in line) <= 80
+    assert fit("杭州杭州", 4) == "杭…" and fit("short", 80) == "short"

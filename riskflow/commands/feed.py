@@ -19,14 +19,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.commands.alerts import run_until_signal
+    from detectors.risk import load_risk_config
+    from riskflow.cli import CommandError
+    from riskflow.commands.alerts import open_existing_store, run_until_signal
     from riskflow.feed.server import serve_feed
 
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port}: a port is 0..65535")
     if args.host:
         settings = settings.model_copy(update={"feed_host": args.host})
 
-    async def go(stop: asyncio.Event) -> None:
-        await serve_feed(settings, stop, with_sink=not args.no_sink, port=args.port)
+    try:  # the feed opens officers' cases with the configured disposal routes and deadlines
+        risk = load_risk_config(settings.risk_config)
+    except ValueError as e:
+        raise CommandError(f"RISKFLOW_RISK_CONFIG: {e}") from e
+    with open_existing_store(settings, create=not args.no_sink, risk=risk) as store:
 
-    run_until_signal(go)
+        async def go(stop: asyncio.Event) -> None:
+            await serve_feed(settings, stop, with_sink=not args.no_sink, port=args.port, store=store)
+
+        run_until_signal(go)
     return 0

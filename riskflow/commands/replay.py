@@ -27,24 +27,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.kafka import client_config
-    from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, parse_time, produce, route
+def _time_arg(option: str, text: str | None) -> float | None:
+    from riskflow.cli import CommandError
+    from riskflow.replay import parse_time
 
-    if not settings.kafka_bootstrap:
-        raise SystemExit("riskflow replay: set RISKFLOW_KAFKA_BOOTSTRAP")
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise CommandError(
+            f"{option} {text}: not a time; give RFC 3339 (2025-03-01T09:30:00+08:00) or a date (2025-03-01)"
+        ) from None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from riskflow.cli import CommandError
+    from riskflow.kafka import check_reachable, client_config, require_bootstrap
+    from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, produce, route
+
     source = EventFile(args.file, args.format)
     cp_path = Path(args.checkpoint or f"{args.file}.replay-checkpoint")
     if args.resume and cp_path.exists():
         try:
             cp = Checkpoint.load(cp_path, str(args.file), source.size)
         except ValueError as exc:
-            raise SystemExit(f"riskflow replay: {exc}") from None
+            raise CommandError(str(exc)) from None
         print(f"resuming after line {cp.lines_done:,} ({cp_path})", file=sys.stderr)
     else:
         cp = Checkpoint(cp_path, str(args.file), source.size)
-    start = parse_time(args.start) if args.start else None
-    end = parse_time(args.end) if args.end else None
+    start, end = _time_arg("--from", args.start), _time_arg("--to", args.end)
+    try:
+        speed = parse_speed(args.speed)
+    except ValueError:
+        raise CommandError(f"--speed {args.speed}: give event-time seconds per wall second (> 0) or 'max'") from None
+    require_bootstrap(settings)
     progress = None if args.no_progress else Progress(source)
     stopped = False
 
@@ -54,11 +71,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await check_reachable(settings)
         records = route(source, settings, start=start, end=end, skip=cp.lines_done)
         n = await produce(
             records,
             client_config(settings),
-            speed=parse_speed(args.speed),
+            speed=speed,
             checkpoint=cp,
             progress=progress,
             stop=stop,

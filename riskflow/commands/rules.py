@@ -19,11 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true", help="one JSON object per rule")
     ls.set_defaults(func=run_list)
     ck = rsub.add_parser("check", help="validate a rule file or directory; print each problem and exit 1 if any")
-    ck.add_argument("path")
+    ck.add_argument("path", help="rule file or directory to check")
     ck.add_argument("--allow-empty", action="store_true", help="a pack without rules is not a problem")
     ck.set_defaults(func=run_check)
     pu = rsub.add_parser("push", help="validate, then publish a pack to the rules control topic (all workers)")
-    pu.add_argument("path")
+    pu.add_argument("path", help="rule file or directory to push to every worker")
     pu.add_argument(
         "--allow-empty",
         action="store_true",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import sys
+import textwrap
 import time
 
 from riskflow.settings import Settings
@@ -14,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="generate a labelled event history (JSONL, .gz)")
     p.add_argument("--entities", type=int, default=200, help="population size (default 200)")
     p.add_argument("--days", type=float, default=90, help="length of the history in days (default 90)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same history (default 0)")
     p.add_argument(
         "--start",
         default=None,
@@ -33,31 +34,45 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from riskflow.cli import CommandError
     from riskflow.sim import CST, DEFAULT_START, SCENARIOS, generate, parse_mix
     from riskflow.sim.writer import write_events, write_labels
 
     if args.scenarios == "list":
         for name, cls in SCENARIOS.items():
-            first = (cls.__doc__ or "").strip().splitlines()[0]
-            print(f"{name:26s} share {cls.share:<6g} kinds {','.join(cls.kinds)[:40]:40s} {first}")
+            about = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+            print(f"{name}  (share {cls.share:g}; kinds {', '.join(cls.kinds)})")
+            print(textwrap.fill(about, width=100, initial_indent="    ", subsequent_indent="    "))
         return 0
     if not args.out:
-        raise SystemExit("riskflow simulate: --out is required")
+        raise CommandError("--out FILE is required (.jsonl or .jsonl.gz)")
+    if args.entities < 1:
+        raise CommandError(f"--entities {args.entities}: give at least 1")
+    if args.days <= 0:
+        raise CommandError(f"--days {args.days:g}: give a number of days above 0")
+    if args.intensity < 0:
+        raise CommandError(f"--intensity {args.intensity:g}: give 0 or more")
     start = DEFAULT_START
     if args.start:
-        start = _dt.datetime.combine(_dt.date.fromisoformat(args.start), _dt.time(), CST)
+        try:
+            start = _dt.datetime.combine(_dt.date.fromisoformat(args.start), _dt.time(), CST)
+        except ValueError:
+            raise CommandError(f"--start {args.start}: give a date as YYYY-MM-DD") from None
     end = start + _dt.timedelta(days=args.days)
     if end > _dt.datetime.now(_dt.UTC):
-        raise SystemExit(
-            f"riskflow simulate: the history would end on {end.date()}, in the future (workers reject future "
+        raise CommandError(
+            f"the history would end on {end.date()}, in the future (workers reject future "
             "event times); pass an earlier --start or fewer --days"
         )
     try:
         mix = parse_mix(args.scenarios) if args.scenarios else None
     except ValueError as exc:
-        raise SystemExit(f"riskflow simulate: {exc}") from None
+        raise CommandError(str(exc)) from None
     t0 = time.perf_counter()
-    h = generate(args.entities, args.days, args.seed, start, mix, args.intensity)
+    try:
+        h = generate(args.entities, args.days, args.seed, start, mix, args.intensity)
+    except ValueError as exc:  # a population too small for the scenario mix
+        raise CommandError(f"{exc}; give more --entities or fewer --scenarios") from None
     n = write_events(h.events, args.out)
     if args.labels:
         write_labels(h.labels, args.labels)

@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fit the peer-group anomaly model from an event history")
     p.add_argument("--history", required=True, help="events file (.jsonl or .jsonl.gz)")
     p.add_argument("--out", required=True, help="models directory; the artefact is written to OUT/<version>/")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trees", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
+    p.add_argument("--trees", type=int, default=100, help="trees per model (default 100)")
     p.add_argument("--min-rows", type=int, default=20, help="kinds with fewer training rows get no model")
     p.add_argument(
         "--quantile",

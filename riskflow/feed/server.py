@@ -7,6 +7,7 @@ import contextlib
 import datetime as _dt
 import logging
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -54,8 +55,12 @@ async def serve_feed(
     with_sink: bool = True,
     store: AlertStore | None = None,
     port: int | None = None,
+    on_ready: Callable[[str, str | None], None] | None = None,
 ) -> None:
-    """Serve the feed on ``settings.feed_host:feed_port`` (``port`` overrides; 0 picks a free one)."""
+    """Serve the feed on ``settings.feed_host:feed_port`` (``port`` overrides; 0 picks a free one).
+
+    ``on_ready(url, generated_token)``, when given, is told where the feed listens instead of
+    the terminal line (the demo shows it in its banner)."""
     tokens, generated = tokens_from(settings)
     own_store = store is None
     # the in-process sink opens officers' cases with the configured disposal routes and deadlines
@@ -80,7 +85,9 @@ async def serve_feed(
         await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"http://{settings.feed_host}:{bound}/"
-    if generated:
+    if on_ready is not None:
+        on_ready(url, generated)
+    elif generated:
         # The token goes to the terminal once, never through logging (log files and collectors keep it).
         print(f"feed: {url}#token={generated}  (admin token for this run, not logged)", file=sys.stderr, flush=True)
         log.info("feed: %s  (generated admin token printed on the terminal; RISKFLOW_FEED_TOKENS for fixed ones)", url)

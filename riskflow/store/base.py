@@ -342,6 +342,28 @@ class Dialect:
         return f"{self.name}:{self.url}"
 
 
+#: Filter (a keyword of :meth:`AlertStore.list_alerts`) -> the column it compares.
+_FILTER_COLUMNS: Final = {
+    "region": "region",
+    "level": "risk_level",
+    "entity_kind": "entity_kind",
+    "rule_id": "rule_id",
+    "status": "status",
+    "entity_id": "entity_id",
+    "severity": "severity",
+}
+
+
+def _filters(given: dict[str, str | None]) -> tuple[str, list[Any]]:
+    """``WHERE`` clause and parameters of filters by their keyword (``None``: not filtered)."""
+    unknown = set(given) - set(_FILTER_COLUMNS)
+    if unknown:
+        raise TypeError(f"unknown filter {', '.join(sorted(unknown))}")
+    conds = [f"{_FILTER_COLUMNS[k]} = ?" for k, v in given.items() if v]
+    params: list[Any] = [v for v in given.values() if v]
+    return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+
 class AlertStore(CaseStoreMixin):
     """Alerts, their lifecycle and audit trail, and officers' cases (``riskflow/store/cases.py``)
     in one SQL database (see the module doc). ``risk_config`` gives the cases' disposal."""
@@ -773,21 +795,17 @@ class AlertStore(CaseStoreMixin):
         order: str = "event_time",
     ) -> list[AlertRow]:
         """Alerts matching every given filter, newest event first (or highest ``risk_index``)."""
-        conds: list[str] = []
-        params: list[Any] = []
-        for col, val in (
-            ("region", region),
-            ("risk_level", level),
-            ("entity_kind", entity_kind),
-            ("rule_id", rule_id),
-            ("status", status),
-            ("entity_id", entity_id),
-            ("severity", severity),
-        ):
-            if val:
-                conds.append(f"{col} = ?")
-                params.append(val)
-        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        where, params = _filters(
+            dict(
+                region=region,
+                level=level,
+                entity_kind=entity_kind,
+                rule_id=rule_id,
+                status=status,
+                entity_id=entity_id,
+                severity=severity,
+            )
+        )
         orders = {
             "event_time": "event_time DESC, alert_id",
             "risk_index": "risk_index DESC, event_time DESC, alert_id",
@@ -796,6 +814,26 @@ class AlertStore(CaseStoreMixin):
         if order not in orders:
             raise ValueError(f"order: one of {', '.join(orders)}")
         return self._rows(where, params, orders[order], limit)
+
+    def count_alerts(self, **filters: str | None) -> int:
+        """How many alerts :meth:`list_alerts` would return with these filters (its keyword
+        arguments ``region`` .. ``severity``) and no limit."""
+        where, params = _filters(filters)
+        with self._tx() as cur:
+            return int(self._x(cur, f"SELECT COUNT(*) FROM rf_alerts {where}", params).fetchone()[0])
+
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Alert ids starting with ``prefix`` (at most ``limit``, in id order): an officer may type
+        the first characters of an id, as with git commits."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._tx() as cur:
+            rows = self._x(
+                cur,
+                "SELECT alert_id FROM rf_alerts WHERE alert_id LIKE ? ESCAPE '\\'"
+                f" ORDER BY alert_id LIMIT {int(limit)}",
+                (pattern,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def changes_since(self, seq: int, limit: int = 500) -> list[AlertRow]:
         """Alerts changed after change number ``seq``, oldest change first."""
