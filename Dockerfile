@@ -2,7 +2,7 @@
 # Used by docker-compose.yml; `docker build -t riskflow .` builds it alone.
 #
 # The image runs the compiled build of the detectors' hot path (RISKFLOW_COMPILE=1, mypyc;
-# README "Performance", fourth pass): a builder stage with a C compiler builds the riskflow
+# docs/performance.md): a builder stage with a C compiler builds the riskflow
 # wheel, and the runtime stage installs it without one. `riskflow --version` says which build runs.
 FROM python:3.11.11-slim-bookworm AS build
 

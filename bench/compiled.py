@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> float:
             if variant == "pure" and rep["compiled"]:
                 raise SystemExit(f"the pure run imported compiled modules: {rep['compiled']}")
             if variant == "compiled" and not rep["compiled"]:
-                raise SystemExit("the compiled build is not installed: RISKFLOW_COMPILE=1 pip install -e . (README)")
+                raise SystemExit(
+                    "the compiled build is not installed: RISKFLOW_COMPILE=1 pip install -e . (docs/performance.md)"
+                )
             rate = rep["events"] / rep["seconds"]
             rates[variant].append(rate)
             digests.add(f"{rep['alerts']}:{rep['digest']}")

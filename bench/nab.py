@@ -1,6 +1,6 @@
 """The full Numenta Anomaly Benchmark score of ``riskflow bench nab``, beside the published scoreboard.
 
-    .venv/bin/python bench/nab.py /work/shared/nab [--out DIR]
+    .venv/bin/python bench/nab.py NAB_ROOT [--out DIR]
 
 NAB_ROOT is a checkout of the NAB corpus (``data/``, ``labels/``, ``config/``)
 with its stdlib scorer ``score.py`` beside them. The script runs the runner of

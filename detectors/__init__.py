@@ -4,7 +4,7 @@ Nothing here imports Kafka, Faust or Prometheus, so the same code runs inside a
 Faust agent, in an offline backtest and in a unit test.
 
 The hot-path modules below can also be built as C extensions with mypyc
-(``RISKFLOW_COMPILE=1 pip install -e .``, README "Performance"); the source stays
+(``RISKFLOW_COMPILE=1 pip install -e .``, docs/performance.md); the source stays
 the same Python, and the pure build is the default. :func:`compiled` says which
 of them the running process actually uses.
 
@@ -19,7 +19,7 @@ import importlib.machinery
 from pathlib import Path
 
 #: The modules the optional compiled build compiles (read by ``setup.py``; chosen by
-#: measurement, README "Fourth pass"). A module here must not define msgspec Structs.
+#: measurement, the fourth performance pass, in git history). A module here must not define msgspec Structs.
 MYPYC_MODULES: tuple[str, ...] = (
     "detectors.pipeline",
     "detectors.engine",

@@ -22,7 +22,7 @@ recent history by event time and give the result of event-time order too
 their modules). What such a
 bounded state cannot place is recorded in the ledger (``beyond_lateness:
 false``, action ``bounded`` with the rule's ``reason``), and so is an event
-for a day the daily anomaly model has already scored (``window_closed``). See the README's
+for a day the daily anomaly model has already scored (``window_closed``). See docs/reliability.md,
 "Late and out-of-order events" for what still follows arrival order.
 
 One thing a window cannot do out of order: count an event whose day is

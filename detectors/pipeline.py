@@ -600,7 +600,7 @@ class RollbackFailed(Exception):
 
 
 #: The dead-letter reason of a message whose processing raised (a bug in a detector, the risk
-#: scorer, ...; README "Dead letters"). Not one of the schema's reasons: the message may be valid.
+#: scorer, ...; docs/events.md "Rejections (dead letters)"). Not one of the schema's reasons: the message may be valid.
 PROCESSING_ERROR = "processing_error"
 _NEW = b""  # the copy of an entity that had no state
 _EVENT, _ADVANCE, _LINK = 0, 1, 2

@@ -9,7 +9,7 @@ same history therefore yields the same alert ids and levels as a live worker.
 With ``jobs=N`` the partitions are shared among N processes, with the output of
 one (:class:`_Shard` says how).
 
-Measures (defined precisely in the README, "Backtest"):
+Measures (defined precisely in docs/backtest.md, "Backtest"):
 
 - an entity is *bad* when it has a label without ``"normal": true``; *normal*
   otherwise (no label, or a benign look-alike label);

@@ -131,7 +131,7 @@ class PrudentialReport(Payload, frozen=True, kw_only=True):
     borrowed_funds: Money | None = None
     largest_borrower_share: Ratio | None = None
     related_party_loans: Money | None = None
-    #: RiskFlow extension of v1 (README "Extensions of the v1 contract"): liquid assets / liquid
+    #: RiskFlow extension of v1 (docs/events.md, "Extensions of v1"): liquid assets / liquid
     #: liabilities (流动性比例). Optional, so v1 producers that do not send it are unaffected.
     liquidity_ratio: Ratio | None = None
 

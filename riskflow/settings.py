@@ -1,7 +1,7 @@
 """RiskFlow's one settings object. Only entry points (CLI, worker, demo) read it.
 
 Every field is read from an environment variable ``RISKFLOW_<FIELD>`` (upper
-case); the README's configuration table lists them all.
+case); docs/operations.md's configuration table lists them all.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         description="RISKFLOW_KAFKA_BOOTSTRAP: host:port[,host:port] of the Kafka cluster. "
         "Unset: `riskflow demo` starts the embedded Tansu broker on a free loopback port.",
     )
-    # Kafka security (see README "Reliability and security"). Every Kafka client
+    # Kafka security (see docs/operations.md, "Configuration"). Every Kafka client
     # RiskFlow creates (Faust's consumer/producer, admin, replay and recovery
     # clients) is configured from these through riskflow.kafka.client_config.
     kafka_security_protocol: str = Field(

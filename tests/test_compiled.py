@@ -1,4 +1,4 @@
-"""The optional compiled build (issue 9; README "Performance", "Fourth pass").
+"""The optional compiled build (issue 9; docs/performance.md).
 
 Pure Python is the default; ``RISKFLOW_COMPILE=1 pip install -e .`` compiles the modules of
 ``detectors.MYPYC_MODULES`` with mypyc. These tests run in both modes. ``.ci/run``'s compiled

@@ -184,8 +184,8 @@ def test_feed_stores_alerts_in_the_alert_store() -> None:
     assert '".[postgres]"' in (ROOT / "Dockerfile").read_text(), "the image needs the PostgreSQL driver"
 
 
-def test_readme_topic_table_lists_every_topic_the_code_creates() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_topic_table_lists_every_topic_the_code_creates() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     table = text.split("## Topics", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([\w.-]+)` \(`RISKFLOW_TOPIC_\w+`\)", table, re.M))
     assert listed == set(topic_specs(Settings())), listed ^ set(topic_specs(Settings()))

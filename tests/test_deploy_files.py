@@ -93,7 +93,8 @@ def test_dashboards_are_consistent() -> None:
 
 
 def _readme_metrics() -> set[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The metrics table of the operators' page (docs/operations.md)."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     section = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
     return set(re.findall(r"^\| `(riskflow_\w+)`", section, re.M))
 

@@ -37,7 +37,7 @@ def anomaly_detectors(model: PeerModel | None = None, *, peer: bool = False) -> 
 
     The peer-group detector is opt-in (``peer=True``, or a ``model``): measured on
     labelled simulated histories it adds almost no detection over the rules and
-    ``anomaly.daily`` while flagging healthy firms (README, Anomaly detection).
+    ``anomaly.daily`` while flagging healthy firms (docs/anomaly.md).
     ``model``: the peer-group model (``riskflow train``); without one the peer
     detector flags nothing until a model is loaded.
     """
