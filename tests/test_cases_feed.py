@@ -90,6 +90,12 @@ def test_the_board_is_one_row_per_institution_ranked_with_cities(tmp_path: Path)
         assert [row["entity_id"] for row in (await body(r))["rows"]] == [YELLOW]
         r = await c.get("/api/board?level=red&overdue=1", headers=VIEWER)
         assert (await body(r))["rows"] == [], "nothing is overdue yet"
+        # the page's default: institutions at yellow or above (or with a case still open), so
+        # its rows are the institutions officers have a case for — the green one is left out
+        r = await c.get("/api/board?level=at_risk", headers=VIEWER)
+        at_risk = (await body(r))["rows"]
+        assert [row["entity_id"] for row in at_risk] == [RED, YELLOW]
+        assert all(row["case"] for row in at_risk)
 
     run(tmp_path, scenario)
 

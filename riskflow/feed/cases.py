@@ -215,6 +215,10 @@ def _limit(q: Any) -> int | web.Response:
         return _err(400, "bad_request", "limit must be an integer")
 
 
+#: the levels at which an institution gets a case (the board shows them by default)
+AT_RISK = frozenset({"yellow", "orange", "red"})
+
+
 async def board(request: web.Request) -> web.Response:
     q = request.query
     limit = _limit(q)
@@ -224,8 +228,10 @@ async def board(request: web.Request) -> web.Response:
     store = _store(request)
     rows = await asyncio.to_thread(board_rows, request.app[KEY_EXPLAINER], store, now)
     summary = city_summary(rows)
+    if q.get("level") == "at_risk":  # the board's default: yellow and above, or a case still open
+        rows = [r for r in rows if r["level"] in AT_RISK or r["case"] is not None]
     for key, field in (("region", "region"), ("level", "level"), ("kind", "entity_kind")):
-        if q.get(key):
+        if q.get(key) and q[key] != "at_risk":
             rows = [r for r in rows if r[field] == q[key]]
     if q.get("assignee"):
         rows = [r for r in rows if r["case"] and r["case"]["assignee"] == q["assignee"]]

@@ -419,7 +419,17 @@ def _case_paths(err_resp: Any) -> dict[str, Any]:
             "get": {
                 "operationId": "getBoard",
                 "summary": "The risk board 风险看板: one row per institution, most urgent first, and per-city counts",
-                "parameters": [f for f in filters if f["name"] != "status"],
+                "parameters": [
+                    _q(
+                        "level",
+                        "the institution's level; at_risk (the page's default): yellow and above, or a case open",
+                        {"type": "string", "enum": ["at_risk", "red", "orange", "yellow", "green"]},
+                    )
+                    if f["name"] == "level"
+                    else f
+                    for f in filters
+                    if f["name"] != "status"
+                ],
                 "responses": {
                     "200": _json({"type": "object", "required": ["rows", "cities"]}, "board rows and cities"),
                     "400": err_resp("bad filter"),
