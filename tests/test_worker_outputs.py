@@ -85,18 +85,12 @@ BATCH = [
 ]
 
 
-def late_record(entity: str) -> LateRecord:
-    return LateRecord(
-        event_id="old",
-        entity_id=entity,
-        entity_kind="private_fund_manager",
-        region="330100",
-        event_type="opinion.published",
-        event_time="2025-01-01T00:00:00+08:00",
-        entity_watermark="2025-03-01T00:00:00+08:00",
-        late_by_seconds=5e6,
-        allowed_lateness_seconds=6e5,
-    )
+def late_records() -> list[LateRecord]:
+    """The late-event ledger's records of an event three weeks older than its entity's time."""
+    late = [event("now", "PFM-L", 28), event("old", "PFM-L", 1)]
+    res = build_processor(load_pack(), anomaly=False).process(records(late), {}.get)
+    assert [r.event_id for r in res.late] == ["old"]
+    return res.late
 
 
 def alerts() -> list[Alert]:
@@ -113,18 +107,18 @@ def test_router_sends_each_output_to_its_topic_keyed_by_entity() -> None:
     live, shadow = alerts()[:2]
     res = BatchResult(
         alerts=[live, msgspec.structs.replace(shadow, mode="shadow")],
-        late=[late_record("PFM-A")],
-        ahead=[late_record("PFM-B")],
+        late=late_records(),
+        ahead=late_records(),
     )
     p = Producer()
     out = router(p).records(res)
     assert [(t, k) for t, k, _, _ in out] == [
         ("alerts", b"PFM-A"),
         ("shadow", b"PFM-A"),
-        ("late", b"PFM-A"),
-        ("late", b"PFM-B"),
+        ("late", b"PFM-L"),
+        ("late", b"PFM-L"),
     ]
-    assert msgspec.json.decode(out[1][2])["alert_id"] == shadow.alert_id and decode_late(out[3][2]).entity_id == "PFM-B"
+    assert msgspec.json.decode(out[1][2])["alert_id"] == shadow.alert_id and decode_late(out[3][2]).event_id == "old"
     # Without a shadow topic shadow alerts go with the others; without a ledger topic late records go nowhere.
     assert [t for t, *_ in router(p, late=None, shadow=None).records(res)] == ["alerts", "alerts"]
 
@@ -149,7 +143,7 @@ def test_router_counts_sent_messages_per_topic_as_faust_did() -> None:
         late="late",
         sent_counter=counter,
     )
-    r.count_sent(BatchResult(alerts=alerts()[:2], late=[late_record("PFM-A")]))
+    r.count_sent(BatchResult(alerts=alerts()[:2], late=late_records()))
     r.count("changelog", 3)
     assert registry.get_sample_value("faust_topic_messages_sent_total", {"topic": "topic.alerts"}) == 2
     assert registry.get_sample_value("faust_topic_messages_sent_total", {"topic": "topic.late"}) == 1

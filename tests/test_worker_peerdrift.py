@@ -5,7 +5,6 @@ score and drift metrics; no broker needed."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -23,16 +22,12 @@ from streams.peerdrift import PeerDriftObserver
 
 
 @pytest.fixture(scope="module")
-def history() -> list[bytes]:
-    events, _ = simulate(entities=60, days=100, seed=11)
-    return [encode_event(e) for e in events]
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory, history: list[bytes]) -> PeerModel:
-    out: Path = tmp_path_factory.mktemp("models")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], PeerModel]:
+    """A simulated history and a small peer-group model trained on it."""
+    history = [encode_event(e) for e in simulate(entities=60, days=100, seed=11)[0]]
+    out = tmp_path_factory.mktemp("models")
     train(history, out, trees=10, min_rows=5)
-    return load_model(out)
+    return history, load_model(out)
 
 
 def messages(values: list[bytes]) -> list[RawMessage]:
@@ -40,8 +35,9 @@ def messages(values: list[bytes]) -> list[RawMessage]:
 
 
 def test_model_scores_come_back_with_each_batch_and_the_detector_keeps_none(
-    history: list[bytes], model: PeerModel
+    trained: tuple[list[bytes], PeerModel],
 ) -> None:
+    history, model = trained
     whole = build_processor(load_pack(), model=model)
     scores = whole.process(messages(history), {}.get, now=4e9).model_scores
     assert scores and {kind for kind, _ in scores} <= set(model.kinds)
@@ -59,8 +55,9 @@ def test_model_scores_come_back_with_each_batch_and_the_detector_keeps_none(
     assert got[0] and got[1] and got[0] + got[1] == scores
 
 
-def test_a_detector_run_alone_reports_no_scores_and_keeps_nothing(history: list[bytes], model: PeerModel) -> None:
+def test_a_detector_run_alone_reports_no_scores_and_keeps_nothing(trained: tuple[list[bytes], PeerModel]) -> None:
     """Offline, outside a batch, nothing collects scores: nothing grows without bound."""
+    history, model = trained
     det = peer_detector(build_processor(load_pack(), model=model))
     assert det is not None
     before = dict(vars(det))
@@ -72,7 +69,8 @@ def test_a_detector_run_alone_reports_no_scores_and_keeps_nothing(history: list[
     assert vars(det) == before
 
 
-def test_the_observer_counts_scores_per_kind_and_follows_a_new_model(history: list[bytes], model: PeerModel) -> None:
+def test_the_observer_counts_scores_per_kind_and_follows_a_new_model(trained: tuple[list[bytes], PeerModel]) -> None:
+    history, model = trained
     registry = CollectorRegistry()
     metrics = Metrics.create(registry)
     bp = build_processor(load_pack(), model=model)
