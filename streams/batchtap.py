@@ -122,7 +122,6 @@ def install(app: Any, tap: BatchTap) -> None:
     before Faust commits on a rebalance or a shutdown, and before it stops the fetch
     loop for shutdown or recovery (so that shutdown waits for the batch in flight
     instead of cancelling it): :func:`streams.faust_compat.settle_before_commit`."""
-    app.riskflow_tap = tap
 
     async def fetch_loop(consumer: Any, fetcher: Any) -> None:
         await _drain_messages(consumer, fetcher, tap)
