@@ -4,7 +4,7 @@ Wall-clock rates of one checkout move by ±15% between identical runs on this
 shared 2-core machine, more than most single changes save. This compares two
 versions of the processor the way earlier passes did by hand: each round runs
 the offline processor (``detectors.factory.build_processor`` over the same
-simulated history, in batches, state in a dict — what ``bench/backtest.py``
+simulated history, in batches, state in a dict — what ``bench/processor.py``
 times) once per checkout, each in a fresh subprocess, in alternating order,
 and measures CPU time (``time.process_time``) of the processing loop only.
 The two runs must produce the same alerts (a digest of every alert minus

@@ -1,90 +1,116 @@
-"""Backtest throughput: the offline path (no Kafka), one core, events/s.
+"""``riskflow backtest`` itself: the command's events/s over a simulated history file.
 
-Runs the processor of ``detectors.factory.build_processor`` (every detector
-the product has) over a simulated history in batches, keeping entity state
-in a dict — what an offline run does — and reports events/s, beside a raw
-``orjson.loads`` loop over the same lines in the same run, and beside the same
-batch processor with no detector and no risk index (parse, de-duplication,
-state, event-time lanes): the per-event floor that detectors add to.
+Each round runs ``python -m riskflow backtest FILE --json --jobs N`` as a child process
+and times all of it — interpreter start, reading the file, Kafka placement, every
+detector, state kept as bytes, the report — as a user waits for it; beside it, the
+CPU the command's processes spent per event (user + system, children included) and the
+report's own rate (its processing loop alone). ``bench/processor.py`` times the batch
+processor without the command around it.
 
-    python bench/backtest.py [--events 200000] [--rounds 3] [--batch 1000]
+    python bench/backtest.py [--events 200000] [--rounds 3] [--jobs 1] [--batch-size 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     import _path  # noqa: F401
 
-import orjson
-
-import detectors
+from bench import common
 from bench.common import headline, history, median
-from detectors.engine import Engine
-from detectors.factory import build_processor
-from detectors.lateness import DEFAULT_ALLOWED_LATENESS
-from detectors.pipeline import BatchProcessor, RawMessage
-from detectors.rules import load_pack
-from riskflow.gctune import tune
 
 
-def run_offline(lines: list[bytes], batch: int, bp: BatchProcessor | None = None) -> tuple[float, int]:
-    """Seconds to process ``lines`` through a fresh processor (default: the product's), and the
-    alert count."""
-    bp = build_processor(load_pack()) if bp is None else bp
-    states: dict = {}
-    msgs = [RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)]
-    alerts = 0
+def history_file(events: int) -> Path:
+    """The simulated history of ``events`` lines as a JSONL file (cached beside the lines)."""
+    lines = history(events)
+    path = common.CACHE / f"backtest-history-{events}.jsonl"
+    if not path.exists() or path.stat().st_size != sum(len(x) + 1 for x in lines):
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(b"".join(x + b"\n" for x in lines))
+        tmp.replace(path)
+    return path
+
+
+@dataclass
+class Run:
+    jobs: int
+    events: int
+    seconds: float  # wall clock of the whole command
+    cpu_seconds: float  # user + system of the command and its children
+    report: dict[str, Any]  # the --json report, without its timings
+    loop_events_per_s: float  # the report's own rate: its processing loop alone
+    alerts_digest: str  # every alert written, in order, without the wall-clock detected_at
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return 1e6 * self.cpu_seconds / self.events
+
+
+def run_command(path: Path, jobs: int, batch_size: int = 20_000) -> Run:
+    """One ``riskflow backtest`` of ``path`` with ``--jobs jobs``, timed; exits on its failure."""
+    alerts = path.with_name(f"{path.stem}-alerts-{os.getpid()}-{jobs}.jsonl")
+    cmd = [sys.executable, "-m", "riskflow", "backtest", str(path), "--json", "--jobs", str(jobs)]
+    cmd += ["--batch-size", str(batch_size), "--alerts-out", str(alerts)]
+    env = dict(os.environ, PYTHONPATH=str(common.ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    for i in range(0, len(msgs), batch):
-        res = bp.process(msgs[i : i + batch], states.get)
-        for eid, (state, _) in res.states.items():
-            states[eid] = state
-        alerts += len(res.alerts)
-    return time.perf_counter() - t0, alerts
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=common.ROOT)
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        sys.exit(f"riskflow backtest --jobs {jobs} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    report = json.loads(proc.stdout)
+    digest = hashlib.blake2b(digest_size=8)
+    try:
+        for line in alerts.read_bytes().splitlines():
+            whole = json.loads(line)
+            whole.pop("detected_at", None)
+            digest.update(json.dumps(whole, sort_keys=True).encode())
+    finally:
+        alerts.unlink(missing_ok=True)
+    loop_rate = report.pop("events_per_second") or 0.0
+    report.pop("seconds")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(jobs, report["events"], seconds, cpu, report, loop_rate, digest.hexdigest())
 
 
-def run_raw(lines: list[bytes]) -> float:
-    loads = orjson.loads
-    t0 = time.perf_counter()
-    for v in lines:
-        loads(v)
-    return time.perf_counter() - t0
+def describe(run: Run) -> str:
+    return (
+        f"--jobs {run.jobs}: {run.per_s:,.0f} ev/s ({run.events:,} events in {run.seconds:.2f}s, "
+        f"CPU {run.cpu_us_per_event:.1f} µs/event; its processing loop {run.loop_events_per_s:,.0f} ev/s), "
+        f"{run.report['alerts']:,} alerts"
+    )
 
 
 def main(argv: list[str] | None = None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=20_000)
     args = ap.parse_args(argv)
 
-    lines = history(args.events)
-    tune()  # as `riskflow backtest` does (riskflow/gctune.py)
-    rates, ratios, floors = [], [], []
+    path = history_file(args.events)
+    rates = []
     for r in range(args.rounds):
-        raw_s = run_raw(lines)
-        # the product's engine settings (de-duplication window, lateness gate), no detector
-        floor = BatchProcessor(Engine([], allowed_lateness=DEFAULT_ALLOWED_LATENESS))
-        floor_s, _ = run_offline(lines, args.batch, floor)
-        secs, alerts = run_offline(lines, args.batch)
-        rate = len(lines) / secs
-        rates.append(rate)
-        ratios.append(raw_s / secs)
-        floors.append(len(lines) / floor_s)
-        print(
-            f"round {r + 1}: backtest {rate:,.0f} ev/s ({alerts} alerts), "
-            f"no detector or risk index {len(lines) / floor_s:,.0f} ev/s, "
-            f"orjson.loads alone {len(lines) / raw_s:,.0f} ev/s, ratio {raw_s / secs:.3f}",
-            flush=True,
-        )
-    print(
-        f"median backtest / orjson-loads ratio: {median(ratios):.3f}; the floor (no detector, no risk "
-        f"index): {median(floors):,.0f} ev/s; detectors: {detectors.build()}",
-        flush=True,
-    )
+        run = run_command(path, args.jobs, args.batch_size)
+        rates.append(run.per_s)
+        print(f"round {r + 1}: riskflow backtest {describe(run)}", flush=True)
     value = median(rates)
     headline("backtest_events_per_s", value, 0)
     return value

@@ -335,6 +335,54 @@ class Workers:
             time.sleep(every)
         return rate_of(samples, cpu)
 
+    def cpu(self) -> float | None:
+        """The workers' CPU seconds so far (``/proc``: costs them nothing), or None if unknown."""
+        spent = [cpu_seconds(w.proc.pid) for w in self.procs]
+        return None if None in spent else sum(x for x in spent if x is not None)
+
+    def follow_outside(
+        self, expect: int, *, timeout: float = 600.0, quiet: float = 10.0, poll: float = 0.2, idle: float = 1.0
+    ) -> Rate:
+        """Like :meth:`follow`, with no scrape of ``/metrics`` inside the measured span.
+
+        Before the span, ``/metrics`` is scraped every 0.1 s until the workers have handled
+        an event: the span starts at that scrape. Inside it, only the workers' CPU seconds
+        are read (``/proc``) every ``poll`` s. Once they have used less than a quarter of a
+        core over ``idle`` s, the span ends at the last busy reading and one scrape counts
+        what they handled; short of ``expect`` and still moving within ``quiet`` s, the
+        watch goes on (a pause mid-run costs one scrape a second)."""
+        if self.cpu() is None:
+            return self.follow(expect, timeout=timeout, quiet=quiet)
+        deadline = time.monotonic() + timeout
+        n0 = self.total()
+        while not n0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            n0 = self.total()
+        t0, cpu0 = time.monotonic(), self.cpu()
+        if not n0 or cpu0 is None:
+            return Rate(0, 0.0)
+        busy_t, busy_cpu = prev_t, prev_cpu = t0, cpu0
+        n, last_change = n0, t0
+        while time.monotonic() < deadline:
+            time.sleep(poll)
+            spent = self.cpu()
+            now = time.monotonic()
+            if spent is None:
+                break  # a worker is gone: the caller's next look says why
+            if spent - prev_cpu >= 0.25 * (now - prev_t):
+                busy_t, busy_cpu = now, spent
+            prev_t, prev_cpu = now, spent
+            if now - busy_t < idle:
+                continue
+            count = self.total()
+            if count is None:
+                continue
+            if count != n:
+                n, last_change = count, now
+            if n >= expect or now - last_change > quiet:
+                break
+        return Rate(n - n0, busy_t - t0, busy_cpu - cpu0)
+
     def stop(self) -> None:
         for w in self.procs:
             w.stop()

@@ -4,7 +4,7 @@ Each round runs both variants, each in its own fresh subprocess, over the same h
 file: the pure one imports the compiled build's modules (``detectors.MYPYC_MODULES``)
 from their ``.py`` source (``bench/purepy.py``), the compiled one uses the extension
 modules that ``RISKFLOW_COMPILE=1 pip install -e .`` built next to them. The loop is
-``bench/offline_run.py``'s (``bench/backtest.py``'s loop, shared with ``bench/ab.py``).
+``bench/offline_run.py``'s (``bench/processor.py``'s loop, shared with ``bench/ab.py``).
 Each child reports events/s, the modules it ran compiled, and a digest of its whole
 output: every alert (all fields but the wall-clock ``detected_at``, in emission order)
 and the msgpack bytes of every entity's final state. The variants must agree on it.

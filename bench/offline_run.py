@@ -1,6 +1,6 @@
 """The timed offline loop that bench/compiled.py and bench/ab.py share.
 
-``bench/backtest.py``'s loop (``build_processor`` over the lines in batches, state in a
+``bench/processor.py``'s loop (``build_processor`` over the lines in batches, state in a
 dict), timed in wall and CPU time, and digests of its output: every alert (all fields but
 the wall-clock ``detected_at``, in emission order) and the msgpack bytes of every entity's
 final state. It imports only the standard library at module level and RiskFlow inside
@@ -26,7 +26,7 @@ def run(lines: list[bytes], batch: int, *, process: bool = True) -> dict[str, An
     from detectors.rules import load_pack
     from riskflow.gctune import tune
 
-    tune()  # as `riskflow backtest` and bench/backtest.py do
+    tune()  # as `riskflow backtest` and bench/processor.py do
     bp = build_processor(load_pack())
     states: dict = {}
     msgs = [RawMessage(v, "file", 0, i, None) for i, v in enumerate(lines)]

@@ -19,7 +19,9 @@ HERE = Path(__file__).resolve().parent
 #: script -> arguments of a quick run
 BENCHES: dict[str, list[str]] = {
     "parse.py": ["--events", "5000", "--rounds", "1"],
+    "processor.py": ["--events", "5000", "--rounds", "1"],
     "backtest.py": ["--events", "5000", "--rounds", "1"],
+    "backtest_jobs.py": ["--events", "5000", "--rounds", "1", "--batch-size", "1000"],
     # needs the compiled build (RISKFLOW_COMPILE=1 pip install -e .): skipped without it
     "compiled.py": ["--events", "5000", "--rounds", "1"],
     "memory.py": ["--sizes", "1000,10000", "--history", "5000"],

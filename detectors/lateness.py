@@ -242,8 +242,7 @@ def closed_windows(detectors: Sequence[Detector], dstates: dict[str, Any], event
         elif isinstance(det, SurgeRule):
             span = det.span
         elif isinstance(det, DailyAnomaly):
-            st = dstates.get(det.id)
-            if st is not None and day < st.get("day", -1):
+            if day < det.open_day(dstates.get(det.id)):
                 why = "its day is already scored: left out of the daily metrics"
                 lines.append(LateRule(rule_id=det.id, kind=det.kind, action="window_closed", window_days=1, reason=why))
             continue

@@ -53,6 +53,9 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=False):
     risk_level: str = ""
     risk_index: float = 0.0
     risk_tags: list[str] = msgspec.field(default_factory=list)
+    # Which dimensions make up the index and by how many points (dimension -> points,
+    # ``contagion`` for what a linked entity adds); they sum to ``risk_index`` within rounding.
+    risk_dimensions: dict[str, float] = msgspec.field(default_factory=dict)
     affected_people: int = 0
     affected_amount: float = 0.0
     # Episode folding: the same alert_id is re-emitted with a higher revision as

@@ -6,6 +6,8 @@ keeping entity state as the same msgpack bytes the worker's changelog-backed
 table holds (decoded before, encoded after each batch). Each event carries the
 topic and partition Kafka would give it (:mod:`riskflow.partitioning`). The
 same history therefore yields the same alert ids and levels as a live worker.
+With ``jobs=N`` the partitions are shared among N processes, with the output of
+one (:class:`_Shard` says how).
 
 Measures (defined precisely in the README, "Backtest"):
 
@@ -36,17 +38,25 @@ True
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
+import multiprocessing
+import pickle
+import signal
 import statistics
+import sys
+import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
 
 import msgspec
 
-from detectors.engine import decode_state, encode_state
-from detectors.pipeline import RawMessage
+from detectors.engine import EntityState, decode_state, encode_state
+from detectors.pipeline import BatchProcessor, RawMessage
+from detectors.risk.contagion import decode_link, encode_link
 from detectors.rules import RulePack
 from riskflow.alerts import SEVERITIES, Alert
 from riskflow.partitioning import partition_for
@@ -282,80 +292,399 @@ def backtest(
     batch_size: int = 20_000,
     now: float | None = None,
     on_alert: Any = None,
+    jobs: int = 1,
+    progress: Callable[[str], object] | None = None,
+    progress_every: float = 5.0,
 ) -> Report:
     """Run the shared pipeline over ``lines`` (one event each, event-time order) and score it.
 
     ``on_alert(alert)`` is called for every alert emitted (revisions too), in order.
+    ``jobs``: processes sharing the input partitions (at most ``settings.partitions``); the
+    alerts, their order and the report are the same for every value (see :class:`_Shard`).
+    A history of a single batch runs in this process. ``progress(text)`` receives a line
+    after a batch when ``progress_every`` seconds have passed since the last one.
     """
     settings = settings or Settings()
     pack = pack or pack_from_settings(settings)
-    bp = processor_from_settings(settings, pack)
+    bp = processor_from_settings(settings, pack, links_topic=_LINKS)
     now = time.time() if now is None else now
-    parts = settings.partitions
-    fund_topic, inst_topic = settings.topic_fund_events, settings.topic_institution_events
-    store: dict[str, bytes] = {}
-    placement: dict[str, tuple[str, int, bytes]] = {}
-    offsets: Counter[tuple[str, int]] = Counter()
-    entities: dict[str, str] = {}
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    started = time.perf_counter()
+    chunks = _chunks(lines, batch_size)
+    head = list(itertools.islice(chunks, 2))
+    jobs = min(jobs, settings.partitions) if len(head) > 1 else 1
+    layout = _Layout(settings.partitions, settings.topic_fund_events, settings.topic_institution_events, jobs)
     alerts: dict[str, AlertRecord] = {}
+    read = 0
+    last = started
+    with _shards(bp, layout, now) as shards:
+        for n, batch_alerts in shards.run(itertools.chain(head, chunks)):
+            for a in batch_alerts:
+                if on_alert is not None:
+                    on_alert(a)
+                ts = _ts(a.event_time)
+                rec = alerts.get(a.alert_id)
+                if rec is None:
+                    alerts[a.alert_id] = AlertRecord(a, ts)
+                else:
+                    if a.revision >= rec.alert.revision:
+                        rec.alert = a
+                    rec.first_ts = min(rec.first_ts, ts)
+            read += n
+            if progress is not None and time.perf_counter() - last >= progress_every:
+                last = time.perf_counter()
+                secs = last - started
+                progress(f"{read:,} events read in {secs:.0f}s ({read / secs:,.0f}/s), {jobs} process(es)")
+        totals = shards.totals()
+    seconds = time.perf_counter() - started
+    t_min = min((t.t_min for t in totals), default=float("inf"))
+    t_max = max((t.t_max for t in totals), default=float("-inf"))
+    entities: dict[str, str] = {}
     dead: Counter[str] = Counter()
-    events = 0
-    t_min, t_max = float("inf"), float("-inf")
+    for t in totals:
+        entities.update(t.entities)
+        dead.update(t.dead)
+    span = max((t_max - t_min) / DAY, 1.0) if t_max >= t_min else 1.0
+    events = sum(t.events for t in totals)
+    return Report(alerts, prepare_labels(labels), entities, events, dead, span, seconds, pack.version)
 
-    def get_state(eid: str) -> Any:
-        raw = store.get(eid)
+
+#: The links topic of an offline run. With it, a batch's contagion links come out of
+#: ``BatchProcessor.process`` as messages and go back in as messages on it, in the order the
+#: in-process delivery (``links_topic=None``) would take them, to whichever process holds
+#: their target (:class:`_Shard`).
+_LINKS = "riskflow.backtest-links"
+
+#: Where an output of a batch stands in the order of one process over the whole history:
+#: (phase: 0 for the events, n for the n-th round of links; the position in that phase of the
+#: first message of the ``process`` call that emitted it; its index in that call's output).
+_Key = tuple[int, int, int]
+
+
+class _Layout(NamedTuple):
+    """How the history is split: Kafka's placement of each entity, and which process holds
+    each partition (partition ``p`` belongs to process ``p % jobs``)."""
+
+    partitions: int
+    fund_topic: str
+    inst_topic: str
+    jobs: int
+
+    def owner(self, entity_id: str) -> int:
+        return partition_for(entity_id.encode(), self.partitions) % self.jobs if entity_id else 0
+
+
+@dataclass
+class _Totals:
+    events: int
+    dead: Counter[str]
+    entities: dict[str, str]
+    t_min: float
+    t_max: float
+
+
+class _Shard:
+    """The entities of the partitions one process holds, and their processing, batch by batch.
+
+    Every process reads every batch of the history (the same batches as ``jobs=1``) and
+    processes its own events of it, in order. Its events form *runs*, stretches of the batch
+    with no event of another process; one ``process`` call per run, so each alert and link
+    carries its place in the single-process order (:data:`_Key`). The links of a batch are
+    then delivered in rounds, as ``BatchProcessor`` delivers them in-process: round n holds
+    the links round n-1 produced, in the order it produced them, each at the process holding
+    its target. Entity state and event-time lanes are per partition, so every entity sees the
+    same events, links and order as in one process, and the merged alerts are identical.
+    States go back to bytes at each batch boundary, as in one process.
+    """
+
+    def __init__(self, bp: BatchProcessor, layout: _Layout, now: float, index: int = 0) -> None:
+        self.bp, self.layout, self.now, self.index = bp, layout, now, index
+        self.store: dict[str, bytes] = {}
+        self.held: dict[str, EntityState] = {}  # states the current batch changed, as objects
+        self.placement: dict[str, tuple[str, int, bytes] | None] = {}  # None: another process's
+        self.offsets: Counter[tuple[str, int]] = Counter()
+        self.totals = _Totals(0, Counter(), {}, float("inf"), float("-inf"))
+
+    def get_state(self, eid: str) -> EntityState | None:
+        st = self.held.get(eid)
+        if st is not None:
+            return st
+        raw = self.store.get(eid)
         return decode_state(raw) if raw is not None else None
 
-    started = time.perf_counter()
-    for chunk in _chunks(lines, batch_size):
-        msgs = []
-        for line in chunk:
-            try:
-                h = _head.decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                h = _Head()  # the processor dead-letters it with its reason (e.g. too_deep)
-            place = placement.get(h.entity_id)
+    def flush(self) -> None:
+        """A batch boundary: the states it changed are written back as the worker's table would."""
+        for eid, st in self.held.items():
+            self.store[eid] = encode_state(st)
+            if st.entity_kind:  # an entity with events of its own, not only a contagion link target
+                self.totals.entities[eid] = st.entity_kind
+        self.held = {}
+
+    def _place(self, line: bytes) -> tuple[str, int, bytes] | None:
+        try:
+            h = _head.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            h = _Head()  # the processor dead-letters it with its reason (e.g. too_deep)
+        eid = h.entity_id
+        if eid in self.placement:
+            return self.placement[eid]
+        lay = self.layout
+        if not eid:
+            return (lay.inst_topic, 0, b"") if self.index == 0 else None
+        key = eid.encode()
+        part = partition_for(key, lay.partitions)
+        if part % lay.jobs != self.index:
+            self.placement[eid] = None
+            return None
+        topic = lay.fund_topic if topic_role(h.entity_kind) == "fund" else lay.inst_topic
+        place = self.placement[eid] = (topic, part, key)
+        # an entity's first event: the earliest one of an event-time ordered file
+        try:
+            when = _time.decode(line).event_time
+            if when is not None and when.tzinfo is not None:
+                self.totals.t_min = min(self.totals.t_min, when.timestamp())
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ArithmeticError):
+            pass  # not a valid event: it counts among the dead letters, not the span
+        return place
+
+    def events(self, chunk: list[bytes]) -> tuple[list[tuple[_Key, Alert]], list[tuple[tuple[int, int], bytes]]]:
+        """Process this process's events of a batch; its alerts and links, keyed."""
+        self.flush()
+        runs: list[tuple[int, list[RawMessage]]] = []
+        run: list[RawMessage] | None = None
+        offsets = self.offsets
+        for i, line in enumerate(chunk):
+            place = self._place(line)
             if place is None:
-                key = h.entity_id.encode()
-                topic = fund_topic if topic_role(h.entity_kind) == "fund" else inst_topic
-                place = (topic, partition_for(key, parts), key) if key else (inst_topic, 0, b"")
-                if key:
-                    placement[h.entity_id] = place
-                    # an entity's first event: the earliest one of an event-time ordered file
-                    try:
-                        when = _time.decode(line).event_time
-                        if when is not None and when.tzinfo is not None:
-                            t_min = min(t_min, when.timestamp())
-                    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ArithmeticError):
-                        pass  # not a valid event: it counts among the dead letters, not the span
+                run = None
+                continue
             topic, part, key = place
             off = offsets[topic, part]
             offsets[topic, part] = off + 1
-            msgs.append(RawMessage(line, topic, part, off, key or None))
-        res = bp.process(msgs, get_state, now)
-        if res.max_event_ts > t_max:
-            t_max = res.max_event_ts
-        for eid, (st, _part) in res.states.items():
-            store[eid] = encode_state(st)
-            if st.entity_kind:  # an entity with events of its own, not only a contagion link target
-                entities[eid] = st.entity_kind
-        events += len(res.counted)
-        for d in res.dead_letters:
-            dead[d["reason"]] += 1
-        for a in res.alerts:
-            if on_alert is not None:
-                on_alert(a)
-            ts = _ts(a.event_time)
-            rec = alerts.get(a.alert_id)
-            if rec is None:
-                alerts[a.alert_id] = AlertRecord(a, ts)
-            else:
-                if a.revision >= rec.alert.revision:
-                    rec.alert = a
-                rec.first_ts = min(rec.first_ts, ts)
-    seconds = time.perf_counter() - started
-    span = max((t_max - t_min) / DAY, 1.0) if t_max >= t_min else 1.0
-    return Report(alerts, prepare_labels(labels), entities, events, dead, span, seconds, pack.version)
+            if run is None:
+                run = []
+                runs.append((i, run))
+            run.append(RawMessage(line, topic, part, off, key or None))
+        return self._run(0, runs)
+
+    def links(self, phase: int, items: list[tuple[int, bytes]]) -> tuple[list[tuple[_Key, Alert]], list]:
+        """Deliver round ``phase`` of a batch's links: ``(position in the round, message)``."""
+        runs: list[tuple[int, list[RawMessage]]] = []
+        prev = -2
+        for pos, value in items:
+            if pos != prev + 1:
+                runs.append((pos, []))
+            runs[-1][1].append(RawMessage(value, _LINKS, 0, pos, None))
+            prev = pos
+        return self._run(phase, runs)
+
+    def _run(
+        self, phase: int, runs: list[tuple[int, list[RawMessage]]]
+    ) -> tuple[list[tuple[_Key, Alert]], list[tuple[tuple[int, int], bytes]]]:
+        alerts: list[tuple[_Key, Alert]] = []
+        links: list[tuple[tuple[int, int], bytes]] = []
+        held, tot = self.held, self.totals
+        for start, msgs in runs:
+            res = self.bp.process(msgs, self.get_state, self.now)
+            for eid, (st, _part) in res.states.items():
+                held[eid] = st
+            alerts += [((phase, start, j), a) for j, a in enumerate(res.alerts)]
+            links += [((start, j), encode_link(m)) for j, m in enumerate(res.links)]
+            tot.events += len(res.counted)
+            for d in res.dead_letters:
+                tot.dead[d["reason"]] += 1
+            if res.max_event_ts > tot.t_max:
+                tot.t_max = res.max_event_ts
+        return alerts, links
+
+    def finish(self) -> _Totals:
+        self.flush()
+        return self.totals
+
+
+class _Shards:
+    """The processes of a run; :meth:`run` takes the batches through events and link rounds."""
+
+    def __init__(self, layout: _Layout) -> None:
+        self.layout = layout
+
+    def run(self, chunks: Iterator[list[bytes]]) -> Iterator[tuple[int, list[Alert]]]:
+        """(lines, alerts) of each batch, the alerts in the order one process emits them.
+
+        The next batch is read while the processes work on one, and handed to them before
+        the caller takes the alerts of the one before: reading and the caller's handling of
+        alerts overlap the processing."""
+        chunk = next(chunks, None)
+        if chunk is not None:
+            self.submit([("events", chunk)] * self.layout.jobs)
+        while chunk is not None:
+            following = next(chunks, None)
+            alerts = self._finish_batch()
+            if following is not None:
+                self.submit([("events", following)] * self.layout.jobs)
+            yield len(chunk), alerts
+            chunk = following
+
+    def _finish_batch(self) -> list[Alert]:
+        outs = self.collect()
+        alerts = [a for out in outs for a in out[0]]
+        links = [m for out in outs for m in out[1]]
+        phase = 1
+        while links:
+            links.sort(key=lambda m: m[0])
+            work: list[list[tuple[int, bytes]]] = [[] for _ in range(self.layout.jobs)]
+            for pos, (_key, value) in enumerate(links):
+                work[self.layout.owner(decode_link(value).to) if self.layout.jobs > 1 else 0].append((pos, value))
+            self.submit([("links", phase, items) if items else None for items in work])
+            outs = self.collect()
+            alerts += [a for out in outs for a in out[0]]
+            links = [m for out in outs for m in out[1]]
+            phase += 1
+        alerts.sort(key=lambda ka: ka[0])
+        return [a for _key, a in alerts]
+
+    def submit(self, requests: list[Any]) -> None:
+        """Send request ``i`` (None: nothing) to process ``i``."""
+        raise NotImplementedError
+
+    def collect(self) -> list[Any]:
+        """The answers to the last :meth:`submit`, in process order."""
+        raise NotImplementedError
+
+    def totals(self) -> list[_Totals]:
+        self.submit([("finish",)] * self.layout.jobs)
+        return self.collect()
+
+    def __enter__(self) -> _Shards:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+
+def _answer(shard: _Shard, request: tuple[Any, ...]) -> Any:
+    if request[0] == "events":
+        return shard.events(request[1])
+    if request[0] == "links":
+        return shard.links(request[1], request[2])
+    return shard.finish()
+
+
+class _InProcess(_Shards):
+    def __init__(self, bp: BatchProcessor, layout: _Layout, now: float) -> None:
+        super().__init__(layout)
+        self.shard = _Shard(bp, layout, now)
+        self.answers: list[Any] = []
+
+    def submit(self, requests: list[Any]) -> None:
+        self.answers = [_answer(self.shard, r) for r in requests if r is not None]
+
+    def collect(self) -> list[Any]:
+        return self.answers
+
+
+class BacktestWorkerError(RuntimeError):
+    """A backtest process failed (its last words, or how it exited)."""
+
+
+class _Processes(_Shards):
+    """One child process per shard, spoken to over a pipe: pickled requests, pickled answers.
+    Forked from a single-threaded caller on Linux (no start-up: the child has the processor
+    already), spawned otherwise (a fork of a threaded process may inherit a held lock)."""
+
+    def __init__(self, bp: BatchProcessor, layout: _Layout, now: float) -> None:
+        super().__init__(layout)
+        fork = sys.platform == "linux" and threading.active_count() == 1
+        ctx = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
+        self.sent: list[int] = []
+        self.conns: list[Connection] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        try:
+            for i in range(layout.jobs):
+                mine, theirs = ctx.Pipe()
+                proc = ctx.Process(target=_serve, args=(theirs, bp, layout, now, i), daemon=True)
+                proc.start()
+                theirs.close()
+                self.conns.append(mine)
+                self.procs.append(proc)
+        except BaseException:
+            self.close()
+            raise
+
+    def submit(self, requests: list[Any]) -> None:
+        self.sent = []
+        blob: bytes | None = None
+        for i, r in enumerate(requests):
+            if r is None:
+                continue
+            # the same events go to every process: pickled once
+            data = blob if blob is not None and r[0] == "events" else pickle.dumps(r, protocol=5)
+            if r[0] == "events":
+                blob = data
+            try:
+                self.conns[i].send_bytes(data)
+            except OSError:
+                raise self._gone(i) from None
+            self.sent.append(i)
+
+    def collect(self) -> list[Any]:
+        return [self._recv(i) for i in self.sent]
+
+    def _gone(self, i: int) -> BacktestWorkerError:
+        self.procs[i].join(5)
+        code = self.procs[i].exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"ended (exit code {code})"
+        return BacktestWorkerError(f"backtest process {i + 1} of {len(self.procs)} {how}")
+
+    def _recv(self, i: int) -> Any:
+        try:
+            status, value = pickle.loads(self.conns[i].recv_bytes())
+        except (EOFError, OSError):
+            raise self._gone(i) from None
+        if status != "ok":
+            raise BacktestWorkerError(f"backtest process {i + 1} of {len(self.procs)} failed: {value}")
+        return value
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()  # a child reading its pipe then ends
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+
+def _shards(bp: BatchProcessor, layout: _Layout, now: float) -> _Shards:
+    return _InProcess(bp, layout, now) if layout.jobs == 1 else _Processes(bp, layout, now)
+
+
+def _serve(conn: Connection, bp: BatchProcessor, layout: _Layout, now: float, index: int) -> None:
+    """A backtest child: answer requests on ``conn`` until it closes or asks for the totals."""
+    from riskflow.gctune import tune
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it closes the pipes
+    tune()  # this process is an entry point of its own (riskflow/gctune.py)
+    shard = _Shard(bp, layout, now, index)
+    while True:
+        try:
+            request = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        try:
+            answer = ("ok", _answer(shard, request))
+        except BaseException as exc:  # told to the parent, which stops the run with it
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send_bytes(pickle.dumps(answer, protocol=5))
+        except OSError:
+            return  # the parent is gone (interrupted, or stopped on another process's failure)
+        if request[0] == "finish" or answer[0] != "ok":
+            return
 
 
 def _chunks(lines: Iterable[bytes], n: int) -> Iterator[list[bytes]]:

@@ -13,7 +13,7 @@ cost more.
 :func:`tune` freezes what exists after start-up (it lives as long as the process:
 ``gc.freeze`` moves it out of every future pass) and raises the thresholds. It is
 called once, by the entry points only (``riskflow backtest``, the worker's first
-batch, ``bench/backtest.py``), never by library code.
+batch, ``bench/processor.py``), never by library code.
 
 >>> import gc
 >>> before = gc.get_threshold()

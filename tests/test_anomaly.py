@@ -93,7 +93,7 @@ def test_burst_is_flagged_once_with_evidence_and_not_learned() -> None:
     burst = [complaint(60.2 + i / 100) for i in range(8)]
     det = DailyAnomaly()
     state, _ = run(det, hist)
-    rate_before = state["c"]["cmp"][0]
+    rate_before = state.counts["cmp"].rate
     state, sigs = run(det, burst, state)
     assert len(sigs) == 1
     s = sigs[0]
@@ -103,11 +103,11 @@ def test_burst_is_flagged_once_with_evidence_and_not_learned() -> None:
     assert ev_["metric"] == "complaints" and ev_["value"] >= 3 and ev_["baseline"] < 1 and ev_["p_value"] < 1e-4
     # Closing the burst day: the flagged day stays out of the baseline...
     state, _ = run(det, [complaint(61.5)], state)
-    assert state["c"]["cmp"][0] == pytest.approx(rate_before * (1 - det.alpha), rel=0.2, abs=0.02)
+    assert state.counts["cmp"].rate == pytest.approx(rate_before * (1 - det.alpha), rel=0.2, abs=0.02)
     # ...unless the detector is told to learn from what it flagged.
     learner = DailyAnomaly(learn_flagged=True)
     st2, _ = run(learner, [*hist, *burst, complaint(61.5)])
-    assert st2["c"]["cmp"][0] > state["c"]["cmp"][0] + 0.01
+    assert st2.counts["cmp"].rate > state.counts["cmp"].rate + 0.01
 
 
 def test_slow_shift_is_flagged_and_does_not_teach_the_baseline() -> None:
@@ -122,7 +122,7 @@ def test_slow_shift_is_flagged_and_does_not_teach_the_baseline() -> None:
     first = min(s.evidence["day"] for s in sigs)
     assert first <= "2025-03-06"  # within a week of the shift (day 60 = 2025-03-02)
     assert len([s for s in sigs if s.evidence["metric"] == "retail_subscriptions"]) == 1  # one alert for the run
-    assert state["c"]["sub"][0] < 0.6  # the baseline has not learned 2-3 a day
+    assert state.counts["sub"].rate < 0.6  # the baseline has not learned 2-3 a day
 
 
 def test_level_metric_sentiment_drop() -> None:
@@ -174,10 +174,11 @@ def test_hit_days_of_a_money_flow_stay_out_of_the_baseline() -> None:
     det = DailyAnomaly()
     before, _ = run(det, _weekly_inflows(set(), days=130))  # days 0-129 learned
     held, _ = run(det, _weekly_inflows({130}, days=131))  # day 130, a Sunday, is a hit
-    assert held["h"]["in"] & 1 and held["l"]["in"][:3] == before["l"]["in"][:3]  # n, centre, scale
+    h, b = held.levels["in"], before.levels["in"]
+    assert held.hits["in"] & 1 and (h.n, h.centre, h.mad) == (b.n, b.centre, b.mad)
     learner = DailyAnomaly(learn_flagged=True)
     learned, _ = run(learner, _weekly_inflows({130}, days=131))
-    assert learned["l"]["in"][0] == held["l"]["in"][0] + 1 and learned["l"]["in"][1] > held["l"]["in"][1]
+    assert learned.levels["in"].n == h.n + 1 and learned.levels["in"].centre > h.centre
 
 
 def test_qualified_subscriptions_are_not_retail_fundraising() -> None:

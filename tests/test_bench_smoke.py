@@ -17,6 +17,7 @@ import detectors
 from bench import (
     ab,
     backtest,
+    backtest_jobs,
     broker_hop,
     common,
     compiled,
@@ -25,6 +26,7 @@ from bench import (
     memory,
     parse,
     pipeline,
+    processor,
     produce,
     scaleout,
 )
@@ -59,9 +61,25 @@ def test_parse_bench_checks_agree_with_the_schema(valid_example_lines: list[byte
             pytest.fail(f"accepted: {why}")
 
 
+def test_processor_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    processor.main(["--events", "300", "--rounds", "1"])
+    assert _headline(capsys, "processor_events_per_s") > 0
+
+
 def test_backtest_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    """The real command, as a child process."""
     backtest.main(["--events", "300", "--rounds", "1"])
-    assert _headline(capsys, "backtest_events_per_s") > 0
+    out = capsys.readouterr().out
+    assert "riskflow backtest --jobs 1:" in out, out
+    assert float(out.strip().splitlines()[-1].partition("backtest_events_per_s=")[2]) > 0
+
+
+def test_backtest_jobs_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    """Both counts in one round (they must agree, or the script exits)."""
+    backtest_jobs.main(["--events", "600", "--rounds", "1", "--batch-size", "200"])
+    out = capsys.readouterr().out
+    assert "same report and alerts" in out, out
+    assert float(out.strip().splitlines()[-1].partition("backtest_jobs2_vs_jobs1=")[2]) > 0
 
 
 def test_ab_bench(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

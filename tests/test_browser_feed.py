@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -36,6 +37,7 @@ from riskflow.store import open_store
 from tests.kafka_fixtures import Stack
 
 OFFICER_TOKEN = "br0wser-0fficer-token"
+OTHER_OFFICER_TOKEN = "br0wser-0ther-0fficer"
 VIEWER_TOKEN = "br0wser-v1ewer-token"
 WAIT = 120.0  # generous: the machine is shared; nothing here is a timing assertion
 
@@ -79,7 +81,8 @@ def _start_feed(stack: Stack, store: str, port: int) -> subprocess.Popen[bytes]:
         **stack.env,
         RISKFLOW_STORE_URL=store,
         RISKFLOW_FEED_PORT=str(port),
-        RISKFLOW_FEED_TOKENS=f"{OFFICER_TOKEN}:officer:li.na,{VIEWER_TOKEN}:viewer:audit.office",
+        RISKFLOW_FEED_TOKENS=f"{OFFICER_TOKEN}:officer:li.na,{OTHER_OFFICER_TOKEN}:officer:zhang.san,"
+        f"{VIEWER_TOKEN}:viewer:audit.office",
         RISKFLOW_DATA_DIR=str(stack.tmp / "feed-data"),
     )
     with open(stack.tmp / "feed.log", "ab") as out:
@@ -224,6 +227,17 @@ def _event(n: int, entity: str, event_type: str, time: str, payload: dict[str, o
     ).encode()
 
 
+def _api(base: str, path: str, body: dict[str, object] | None = None, token: str = OFFICER_TOKEN) -> Any:
+    req = urllib.request.Request(
+        f"{base}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
 def _board_rows(driver: webdriver.Chrome) -> list[str]:
     return [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#board tbody tr")]
 
@@ -261,6 +275,13 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         assert "待处置 open" in top, top
         bars = browser.find_elements(By.CSS_SELECTOR, "#board tbody tr:first-child .dim-bar")
         assert bars and all(b.size["width"] > 0 for b in bars), "dimension bars are drawn"
+        # ... at the points each dimension adds to the index, as the alert carried them
+        row = next(r for r in _api(base, "/api/board")["rows"] if r["entity_id"] == red)
+        assert row["dimensions"] and not any(d["estimated"] for d in row["dimensions"]), row["dimensions"]
+        assert sum(d["points"] for d in row["dimensions"]) == pytest.approx(row["risk_index"], abs=0.2)
+        shown = browser.find_element(By.CSS_SELECTOR, "#board tbody tr:first-child [data-field=dimensions]").text
+        for d in row["dimensions"]:
+            assert d["zh"] in shown and f"{d['points']:.1f}" in shown, (d, shown)
         hz = browser.find_element(By.CSS_SELECTOR, '#cities .city[data-region="330100"]').text
         assert "杭州 Hangzhou" in hz and "¥3,000,000" in hz
         browser.save_screenshot(str(stack.tmp / "board-home.png"))
@@ -286,6 +307,9 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         page = browser.find_element(By.ID, "case-view").text
         assert "立即处置、移交" in page and "《防范和处置非法集资条例》" in page, page
         assert "协会公示失联" in page and "AMAC lost-contact notice" in page, page
+        # the threshold rule's evidence as a sentence, and the index's make-up in points
+        assert "AMAC notice: lost contact" in page and "中基协公示：失联" in page, page
+        assert "风险指数构成" in page and row["dimensions"][0]["zh"] in page, page
         case_id = browser.current_url.rsplit("/", 1)[1]
 
         def act(css: str, text: str | None = None) -> None:
@@ -302,6 +326,13 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         wait.until(lambda d: "已电话核实" in d.find_element(By.CSS_SELECTOR, "[data-field=case-log]").text)
         act("#case-view input[data-step='1']")
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#case-view input[data-step='1']").is_selected())
+        # Another officer writes in the diary: the open page shows it at once (pushed on the live
+        # stream), and what this officer is typing stays.
+        act("#case-view input[name=reason]", "draft")
+        _api(base, f"/api/cases/{case_id}/note", {"note": "现场核查 on-site visit booked"}, OTHER_OFFICER_TOKEN)
+        wait.until(lambda d: "zhang.san · note" in d.find_element(By.CSS_SELECTOR, "[data-field=case-log]").text)
+        assert browser.find_element(By.CSS_SELECTOR, "#case-view input[name=reason]").get_attribute("value") == "draft"
+        browser.find_element(By.CSS_SELECTOR, "#case-view input[name=reason]").clear()
         browser.save_screenshot(str(stack.tmp / "board-case.png"))
         Select(browser.find_element(By.CSS_SELECTOR, "#case-view select[name=outcome]")).select_by_value("confirmed")
         act("#case-view input[name=reason]", "manager unreachable, funds missing")
@@ -311,7 +342,14 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         browser.refresh()
         wait.until(lambda d: "确认风险" in d.find_element(By.ID, "case-view").text)
         log = browser.find_element(By.CSS_SELECTOR, "[data-field=case-log]").text
-        for line in ("li.na · assign", "li.na · note", "li.na · check", "li.na · close", "已电话核实"):
+        for line in (
+            "li.na · assign",
+            "li.na · note",
+            "li.na · check",
+            "zhang.san · note",
+            "li.na · close",
+            "已电话核实",
+        ):
             assert line in log, log
         assert browser.find_element(By.CSS_SELECTOR, "#case-view input[data-step='1']").is_selected()
 
@@ -319,6 +357,7 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         wait.until(lambda d: "处置建议 Disposal recommendation" in d.find_element(By.ID, "report-view").text)
         report = browser.find_element(By.ID, "report-view").text
         assert red in report and "已电话核实" in report and "法规依据" in report
+        assert f"{row['dimensions'][0]['zh']} {row['dimensions'][0]['dimension']}" in report, report
         browser.save_screenshot(str(stack.tmp / "board-report.png"))
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})  # the print stylesheet
         assert not browser.find_element(By.TAG_NAME, "header").is_displayed()
@@ -342,6 +381,9 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         wait.until(lambda d: "确认风险" in d.find_element(By.ID, "entity-view").text)
         page = browser.find_element(By.ID, "entity-view").text
         assert "红 Red" in page and "3 人" in page and "协会公示失联" in page and "2025-04-11" in page, page
+        # the dimension breakdown over time: stacked bars per history point, with a legend
+        assert "风险维度构成走势" in page and row["dimensions"][0]["zh"] in page, page
+        assert browser.find_elements(By.CSS_SELECTOR, "svg.dim-chart rect"), "the breakdown is drawn"
         browser.save_screenshot(str(stack.tmp / "board-entity.png"))
 
         with open_store(store_path) as s:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from riskflow.feed.app import build_app
+from riskflow.feed.app import KEY_REGISTRY, build_app
 from riskflow.feed.auth import Tokens
 from riskflow.store import open_store
 from tests.test_cases_store import alert
@@ -34,7 +34,13 @@ def run(tmp_path: Path, scenario: Scenario, target: str | None = None) -> None:
                 alert(
                     "a1", "orange", 66.0, rule="all.complaint_surge", evidence=SURGE, risk_tags=["all.complaint_surge"]
                 ),
-                alert("a2", "red", 91.0, risk_tags=["pf.guaranteed_return", "all.complaint_surge"]),
+                alert(
+                    "a2",
+                    "red",
+                    91.0,
+                    risk_tags=["pf.guaranteed_return", "all.complaint_surge"],
+                    risk_dimensions={"complaints": 30.8, "inducement": 60.2},
+                ),
                 alert("b1", "yellow", 44.0, entity=YELLOW, region="330300", affected_amount=1e6),
                 alert("g1", "green", 12.0, entity=GREEN),
             ]
@@ -264,3 +270,209 @@ def test_the_entity_page_carries_its_header_and_case(tmp_path: Path) -> None:
         assert d["current"]["level"] == "green" and d["cases"] == []
 
     run(tmp_path, scenario)
+
+
+def test_first_actions_before_the_feed_started_are_not_counted_again() -> None:
+    """A restarted feed observes only first actions taken since it started: ``increase()`` over
+    the dashboard's range then holds no jump of the store's whole history at each restart."""
+    from prometheus_client import CollectorRegistry
+
+    from riskflow.feed.metrics import CaseMetricRow, FeedMetrics
+
+    reg = CollectorRegistry()
+    m = FeedMetrics.create(reg, started="2026-01-02T00:00:00.000+00:00")
+    old = CaseMetricRow(
+        "c1", "red", "330100", "assigned", "2026-01-01T00:00:00.000+00:00", "9", "2026-01-01T01:00:00.000+00:00"
+    )
+    new = CaseMetricRow(
+        "c2", "red", "330100", "assigned", "2026-01-02T00:00:00.000+00:00", "9", "2026-01-02T00:10:00.000+00:00"
+    )
+    m.refresh_cases([old, new], "2026-01-03T00:00:00.000+00:00")
+    m.refresh_cases([old, new], "2026-01-03T00:00:00.000+00:00")
+    assert reg.get_sample_value("riskflow_case_first_action_seconds_count") == 1.0
+    assert reg.get_sample_value("riskflow_case_first_action_seconds_sum") == 600.0
+    assert reg.get_sample_value("riskflow_cases_open", {"level": "red", "region": "330100"}) == 2.0
+
+
+def test_board_case_and_entity_show_each_dimensions_points_of_the_index(tmp_path: Path) -> None:
+    """The points the risk index carried on the alert, not configured weights; an alert stored
+    before alerts carried them is marked estimated."""
+    real = [
+        {"dimension": "inducement", "zh": "利诱性", "points": 60.2, "estimated": False},
+        {"dimension": "complaints", "zh": "投诉率", "points": 30.8, "estimated": False},
+    ]
+
+    async def scenario(c: TestClient, target: str) -> None:
+        rows = {r["entity_id"]: r for r in (await body(await c.get("/api/board", headers=VIEWER)))["rows"]}
+        assert rows[RED]["dimensions"] == real
+        case = await body(await c.get(f"/api/cases/{await case_of(c, RED)}", headers=VIEWER))
+        assert case["dimensions"] == real, "the case's latest alert"
+        ent = await body(await c.get(f"/api/entities/{RED}", headers=VIEWER))
+        assert ent["current"]["dimensions"] == real
+        assert [h["dimensions"] for h in ent["history"]] == [{}, {"complaints": 30.8, "inducement": 60.2}]
+        assert ent["dimension_names"]["inducement"] == "利诱性"
+        with open_store(target) as s:  # an institution whose alert carries no points (stored before)
+            s.upsert_alerts([alert("o1", "orange", 70.0, entity="PFM-330100-0077", risk_tags=["all.complaint_surge"])])
+        rows = {r["entity_id"]: r for r in (await body(await c.get("/api/board", headers=VIEWER)))["rows"]}
+        assert rows["PFM-330100-0077"]["dimensions"] == [
+            {"dimension": "complaints", "zh": "投诉率", "points": 70.0, "estimated": True}
+        ]
+
+    run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize(
+    ("rule", "evidence", "en", "zh"),
+    [
+        (
+            "pf.return_above_4lpr",
+            {"promised_return": 0.15},
+            "promised return a year 15%, above the 4 × 1-year LPR (3%) limit of 12%",
+            "承诺年化收益率 15%，高于4倍一年期LPR（3%）即12%的上限",
+        ),
+        (
+            "bank.car_below_minimum",
+            {"capital_adequacy_ratio": 0.072},
+            "capital adequacy ratio 7.2%, below the 8% minimum",
+            "资本充足率 7.2%，低于8%的下限",
+        ),
+        (
+            "bank.car_below_buffer",
+            {"capital_adequacy_ratio": 0.095},
+            "capital adequacy ratio 9.5%, at or above 8% and below 10.5%",
+            "资本充足率 9.5%，不低于8%且低于10.5%",
+        ),
+        (
+            "slc.borrowed_funds_over_1x",
+            {"borrowed_funds/net_assets": 1.8},
+            "borrowed funds / net assets 1.8×, above the 1× limit",
+            "融入资金/净资产 1.8×，高于1×的上限",
+        ),
+        (
+            "pf.unqualified_investor",
+            {"investor_type": "individual", "amount": 500000.0},
+            "investor: an individual; amount ¥500,000, below the ¥1,000,000 minimum",
+            "投资者类型：个人投资者；金额 50万元，低于100万元的下限",
+        ),
+        (
+            "inst.enforcement_severe",
+            {"action": "suspension"},
+            "regulator's action: business suspended (one of: business suspended, licence revoked)",
+            "监管措施：暂停业务（属于：暂停业务、吊销许可）",
+        ),
+        (
+            "all.opinion_risk_keywords",
+            {"keywords": ["跑路", "好评", "爆雷"]},
+            "risk words in the coverage: 跑路, 爆雷 (10 words watched)",
+            "舆情命中风险特征词：跑路、爆雷（共监测10个）",
+        ),
+        (
+            "inst.negative_net_assets",
+            {"net_assets": -1.2e6},
+            "net assets -¥1,200,000, below zero",
+            "净资产 -120万元，低于零",
+        ),
+        ("pf.amac_lost_contact", {"notice": "lost_contact"}, "AMAC notice: lost contact", "中基协公示：失联"),
+        # evidence not of its rule's shape: the raw fields, never an error
+        ("pf.return_above_4lpr", {"promised_return": "x"}, "promised_return = x", "promised_return = x"),
+        ("pf.return_above_4lpr", {"promised_return": 1e308}, "promised_return = 1e+308", "promised_return = 1e+308"),
+        ("bank.npl_above_5pct", {"other": 1}, "other = 1", "other = 1"),
+    ],
+)
+def test_threshold_evidence_reads_as_a_sentence_from_the_rules_conditions(
+    rule: str, evidence: dict[str, Any], en: str, zh: str
+) -> None:
+    from riskflow.feed.explain import Explainer
+
+    assert Explainer.default().sentence(rule, evidence) == (en, zh)
+
+
+def test_every_threshold_rule_of_the_pack_has_its_fields_in_words() -> None:
+    """A rule author adding a threshold on a new field sees this fail until the field is named."""
+    from riskflow.feed.explain import FIELDS, Explainer
+
+    conds = Explainer.default().conditions
+    assert len(conds) >= 20
+    assert {c["field"] for cs in conds.values() for c in cs} <= set(FIELDS)
+
+
+async def _case_events(resp: Any, n: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The next ``n`` ``event: case`` messages of a live stream (alert messages are skipped)."""
+    import re
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    buf, out = "", []
+    while len(out) < n:
+        chunk = await asyncio.wait_for(resp.content.readany(), timeout=max(deadline - loop.time(), 0.1))
+        assert chunk, f"the stream ended after {len(out)} case events"
+        buf += chunk.decode()
+        while "\n\n" in buf:
+            block, buf = buf.split("\n\n", 1)
+            if block.startswith("event: case"):
+                assert not re.search(r"^id:", block, re.M), "a case message keeps the alert resume point"
+                data = re.search(r"^data: (.*)$", block, re.M)
+                assert data
+                out.append(json.loads(data.group(1)))
+    return out
+
+
+def test_case_changes_are_pushed_on_the_live_stream_at_once(tmp_path: Path) -> None:
+    """An officer's assignment and close reach another officer's open stream as ``event: case``;
+    ``case_since`` replays the case changes after it; a bad one is refused."""
+
+    async def scenario(c: TestClient, target: str) -> None:
+        red = await case_of(c, RED)
+        resp = await c.get("/api/stream?token=v1ewer-token")
+        assert resp.status == 200
+        await asyncio.sleep(0.3)  # subscribed before the action (the stream sends what follows)
+        r = await c.post(f"/api/cases/{red}/assign", headers=OFFICER, json={"assignee": "wang.wei"})
+        assert r.status == 200
+        (ev,) = await _case_events(resp, 1)
+        assert (ev["case_id"], ev["status"], ev["assignee"], ev["status_zh"]) == (red, "assigned", "wang.wei", "处置中")
+        # a writer in another process (the CLI) is seen too
+        with open_store(target) as other:
+            other.case_action(red, "close", actor="chief.zhao", outcome="confirmed", reason="checked")
+        (ev,) = await _case_events(resp, 1)
+        assert (ev["status"], ev["outcome"], ev["closed_by"]) == ("closed", "confirmed", "chief.zhao")
+        value = c.app[KEY_REGISTRY].get_sample_value  # type: ignore[index]
+        assert value("riskflow_feed_case_events_sent_total") == 2
+        resp.close()
+        # Resuming: every case changed after case_since 0, oldest change first, each once.
+        resp = await c.get("/api/stream?token=v1ewer-token&case_since=0")
+        with open_store(target) as s:
+            want = [(x.case_id, x.seq) for x in sorted(s.list_cases(), key=lambda x: x.seq)]
+        got = await _case_events(resp, len(want))
+        assert [(e["case_id"], e["seq"]) for e in got] == want
+        resp.close()
+        r = await c.get("/api/stream?token=v1ewer-token&case_since=x")
+        assert r.status == 400 and "case_since" in (await body(r))["message"]
+
+    run(tmp_path, scenario)
+
+
+def test_a_case_backlog_is_paged_within_the_stream_limits(tmp_path: Path) -> None:
+    """``case_since=0`` over more cases than a store page: the stream holds one page at a time
+    (RISKFLOW feed limits, riskflow/feed/guard.py) and sends every case once, in change order."""
+    import aiohttp
+
+    from riskflow.feed.app import KEY_HUB
+    from riskflow.feed.guard import FeedLimits
+    from tests.test_feed_guard import serving
+
+    target = str(tmp_path / "many.sqlite3")
+    with open_store(target) as s:
+        s.upsert_alerts([alert(f"y{i}", "yellow", 45.0, entity=f"PFM-330100-{i:04d}") for i in range(30)])
+        want = [(c.case_id, c.seq) for c in sorted(s.list_cases(), key=lambda c: c.seq)]
+    assert len(want) == 30
+
+    async def go() -> None:
+        async with serving(target, FeedLimits(stream_page=7)) as (app, url, _):
+            async with aiohttp.ClientSession() as http:
+                resp = await http.get(f"{url}/api/stream?token=v1ewer-token&case_since=0")
+                got = await _case_events(resp, 30)
+                resp.close()
+            assert [(e["case_id"], e["seq"]) for e in got] == want
+            assert app[KEY_HUB].stats.peak_page_rows <= 7
+
+    asyncio.run(go())

@@ -223,3 +223,23 @@ def test_extreme_exposure_opens_a_case_and_stores_the_alert(store: AlertStore) -
     assert (c.people, c.amount) == (2**53, 0.0)
     store.upsert_alerts([alert("x2", "red", 85.0, affected_amount=float("nan"))])
     assert store.get_case(c.case_id).level == "red"
+
+
+def test_the_index_history_keeps_each_revisions_dimension_points(store: AlertStore) -> None:
+    """Every revision's points per dimension join the entity's history (the institution page's
+    breakdown over time); a redelivered revision changes nothing, a hostile value is not kept."""
+    a1 = alert("d1", "yellow", 45.0, risk_dimensions={"inducement": 30.0, "complaints": 15.0})
+    a2 = alert("d1", "orange", 62.0, revision=2, risk_dimensions={"inducement": 32.0, "complaints": 30.0})
+    store.upsert_alerts([a1])
+    store.upsert_alerts([a2, a1])
+    bad = alert("d2", "orange", 62.0, event_time="2025-04-02T10:00:00+08:00",
+                risk_dimensions={"inducement": float("inf"), "complaints": 62.0})  # fmt: skip
+    store.upsert_alerts([bad])
+    got = [(r.alert_id, r.revision, r.dimensions) for r in store.history(E1)]
+    assert got == [
+        ("d1", 1, {"inducement": 30.0, "complaints": 15.0}),
+        ("d1", 2, {"inducement": 32.0, "complaints": 30.0}),
+        ("d2", 1, {"complaints": 62.0}),
+    ]
+    assert store.get("d1").alert.risk_dimensions == {"inducement": 32.0, "complaints": 30.0}
+    assert store.get("d2").alert.risk_dimensions == {"complaints": 62.0}, "the stored alert reads back"

@@ -224,7 +224,7 @@ def test_published_ports_listen_on_loopback_and_no_password_is_in_the_file() -> 
     assert ports and all(str(p).startswith("127.0.0.1:") for p in ports), ports
     for svc in COMPOSE["services"].values():
         env = svc.get("environment") or {}
-        for name, value in (env.items() if isinstance(env, dict) else []):
+        for name, value in env.items() if isinstance(env, dict) else []:
             if "PASSWORD" in name or name == "RISKFLOW_STORE_URL":
                 assert "${" in str(value), f"{name} is written in the file, not taken from .env"
     # every variable the file takes from .env is in the example the operator copies

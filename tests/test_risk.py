@@ -325,3 +325,42 @@ def test_property_index_bounded_levels_consistent_revisions_rise(hits: list[tupl
             assert a.revision > best.get(a.alert_id, 0), "a revision never repeats or goes back"
             best[a.alert_id] = a.revision
             assert a.risk_level == r.level and a.risk_index == r.index
+
+
+def test_alerts_carry_each_dimensions_points_of_the_index() -> None:
+    """Two dimensions: the index shared out in proportion to -log(1 - p_d) (noisy-or's survival
+    factors multiply, so their logs add up); the points sum to the index."""
+    cfg = RiskConfig()
+    state, alerts = run(engine(), [complaint("redemption_refused", 0, 1)])
+    assert alerts[0].risk_dimensions == {"complaints": alerts[0].risk_index}
+    _, alerts = run(engine(), [ev("advertisement.published", {"channel": "w", "guaranteed": True}, 0, 2)], state)
+    a = alerts[0]
+    pc = cfg.weights["complaints"] * (1 - math.exp(-cfg.masses["high"]))
+    pi = cfg.weights["inducement"] * (1 - math.exp(-cfg.masses["high"]))
+    lc, li = -math.log(1 - pc), -math.log(1 - pi)
+    assert a.risk_dimensions == {
+        "inducement": round(a.risk_index * li / (lc + li), 1),
+        "complaints": round(a.risk_index * lc / (lc + li), 1),
+    }
+    assert list(a.risk_dimensions) == ["inducement", "complaints"], "largest first"
+    assert sum(a.risk_dimensions.values()) == pytest.approx(a.risk_index, abs=0.1)
+
+
+def test_dimension_points_add_up_on_a_simulated_history_and_name_contagion() -> None:
+    from detectors.risk.state import DIMENSION_CODES
+    from tests.test_contagion import fund_registered, lost_contact, offline
+
+    events, _ = simulate(entities=40, days=60, seed=11)
+    bp = build_processor(load_pack())
+    lines = [encode_event(e) for e in events]
+    res = bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate(lines)], {}.get)
+    assert len(res.alerts) > 50
+    for a in res.alerts:
+        assert set(a.risk_dimensions) <= {*DIMENSION_CODES, "contagion"}, a.risk_dimensions
+        assert all(v > 0 for v in a.risk_dimensions.values())
+        assert sum(a.risk_dimensions.values()) == pytest.approx(a.risk_index, abs=0.05 * len(a.risk_dimensions) + 0.1)
+    assert {d for a in res.alerts for d in a.risk_dimensions} >= {"compliance_deviation", "complaints"}
+    # A fund raised only by its manager's red level: all of its index is contagion.
+    res = offline([fund_registered("PF-9", "PFM-1"), lost_contact("PFM-1")])
+    (push,) = [a for a in res.alerts if a.rule_id == "risk.contagion"]
+    assert push.risk_dimensions == {"contagion": push.risk_index}

@@ -7,7 +7,10 @@ conventions, and lets the tests list every PromQL expression that Grafana will
 run (tests/test_prometheus_live.py evaluates each one against a real Prometheus).
 
 Queries use only Grafana's ``$__rate_interval`` and ``$__range``; regions are
-shown by city name through ``riskflow_region_info`` (``* on (region) group_left (city)``).
+shown by city name through ``riskflow_region_info`` (``* on (region) group_left (city)``, taken
+once per region with ``max by (region, city)``: every worker exports the same series, and a
+one-to-many join refuses duplicates on its "one" side). Officers' case metrics come from the
+feed (scrape job ``riskflow-feed``), the rest from the workers (job ``riskflow``).
 """
 
 from __future__ import annotations
@@ -44,11 +47,16 @@ class Panel:
 
 def by_city(inner: str, by: str = "city") -> str:
     """Sum ``inner`` (a vector with a ``region`` label) by city name (and ``by``'s other labels)."""
-    return f"sum by ({by}) ({inner} * on (region) group_left (city) riskflow_region_info)"
+    return f"sum by ({by}) ({inner} * on (region) group_left (city) max by (region, city) (riskflow_region_info))"
 
 
-def quantile(q: float, metric: str) -> str:
-    return f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket[{RI}])))"
+def quantile(q: float, metric: str, over: str = f"rate({{}}[{RI}])") -> str:
+    """The ``q`` quantile of histogram ``metric``, its buckets taken through ``over``."""
+    return f"histogram_quantile({q}, sum by (le) ({over.format(metric + '_bucket')}))"
+
+
+#: First actions are rare events: their quantiles are taken over the dashboard's whole range.
+OVER_RANGE = "increase({}[$__range])"
 
 
 OVERVIEW = (
@@ -83,6 +91,38 @@ OVERVIEW = (
         width=12,
         height=4,
         description="Entities at yellow, orange and red risk level now, all cities.",
+    ),
+    Panel(
+        "Open cases by level and city 未结案件",
+        (
+            Q(by_city("riskflow_cases_open", "city, level"), "{{city}} {{level}}", instant=True),
+            Q('sum by (level) (riskflow_cases_open{region="other"})', "other {{level}}", instant=True),
+        ),
+        kind="table",
+        options={"format": "table"},
+        width=10,
+        description="Officers' cases not closed, by level (red 红, orange 橙, yellow 黄) and city; cases of "
+        "institutions outside the 11 cities are counted as other. Read from the alert store by the feed.",
+    ),
+    Panel(
+        "Overdue cases by level 逾期案件",
+        (Q("sum by (level) (riskflow_cases_overdue)", "{{level}}"),),
+        kind="stat",
+        width=6,
+        description="Cases not closed and past the due date their level's deadline set (risk config, "
+        "disposal.<level>.deadline_days).",
+    ),
+    Panel(
+        "Time from case open to first action 首次处置用时 (selected range)",
+        (
+            Q(quantile(0.5, "riskflow_case_first_action_seconds", OVER_RANGE), "p50", instant=True),
+            Q(quantile(0.9, "riskflow_case_first_action_seconds", OVER_RANGE), "p90", instant=True),
+        ),
+        kind="stat",
+        unit="s",
+        width=8,
+        description="From a case's opening to the first thing an officer did on it (assign, note, check or "
+        "close), over first actions taken in the selected range.",
     ),
     Panel(
         "Throughput by event type",

@@ -67,10 +67,11 @@ balance, the baseline learns the new level again.
 Nothing is flagged before ``warmup_days`` days of the entity (count metrics)
 or ``warmup_obs`` observed days of the metric (level metrics).
 
-State (msgpack-friendly, a few hundred bytes): ``{"day", "days", "acc",
-"inv", "fired", "c": {metric: [rate, var, run, last 6 days...]}, "l":
-{metric: [n, centre, mad, run, 7 weekday offsets]}, "h": {metric: bit mask
-of the hits among its last 14 observed days}, "nav"}``.
+State: a :class:`~detectors.anomaly.daily_state.DailyState` (named fields, a
+msgpack array of a few hundred bytes): the open day's sums, and per metric a
+:class:`~detectors.anomaly.daily_state.CountBaseline` or
+:class:`~detectors.anomaly.daily_state.LevelBaseline`. A state stored by an
+earlier release (a dict) is migrated when it is read.
 
 >>> from riskflow.schema import parse_event
 >>> det = DailyAnomaly()
@@ -105,10 +106,12 @@ from typing import Any
 from detectors.anomaly.base import (
     DIMENSION,
     AnomalyDetector,
+    normal_tail,
     poisson_tail,
     severity_for,
     tail_score,
 )
+from detectors.anomaly.daily_state import RECENT_DAYS, CountBaseline, DailyState, LevelBaseline, restore
 from detectors.base import Describe, Signal
 from riskflow.schema import Event
 
@@ -144,7 +147,7 @@ METRIC_ZH = {
     "snt": "舆情倾向",
 }
 
-#: level metric -> (direction, scale floor, transform). +1: high is anomalous, -1: low, 0: both.
+#: level metric -> (direction, scale floor). +1: high is anomalous, -1: low, 0: both.
 LEVEL_SPEC: dict[str, tuple[int, float]] = {
     "in": (1, 0.5),  # log units: a floor of ~65 % change
     "out": (1, 0.5),
@@ -169,10 +172,8 @@ _SEASONAL = frozenset({"in", "out"})  # weekly offsets: money flows follow the w
 _LEVEL_STEPS = tuple((m, d, f, m in _SEASONAL) for m, (d, f) in LEVEL_SPEC.items())
 _MAX_GAP_FOLD = 64  # zero days folded into a count baseline after a silence, at most
 _MAX_INVESTORS = 64  # distinct investor hashes kept per open day; beyond, each subscription counts
-_C_RATE, _C_VAR, _C_RUN, _C_RING = 0, 1, 2, 3  # count state layout: [rate, var, run, 6 past days]
-_L_N, _L_CENTRE, _L_MAD, _L_RUN, _L_SEAS = 0, 1, 2, 3, 4  # level layout: [n, centre, mad, run, 7 offsets]
-_SQRT2 = math.sqrt(2.0)
 _MAD_TO_SIGMA = 1.2533  # sigma / mean absolute deviation for a normal distribution
+_HUBER = 3.0  # updates are clipped at this many scales
 _PERSIST = frozenset({"in", "out"})  # level metrics scored by persistence (k hits of n days)
 _SUB, _SUB_INV, _RED, _CMP, _LAW = ("sub",), ("sub", "inv"), ("red",), ("cmp",), ("law",)  # raised metrics
 #: Tests per entity-day (each count metric on its day and 7-day window, each level metric): the
@@ -181,6 +182,7 @@ TESTS_PER_DAY = 2 * len(COUNT_METRICS) + len(LEVEL_METRICS)
 QUALIFIED_MINIMUM_CNY = 1_000_000.0  # 《私募投资基金监督管理暂行办法》第十二条: >= 1,000,000 CNY per fund
 
 
+# -- the maths, each written once -------------------------------------------------------------------
 def binomial_tail(k: int, n: int, q: float) -> float:
     """P(X >= k) for X ~ Binomial(n, q).
 
@@ -198,6 +200,48 @@ def binomial_tail(k: int, n: int, q: float) -> float:
 #: metric sits at the ``min_rate`` floor with whole-number counts). A pure function, so bounded memory
 #: and the same answers; no entity state lives here.
 _poisson_tail = functools.lru_cache(maxsize=16384)(poisson_tail)
+
+
+def bonferroni(p: float) -> float:
+    """The p-value of one of the ``TESTS_PER_DAY`` tests of an entity-day, made good for all of them."""
+    return min(1.0, p * TESTS_PER_DAY)
+
+
+def ewma_weight(alpha: float, n: int) -> float:
+    """The weight of the observation after ``n``: the plain mean's ``1 / (n + 1)`` while it is
+    larger than ``alpha`` (a young baseline), then ``alpha``."""
+    return max(alpha, 1.0 / (n + 1))
+
+
+def ewma_step(mean: float, var: float, a: float, d: float) -> tuple[float, float]:
+    """An EWMA mean and variance, weight ``a``, after an observation ``d`` above the mean."""
+    return mean + a * d, var + a * (d * d - var)
+
+
+def dispersion(rate: float, var: float) -> float:
+    """The quasi-Poisson variance/mean ratio of a count, in [1, 10]."""
+    return min(10.0, max(1.0, var / rate))
+
+
+def count_tail(x: int | float, expected: float, disp: float) -> float:
+    """P(count >= x) when ``expected`` is its mean: the Poisson tail of both rescaled by ``disp``."""
+    return _poisson_tail(x / disp, expected / disp)
+
+
+def count_ceiling(rate: float, var: float) -> float:
+    """The largest count one day teaches a count baseline (a Huber clip of the high side):
+    ``_HUBER`` quasi-Poisson deviations above the rate, the dispersion uncapped."""
+    return rate + _HUBER * math.sqrt(rate * max(1.0, var / rate))
+
+
+def huber_clip(r: float, clip: float) -> float:
+    """``r`` limited to ``[-clip, clip]``: one outlier moves a baseline by a bounded step."""
+    return max(-clip, min(clip, r))
+
+
+def next_run(run: int, flagged: bool, held: bool) -> int:
+    """A run of flagged days: +1 on a flagged day, unchanged when ``held``, else -1, at least 0."""
+    return run + 1 if flagged else run if held else max(0, run - 1)
 
 
 def _day_of(ts: float) -> int:
@@ -263,15 +307,13 @@ class DailyAnomaly(AnomalyDetector):
         self.nav_min = nav_min
         self.sentiment_max = sentiment_max
         self.alpha = 2.0 / (span_days + 1.0)
-        # binomial_tail(hits, persist_n, persist_q) for every possible number of hits, computed once
-        self._persist_tail = [binomial_tail(k, persist_n, persist_q) for k in range(persist_n + 1)]
-        self._persist_alarming = [tail_score(min(1.0, p * TESTS_PER_DAY)) >= threshold for p in self._persist_tail]
-        self._persist_mask = (1 << persist_n) - 1
-        # The final (Bonferroni) p-value and its score for each number of hits, on a hit day
-        # (a day that is not a hit scores p = 1): the expressions of _level, evaluated once.
-        self._persist_p = [min(1.0, p * TESTS_PER_DAY) for p in self._persist_tail]
+        # Persistence scores depend only on the number of hits in the window: tabulated once, by hits.
+        tails = [binomial_tail(k, persist_n, persist_q) for k in range(persist_n + 1)]
+        self._persist_p = [bonferroni(p) for p in tails]
         self._persist_score = [tail_score(p) for p in self._persist_p]
-        self._quiet_p = min(1.0, 1.0 * TESTS_PER_DAY)
+        self._persist_alarming = [score >= threshold for score in self._persist_score]
+        self._persist_mask = (1 << persist_n) - 1
+        self._quiet_p = bonferroni(1.0)  # a day that is not a hit
         self._quiet_score = tail_score(self._quiet_p)
         self._weights_memo: dict[tuple[int, int], tuple[float, ...]] = {}
         self.model_version = f"daily/{self.version}:span={span_days:g},warmup={warmup_days},thr={threshold:g}"
@@ -300,8 +342,13 @@ class DailyAnomaly(AnomalyDetector):
             "sentiment_max": self.sentiment_max,
         }
 
-    def init_state(self) -> dict[str, Any]:
-        return {"day": -1, "days": 0, "acc": {}, "inv": [], "fired": [], "c": {}, "l": {}, "h": {}, "nav": 0.0}
+    def init_state(self) -> DailyState:
+        return DailyState()
+
+    def open_day(self, state: Any) -> int:
+        """The entity's open day (days since 1970-01-01, CST) in a state as stored; -1: none yet.
+        An event of an earlier day is left out of the daily metrics (``detectors/lateness.py``)."""
+        return -1 if state is None else restore(state).day
 
     # -- the interface -----------------------------------------------------------------------------
     def learn_one(self, state: Any, event: Event) -> Any:
@@ -315,60 +362,62 @@ class DailyAnomaly(AnomalyDetector):
     # two Poisson tails are computed only when the count exceeds its expectation by ``min_excess`` on
     # the day or the 7-day window (without that the flag is impossible, whatever the tails say). The
     # EWMA updates and the level metrics run once per entity-day, when the day closes.
-    def process(self, st: Any, ev: Event, learn_all: bool | None = None) -> tuple[Any, list[Signal]]:
-        """The hot path, the engine's call: mutates ``st`` in place (the engine stores what is
-        returned). ``learn_all``: learn flagged days too (None: ``learn_flagged``; learn_one: True).
-        The step itself, not a wrapper around one: a call less per event."""
+    def process(self, st: Any, ev: Event, learn_all: bool | None = None) -> tuple[DailyState, list[Signal]]:
+        """The hot path, the engine's call: mutates the state in place and returns it (a state
+        read from storage comes back as a :class:`DailyState`). ``learn_all``: learn flagged days
+        too (None: ``learn_flagged``; learn_one: True). The step itself, not a wrapper around one:
+        a call less per event."""
+        state = st if isinstance(st, DailyState) else restore(st)
         if learn_all is None:
             learn_all = self.learn_flagged
-        day = int((ev.ts + _CST) // _DAY)
+        day = _day_of(ev.ts)
         signals: list[Signal] = []
-        open_day = st["day"]
+        open_day = state.day
         if day != open_day:
             if open_day < 0:
-                st["day"] = day
+                state.day = day
             elif day < open_day:
-                return st, signals  # late for a day already scored: left out of the daily metrics
+                return state, signals  # late for a day already scored: left out of the daily metrics
             else:
-                self._close_day(st, signals, learn_all)
+                self._close_day(state, signals, learn_all)
                 if day - open_day > 1:
-                    self._skip_days(st, day - open_day - 1)
-                st["day"] = day
-                st["days"] += 1
-                st["acc"] = {}
-                st["inv"] = []
-                st["fired"] = []
-        raised = self._add(st, ev)
-        if raised and st["days"] >= self.warmup_days:
+                    self._skip_days(state, day - open_day - 1)
+                state.day = day
+                state.days += 1
+                state.sums = {}
+                state.investors = []
+                state.flagged = []
+        raised = self._add(state, ev)
+        if raised and state.days >= self.warmup_days:
             for metric in raised:
-                self._score_count(st, metric, signals)
-        return st, signals
+                self._score_count(state, metric, signals)
+        return state, signals
 
-    # -- internals ---------------------------------------------------------------------------------
-    def _add(self, st: dict[str, Any], ev: Event) -> tuple[str, ...]:
+    # -- the open day ------------------------------------------------------------------------------
+    def _add(self, st: DailyState, ev: Event) -> tuple[str, ...]:
         """Add the event to the open day; return the count metrics it raised."""
-        acc = st["acc"]
+        sums = st.sums
         et = ev.event_type
         p: Any = ev.payload
         raised: tuple[str, ...]
         if et == "flow.transfer":
             key = "in" if p.direction == "in" else "out"
-            acc[key] = acc.get(key, 0.0) + p.amount
+            sums[key] = sums.get(key, 0.0) + p.amount
             return ()
         if et == "fund.subscription":
-            acc["in"] = acc.get("in", 0.0) + p.amount
+            sums["in"] = sums.get("in", 0.0) + p.amount
             if p.amount >= QUALIFIED_MINIMUM_CNY:
                 return ()
             raised = _SUB
-            inv = st["inv"]
+            investors = st.investors
             h = zlib.crc32(p.investor_id.encode()) & 0xFFFF  # 16 bits: 3 msgpack bytes
-            if len(inv) >= _MAX_INVESTORS:
+            if len(investors) >= _MAX_INVESTORS:
                 raised = _SUB_INV
-            elif h not in inv:
-                inv.append(h)
+            elif h not in investors:
+                investors.append(h)
                 raised = _SUB_INV
         elif et == "fund.redemption_paid":
-            acc["out"] = acc.get("out", 0.0) + p.amount
+            sums["out"] = sums.get("out", 0.0) + p.amount
             return ()
         elif et == "fund.redemption_requested":
             raised = _RED
@@ -379,148 +428,133 @@ class DailyAnomaly(AnomalyDetector):
                 return ()
             raised = _LAW
         elif et == "fund.nav_reported":
-            prev = st["nav"]
+            prev = st.nav
             if prev > 0:
-                acc["nav"] = (1.0 + acc.get("nav", 0.0)) * (p.nav / prev) - 1.0
+                sums["nav"] = (1.0 + sums.get("nav", 0.0)) * (p.nav / prev) - 1.0
             if p.nav > 0:
-                st["nav"] = float(p.nav)
+                st.nav = float(p.nav)
             return ()
         elif et == "opinion.published":
-            acc["ss"] = acc.get("ss", 0.0) + p.sentiment
-            acc["sn"] = acc.get("sn", 0.0) + 1.0
+            sums["ss"] = sums.get("ss", 0.0) + p.sentiment
+            sums["sn"] = sums.get("sn", 0.0) + 1.0
             return ()
         else:
             return ()
-        counts = st["c"]
+        counts = st.counts
         for metric in raised:
-            acc[metric] = acc.get(metric, 0) + 1
+            sums[metric] = sums.get(metric, 0) + 1
             if metric not in counts:
-                counts[metric] = [0.0, 0.0, 0, 0, 0, 0, 0, 0, 0]
+                counts[metric] = CountBaseline()
         return raised
 
-    def _count_tail(self, st: dict[str, Any], metric: str) -> tuple[float, str, int | float, float, float]:
-        """(p, horizon, value, expected, dispersion): the more extreme of the day and the 7-day window.
+    # -- count metrics -----------------------------------------------------------------------------
+    def _count_tail(self, c: CountBaseline, x: int | float) -> tuple[float, str, int | float, float, float]:
+        """(p, horizon, value, expected, dispersion) of a count ``x`` on the open day: the more
+        extreme of the day and the 7-day window.
 
         ``value`` is a count (an int; ``int | float``, as a plain ``float`` would make the compiled
         build turn it into a C double, and the evidence would read ``25.0``)."""
-        c = st["c"][metric]
-        x = st["acc"].get(metric, 0.0)
-        rate = max(c[_C_RATE], self.min_rate)
-        disp = min(10.0, max(1.0, c[_C_VAR] / rate))
-        p = _poisson_tail(x / disp, rate / disp)
-        best = (p, "day", x, rate, disp)
+        rate = max(c.rate, self.min_rate)
+        disp = dispersion(rate, c.var)
+        best = (count_tail(x, rate, disp), "day", x, rate, disp)
         if self.week_horizon:
-            wx = x + sum(c[_C_RING:])
-            wp = _poisson_tail(wx / disp, 7.0 * rate / disp)
-            if wp < p:
+            wx = x + sum(c.recent)
+            wp = count_tail(wx, 7.0 * rate, disp)
+            if wp < best[0]:
                 best = (wp, "7d", wx, 7.0 * rate, disp)
         return best
 
-    def _score_count(self, st: dict[str, Any], metric: str, signals: list[Signal]) -> bool:
+    def _excess_possible(self, c: CountBaseline, x: int | float) -> bool:
+        """Whether the day or the 7-day window exceeds its expectation by ``min_excess``: a flag
+        needs that excess on the horizon it is scored on, so without it no tail is worth computing."""
+        rate = max(c.rate, self.min_rate)
+        return x - rate >= self.min_excess or (self.week_horizon and x + sum(c.recent) - 7.0 * rate >= self.min_excess)
+
+    def _score_count(self, st: DailyState, metric: str, signals: list[Signal]) -> None:
         """Score a count metric of the open day; record and (first day of a run) signal a flag."""
-        if metric in st["fired"]:
-            return True
-        # A flag needs ``value - expected >= min_excess`` on the horizon with the smaller tail: when
-        # neither horizon has that excess, no tail can flag (the same comparisons as below, made first).
-        c = st["c"][metric]
-        x = st["acc"].get(metric, 0.0)
-        rate = max(c[_C_RATE], self.min_rate)
-        if x - rate < self.min_excess and (
-            not self.week_horizon or x + sum(c[_C_RING:]) - 7.0 * rate < self.min_excess
-        ):
-            return False
-        p, horizon, value, expected, disp = self._count_tail(st, metric)
-        p = min(1.0, p * TESTS_PER_DAY)
+        if metric in st.flagged:
+            return
+        c = st.counts[metric]
+        x = st.sums.get(metric, 0.0)
+        if not self._excess_possible(c, x):
+            return
+        p, horizon, value, expected, disp = self._count_tail(c, x)
+        p = bonferroni(p)
         score = tail_score(p)
         if score < self.threshold or value - expected < self.min_excess:
-            return False
-        st["fired"].append(metric)
-        if c[_C_RUN] > 0:
-            return True  # the run of flagged days already raised its alert
-        day = _date(st["day"])
-        signals.append(
-            Signal(
-                self.id,
-                f"{metric}:{day}",
-                severity_for(score),
-                score,
-                {
-                    "metric": METRIC_NAME[metric],
-                    "metric_zh": METRIC_ZH[metric],
-                    "horizon": horizon,
-                    "day": day,
-                    "value": value,
-                    "baseline": round(expected, 4),
-                    "dispersion": round(disp, 3),
-                    "p_value": p,
-                    "score": round(score, 4),
-                    "model_version": self.model_version,
-                },
-            )
-        )
-        return True
-
-    def _close_day(self, st: dict[str, Any], signals: list[Signal], learn_all: bool) -> None:
-        acc = st["acc"]
-        counts = st["c"]
-        if counts:  # most entities have no count metric yet
-            self._close_counts(st, acc, counts, learn_all)
-        if "sn" in acc:
-            acc["snt"] = acc["ss"] / acc["sn"]
-        if not acc:
             return
-        weekday = (st["day"] + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
-        levels = st["l"]
-        for metric, direction, floor, seasonal in _LEVEL_STEPS:
-            if metric not in acc:
-                continue
-            raw = acc[metric]
-            v = math.log1p(raw) if seasonal else raw
-            lv = levels.get(metric)
-            if lv is None:
-                seas = [0.0] * 7 if seasonal else []
-                levels[metric] = [1, v, 0.0, 0, *seas]
-                continue
-            self._level(st, metric, lv, v, raw, direction, floor, weekday, learn_all, signals)
+        st.flagged.append(metric)
+        if c.run > 0:
+            return  # the run of flagged days already raised its alert
+        detail = {"value": value, "baseline": round(expected, 4), "dispersion": round(disp, 3)}
+        signals.append(self._signal(metric, st.day, horizon, detail, p, score))
 
-    def _close_counts(self, st: dict[str, Any], acc: dict[str, Any], counts: dict[str, Any], learn_all: bool) -> None:
-        """Fold the closing day into each count metric's baseline (run, rate, variance, ring)."""
-        a = max(self.alpha, 1.0 / (st["days"] + 1))
-        warm = st["days"] >= self.warmup_days
-        fired_today = st["fired"]
-        min_rate = self.min_rate
-        gate = warm and not learn_all
-        for metric, c in counts.items():
-            x = acc.get(metric, 0)
-            c_rate = c[_C_RATE]
-            rate = max(c_rate, min_rate)
-            fired = metric in fired_today
-            run = c[_C_RUN] = c[_C_RUN] + 1 if fired else max(0, c[_C_RUN] - 1)
+    def _close_counts(self, st: DailyState, learn_all: bool) -> None:
+        """Fold the closing day into each count metric's baseline (run, rate, variance, recent days)."""
+        sums = st.sums
+        a = ewma_weight(self.alpha, st.days)
+        gate = st.days >= self.warmup_days and not learn_all
+        for metric, c in st.counts.items():
+            x = sums.get(metric, 0)
+            fired = metric in st.flagged
+            run = c.run = next_run(c.run, fired, False)
             # A day above the rate stays out of the baseline while it is flagged or suspicious (7-day
             # tail below ``learn_gate``), so a shift cannot teach the baseline before it is flagged.
             # A quiet day after a spike keeps the window high but is learned. After ``accept_after``
             # flagged days in a row, the new level is accepted.
+            rate = max(c.rate, self.min_rate)
             keep_out = (
-                gate
-                and x > rate
-                and run < self.accept_after
-                and (fired or self._count_tail(st, metric)[0] < self.learn_gate)
+                gate and x > rate and run < self.accept_after and (fired or self._count_tail(c, x)[0] < self.learn_gate)
             )
             if not keep_out:
-                # Huber-clipped update: one burst moves the rate and variance by a bounded step.
-                c_var = c[_C_VAR]
-                d = min(x, rate + 3.0 * math.sqrt(rate * max(1.0, c_var / rate))) - c_rate
-                c[_C_RATE] = c_rate + a * d
-                c[_C_VAR] = c_var + a * (d * d - c_var)
-            del c[_C_RING]
-            c.append(x)
+                c.rate, c.var = ewma_step(c.rate, c.var, a, min(x, count_ceiling(rate, c.var)) - c.rate)
+            del c.recent[0]
+            c.recent.append(x)
 
-    def _level(
+    # -- level metrics -----------------------------------------------------------------------------
+    def _close_day(self, st: DailyState, signals: list[Signal], learn_all: bool) -> None:
+        """Close the open day: fold it into the count baselines, then score and learn each level
+        metric it observed (a metric's first observed day only sets its centre)."""
+        sums = st.sums
+        if st.counts:  # most entities have no count metric yet
+            self._close_counts(st, learn_all)
+        if "sn" in sums:
+            sums["snt"] = sums["ss"] / sums["sn"]
+        if not sums:
+            return
+        weekday = (st.day + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+        levels = st.levels
+        for metric, direction, floor, seasonal in _LEVEL_STEPS:
+            if metric not in sums:
+                continue
+            raw = sums[metric]
+            v = math.log1p(raw) if seasonal else raw
+            lv = levels.get(metric)
+            if lv is None:
+                levels[metric] = LevelBaseline(centre=v, offsets=[0.0] * 7 if seasonal else [])
+                continue
+            self._close_level(st, metric, lv, v, raw, direction, floor, weekday, learn_all, signals)
+
+    def _persistence(self, st: DailyState, metric: str, p_day: float) -> tuple[bool, int]:
+        """Record whether a money flow's closing day is a *hit* (one-day tail at most ``persist_q``);
+        return it and the number of hits among the last ``persist_n`` observed days."""
+        hit = p_day <= self.persist_q
+        mask = st.hits[metric] = ((st.hits.get(metric, 0) << 1) | hit) & self._persist_mask
+        return hit, mask.bit_count()
+
+    def _large_enough(self, metric: str, raw: float) -> bool:
+        """The minimum effect in absolute terms: a NAV move of ``nav_min``, a negative sentiment."""
+        if metric == "nav":
+            return abs(raw) >= self.nav_min
+        if metric == "snt":
+            return raw <= self.sentiment_max
+        return True
+
+    def _close_level(
         self,
-        st: dict[str, Any],
+        st: DailyState,
         metric: str,
-        lv: list[Any],  # [n, centre, mad, run, offsets...]: ints and floats (list[float] would make
-        # the compiled build read n and run as C doubles and store them back as floats)
+        lv: LevelBaseline,
         v: float,
         raw: float,
         direction: int,
@@ -529,118 +563,100 @@ class DailyAnomaly(AnomalyDetector):
         learn_all: bool,
         signals: list[Signal],
     ) -> None:
-        n = lv[_L_N]
-        seasonal = self.seasonal and len(lv) > _L_SEAS
-        offset = lv[_L_SEAS + weekday] if seasonal else 0.0
-        centre = lv[_L_CENTRE]
-        expected = centre + offset
-        scale = max(lv[_L_MAD] * _MAD_TO_SIGMA, floor)
+        """Score a level metric's closing day (value ``v``; ``raw`` before the log of money flows),
+        then learn it unless it is held out."""
+        seasonal = self.seasonal and len(lv.offsets) > 0
+        offset = lv.offsets[weekday] if seasonal else 0.0
+        expected = lv.centre + offset
+        scale = max(lv.mad * _MAD_TO_SIGMA, floor)
         r = v - expected
         z = r / scale
         flagged = hold = alarming = False
-        run = lv[_L_RUN]
-        warm_obs = n >= self.warmup_obs
-        if warm_obs and st["days"] >= self.warmup_days:
+        warm_obs = lv.n >= self.warmup_obs
+        if warm_obs and st.days >= self.warmup_days:
             tail_z = z if direction > 0 else -z if direction < 0 else abs(z)
-            # normal_tail(tail_z), inlined
-            p_day = min(1.0, 0.5 * math.erfc(tail_z / _SQRT2) * (2.0 if direction == 0 else 1.0))
-            hits = -1
+            p_day = min(1.0, normal_tail(tail_z) * (2.0 if direction == 0 else 1.0))
             if metric in _PERSIST:
-                # Persistence: the binomial tail of the hits among the last ``persist_n`` observed days.
-                hit = p_day <= self.persist_q
-                held = st.setdefault("h", {})  # absent from states written before version 2
-                mask = ((held.get(metric, 0) << 1) | hit) & self._persist_mask
-                held[metric] = mask
-                hits = mask.bit_count()
-                # While the window still holds enough hits, quiet days in it do not end the run.
+                # Scored by the binomial tail of the hits in the window (tabulated, see __init__); while
+                # the window holds enough hits, quiet days in it do not end the run, and a hit is not learned.
+                hit, hits = self._persistence(st, metric, p_day)
+                p, score = (
+                    (self._persist_p[hits], self._persist_score[hits]) if hit else (self._quiet_p, self._quiet_score)
+                )
                 alarming = self._persist_alarming[hits]
-                # min(1.0, tail * TESTS_PER_DAY) and its score, looked up (see __init__)
-                if hit:
-                    p, score = self._persist_p[hits], self._persist_score[hits]
-                else:
-                    p, score = self._quiet_p, self._quiet_score
                 hold = hit
             else:
-                if metric == "nav":
-                    p = p_day if abs(raw) >= self.nav_min else 1.0
-                elif metric == "snt":
-                    p = p_day if raw <= self.sentiment_max else 1.0
-                else:
-                    p = p_day
-                p = min(1.0, p * TESTS_PER_DAY)
+                hits = -1
+                p = bonferroni(p_day if self._large_enough(metric, raw) else 1.0)
                 score = tail_score(p)
             flagged = score >= self.threshold
             hold = hold or flagged
-            if flagged and run == 0:
-                extra = {"hits": hits, "of_days": self.persist_n} if hits >= 0 else {}
-                signals.append(
-                    Signal(
-                        self.id,
-                        f"{metric}:{_date(st['day'])}",
-                        severity_for(score),
-                        score,
-                        {
-                            "metric": METRIC_NAME[metric],
-                            "metric_zh": METRIC_ZH[metric],
-                            "horizon": "day",
-                            "day": _date(st["day"]),
-                            "value": round(raw, 6),
-                            "baseline": round(math.expm1(expected) if metric in ("in", "out") else expected, 6),
-                            "robust_z": round(z, 3),
-                            **extra,
-                            "p_value": p,
-                            "score": round(score, 4),
-                            "model_version": self.model_version,
-                        },
-                    )
-                )
-        run = lv[_L_RUN] = run + 1 if flagged else run if alarming else max(0, run - 1)
+            if flagged and lv.run == 0:
+                base = math.expm1(expected) if metric in _SEASONAL else expected
+                detail: dict[str, Any] = {"value": round(raw, 6), "baseline": round(base, 6), "robust_z": round(z, 3)}
+                if hits >= 0:
+                    detail.update(hits=hits, of_days=self.persist_n)
+                signals.append(self._signal(metric, st.day, "day", detail, p, score))
+        run = lv.run = next_run(lv.run, flagged, alarming)
         if hold and not learn_all and run < self.accept_after:
             return
-        a = max(self.alpha, 1.0 / (n + 1.0))
-        clip = 3.0 * scale if warm_obs else math.inf
-        rc = max(-clip, min(clip, r))
-        lv[_L_N] = n + 1
-        centre = lv[_L_CENTRE] = centre + a * rc
-        mad = lv[_L_MAD]
-        lv[_L_MAD] = mad + a * (abs(rc) - mad)
+        a = ewma_weight(self.alpha, lv.n)
+        rc = huber_clip(r, _HUBER * scale if warm_obs else math.inf)
+        lv.n += 1
+        centre = lv.centre = lv.centre + a * rc
+        lv.mad += a * (abs(rc) - lv.mad)
         if seasonal:
             # Additive Holt-Winters: the weekday offset learns what the level does not explain.
             # Each offset is updated once a week, so at a faster rate than the level.
-            lv[_L_SEAS + weekday] += min(0.5, 4.0 * a) * (expected + rc - centre - offset)
+            lv.offsets[weekday] += min(0.5, 4.0 * a) * (expected + rc - centre - offset)
 
-    def _skip_days(self, st: dict[str, Any], gap: int) -> None:
+    def _signal(self, metric: str, day: int, horizon: str, detail: dict[str, Any], p: float, score: float) -> Signal:
+        """The signal of a metric's flagged day: its key is ``<metric code>:<date>``."""
+        date = _date(day)
+        return Signal(
+            self.id,
+            f"{metric}:{date}",
+            severity_for(score),
+            score,
+            {
+                "metric": METRIC_NAME[metric],
+                "metric_zh": METRIC_ZH[metric],
+                "horizon": horizon,
+                "day": date,
+                **detail,
+                "p_value": p,
+                "score": round(score, 4),
+                "model_version": self.model_version,
+            },
+        )
+
+    # -- silent days -------------------------------------------------------------------------------
+    def _skip_days(self, st: DailyState, gap: int) -> None:
         """Fold the silent days between two events into the count baselines as zero days."""
         if gap <= 0:
             return
-        counts = st["c"]
-        if counts:  # most entities have no count metric yet: no weights to compute
-            # the same EWMA weights for every metric: max(alpha, 1 / (n + i + 1)) for the i-th zero day
-            weights = self._zero_weights(st["days"], min(gap, _MAX_GAP_FOLD))
-        for c in counts.values():
-            c[_C_RUN] = max(0, c[_C_RUN] - gap)
-            rate, var = c[_C_RATE], c[_C_VAR]
-            for a in weights:
-                d = -rate
-                rate += a * d
-                var += a * (d * d - var)
-            c[_C_RATE], c[_C_VAR] = rate, var
-            ring = c[_C_RING:]
-            keep = max(0, 6 - gap)
-            c[_C_RING:] = [*ring[6 - keep :], *([0] * (6 - keep))] if keep else [0] * 6
-        for lv in st["l"].values():
-            run = lv[_L_RUN]
-            if run:  # a run is an int: at 0 it stays 0 (the common case), no store needed
-                lv[_L_RUN] = max(0, run - gap)
-        st["days"] += gap
+        if st.counts:  # most entities have no count metric yet: no weights to compute
+            weights = self._zero_weights(st.days, min(gap, _MAX_GAP_FOLD))
+            keep = max(0, RECENT_DAYS - gap)
+            for c in st.counts.values():
+                c.run = max(0, c.run - gap)
+                rate, var = c.rate, c.var
+                for a in weights:
+                    rate, var = ewma_step(rate, var, a, -rate)  # a zero day: nothing above the Huber clip
+                c.rate, c.var = rate, var
+                c.recent = c.recent[RECENT_DAYS - keep :] + [0] * (RECENT_DAYS - keep) if keep else [0] * RECENT_DAYS
+        for lv in st.levels.values():
+            if lv.run:  # at 0 it stays 0 (the common case), no store needed
+                lv.run = max(0, lv.run - gap)
+        st.days += gap
 
     def _zero_weights(self, n: int, k: int) -> tuple[float, ...]:
-        """``max(alpha, 1 / (n + i + 1))`` for ``i < k``, memoised: past ``n + 1 >= 1 / alpha``
+        """``ewma_weight(alpha, n + i)`` for ``i < k``, memoised: past ``n + 1 >= 1 / alpha``
         every weight is ``alpha`` (one tuple per gap length), and young entities repeat too."""
         key = (n, k) if 1.0 / (n + 1) > self.alpha else (-1, k)
         w = self._weights_memo.get(key)
         if w is None:
             if len(self._weights_memo) >= 4096:  # bounded: a pure function, entries are rebuilt
                 self._weights_memo.clear()
-            w = self._weights_memo[key] = tuple([max(self.alpha, 1.0 / (n + i + 1)) for i in range(k)])
+            w = self._weights_memo[key] = tuple([ewma_weight(self.alpha, n + i) for i in range(k)])
         return w

@@ -136,6 +136,39 @@ class RiskScorer:
             survive *= 1.0 - w * (1.0 - exp(-x))
         return round(100.0 * (1.0 - survive), 1)
 
+    def contributions(self, rules: dict[str, RuleTrack], own_idx: float, idx: float) -> dict[str, float]:
+        """Index points per dimension: ``own_idx`` shared out in proportion to each dimension's
+        ``-log(1 - p_d)`` (the noisy-or's survival factors multiply, so their logs add up), plus
+        ``contagion`` for what a linked entity adds on top (``idx - own_idx``). Rounded to 0.1;
+        dimensions below 0.05 points are left out.
+
+        >>> from detectors.risk.state import RuleTrack, dim_code
+        >>> s = RiskScorer(RiskConfig())
+        >>> tr = RuleTrack(dim_code("inducement")); tr.acc = 0.6
+        >>> rules = {"pf.guaranteed_return": tr}
+        >>> s.contributions(rules, s.index_of(rules), s.index_of(rules) + 5.0)
+        {'inducement': 40.6, 'contagion': 5.0}
+        """
+        logs: dict[str, float] = {}
+        weights, cfg = self._weights, self._config
+        for code, x in self._by_dim(rules).items():
+            w = weights.get(code)
+            if w is None:
+                w = cfg.weight(dim_name(code))
+            p = w * (1.0 - math.exp(-x))
+            if p > 0.0:
+                logs[dim_name(code)] = -math.log(max(1.0 - p, 1e-300))
+        total = sum(logs.values())
+        out: dict[str, float] = {}
+        if total > 0.0:
+            for name in sorted(logs, key=lambda n: (-logs[n], n)):
+                pts = round(own_idx * logs[name] / total, 1)
+                if pts >= 0.05:
+                    out[name] = pts
+        if idx - own_idx >= 0.05:
+            out["contagion"] = round(idx - own_idx, 1)
+        return out
+
     def shown(self, r: RiskState, own_idx: float, own_level: str = "") -> tuple[float, Raise | None]:
         """The index shown for the entity (own index raised by contagion) and the source raising it."""
         c, src = _contagion.strongest(r, self.config)
@@ -322,7 +355,7 @@ class RiskScorer:
                     "count": tr.count,
                     "reopens_after": iso(tr.last + self._quiet),
                 }
-                self._fill(a, r, idx, new, people, amount, rid, raiser)
+                self._fill(a, r, idx, new, people, amount, rid, raiser, own_idx)
                 alerts.append(a)
             if new != old:
                 if people < 0:
@@ -369,21 +402,21 @@ class RiskScorer:
         at_idx = _contagion.shown_index(own_idx, c, cfg)
         at_level = self.shown_level(at_idx, _contagion.own_level(r), at_idx > own_idx)
         people, amount = self.affected(r)
-        return [
-            _contagion.contagion_alert(
-                msg,
-                cfg,
-                entity_kind=state.entity_kind,
-                region=state.region,
-                people=people,
-                amount=amount,
-                before=before,
-                after=at_level,
-                index=at_idx,
-                tags=self.tags(r, CONTAGION_RULE),
-                clock=clock,
-            )
-        ]
+        a = _contagion.contagion_alert(
+            msg,
+            cfg,
+            entity_kind=state.entity_kind,
+            region=state.region,
+            people=people,
+            amount=amount,
+            before=before,
+            after=at_level,
+            index=at_idx,
+            tags=self.tags(r, CONTAGION_RULE),
+            clock=clock,
+        )
+        a.risk_dimensions = self.contributions(r.rules, own_idx, at_idx)
+        return [a]
 
     def _fill(
         self,
@@ -395,10 +428,12 @@ class RiskScorer:
         amount: float,
         first: str | None,
         raiser: Raise | None = None,
+        own_idx: float | None = None,
     ) -> None:
         a.risk_index = idx
         a.risk_level = level
         a.risk_tags = self.tags(r, first, raised=raiser is not None)
+        a.risk_dimensions = self.contributions(r.rules, idx if own_idx is None else own_idx, idx)
         a.affected_people = people
         a.affected_amount = amount
 
@@ -440,7 +475,7 @@ class RiskScorer:
             event_time=event.event_time.isoformat(),
             detected_at=clock(),
         )
-        self._fill(a, r, idx, new, people, amount, None, raiser)
+        self._fill(a, r, idx, new, people, amount, None, raiser, own_idx)
         return a
 
     def _raised_evidence(self, own_idx: float, raiser: Raise | None) -> dict[str, Any]:

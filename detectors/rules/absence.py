@@ -26,8 +26,8 @@ events within each partition, never on batch boundaries or replay speed.
 
 State is bounded: at most ``MAX_OPEN`` open expectations (``match``; the
 oldest is fired early as overflow would otherwise lose it — by then the
-entity is alerting anyway), or one period cursor plus a few filed periods
-(``schedule``).
+entity is alerting anyway), or one period cursor plus a few filed periods and
+the periods last judged missed and filed (``schedule``).
 
 **Out of order (within the allowed lateness).** Time never moves back: a late
 event fires nothing that a newer one did not, and reopens nothing. The
@@ -45,9 +45,11 @@ outcome is that of event-time order:
 - ``schedule``: the schedule starts from the entity's *earliest* event: an
   earlier event that arrives late moves the start back while no period has
   been judged yet (filings for the earlier period that arrived before it are
-  kept meanwhile). A filing on time by event time for the period just judged
-  missed, arriving after that judgement, resets the run as it would have, and
-  withdraws the finding if the miss had fired one.
+  kept meanwhile, if filed by that period's due time: a later one never counts
+  for it, as by event time the period is judged first). A filing on time by
+  event time for the period just judged missed, arriving after that judgement,
+  resets the run as it would have, and withdraws the finding if the miss had
+  fired one; one for the period last judged filed changes nothing.
 
 What the bounds cannot place (an older period, kept items overflowing, a
 lateness configured above :data:`HORIZON`) is reported by
@@ -177,7 +179,11 @@ class AbsenceRule(Rule):
             state["s"] = ts
         if et == self.expect_type and (not self.expect_when or match(self.expect_when, p) is not None):
             pe = period_end(p.period_end, self.period).toordinal()
-            if pe >= state["p"] or self._initial(state):  # (kept in case the start moves back)
+            # A period before the cursor is kept only while no period has been judged, in case the
+            # start moves back to it, and only if filed by its due time: in event-time order that
+            # period is judged before any later filing for it is seen. (From the cursor on, a filing
+            # is never past its period's due time: on_time above has moved the cursor past those.)
+            if pe >= state["p"] or (self._initial(state) and ts <= self._due(pe)):
                 if pe not in state["f"]:
                     state["f"] = sorted([*state["f"], pe])[-8:]
             elif ts <= self._due(pe) and state.get("l", (None,))[0] == pe:
@@ -234,6 +240,7 @@ class AbsenceRule(Rule):
         """The filing for the period just judged missed, in time by event time: as it would have."""
         pe, fired = state.pop("l")
         state["m"] = 0
+        state["k"] = pe  # now as judged filed
         if not fired:
             return []
         end = _dt.date.fromordinal(pe)
@@ -276,7 +283,7 @@ class AbsenceRule(Rule):
         if et == self.expect_type and (not self.expect_when or match(self.expect_when, p) is not None):
             pe = period_end(p.period_end, self.period).toordinal()
             judged = pe < state["p"] and not self._initial(state)
-            if judged and ts <= self._due(pe) and state.get("l", (None,))[0] != pe:
+            if judged and ts <= self._due(pe) and pe not in (state.get("l", (None,))[0], state.get("k")):
                 return f"the outcome of the period ending {_dt.date.fromordinal(pe).isoformat()} is no longer kept"
         return None
 
@@ -311,6 +318,7 @@ class AbsenceRule(Rule):
                 state["f"].remove(p)
                 state["m"] = 0
                 state.pop("l", None)
+                state["k"] = p  # judged filed: a second filing for it changes nothing
             else:
                 state["m"] += 1
                 state["l"] = [p, 0]  # judged missed: a filing in time may still arrive

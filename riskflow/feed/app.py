@@ -4,7 +4,10 @@ Everything reads from and writes to the alert store, so the page, the API and
 the CLI see the same state. New and changed alerts reach open pages through
 ``/api/stream`` (server-sent events): a ``ChangeHub`` polls the store's change
 sequence, which every writer bumps (the sink, officers' actions, the CLI, in any
-process), and fans the changed rows out to subscribers.
+process), and fans the changed rows out to subscribers. Officers' cases travel the same way on
+their own change sequence (``event: case``, one changed case per message, without an ``id`` so
+that ``Last-Event-ID`` stays the alert change number; ``case_since=`` resumes them): an
+assignment or a close by another officer shows on every open page at once.
 
 >>> from riskflow.store import open_store
 >>> app = build_app(open_store(":memory:"), Tokens.parse("t0ken-0fficer:officer:li.na"))
@@ -23,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -35,7 +38,16 @@ from riskflow.feed.guard import SECURITY_HEADERS, AuthThrottle, FeedLimits, Stre
 from riskflow.feed.metrics import CaseMetricRow, FeedMetrics
 from riskflow.feed.openapi import openapi_document
 from riskflow.schema import ENTITY_KINDS, REGIONS
-from riskflow.store import ACTIONS, STATUSES, AlertRow, AlertStore, IllegalTransition, NotFound, TransitionError
+from riskflow.store import (
+    ACTIONS,
+    STATUSES,
+    AlertRow,
+    AlertStore,
+    Case,
+    IllegalTransition,
+    NotFound,
+    TransitionError,
+)
 from riskflow.store.base import now_iso
 
 log = logging.getLogger(__name__)
@@ -81,8 +93,19 @@ KEY_SLOTS: Final = web.AppKey("stream_slots", StreamSlots)
 KEY_THROTTLE: Final = web.AppKey("auth_throttle", AuthThrottle)
 
 
-#: One alert change as the stream sends it: its change number and the encoded SSE message.
+#: One alert (or case) change as the stream sends it: its change number and the encoded SSE message.
 Frame = tuple[int, bytes]
+
+
+class Batch(NamedTuple):
+    """Changes the hub found in one poll: alert frames and case frames, each in change order."""
+
+    alerts: list[Frame]
+    cases: list[Frame]
+
+
+#: What a waiting stream is woken with when it fell behind: nothing, read the store instead.
+_BEHIND: Final = Batch([], [])
 #: Rows the hub reads from the store per poll; a fuller backlog is read in more polls at once.
 HUB_PAGE: Final = 500
 
@@ -97,7 +120,7 @@ class Subscription:
     """
 
     def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[list[Frame] | None] = asyncio.Queue(maxsize=size)
+        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=size)
         self.behind = False
         self.closed = False
 
@@ -105,7 +128,7 @@ class Subscription:
         while not self.queue.empty():
             self.queue.get_nowait()
 
-    def offer(self, batch: list[Frame]) -> None:
+    def offer(self, batch: Batch) -> None:
         if self.closed:  # the close marker must stay the last thing it reads
             return
         try:
@@ -113,7 +136,7 @@ class Subscription:
         except asyncio.QueueFull:
             self._clear()
             self.behind = True
-            self.queue.put_nowait([])  # wakes the stream, which then reads the store
+            self.queue.put_nowait(_BEHIND)  # wakes the stream, which then reads the store
 
     def catch_up(self) -> None:
         """The stream starts reading the store: what waits is older than what it will read."""
@@ -151,6 +174,7 @@ class ChangeHub:
         self.snooze_check_every = snooze_check_every
         self.subscribers: set[Subscription] = set()
         self.seq = store.last_seq()
+        self.case_seq = store.last_case_seq()
         self.stats = StreamStats()
         self._wake = asyncio.Event()
 
@@ -170,7 +194,7 @@ class ChangeHub:
         for sub in list(self.subscribers):
             sub.close()
 
-    def publish(self, batch: list[Frame]) -> None:
+    def publish(self, batch: Batch) -> None:
         for sub in list(self.subscribers):
             sub.offer(batch)
             self.stats.peak_queued = max(self.stats.peak_queued, sub.queue.qsize())
@@ -187,15 +211,19 @@ class ChangeHub:
                     await asyncio.to_thread(self.store.expire_snoozes)
                     next_snooze_check = loop.time() + self.snooze_check_every
                 rows = await asyncio.to_thread(self.store.changes_since, self.seq, HUB_PAGE)
+                cases = await asyncio.to_thread(self.store.cases_since, self.case_seq, HUB_PAGE)
             except Exception:  # the database may be briefly away; the next poll retries
                 log.exception("feed: polling the store failed")
                 continue
-            if not rows:
+            if not rows and not cases:
                 continue
-            if len(rows) == HUB_PAGE:
+            if len(rows) == HUB_PAGE or len(cases) == HUB_PAGE:
                 self._wake.set()
-            self.seq = rows[-1].seq
-            self.publish([_frame(r) for r in rows])
+            if rows:
+                self.seq = rows[-1].seq
+            if cases:
+                self.case_seq = cases[-1].seq
+            self.publish(Batch([_frame(r) for r in rows], [case_frame(c) for c in cases]))
 
 
 KEY_HUB: Final = web.AppKey("hub", ChangeHub)
@@ -212,6 +240,13 @@ def _row_json(r: AlertRow) -> dict[str, Any]:
 
 def _frame(r: AlertRow) -> Frame:
     return r.seq, f"id: {r.seq}\nevent: alert\ndata: {_dumps(_row_json(r))}\n\n".encode()
+
+
+def case_frame(c: Case) -> Frame:
+    """A changed case as the stream sends it (no ``id:``: the resume point stays the alert seq)."""
+    from riskflow.feed.cases import case_json
+
+    return c.seq, f"event: case\ndata: {_dumps(case_json(c, now_iso()))}\n\n".encode()
 
 
 def _error(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
@@ -451,7 +486,7 @@ async def entity(request: web.Request) -> web.Response:
                 "evidence": r.alert.evidence,
             }
         )
-    from riskflow.feed.cases import KEY_EXPLAINER, entity_summary
+    from riskflow.feed.cases import DIMENSION_ZH, KEY_EXPLAINER, entity_summary
 
     header = await _store(request, entity_summary, request.app[KEY_EXPLAINER], store, rows, now_iso())
     first = rows[0].alert
@@ -466,6 +501,7 @@ async def entity(request: web.Request) -> web.Response:
             "region_zh": zh,
             "alerts": [_row_json(r) for r in rows],
             "history": msgspec.to_builtins(history),
+            "dimension_names": DIMENSION_ZH,
             "episodes": episodes,
             **header,
         },
@@ -480,10 +516,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     either the answer is 503 with ``Retry-After``, and a closed stream frees its slot.
     """
     since_raw = request.headers.get("Last-Event-ID") or request.query.get("since")
+    case_raw = request.query.get("case_since")
     try:
         since = int(since_raw) if since_raw else None
+        case_since = int(case_raw) if case_raw else None
     except ValueError:
-        return _error(400, "bad_request", "since must be an integer change number")
+        return _error(400, "bad_request", "since and case_since must be integer change numbers")
     limits, slots = request.app[KEY_LIMITS], request.app[KEY_SLOTS]
     key = token_key(_token(request) or "")
     refused = slots.acquire(key)
@@ -494,13 +532,16 @@ async def stream(request: web.Request) -> web.StreamResponse:
             503, "too_many_streams", f"{which} live streams are at their limit; retry later", limits.stream_retry_after
         )
     try:
-        return await _serve_stream(request, since, limits)
+        return await _serve_stream(request, since, case_since, limits)
     finally:
         slots.release(key)
 
 
-async def _serve_stream(request: web.Request, since: int | None, limits: FeedLimits) -> web.StreamResponse:
-    """Send the changes after ``since`` (paged from the store), then live ones as the hub finds them.
+async def _serve_stream(
+    request: web.Request, since: int | None, case_since: int | None, limits: FeedLimits
+) -> web.StreamResponse:
+    """Send the changes after ``since`` and the case changes after ``case_since`` (paged from the
+    store), then live ones as the hub finds them.
 
     What the connection holds is bounded: one store page while catching up, and a few shared
     batches while live; a client too slow for the live batches catches up from the store again.
@@ -513,16 +554,17 @@ async def _serve_stream(request: web.Request, since: int | None, limits: FeedLim
     request[KEY_RESPONDED] = resp.status
     sub = hub.subscribe(limits.stream_queue)
     cursor = hub.seq if since is None else since  # the last change this client has
-    sub.behind = since is not None
+    case_cursor = hub.case_seq if case_since is None else case_since  # and the last case change
+    sub.behind = since is not None or case_since is not None
     resuming = sub.behind
     metrics.clients.inc()
 
     async def write(data: bytes) -> None:
         await asyncio.wait_for(resp.write(data), limits.stream_write_timeout)
 
-    async def send(frames: list[Frame]) -> None:
+    async def send(frames: list[Frame], counter: Any = metrics.events_sent) -> None:
         await write(b"".join(f for _, f in frames))
-        metrics.events_sent.inc(len(frames))
+        counter.inc(len(frames))
 
     try:
         await write(b"retry: 2000\n: connected\n\n")
@@ -540,6 +582,14 @@ async def _serve_stream(request: web.Request, since: int | None, limits: FeedLim
                         cursor = rows[-1].seq
                     if len(rows) < limits.stream_page:
                         break
+                while True:
+                    cases: list[Case] = await _store(request, store.cases_since, case_cursor, limits.stream_page)
+                    hub.stats.peak_page_rows = max(hub.stats.peak_page_rows, len(cases))
+                    if cases:
+                        await send([case_frame(c) for c in cases], metrics.case_events_sent)
+                        case_cursor = cases[-1].seq
+                    if len(cases) < limits.stream_page:
+                        break
                 continue
             try:
                 batch = await asyncio.wait_for(sub.queue.get(), timeout=15.0)
@@ -548,10 +598,14 @@ async def _serve_stream(request: web.Request, since: int | None, limits: FeedLim
                 continue
             if batch is None:
                 break
-            fresh = [f for f in batch if f[0] > cursor]
+            fresh = [f for f in batch.alerts if f[0] > cursor]
             if fresh:
                 await send(fresh)
                 cursor = fresh[-1][0]
+            fresh = [f for f in batch.cases if f[0] > case_cursor]
+            if fresh:
+                await send(fresh, metrics.case_events_sent)
+                case_cursor = fresh[-1][0]
     except TimeoutError:  # the client stopped reading: let it go rather than hold its slot
         if request.transport is not None:
             request.transport.abort()
@@ -610,7 +664,7 @@ def build_app(
     app = web.Application(middlewares=[metrics_middleware, auth_middleware], client_max_size=lim.max_body_bytes)
     reg = registry if registry is not None else CollectorRegistry()
     app[KEY_REGISTRY] = reg
-    app[KEY_METRICS] = FeedMetrics.create(reg)
+    app[KEY_METRICS] = FeedMetrics.create(reg, started=now_iso())
     app[KEY_STORE] = store
     app[KEY_TOKENS] = tokens
     app[KEY_MAX_SNOOZE] = max_snooze

@@ -112,6 +112,30 @@ def _tag(ex: Explainer, rule_id: str) -> dict[str, str]:
     }
 
 
+def dimension_points(a: Alert, tags: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Which dimensions make up the alert's index and by how many points, largest first.
+
+    ``estimated`` is True for an alert stored before alerts carried their points: its tags'
+    dimensions are then listed at their configured weight's share of the index, as a hint only.
+    """
+    if a.risk_dimensions:
+        return [
+            {"dimension": d, "zh": DIMENSION_ZH.get(d, d), "points": p, "estimated": False}
+            for d, p in sorted(a.risk_dimensions.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+    dims = {t["dimension"] for t in tags or () if t["dimension"]}
+    total = sum(DEFAULT_WEIGHTS.get(d, 0.5) for d in dims)
+    return [
+        {
+            "dimension": d,
+            "zh": DIMENSION_ZH.get(d, d),
+            "points": round(a.risk_index * DEFAULT_WEIGHTS.get(d, 0.5) / total, 1),
+            "estimated": True,
+        }
+        for d in sorted(dims, key=lambda d: (-DEFAULT_WEIGHTS.get(d, 0.5), d))
+    ]
+
+
 def board_rows(ex: Explainer, store: AlertStore, now: str) -> list[dict[str, Any]]:
     """One row per institution, most urgent first (level, then index)."""
     from riskflow.feed.app import KIND_ZH
@@ -120,10 +144,6 @@ def board_rows(ex: Explainer, store: AlertStore, now: str) -> list[dict[str, Any
     rows: list[dict[str, Any]] = []
     for a, n_alerts in store.latest_by_entity():
         tags = [_tag(ex, t) for t in a.risk_tags]
-        dims: dict[str, float] = {}
-        for t in tags:  # the dimensions of the rules behind the index, each at its configured weight
-            if t["dimension"]:
-                dims[t["dimension"]] = DEFAULT_WEIGHTS.get(t["dimension"], 0.5)
         en, zh = REGIONS.get(a.region, (a.region, ""))
         c = open_cases.get(a.entity_id)
         rows.append(
@@ -138,9 +158,7 @@ def board_rows(ex: Explainer, store: AlertStore, now: str) -> list[dict[str, Any
                 "level_zh": LEVEL_ZH.get(a.risk_level or "green", ""),
                 "risk_index": a.risk_index,
                 "tags": tags,
-                "dimensions": [
-                    {"dimension": d, "zh": DIMENSION_ZH.get(d, d), "weight": w} for d, w in sorted(dims.items())
-                ],
+                "dimensions": dimension_points(a, tags),
                 "people": a.affected_people,
                 "amount": a.affected_amount,
                 "last_change": a.event_time,
@@ -163,6 +181,7 @@ def entity_summary(ex: Explainer, store: AlertStore, rows: list[Any], now: str) 
             "level_zh": LEVEL_ZH.get(latest.risk_level or "green", ""),
             "risk_index": latest.risk_index,
             "tags": [_tag(ex, t) for t in latest.risk_tags],
+            "dimensions": dimension_points(latest, [_tag(ex, t) for t in latest.risk_tags]),
             "people": latest.affected_people,
             "amount": latest.affected_amount,
             "event_time": latest.event_time,
@@ -246,11 +265,12 @@ def _case_detail(ex: Explainer, store: AlertStore, cid: str) -> dict[str, Any]:
     now = now_iso()
     d = case_json(c, now)
     d["log"] = msgspec.to_builtins(store.case_log(cid))
-    alerts = []
-    for aid in store.case_alert_ids(cid):
-        row = store.get(aid)
-        alerts.append(_row_json(row) | {"explanation": explained(ex, row.alert)})
+    rows = [store.get(aid) for aid in store.case_alert_ids(cid)]
+    alerts = [_row_json(row) | {"explanation": explained(ex, row.alert)} for row in rows]
     d["alerts"] = alerts
+    # the index's make-up as of the case's latest alert (what the officer acts on now)
+    last = max(rows, key=lambda r: (r.alert.event_time, r.seq), default=None)  # as the board orders
+    d["dimensions"] = dimension_points(last.alert, [_tag(ex, t) for t in last.alert.risk_tags]) if last else []
     d["regulations"] = sorted({a["explanation"]["regulation"] for a in alerts if a["explanation"]["regulation"]})
     return d
 

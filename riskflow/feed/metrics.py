@@ -6,7 +6,10 @@ refused streams is ``per_token`` or ``total``; of authentication failures ``miss
 ``invalid`` (a wrong one) or ``throttled`` (refused by the back-off without being checked).
 Officers' cases are read from the store at each scrape (``refresh_cases``): open cases by
 ``level`` (red, orange, yellow) and ``region`` (the 11 city codes or ``other``), overdue ones by
-``level``, and the time from opening to the first officer action as a histogram.
+``level``, and the time from opening to the first officer action as a histogram. The histogram
+counts first actions taken since this feed process started (``started``), each once: a restarted
+feed does not count the store's earlier first actions again, so ``increase()`` over a range holds
+no restart jump.
 
 >>> from prometheus_client import CollectorRegistry
 >>> reg = CollectorRegistry()
@@ -77,6 +80,7 @@ class CaseMetricRow(NamedTuple):
 class FeedMetrics:
     clients: Gauge
     events_sent: Counter
+    case_events_sent: Counter
     requests: Counter
     streams_refused: Counter
     stream_catchups: Counter
@@ -84,15 +88,23 @@ class FeedMetrics:
     cases_open: Gauge
     cases_overdue: Gauge
     case_first_action: Histogram
+    #: when this process started (the store's UTC format): earlier first actions are not observed
+    started: str = ""
     #: cases whose first action this process has observed (each is observed once)
     _first_seen: set[str] = field(default_factory=set)
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> FeedMetrics:
+    def create(cls, registry: CollectorRegistry, started: str = "") -> FeedMetrics:
         m = cls(
+            started=started,
             clients=Gauge("riskflow_feed_clients", "Open live-stream (SSE) connections.", registry=registry),
             events_sent=Counter(
                 "riskflow_feed_events_sent_total", "Alert rows sent to live-stream clients.", registry=registry
+            ),
+            case_events_sent=Counter(
+                "riskflow_feed_case_events_sent_total",
+                "Changed officers' cases sent to live-stream clients.",
+                registry=registry,
             ),
             requests=Counter(
                 "riskflow_feed_requests_total",
@@ -131,7 +143,7 @@ class FeedMetrics:
             ),
             case_first_action=Histogram(
                 "riskflow_case_first_action_seconds",
-                "Time from a case's opening to its first officer action (counted once per case per feed process).",
+                "Time from a case's opening to its first officer action (first actions since the feed started).",
                 buckets=FIRST_ACTION_BUCKETS,
                 registry=registry,
             ),
@@ -166,6 +178,8 @@ class FeedMetrics:
                     overdue[r.level] += 1
             if r.first_action_at and r.case_id not in self._first_seen:
                 self._first_seen.add(r.case_id)
+                if r.first_action_at < self.started:
+                    continue  # before this process: counted by the process that was running then
                 took = _dt.datetime.fromisoformat(r.first_action_at) - _dt.datetime.fromisoformat(r.opened_at)
                 self.case_first_action.observe(max(took.total_seconds(), 0.0))
         for level in CASE_LEVELS:

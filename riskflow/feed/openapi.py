@@ -82,6 +82,12 @@ def openapi_document() -> dict[str, Any]:
             "risk_level": {"type": "string", "enum": ["", "red", "orange", "yellow", "green"]},
             "risk_index": {"type": "number", "minimum": 0, "maximum": 100},
             "risk_tags": {"type": "array", "items": string},
+            "risk_dimensions": {
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "description": "index points per dimension (contagion: what a linked entity adds); they sum to "
+                "risk_index within rounding",
+            },
             "affected_people": {"type": "integer"},
             "affected_amount": {"type": "number"},
             "revision": {"type": "integer", "minimum": 1},
@@ -241,16 +247,20 @@ def openapi_document() -> dict[str, Any]:
             "/api/stream": {
                 "get": {
                     "operationId": "streamAlerts",
-                    "summary": "Server-sent events: `event: alert`, data = one changed Alert, id = its seq",
+                    "summary": "Server-sent events: `event: alert`, data = one changed Alert, id = its seq; "
+                    "`event: case`, data = one changed Case (no id)",
                     "description": "EventSource cannot send headers, so this route also accepts ?token=. "
-                    "Resume with ?since=SEQ or the Last-Event-ID header.",
+                    "Resume with ?since=SEQ or the Last-Event-ID header; case changes with ?case_since=CASE_SEQ "
+                    "(the case_seq of /api/board or /api/cases). Without case_since, case changes from the "
+                    "connection on are sent.",
                     "parameters": [
                         _q("since", "send changes after this change number first", {"type": "integer"}),
+                        _q("case_since", "send case changes after this case change number first", {"type": "integer"}),
                         _q("token", "API token (alternative to the Authorization header)"),
                     ],
                     "responses": {
                         "200": {"description": "event stream", "content": {"text/event-stream": {"schema": string}}},
-                        "400": err_resp("since is not an integer"),
+                        "400": err_resp("since or case_since is not an integer"),
                         "503": {
                             **err_resp(
                                 "`too_many_streams`: the token's (RISKFLOW_FEED_MAX_STREAMS_PER_TOKEN) or the feed's "

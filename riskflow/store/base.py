@@ -221,7 +221,8 @@ class AuditEntry(msgspec.Struct, kw_only=True):
 
 
 class Revision(msgspec.Struct, kw_only=True):
-    """One received revision of an alert: the points of an entity's risk-index history."""
+    """One received revision of an alert: the points of an entity's risk-index history, with the
+    index's points per dimension (empty for alerts from before the alerts carried them)."""
 
     alert_id: str
     revision: int
@@ -229,6 +230,21 @@ class Revision(msgspec.Struct, kw_only=True):
     rule_id: str
     risk_index: float
     risk_level: str
+    dimensions: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+def _dimensions_json(dims: dict[str, float]) -> str:
+    """An alert's index points per dimension as stored: finite numbers only, names bounded."""
+    ok = {str(k)[:64]: float(v) for k, v in list(dims.items())[:32] if isinstance(v, int | float) and math.isfinite(v)}
+    return json.dumps(ok, ensure_ascii=False)
+
+
+def _dimensions(text: str) -> dict[str, float]:
+    try:
+        d = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return {str(k): float(v) for k, v in d.items()} if isinstance(d, dict) else {}
 
 
 def now_iso() -> str:
@@ -432,12 +448,25 @@ class AlertStore(CaseStoreMixin):
         revisions: dict[tuple[str, int], tuple[Any, ...]] = {}
         for a in alerts:
             check_storable(a)
+            if not all(math.isfinite(v) for v in a.risk_dimensions.values()):  # a body must read back
+                a = msgspec.structs.replace(
+                    a, risk_dimensions={k: v for k, v in a.risk_dimensions.items() if math.isfinite(v)}
+                )
             cur_a = latest.get(a.alert_id)
             if cur_a is None or a.revision > cur_a.revision:
                 latest[a.alert_id] = a
             revisions.setdefault(
                 (a.alert_id, a.revision),
-                (a.alert_id, a.revision, a.entity_id, a.event_time, a.rule_id, a.risk_index, a.risk_level),
+                (
+                    a.alert_id,
+                    a.revision,
+                    a.entity_id,
+                    a.event_time,
+                    a.rule_id,
+                    a.risk_index,
+                    a.risk_level,
+                    _dimensions_json(a.risk_dimensions),
+                ),
             )
         if not latest:
             return []
@@ -446,7 +475,8 @@ class AlertStore(CaseStoreMixin):
             cur.executemany(
                 self.dialect.sql(
                     "INSERT INTO rf_revisions (alert_id, revision, entity_id, event_time, rule_id, risk_index,"
-                    " risk_level) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, revision) DO NOTHING"
+                    " risk_level, dimensions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (alert_id, revision) DO NOTHING"
                 ),
                 [revisions[k] for k in sorted(revisions)],  # in revision order, each (id, revision) once
             )
@@ -784,7 +814,7 @@ class AlertStore(CaseStoreMixin):
     def history(self, entity_id: str, limit: int = 1000) -> list[Revision]:
         """Every received alert revision of an entity in event-time order: its risk-index history
         (the latest ``limit`` points, when there are more)."""
-        cols = "alert_id, revision, event_time, rule_id, risk_index, risk_level"
+        cols = "alert_id, revision, event_time, rule_id, risk_index, risk_level, dimensions"
         with self._tx() as cur:
             rows = self._x(
                 cur,
@@ -801,6 +831,7 @@ class AlertStore(CaseStoreMixin):
                 rule_id=r[3],
                 risk_index=float(r[4]),
                 risk_level=r[5],
+                dimensions=_dimensions(r[6]),
             )
             for r in rows
         ]

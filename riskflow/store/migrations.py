@@ -105,6 +105,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "INSERT INTO rf_meta (k, v) VALUES ('case_seq', 0) ON CONFLICT (k) DO NOTHING",
         ),
     ),
+    Migration(
+        5,
+        "index history by dimension: rf_revisions.dimensions (JSON, dimension -> index points)",
+        ("ALTER TABLE rf_revisions ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{}'",),
+    ),
 )
 LATEST: int = MIGRATIONS[-1].version
 

@@ -17,7 +17,7 @@ function fillBoardFilters() {
   f.addEventListener("change", () => renderBoard());
   f.addEventListener("submit", (ev) => { ev.preventDefault(); renderBoard(); });
   document.addEventListener("keydown", boardKeys);
-  // Cases other officers change reach the board at the next alert or within 15 s.
+  // Case changes arrive on the live stream (caseChanged); this refresh moves due dates that pass.
   setInterval(() => { if (!document.hidden) boardChanged(); }, 15000);
 }
 
@@ -64,10 +64,14 @@ function drawCities(cities, current) {
   }));
 }
 
+// Which dimensions make up the index and by how many points (a bar of 100 points = the full track).
 function dimBars(dims) {
-  return el("div", { class: "dims" }, ...dims.map((d) => el("div", { class: "dim", title: `${d.zh} ${d.dimension}` },
-    el("span", { class: "dim-name" }, d.zh),
-    el("span", { class: "dim-track" }, el("span", { class: "dim-bar", style: { width: `${Math.round(d.weight * 100)}%` } })))));
+  return el("div", { class: "dims", "data-field": "dimensions" }, ...dims.map((d) => el("div", {
+    class: "dim" + (d.estimated ? " estimated" : ""),
+    title: `${d.zh} ${d.dimension}: ${d.points.toFixed(1)} points 分` + (d.estimated ? " (estimated from weights 按权重估计)" : "") },
+  el("span", { class: "dim-name" }, d.zh),
+  el("span", { class: "dim-track" }, el("span", { class: "dim-bar", style: { width: `${Math.min(100, Math.max(0, d.points))}%` } })),
+  el("span", { class: "dim-pts" }, (d.estimated ? "≈" : "") + d.points.toFixed(1)))));
 }
 
 function drawBoard() {
@@ -91,6 +95,13 @@ function drawBoard() {
     tr.addEventListener("click", () => { board.sel = i; openRow(r); });
     return tr;
   }));
+}
+
+// A changed case from the live stream (null: the stream reconnected, changes may have been missed).
+function caseChanged(c) {
+  boardChanged();
+  const open = location.hash.match(/^#\/case\/([^/]+)$/);
+  if (open && (!c || decodeURIComponent(open[1]) === c.case_id)) renderCase(decodeURIComponent(open[1]), true);
 }
 
 function openRow(r) {
@@ -146,10 +157,13 @@ function logList(log) {
     `${fmtTime(e.at)} · ${e.actor} · ${e.action} ${CASE_ACTION_ZH[e.action] || ""}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
 }
 
-async function renderCase(id) {
+// live: a re-render for a change from the stream, which keeps what the officer is typing.
+async function renderCase(id, live = false) {
   const view = $("#case-view");
   let c;
   try { c = await api(`/api/cases/${encodeURIComponent(id)}`); } catch (e) { view.replaceChildren(el("p", { class: "error" }, e.message)); return; }
+  const prev = view.querySelector("form.case-actions");
+  const typed = live && prev && view.dataset.caseId === id ? Object.fromEntries(new FormData(prev)) : null;
   const err = el("div", { class: "action-error error" });
   const doAct = async (action, body) => {
     try {
@@ -183,11 +197,15 @@ async function renderCase(id) {
     el("p", {}, el("a", { href: "#/" }, "← Risk board 风险看板"), " · ", el("a", { href: `#/case/${c.case_id}/report`, id: "report-link" }, "Report 处置建议")),
     el("h2", {}, levelBadge(c.level), ` ${c.entity_id} `, el("small", {}, `case 案件 ${c.case_id}`)),
     caseFacts(c),
+    el("h3", {}, "What makes up the index 风险指数构成 ", el("span", { class: "sub" }, "(points per dimension 各维度分值)")),
+    c.dimensions.length ? dimBars(c.dimensions) : el("p", { class: "sub" }, "—"),
     el("h3", {}, "Disposal checklist 处置步骤"), checklist,
     el("h3", {}, "Actions 处置"), form,
     el("h3", {}, "Why 预警说明"), el("ul", { class: "explanations" }, ...c.alerts.map(explanation)),
     el("h3", {}, "Diary and audit trail 办案记录 ", el("span", { class: "sub" }, "(UTC+8)")), logList(c.log),
   );
+  if (typed) for (const [k, v] of Object.entries(typed)) if (form.elements[k]) form.elements[k].value = v;
+  view.dataset.caseId = id;
 }
 
 // ---- report 处置建议 (print view) ----------------------------------------------------------
@@ -203,6 +221,8 @@ async function renderReport(id) {
       el("p", { class: "sub" }, `RiskFlow · case 案件 ${r.case_id} · ${fmtTime(new Date().toISOString())} (UTC+8)`),
       el("h3", {}, `${r.entity_id} `, levelBadge(r.level), ` index 指数 ${r.risk_index.toFixed(1)}`),
       caseFacts(r),
+      r.dimensions.length ? el("p", { "data-field": "report-dimensions" }, "Index by dimension 指数构成: ",
+        r.dimensions.map((d) => `${d.zh} ${d.dimension} ${d.estimated ? "≈" : ""}${d.points.toFixed(1)}`).join(" · ")) : null,
       el("h3", {}, "Evidence timeline 证据时间线"),
       el("table", { class: "timeline-table" }, el("thead", {}, el("tr", {}, el("th", {}, "Time 时间"), el("th", {}, "Rule 规则"), el("th", {}, "Evidence 证据"))),
         el("tbody", {}, ...r.timeline.map((t) => el("tr", {}, el("td", {}, fmtTime(t.event_time)), el("td", {}, t.name_zh, el("div", { class: "sub" }, t.name_en)),

@@ -110,7 +110,10 @@ function connect() {
   const es = new EventSource(`/api/stream?token=${encodeURIComponent(state.token)}&since=${state.seq}`);
   state.es = es;
   const conn = $("#conn");
-  es.onopen = () => { conn.className = "conn on"; conn.lastChild.textContent = "live 实时"; };
+  es.onopen = () => {
+    conn.className = "conn on"; conn.lastChild.textContent = "live 实时";
+    caseChanged(null);  // case changes are not replayed across a reconnect: read the open views again
+  };
   es.onerror = () => {
     conn.className = "conn off";
     conn.lastChild.textContent = "reconnecting 重连中";
@@ -132,6 +135,9 @@ function connect() {
     scheduleRender();
     boardChanged();
   });
+  // A case changed (another officer, the CLI, or the sink opening or raising it): the board and
+  // an open case page show it at once (board.js caseChanged).
+  es.addEventListener("case", (ev) => caseChanged(JSON.parse(ev.data)));
 }
 
 async function retryStream(es) {
@@ -323,12 +329,50 @@ function chart(history) {
   return root;
 }
 
+// The dimension breakdown over time: each history point's index as stacked bars of its
+// dimensions' points (grey: a point stored before alerts carried them), on the same time axis.
+const DIM_COLORS = ["#5c7cfa", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#1098ad", "#f08c00", "#495057", "#a61e4d"];
+function dimChart(history, names) {
+  const W = 640, H = 150, P = 28;
+  // one bar per moment: the last point received for an event time (several alerts share one)
+  const pts = [...new Map(history.filter((h) => h.event_time).map((h) => [h.event_time, h])).values()];
+  const svg = (tag, attrs) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart dim-chart", role: "img", "aria-label": "dimension breakdown over time 风险维度构成走势" });
+  const dims = [...new Set(pts.flatMap((p) => Object.keys(p.dimensions || {})))].sort();
+  const color = (d) => DIM_COLORS[dims.indexOf(d) % DIM_COLORS.length];
+  const legend = el("div", { class: "legend" }, ...dims.map((d) => el("span", {}, el("span", { class: "swatch", style: { background: color(d) } }), `${names[d] || d} ${d}`)));
+  if (!pts.length) return el("div", {}, root);
+  const ts = pts.map((p) => Date.parse(p.event_time));
+  const t0 = Math.min(...ts), t1 = Math.max(...ts);
+  const x = (t) => P + ((t - t0) / Math.max(t1 - t0, 1)) * (W - 2 * P);
+  const y = (v) => H - P - (v / 100) * (H - 2 * P);
+  const bw = Math.max(2, Math.min(10, (W - 2 * P) / pts.length - 1));
+  pts.forEach((p, i) => {
+    let base = 0;
+    const entries = Object.entries(p.dimensions || {});
+    if (!entries.length) entries.push(["", p.risk_index]);
+    for (const [d, v] of entries) {
+      const r = svg("rect", { x: x(ts[i]) - bw / 2, y: y(base + v), width: bw, height: Math.max(0, y(base) - y(base + v)), fill: d ? color(d) : "#ced4da" });
+      const t = svg("title", {}); t.textContent = `${fmtTime(p.event_time)} ${d ? (names[d] || d) + " " + d : "index 指数"}: ${v.toFixed(1)}`;
+      r.append(t);
+      root.append(r);
+      base += v;
+    }
+  });
+  const text = (attrs, content) => { const t = svg("text", attrs); t.textContent = content; root.append(t); };
+  for (const v of [0, 50, 100]) text({ x: 4, y: y(v) + 4, "font-size": 10, fill: "#52607a" }, String(v));
+  const ticks = t1 > t0 ? [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]] : [[t0, "start"]];
+  for (const [t, anchor] of ticks) text({ x: x(t), y: H - 8, "font-size": 10, fill: "#52607a", "text-anchor": anchor }, fmtTime(new Date(t).toISOString()).slice(0, 10));
+  return el("div", {}, legend, root);
+}
+
 // The institution's header: index, tags in words, people and money, its case and diary.
 function entityHeader(d) {
   const c = d.cases[0];
   const dl = el("dl", { class: "facts entity-facts" });
   const fact = (k, v) => dl.append(el("dt", {}, k), el("dd", {}, v));
   fact("Risk index 风险指数", d.current.risk_index.toFixed(1));
+  fact("Index by dimension 指数构成", d.current.dimensions.length ? dimBars(d.current.dimensions) : "—");
   fact("Tags 风险标签", d.current.tags.map((t) => `${t.name_zh} ${t.name_en}`).join(" · ") || "—");
   fact("Affected 影响", `${d.current.people} 人 · ${money(d.current.amount) || "¥0"}`);
   fact("Case 案件", c ? el("a", { href: `#/case/${c.case_id}` }, `${c.status_zh} ${c.status}` + (c.assignee ? ` → ${c.assignee}` : "") +
@@ -350,6 +394,7 @@ async function renderEntity(id) {
     el("h2", {}, levelBadge(d.current.level), ` ${d.entity_id}`, el("small", {}, ` ${d.entity_kind_zh} ${d.entity_kind} · ${d.region_zh} ${d.region_en}`)),
     entityHeader(d),
     el("h3", {}, "Risk index history 风险指数走势"), chart(d.history),
+    el("h3", {}, "Dimension breakdown over time 风险维度构成走势"), dimChart(d.history, d.dimension_names),
     el("h3", {}, "Episodes 预警事件时间线"),
     el("div", { class: "timeline" }, ...d.episodes.map((e) => {
       const left = ((Date.parse(e.first_seen) - t0) / span) * 100, width = Math.max(((Date.parse(e.last_seen) - Date.parse(e.first_seen)) / span) * 100, 1);
