@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +48,20 @@ def test_an_unchecked_release_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = compat.unchecked_versions()
     installed = compat.installed_versions()["aiokafka"]
     assert lines == [f"aiokafka {installed} is installed; streams/faust_compat.py was checked against 0.0.1"]
+
+
+def test_importing_the_worker_patches_nothing() -> None:
+    """The patches are installed by build_topology, never as an import side effect."""
+    code = (
+        "import faust.transport.consumer as c, faust.transport.drivers.aiokafka as a\n"
+        "drain, create = c.Consumer._drain_messages, a.AIOKafkaConsumerThread._create_worker_consumer\n"
+        "import riskflow.worker, streams.topology, streams.agents, streams.batchtap, streams.app\n"
+        "from streams import faust_compat\n"
+        "assert c.Consumer._drain_messages is drain and not faust_compat.installed()\n"
+        "assert a.AIOKafkaConsumerThread._create_worker_consumer is create\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture
