@@ -1,10 +1,10 @@
 """Producing a flush: one aiokafka ``send`` per record beside the worker's batched sends.
 
-A state flush (``streams/agents.py``) writes one changelog record per changed
+A state flush (``streams/flusher.py``) writes one changelog record per changed
 entity, about once a second: thousands of ~1 KB records. This times, against
 the embedded broker, in one process, alternating: (a) one ``send`` per record
 and a wait for all their futures, as the worker did before; (b) the worker's
-:func:`streams.agents.batched`: record batches filled per partition and
+:func:`streams.emitter.batched`: record batches filled per partition and
 submitted with ``send_batch``, one future per batch. CPU time of this process
 only (``time.process_time``; the broker is another process), per record.
 
@@ -28,7 +28,7 @@ if __package__ in (None, ""):
 from aiokafka import AIOKafkaProducer
 
 from bench.common import broker, headline, median
-from streams.agents import batched, deliver
+from streams.emitter import batched, deliver
 
 
 async def _rounds(bootstrap: str, n: int, size: int, partitions: int, rounds: int) -> list[float]:

@@ -21,10 +21,18 @@ True
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from riskflow.schema import Event
+
+#: Where a detector reports the model scores it computed, (entity kind, score), for the
+#: worker's metrics: the batch result's ``model_scores`` while
+#: :meth:`detectors.pipeline.BatchProcessor.process` runs, None otherwise (a detector run
+#: alone reports nothing). Scores travel with the batch, not in the detector, which holds
+#: only its configuration.
+MODEL_SCORES: ContextVar[list[tuple[str, float]] | None] = ContextVar("riskflow_model_scores", default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 
 from detectors import lateness as _lateness
+from detectors.base import MODEL_SCORES
 from detectors.engine import Engine, EntityState, StepFailed, decode_state, encode_state
 from detectors.lateness import LateRecord
 from detectors.risk.contagion import LinkMessage, decode_link, encode_link
@@ -75,6 +76,9 @@ class BatchResult:
     already_applied: int = 0
     #: events that ran too far ahead of their partition's time (``Lane``), for the same ledger
     ahead: list[LateRecord] = field(default_factory=list)
+    #: (entity kind, score) of every model score computed (the peer-group model's weeks): the
+    #: worker's score and drift metrics (``detectors.base.MODEL_SCORES``)
+    model_scores: list[tuple[str, float]] = field(default_factory=list)
 
 
 #: How far (event-time seconds) an event may lie ahead of its partition's watermark and still
@@ -248,11 +252,14 @@ class BatchProcessor:
         res = BatchResult()
         self._check_history()
         undo = _Undo({name: (lane.watermark, dict(lane.ahead)) for name, lane in self._lanes.items()})
+        scores = MODEL_SCORES.set(res.model_scores)
         try:
             self._process(messages, get_state, now, res, undo)
         except BaseException as exc:
             self._rollback(undo, exc)
             raise
+        finally:
+            MODEL_SCORES.reset(scores)
         return res
 
     def _check_history(self) -> None:

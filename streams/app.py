@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-from faust.transport.drivers import aiokafka as _faust_aiokafka
 from prometheus_client import CollectorRegistry
 
 from riskflow.kafka import faust_credentials
 from riskflow.settings import Settings
-
-_FETCH_MAX_WAIT_MS = {"value": 1500}
-_orig_create_worker_consumer = _faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-
-
-def _create_worker_consumer(self: Any, transport: Any) -> Any:
-    # Faust hard-codes fetch_max_wait_ms=1500 for its group consumer; the
-    # broker may hold every fetch that long, which alone costs ~1.2 s of
-    # latency (docs/operations.md, "Broker notes"). Set it before the consumer starts.
-    consumer = _orig_create_worker_consumer(self, transport)
-    consumer._fetch_max_wait_ms = _FETCH_MAX_WAIT_MS["value"]
-    return consumer
-
-
-_faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+from streams import faust_compat
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
     """A Faust app for ``settings``; Faust's sensors report into ``registry``."""
     if not settings.kafka_bootstrap:
         raise ValueError("the worker needs RISKFLOW_KAFKA_BOOTSTRAP (riskflow demo starts a broker itself)")
-    _FETCH_MAX_WAIT_MS["value"] = int(settings.fetch_max_wait * 1000)
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(","))
     app = faust.App(
@@ -66,6 +48,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
     )
+    # Faust hard-codes fetch_max_wait_ms=1500 for its group consumer; the broker may hold
+    # every fetch that long, which alone costs ~1.2 s of latency (docs/operations.md,
+    # "Broker notes"). Applied when the consumer is built (streams/faust_compat.py).
+    faust_compat.set_fetch_max_wait(app, int(settings.fetch_max_wait * 1000))
     if registry is not None:
         app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
     return app

@@ -6,15 +6,17 @@ before an agent sees it (docs/operations.md, "Broker notes"), and ``take_events`
 not avoid it. RiskFlow keeps Faust for everything *around* the hot path —
 group membership and partition assignment, the changelog-backed table and its
 recovery, offset commits, the producer — and replaces only the per-record
-dispatch of its own input topics: :func:`install` swaps Faust's fetch loop
-(``Consumer._drain_messages``) for one that hands each ``getmany`` result for
-those topics to a batch handler as the list of aiokafka records, and lets
-every other topic (table changelogs during recovery) take Faust's usual path.
+dispatch of its own input topics: :func:`install` runs, for the app's consumer,
+a fetch loop of its own instead of Faust's (through ``streams/faust_compat.py``,
+where every private name of Faust this module relies on is named) that hands
+each ``getmany`` result for those topics to a batch handler as the list of
+aiokafka records, and lets every other topic (table changelogs during
+recovery) take Faust's usual path.
 
 Offsets stay under Faust's commit machinery, batch-wise: the records of a
 batch are marked acknowledged only *after* the handler returned (its alerts
 delivered) *and* the states it changed were written to the changelog. With a
-:class:`Flusher` (``streams/agents.py``) states are written once per flush,
+:class:`Flusher` (``streams/flusher.py``) states are written once per flush,
 not once per batch: processed batches wait, offsets only, in
 ``BatchTap.pending`` until the next flush, which is due by the flusher's
 policy (after a batch, or on an idle fetch loop), and is always made before
@@ -56,22 +58,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, cast
-
-from faust.transport import consumer as _faust_consumer
-from mode.utils.futures import notify
+from typing import Any, Protocol
 
 from riskflow.gctune import tune
+from streams import faust_compat as compat
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Any]], Awaitable[None]]
 
-_original_drain = _faust_consumer.Consumer._drain_messages
-
 
 class Flusher(Protocol):
-    """Writes the entity states that processed batches changed (``streams/agents.py``)."""
+    """Writes the entity states that processed batches changed (``streams/flusher.py``)."""
 
     def due(self) -> str | None:
         """Why the pending offsets may be acknowledged now, after a flush (a reason of
@@ -116,40 +114,27 @@ class BatchTap:
         self.landing_offsets: tuple[dict[Any, list[int]], int | None] = ({}, None)  # what it acknowledges
 
 
-class _InFlight:
-    """Stands for a batch among the consumer's unacknowledged messages."""
-
-    __slots__ = ("__weakref__", "acked", "refcount")
-
-    def __init__(self) -> None:
-        self.acked = False
-        self.refcount = 1
-
-    def __repr__(self) -> str:
-        return "<riskflow batch in flight>"
-
-
 def install(app: Any, tap: BatchTap) -> None:
-    """Route ``tap.topics`` of ``app`` through ``tap`` (once per app).
+    """Route ``tap.topics`` of ``app`` through ``tap`` (once per app; needs
+    :func:`streams.faust_compat.install`).
 
     With a flusher, pending states are also written (and their offsets acknowledged)
-    before Faust commits on a rebalance or a shutdown (``App._consumer_wait_empty``),
-    and before it stops the fetch loop for shutdown or recovery (``App._stop_fetcher``:
-    so that shutdown waits for the batch in flight instead of cancelling it)."""
-    app.riskflow_tap = tap
+    before Faust commits on a rebalance or a shutdown, and before it stops the fetch
+    loop for shutdown or recovery (so that shutdown waits for the batch in flight
+    instead of cancelling it): :func:`streams.faust_compat.settle_before_commit`."""
+
+    async def fetch_loop(consumer: Any, fetcher: Any) -> None:
+        await _drain_messages(consumer, fetcher, tap)
+
+    compat.set_fetch_loop(app, fetch_loop)
     if tap.flusher is None:
         return
-    wait_empty, stop_fetcher = app._consumer_wait_empty, app._stop_fetcher
 
     async def settle() -> None:
         async with tap.lock:  # after the batch in flight, if any
             await _flush(app.consumer, tap, "shutdown" if app.should_stop else "rebalance")
 
-    async def consumer_wait_empty(consumer: Any, logger: Any) -> None:
-        await settle()
-        await wait_empty(consumer, logger)
-
-    async def stop_fetcher_settled() -> None:
+    async def settle_before_stop() -> None:
         # A batch stuck in flight (e.g. a broker gone at shutdown) must not hold the stop
         # forever: after the session timeout the fetch loop is stopped as before, cancelling
         # the batch, which then drops the pending work (not acknowledged: read again).
@@ -157,25 +142,19 @@ def install(app: Any, tap: BatchTap) -> None:
             await asyncio.wait_for(settle(), app.conf.broker_session_timeout)
         except TimeoutError:
             log.warning("a batch in flight did not finish before shutdown; its records are read again")
-        await stop_fetcher()
 
-    app._consumer_wait_empty = consumer_wait_empty
-    app._stop_fetcher = stop_fetcher_settled
+    compat.settle_before_commit(app, settle, settle_before_stop)
 
 
-async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
-    tap: BatchTap | None = getattr(self.app, "riskflow_tap", None)
-    if tap is None:
-        return await _original_drain(self, fetcher)
+async def _drain_messages(self: Any, fetcher: Any, tap: BatchTap) -> None:  # pragma: no cover - runs in the worker
     callback = self.callback
-    consumer_should_stop = self._stopped.is_set
-    fetcher_should_stop = fetcher._stopped.is_set
-    read_offset = self._read_offset
+    consumer_should_stop, fetcher_should_stop = compat.stop_flags(self, fetcher)
+    to_message, read_offset = compat.faust_message_path(self)
     acks_enabled_for = self.app.topics.acks_enabled_for
     tap_topics = tap.topics
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
-            records, active = await self._wait_next_records(1.0)
+            records, active = await compat.next_records(self, 1.0)
             await asyncio.sleep(0)
             if tap.pending and self.flow_active and tap.flusher is not None:
                 # Checked on every turn, not only after a batch: on an idle stream (no record,
@@ -198,7 +177,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                 except Exception as exc:  # as Faust's getmany: the assignment changed under the seek
                     log.warning("seek to committed offsets while the flow is stopped failed: %r", exc)
                 continue
-            buffered = self._buffered_partitions
+            buffered = compat.buffered_partitions(self)
             batch: list[Any] = []
             spans: list[tuple[Any, list[Any]]] = []
             for tp, recs in records.items():
@@ -218,12 +197,12 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                     continue
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 for rec in recs:  # Faust's own path: one message at a time
-                    message = self._to_message(tp, rec)
+                    message = to_message(tp, rec)
                     offset = message.offset
                     r_offset = read_offset.get(tp)
                     if r_offset is None or offset >= r_offset:
                         if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
+                            await compat.add_gap(self, tp, r_offset + 1, offset)
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                         read_offset[tp] = offset
             if batch:
@@ -267,7 +246,7 @@ async def _in_sequence(self: Any, tap: BatchTap, tp: Any, recs: list[Any], gener
     (offsets without records: transaction markers, compaction, retention) only if the
     second read starts at the same offset."""
     held = tap.next_offset.get(tp)
-    expected = held[1] if held is not None and held[0] == generation else self._committed_offset.get(tp)
+    expected = held[1] if held is not None and held[0] == generation else compat.committed_offset(self, tp)
     if expected is None:  # nothing processed or committed yet: from where the consumer starts
         return recs
     if recs[0].offset < expected:
@@ -277,7 +256,7 @@ async def _in_sequence(self: Any, tap: BatchTap, tp: Any, recs: list[Any], gener
     first = recs[0].offset
     if first > expected:
         if tap.jumps.pop(tp, None) == (expected, first):
-            await self._add_gap(tp, expected, first - 1)
+            await compat.add_gap(self, tp, expected, first - 1)
         else:
             tap.jumps[tp] = (expected, first)
             log.warning(
@@ -299,8 +278,8 @@ async def _run_batch(
     if not tap.tuned:  # start-up is over: freeze what it built, fewer collector passes
         tap.tuned = True
         tune()
-    marker = _InFlight()
-    self._unacked_messages.add(marker)
+    marker = compat.InFlight()
+    compat.hold(self, marker)
     try:
         async with tap.lock:
             if tap.pending and tap.pending_generation != generation:
@@ -313,7 +292,7 @@ async def _run_batch(
             # Processed: the partition stands after these records in this generation ...
             pending = tap.pending
             for tp, recs in spans:
-                self._read_offset[tp] = recs[-1].offset
+                compat.set_read_offset(self, tp, recs[-1].offset)
                 tap.next_offset[tp] = (generation, recs[-1].offset + 1)
                 offsets = pending.get(tp)
                 if offsets is None:
@@ -325,12 +304,8 @@ async def _run_batch(
             if reason is not None:
                 await _flush(self, tap, reason, behind=True)
     finally:
-        marker.acked = True
-        self._unacked_messages.discard(marker)
-        notify(self._waiting_for_ack)
-    commit_every = self._commit_every
-    if commit_every is not None and self._n_acked >= commit_every:
-        self._n_acked = 0
+        compat.release(self, marker)
+    if compat.take_commit_due(self):
         await self.commit()
 
 
@@ -366,8 +341,8 @@ async def _landed(self: Any, tap: BatchTap) -> None:
     A write that was cancelled instead acknowledged nothing, and offsets must be
     acknowledged in order: Faust commits the first consecutive run of acknowledged
     offsets, and its check for a hole below that run lets a hole of one offset through,
-    and any hole while the committed offset is 0 or unknown (``Consumer._new_offset``,
-    faust-streaming 0.15.3). So everything pending after it is dropped too, and its
+    and any hole while the committed offset is 0 or unknown (Faust's commit rule,
+    exercised by tests/test_faust_compat.py). So everything pending after it is dropped too, and its
     partitions are read again from its first offsets."""
     landing = tap.landing
     if landing is None:
@@ -407,29 +382,21 @@ async def _land(self: Any, tap: BatchTap, write: Awaitable[None]) -> None:
 
 def _ack(self: Any, pending: dict[Any, list[int]]) -> None:
     """Acknowledge processed offsets whose states are written (Faust commits them)."""
-    committed_offset, acked, acked_index = self._committed_offset, self._acked, self._acked_index
     for tp, offsets in pending.items():
-        committed = committed_offset[tp]
+        committed = compat.committed_offset(self, tp)
         if committed is not None:
             offsets = [o for o in offsets if o >= committed]
         if offsets:
-            acked[tp].extend(offsets)
-            acked_index[tp].update(offsets)
-            self._n_acked += len(offsets)
+            compat.acknowledge(self, tp, offsets)
 
 
 def _group_generation(self: Any) -> int | None:
-    """The member's generation as the group coordinator client holds it now.
-
-    aiokafka resets it to -1 as soon as the coordinator no longer knows the member
-    (session expired, fenced by a newer generation), before it rejoins and revokes:
-    the partitions may already belong to another worker, whose states a late write
-    would overwrite. (Faust's ``app.consumer_generation_id`` changes only at the next
-    assignment.) Unreachable (not an aiokafka consumer): the app's generation."""
-    try:
-        return cast(int, self._thread._consumer._coordinator.generation)
-    except AttributeError:
-        return cast(int, self.app.consumer_generation_id)
+    """The member's generation as the group coordinator client holds it now
+    (:func:`streams.faust_compat.group_generation`): reset as soon as the coordinator
+    no longer knows the member (session expired, fenced by a newer generation), before
+    it rejoins and revokes, when the partitions may already belong to another worker,
+    whose states a late write would overwrite."""
+    return compat.group_generation(self)
 
 
 def _drop(tap: BatchTap) -> None:
@@ -454,6 +421,3 @@ async def _drop_and_rewind(self: Any, tap: BatchTap, generation: int) -> None:
         if offsets:
             tap.next_offset[tp] = (generation, offsets[0])
             await _rewind(self, tp, offsets[0])
-
-
-_faust_consumer.Consumer._drain_messages = cast(Any, _drain_messages)  # type: ignore[method-assign]

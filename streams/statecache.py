@@ -8,7 +8,7 @@ objects of this worker, in two parts:
   changelog. For this worker they are the truth (:meth:`StateCache.get`
   returns them first); the table's bytes and the changelog still hold the
   last *flushed* state. They are written — encoded once, one changelog record
-  per changed entity — by a *flush* (``streams/agents.py``), when
+  per changed entity — by a *flush* (``streams/flusher.py``), when
   :meth:`StateCache.due` says so: ``interval`` seconds after the first state
   became dirty (0: after every batch), or once more than ``max_dirty`` states
   are dirty. The batch tap also flushes before offsets are committed on a

@@ -17,6 +17,7 @@ from riskflow.kafka import client_config
 from riskflow.metrics import Metrics
 from riskflow.processing import pack_constants, processor_from_settings
 from riskflow.settings import Settings
+from streams import faust_compat
 from streams.agents import wire_agents
 from streams.app import create_app
 from streams.control import load_into, wire_control
@@ -38,6 +39,9 @@ class Topology:
 def build_topology(
     settings: Settings, pack: RulePack, registry: CollectorRegistry, metrics: Metrics | None
 ) -> Topology:
+    # Faust's fetch loop and group consumer, patched for this process (before any consumer
+    # exists): streams/faust_compat.py names every private name RiskFlow relies on.
+    faust_compat.install()
     app = create_app(settings, registry)
     topics = declare_topics(app, settings)
     table = declare_tables(app, settings)

@@ -27,7 +27,7 @@ from detectors.risk.contagion import LinkMessage, encode_link
 from detectors.rules import load_pack
 from riskflow.metrics import DEAD_LETTER_REASONS
 from riskflow.schema import Event
-from streams.agents import process_batch
+from streams.handler import process_batch
 from tests.reliability_tools import Boom
 
 DAY = 86400.0

@@ -4,7 +4,7 @@ The worker reads through bounded buffers: a fetch brings at most
 ``RISKFLOW_MAX_FETCH_BYTES`` per partition and a batch at most
 ``RISKFLOW_BATCH_SIZE`` records; the next fetch waits until the batch is
 handled (streams/batchtap.py), and a batch's outputs are awaited before the
-next one (streams/agents.py). A backlog therefore stays in the broker, not in
+next one (streams/handler.py). A backlog therefore stays in the broker, not in
 the worker. The test measures, without any timing, the worker's peak resident
 memory (``VmHWM``) after a burst of N events and after 2N more of the same
 entities: the growth must stay under a bound derived from those settings,

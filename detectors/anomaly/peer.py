@@ -31,7 +31,7 @@ import math
 from typing import Any
 
 from detectors.anomaly.base import DIMENSION, AnomalyDetector, severity_for
-from detectors.base import Describe, Signal
+from detectors.base import MODEL_SCORES, Describe, Signal
 from riskflow.models import PeerModel
 from riskflow.schema import Event
 
@@ -190,8 +190,6 @@ class PeerGroupDetector(AnomalyDetector):
         self.warmup_days = warmup_days
         self.model: PeerModel | None = None
         self.model_version = ""
-        #: (entity kind, score) of every week scored since the last drain: the drift metric's input.
-        self.scored: list[tuple[str, float]] = []
         self.set_model(model)
 
     def params(self) -> dict[str, Any]:
@@ -201,15 +199,6 @@ class PeerGroupDetector(AnomalyDetector):
         """Swap the model in place (start-up, or a reload control message)."""
         self.model = model
         self.model_version = model.version if model is not None else ""
-
-    def drain_scores(self) -> list[tuple[str, float]]:
-        out, self.scored = self.scored, []
-        return out
-
-    def __getstate__(self) -> dict[str, Any]:
-        d = self.__dict__.copy()
-        d["scored"] = []
-        return d
 
     def init_state(self) -> dict[str, Any]:
         return {"f": init_features(), "wk": -1, "flag": 0}
@@ -243,8 +232,10 @@ class PeerGroupDetector(AnomalyDetector):
             return
         feats = features(fs)
         score, common = model.scores(kind, feats)
-        if record:
-            self.scored.append((kind, score))
+        if record:  # the drift metric's input, reported with the batch (BatchResult.model_scores)
+            sink = MODEL_SCORES.get()
+            if sink is not None:
+                sink.append((kind, score))
         km = model.kinds[kind]
         if common < self.threshold:
             st["flag"] = 0
