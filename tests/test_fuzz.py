@@ -6,7 +6,7 @@ risk index and contagion).
 The property: nothing escapes ``BatchProcessor.process``; every message is either processed
 (counted once) or dead-lettered once with a known reason and a detail; no contract-valid event
 needs the processing-error backstop (a detector that raises on one is a bug to fix); every dead
-letter fits a Kafka broker's default message limit; states round-trip through their encoding.
+letter fits a Kafka broker's default message limit; states read back from their encoding encode the same.
 
 ``RISKFLOW_FUZZ_EXAMPLES`` sets how many histories are drawn (default 300, each of up to 40
 messages in up to three batches); CI runs the default.
@@ -97,5 +97,7 @@ def test_any_history_is_processed_or_dead_lettered_once_with_a_reason(history: l
             assert len(encode_dead_letter(d)) < KAFKA_DEFAULT_MAX_MESSAGE
         for eid, (state, _) in res.states.items():
             store[eid] = encode_state(state)
-            assert decode_state(store[eid]) == state
+            # what the changelog holds reads back to the same state (a detector's state may come
+            # back in its stored form, e.g. a list for an array-like struct: compare encodings)
+            assert encode_state(decode_state(store[eid])) == store[eid]
     assert counted + dead == len(history)
