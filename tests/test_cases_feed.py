@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from riskflow.feed.app import KEY_REGISTRY, build_app
 from riskflow.feed.auth import Tokens
+from riskflow.feed.explain import Explainer
 from riskflow.store import open_store
 from tests.test_cases_store import alert
 
@@ -482,3 +483,10 @@ def test_a_case_backlog_is_paged_within_the_stream_limits(tmp_path: Path) -> Non
             assert app[KEY_HUB].stats.peak_page_rows <= 7
 
     asyncio.run(go())
+
+
+def test_anomaly_detectors_are_named_in_words_like_rules() -> None:
+    # the board showed `anomaly.daily anomaly.daily` as a tag: the detectors' own names now
+    ex = Explainer.default()
+    daily = ex.rule("anomaly.daily")
+    assert daily["name_zh"] and daily["name_en"] and daily["name_zh"] != "anomaly.daily"

@@ -116,9 +116,12 @@ class Explainer:
     @classmethod
     def default(cls) -> Explainer:
         """From the built-in rule pack (a pack pushed on the rules topic later is not seen here)."""
+        from detectors.anomaly import anomaly_detectors
         from detectors.rules import load_pack
 
         pack = load_pack()
+        # the anomaly detectors name themselves too (the board showed `anomaly.daily` as a tag)
+        named = [*pack.detectors, *anomaly_detectors(None, peer=True)]
         return cls(
             {
                 r.id: {
@@ -128,7 +131,8 @@ class Explainer:
                     "regulation": r.describe.source,
                     "dimension": r.describe.dimension,
                 }
-                for r in pack.detectors
+                for r in named
+                if r.describe.name_zh or r.describe.name_en
             },
             {r.id: threshold_conditions(r) for r in pack.detectors if getattr(r, "kind", "") == "threshold"},
         )
