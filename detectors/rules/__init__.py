@@ -34,7 +34,7 @@ from detectors.rules import (  # noqa: F401  (each module registers its kind)
     threshold,
     window,
 )
-from detectors.rules.base import RULE_KINDS, Rule, RuleError, build_rule
+from detectors.rules.base import RULE_KINDS, PackError, Rule, RuleError, build_rule
 
 PACK_DIR = Path(__file__).parent / "pack"
 
@@ -71,17 +71,6 @@ MAX_DEPTH = 32
 #: Largest integer a rule file may hold (64-bit): anything larger is a typo or an attack,
 #: and would overflow where a rule turns it into a float.
 MAX_INT = 2**63 - 1
-
-
-class PackError(RuleError):
-    """Every problem of a pack (``problems``, one :class:`RuleError` each); the message is the
-    first of them and how many more there are."""
-
-    def __init__(self, problems: list[RuleError]) -> None:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(first.where, first.rule_id, first.field, first.problem + more)
-        self.problems = list(problems)
 
 
 class _PackLoader(yaml.SafeLoader):

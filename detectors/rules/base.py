@@ -92,6 +92,18 @@ class RuleError(ValueError):
         self.where, self.rule_id, self.field, self.problem = where, rule_id, field, problem
 
 
+class PackError(RuleError):
+    """Every problem of a pack (``problems``, one :class:`RuleError` each); the message is the
+    first of them and how many more there are. Defined here, beside :class:`RuleError`: in the
+    compiled build a native class can be subclassed only in its own compiled module."""
+
+    def __init__(self, problems: list[RuleError]) -> None:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first.where, first.rule_id, first.field, first.problem + more)
+        self.problems = list(problems)
+
+
 def _clip(text: str, most: int) -> str:
     text = str(text)
     return text if len(text) <= most else text[: most - 3] + "..."
