@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from riskflow.feed.app import KEY_REGISTRY, build_app
-from riskflow.feed.auth import Tokens
+from riskflow.feed.app import KEY_REGISTRY
 from riskflow.feed.explain import Explainer
 from riskflow.store import open_store
+from tests.feed_tools import body, serve
 from tests.test_cases_store import alert
 
-TOKENS = "v1ewer-token:viewer:audit.office,0fficer-token:officer:li.na,adm1n-token:admin:chief.zhao"
 VIEWER, OFFICER, ADMIN = ({"Authorization": f"Bearer {t}"} for t in ("v1ewer-token", "0fficer-token", "adm1n-token"))
 RED, YELLOW, GREEN = "PFM-330100-0001", "PFM-330300-0007", "PFM-330100-0009"
 SURGE = {"recent": 3, "recent_days": 7, "baseline_average": 0.08, "baseline_days": 90, "factor": 3, "floor": 3}
@@ -47,18 +46,7 @@ def run(tmp_path: Path, scenario: Scenario, target: str | None = None) -> None:
             ]
         )
 
-    async def go() -> None:
-        store = open_store(target)
-        app = build_app(store, Tokens.parse(TOKENS), poll_interval=0.1)
-        async with TestClient(TestServer(app)) as client:
-            await scenario(client, target)
-        store.close()
-
-    asyncio.run(go())
-
-
-async def body(resp: Any) -> Any:
-    return json.loads(await resp.text())
+    serve(target, scenario)
 
 
 async def case_of(c: TestClient, entity: str) -> str:

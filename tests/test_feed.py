@@ -12,16 +12,17 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
-from riskflow.feed.app import KEY_REGISTRY, build_app
+from riskflow.feed.app import KEY_REGISTRY
 from riskflow.feed.auth import Tokens
 from riskflow.feed.openapi import openapi_document
 from riskflow.store import open_store
+from tests.feed_tools import body as _json
+from tests.feed_tools import serve
 from tests.test_store import make_alert
 
-TOKENS = "v1ewer-token:viewer:audit.office,0fficer-token:officer:li.na,adm1n-token:admin:chief.zhao"
 VIEWER, OFFICER, ADMIN = ({"Authorization": f"Bearer {t}"} for t in ("v1ewer-token", "0fficer-token", "adm1n-token"))
 
 Scenario = Callable[[TestClient, str], Awaitable[None]]
@@ -57,18 +58,7 @@ def run_app(tmp_path: Path, scenario: Scenario, target: str | None = None) -> No
             ]
         )
 
-    async def go() -> None:
-        store = open_store(target)
-        app = build_app(store, Tokens.parse(TOKENS), poll_interval=0.1)
-        async with TestClient(TestServer(app)) as client:
-            await scenario(client, target)
-        store.close()
-
-    asyncio.run(go())
-
-
-async def _json(resp: Any) -> Any:
-    return json.loads(await resp.text())
+    serve(target, scenario)
 
 
 def test_reads_need_a_token_and_writes_an_officer(tmp_path: Path) -> None:
