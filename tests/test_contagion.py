@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 from typing import Any
@@ -49,9 +50,25 @@ def quiet_day(entity: str, kind: str, n: str, day: float) -> bytes:
     return raw("opinion.published", {"sentiment": 0.1}, entity, kind, day, n)
 
 
+def tick(history: list[bytes], n: str = "tick") -> bytes:
+    """An event on another entity a day after ``history``: its partition's time then passes every
+    pending push's (pushes land in event time, once the dependent's partition passes their ``at``)."""
+    last = max(parse_event(v).event_time for v in history)
+    d = json.loads(quiet_day("TICK-0", "enterprise", n, 0))
+    d["event_time"] = (last + dt.timedelta(days=1)).isoformat()
+    return json.dumps(d).encode()
+
+
+def ticks(history: list[bytes]) -> list[bytes]:
+    """Two days after ``history``, a day apart: two, as one event far ahead of its partition's
+    time (a gap beyond the allowed skew) does not move it alone."""
+    later = tick(history)
+    return [later, tick([later], "tick2")]
+
+
 def offline(values: list[bytes], **cfg: object):
     bp = build_processor(load_pack(), anomaly=False, risk=RiskConfig(**cfg))  # type: ignore[arg-type]
-    return bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate(values)], {}.get)
+    return bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate([*values, *ticks(values)])], {}.get)
 
 
 def contagion(alerts):
@@ -147,20 +164,21 @@ def test_source_falling_back_updates_the_same_alert() -> None:
     history = [fund_registered("PF-9", "PFM-1"), lost_contact("PFM-1")]
     history.append(quiet_day("PFM-1", "private_fund_manager", "q", 27))
     res = offline(history, half_life_days=3)
-    # Offline, the fund's link reaches the manager after the batch: only the latest transition shows.
-    (a,) = contagion(res.alerts)
+    # Offline, the fund's link reaches the manager before the next event: both transitions show.
+    a = contagion(res.alerts)[-1]
     assert a.revision == 2 and a.risk_level == "green"
     assert a.evidence["explanation_en"] == "manager PFM-1 is back at green level"
-    # Announced earlier (its own batch), the fund sees both transitions under one alert id.
+    # The same, one message per batch: the fund sees both transitions under one alert id.
     bp = build_processor(load_pack(), anomaly=False, risk=RiskConfig(half_life_days=3))
     store: dict[str, EntityState] = {}
     got = []
-    for i, v in enumerate(history):
+    for i, v in enumerate([*history, *ticks(history)]):
         r = bp.process([RawMessage(v, "f", 0, i, None)], store.get)
         store.update({k: st for k, (st, _) in r.states.items()})
         got += contagion(r.alerts)
     assert [(x.revision, x.risk_level) for x in got] == [(1, "orange"), (2, "green")]
     assert {x.alert_id for x in got} == {a.alert_id}
+    assert [(x.revision, x.risk_level) for x in contagion(res.alerts)] == [(1, "orange"), (2, "green")]
 
 
 def test_parent_and_related_party_links() -> None:
@@ -181,15 +199,23 @@ def test_parent_and_related_party_links() -> None:
 
 def live(values: list[bytes], order_seed: int, with_states: bool = False) -> Any:
     """The live path: links go out in ``BatchResult.links`` and come back, in a shuffled order,
-    interleaved with the remaining events (per entity, events keep their order)."""
+    interleaved with the remaining events (per entity, events keep their order), each before
+    the partition's time passes the time it applies at (``at``; a link: ``at`` plus the delay,
+    when the push answering it applies) -- in time, as a links topic that keeps up delivers."""
+    delay = RiskConfig().contagion_delay
     bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
     rng = random.Random(order_seed)
     store: dict[str, EntityState] = {}
-    queue = [RawMessage(v, "events", 0, i, None) for i, v in enumerate(values)]
+    queue = [RawMessage(v, "events", 0, i, None) for i, v in enumerate([*values, *ticks(values)])]
     alerts = []
     read = 0  # links read so far: their offsets, in the order they are read (one partition)
     while queue:
         take = rng.randint(1, len(queue))
+        # a batch spans less event time than the delay (as the backtest's windows): the links it
+        # makes can still come back in time
+        times = [parse_event(q.value).ts for q in queue[:take] if q.topic != LINKS]
+        take = next((i for i, q in enumerate(queue[:take]) if q.topic != LINKS
+                     and parse_event(q.value).ts >= times[0] + delay), take) if times else take  # fmt: skip
         batch, queue = queue[:take], queue[take:]
         for i, m in enumerate(batch):
             if m.topic == LINKS:
@@ -198,7 +224,10 @@ def live(values: list[bytes], order_seed: int, with_states: bool = False) -> Any
         store.update({k: s for k, (s, _) in res.states.items()})
         alerts += res.alerts
         for m in res.links:
-            queue.insert(rng.randint(0, len(queue)), RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()))
+            due = m.at + (delay if m.kind == "link" else 0.0)
+            late = (i for i, q in enumerate(queue) if q.topic != LINKS and parse_event(q.value).ts > due)
+            pos = rng.randint(0, next(late, len(queue)))
+            queue.insert(pos, RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()))
     return (alerts, store) if with_states else alerts
 
 
@@ -271,7 +300,8 @@ def test_link_announced_once_per_target() -> None:
     bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
     res = bp.process([RawMessage(fund_registered("PF-9", "PFM-1", f"f{i}", i), "e", 0, i, None) for i in range(3)],
                      {}.get)  # fmt: skip
-    assert res.links == [LinkMessage(kind="link", to="PFM-1", other="PF-9", relation="manager")]
+    at = parse_event(fund_registered("PF-9", "PFM-1")).ts
+    assert res.links == [LinkMessage(kind="link", to="PFM-1", other="PF-9", relation="manager", at=at)]
     assert isinstance(res.states["PF-9"][0].risk, RiskState)
 
 
@@ -305,7 +335,7 @@ def test_a_redelivered_push_adds_nothing() -> None:
         queue += [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links if m.kind == "link"]
     (push,) = pushes
     wire = RawMessage(encode_link(push), LINKS, 0, 0, b"PF-9")
-    first = run([wire])
+    first = run([wire, RawMessage(tick([lost_contact("PFM-1")]), "events", 0, 2, None)])
     (a,) = contagion(first.alerts)
     assert (a.evidence["from"], a.evidence["to"]) == ("green", "orange")
     held = store["PF-9"].risk

@@ -90,9 +90,12 @@ RELATIONS: dict[str, tuple[str, str]] = {
 class LinkMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A message on the internal links topic, keyed by ``to``.
 
-    ``kind="link"``: entity ``other`` depends on ``to`` through ``relation``.
+    ``kind="link"``: entity ``other`` depends on ``to`` through ``relation``, announced by
+    its event at event time ``at``.
     ``kind="push"``: source ``other`` (of kind ``source_kind``) moved to ``level``
-    with ``index`` at event time ``ts``, its ``seq``-th level transition.
+    with ``index`` at event time ``ts``, its ``seq``-th level transition; the dependent
+    applies it once its own partition's time passes ``at`` (the event time of what caused
+    the push plus ``contagion_delay_hours``; 0: at once, as a message from before).
     """
 
     kind: str
@@ -104,6 +107,7 @@ class LinkMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     index: float = 0.0
     seq: int = 0
     ts: float = 0.0
+    at: float = 0.0
 
 
 _encoder = msgspec.json.Encoder()
@@ -146,7 +150,8 @@ def own_seq(r: RiskState) -> int:
     return r.seq if r.own_seq < 0 else r.own_seq
 
 
-def push_for(r: RiskState, source: str, source_kind: str, entry: str) -> LinkMessage:
+def push_for(r: RiskState, source: str, source_kind: str, entry: str, at: float) -> LinkMessage:
+    """The push of ``r``'s own level to the dependent ``entry``, applied there from event time ``at``."""
     relation, _, dep = entry.partition("|")
     return LinkMessage(
         kind="push",
@@ -158,6 +163,7 @@ def push_for(r: RiskState, source: str, source_kind: str, entry: str) -> LinkMes
         index=r.trans_index,
         seq=own_seq(r),
         ts=r.trans_ts,
+        at=at,
     )
 
 
@@ -241,22 +247,47 @@ def links_from_event(r: RiskState, event: Event, cfg: RiskConfig) -> list[LinkMe
     if len(seen) >= 8 * cfg.max_links or any(seen[i : i + 8] == digest for i in range(0, len(seen), 8)):
         return []
     r.announced = seen + digest
-    out = [LinkMessage(kind="link", to=target, other=me, relation=relation)]
+    out = [LinkMessage(kind="link", to=target, other=me, relation=relation, at=event.ts)]
     if relation == "related_party" and add_dependent(r, relation, target, cfg.max_dependents) and r.hot:
-        out.append(push_for(r, me, event.entity_kind, key))  # affiliates: my risk reaches them too
+        # affiliates: my risk reaches them too
+        out.append(push_for(r, me, event.entity_kind, key, event.ts + cfg.contagion_delay))
     return out
 
 
-def pushes_on_transition(r: RiskState, source: str, source_kind: str) -> list[LinkMessage]:
-    return [push_for(r, source, source_kind, entry) for entry in r.dependents] if r.hot else []
+def pushes_on_transition(r: RiskState, source: str, source_kind: str, cfg: RiskConfig) -> list[LinkMessage]:
+    at = r.trans_ts + cfg.contagion_delay
+    return [push_for(r, source, source_kind, entry, at) for entry in r.dependents] if r.hot else []
 
 
 def on_link(r: RiskState, source: str, source_kind: str, msg: LinkMessage, cfg: RiskConfig) -> list[LinkMessage]:
-    """A dependent announced itself to ``source``: remember it, and tell it the current level if hot."""
+    """A dependent announced itself to ``source``: remember it, and tell it the current level if hot
+    (applied there from the later of the transition and the announcement, plus the delay)."""
     entry = f"{msg.relation}|{msg.other}"
     if add_dependent(r, msg.relation, msg.other, cfg.max_dependents) and r.hot:
-        return [push_for(r, source, source_kind, entry)]
+        return [push_for(r, source, source_kind, entry, max(r.trans_ts, msg.at) + cfg.contagion_delay)]
     return []
+
+
+def hold(pending: list[LinkMessage], msg: LinkMessage, limit: int) -> tuple[bool, LinkMessage | None]:
+    """Keep push ``msg`` among a dependent's ``pending`` pushes, in the order they apply
+    (``at``, source, ``seq``). ``(False, None)``: a push of this source at this ``seq`` or a later one
+    is already pending (a redelivery). Beyond ``limit`` the earliest pending push comes out,
+    to be applied at once: ``(True, that push)``."""
+    if any(p.other == msg.other and p.seq >= msg.seq for p in pending):
+        return False, None
+    pending.append(msg)
+    pending.sort(key=lambda p: (p.at, p.other, p.seq))
+    return True, (pending.pop(0) if len(pending) > limit else None)
+
+
+def due(pending: list[LinkMessage], upto: float) -> list[LinkMessage]:
+    """Take out of ``pending`` (ordered) the pushes that apply before event time ``upto``."""
+    n = 0
+    while n < len(pending) and pending[n].at < upto:
+        n += 1
+    out = pending[:n]
+    del pending[:n]
+    return out
 
 
 def contagion_alert(
