@@ -566,7 +566,7 @@ class BatchProcessor:
         try:
             if link.kind == "push":  # contagion feeds the dependent's shown index and level
                 if state.lane and link.at >= wm and link.at >= state.watermark:
-                    kept, out = _contagion.hold(state.pushes, link, _PENDING_PUSHES)
+                    kept, out = _contagion.hold(state.pushes, link, _PENDING_PUSHES, scorer.config)
                     if out is None:
                         return [], [], kept
                     link = out  # the bound: the earliest pending push lands now

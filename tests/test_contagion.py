@@ -342,3 +342,23 @@ def test_a_redelivered_push_adds_nothing() -> None:
     again = run([wire])  # the same record, delivered again
     assert contagion(again.alerts) == []
     assert store["PF-9"].risk == held
+
+
+def test_a_source_linked_twice_keeps_the_stronger_relation_whatever_the_order() -> None:
+    """A fund whose manager is also its parent company hears of the manager's fall through both
+    links, at the same transition: the stronger relation (manager, 0.75 > parent 0.6) counts,
+    whichever push arrives first."""
+    sub = raw("entity.registered", {"name": "F", "registered_capital": 1e6, "legal_rep": "L", "address": "A",
+                                    "parent_id": "PFM-1"}, "PF-9", "private_fund", 0, "r1")  # fmt: skip
+    history = [sub, fund_registered("PF-9", "PFM-1", "f1", 0), lost_contact("PFM-1", "m1", 1)]
+    history.append(quiet_day("PF-9", "private_fund", "q1", 2))
+    off = offline(history)
+    (a,) = contagion(off.alerts)
+    assert a.evidence["relation"] == "manager"
+    want = summary(off.alerts)
+    relations = set()
+    for seed in range(12):
+        alerts = live(history, seed)
+        assert summary(alerts) == want, seed
+        relations |= {x.evidence["relation"] for x in contagion(alerts)}
+    assert relations == {"manager"}

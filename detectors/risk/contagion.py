@@ -268,16 +268,27 @@ def on_link(r: RiskState, source: str, source_kind: str, msg: LinkMessage, cfg: 
     return []
 
 
-def hold(pending: list[LinkMessage], msg: LinkMessage, limit: int) -> tuple[bool, LinkMessage | None]:
+def hold(pending: list[LinkMessage], msg: LinkMessage, limit: int, cfg: RiskConfig) -> tuple[bool, LinkMessage | None]:
     """Keep push ``msg`` among a dependent's ``pending`` pushes, in the order they apply
-    (``at``, source, ``seq``). ``(False, None)``: a push of this source at this ``seq`` or a later one
-    is already pending (a redelivery). Beyond ``limit`` the earliest pending push comes out,
-    to be applied at once: ``(True, that push)``."""
-    if any(p.other == msg.other and p.seq >= msg.seq for p in pending):
-        return False, None
+    (``at``, source, ``seq``). ``(False, None)``: a push of this source at a later ``seq`` is
+    pending, or one at this ``seq`` through a relation at least as strong (a redelivery, or a
+    source linked twice, as a fund's manager that is also its parent: the stronger relation
+    is kept, whichever arrived first). Beyond ``limit`` the earliest pending push comes out, to
+    be applied at once: ``(True, that push)``."""
+    for i, p in enumerate(pending):
+        if p.other != msg.other or p.seq < msg.seq:
+            continue
+        if p.seq > msg.seq or _strength(p, cfg) >= _strength(msg, cfg):
+            return False, None
+        pending[i] = msg
+        return True, None
     pending.append(msg)
     pending.sort(key=lambda p: (p.at, p.other, p.seq))
     return True, (pending.pop(0) if len(pending) > limit else None)
+
+
+def _strength(msg: LinkMessage, cfg: RiskConfig) -> tuple[float, str]:
+    return cfg.contagion_factors.get(msg.relation, 0.5), msg.relation
 
 
 def due(pending: list[LinkMessage], upto: float) -> list[LinkMessage]:
