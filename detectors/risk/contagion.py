@@ -49,16 +49,14 @@ A push is answered by the dependent's ``risk.contagion`` alert:
   change a push makes; ``risk.level`` alerts (transition counter) come only from
   the entity's own events, so pushes landing at different times do not renumber them.
 
-Timing. Live, a push may arrive before or after the dependent's own events and
-a link may arrive after several transitions of its source; the offline path
-(``BatchProcessor`` without a links topic) delivers them after each batch. What
-does not depend on it: the ids and highest revision of the contagion alerts, and
-once all messages are in, every entity's shown index and level (the contribution
-is a function of event times, the kept push per source is the highest ``seq``,
-and the contagion part has no hysteresis). For a dependent without events of its
-own in between (the usual case) the contagion alerts are identical. When the
-dependent's own events cross a push in flight, the index carried by those events'
-alerts, and its own-event ``risk.level`` transitions, may differ between runs.
+Timing: in event time. A push carries ``at``, the event time of its cause (the source's
+transition, or the link it answers) plus ``contagion_delay_hours``; the dependent holds it
+(``hold``, in ``EntityState.pushes``) and applies it before its first own event later than
+``at`` or once its partition's watermark passes ``at`` (``detectors/pipeline.py``), so its
+place among the dependent's own events depends on event times, not on arrival -- as long as
+it arrives before ``at`` (live: the links topic keeps up within the delay; offline: the
+backtest delivers links within stretches shorter than the delay). One arriving later lands
+at once, as does one for an entity without events of its own.
 
 >>> msg = LinkMessage(kind="push", to="PF-1", other="PFM-1", relation="manager", level="red", index=90.0, seq=2)
 >>> decode_link(encode_link(msg)) == msg
