@@ -7,9 +7,10 @@ import json
 import random
 from typing import Any
 
+import msgspec
 import pytest
 
-from detectors.engine import EntityState
+from detectors.engine import EntityState, decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.risk import RiskConfig, RiskScorer
@@ -362,3 +363,87 @@ def test_a_source_linked_twice_keeps_the_stronger_relation_whatever_the_order() 
         assert summary(alerts) == want, seed
         relations |= {x.evidence["relation"] for x in contagion(alerts)}
     assert relations == {"manager"}
+
+
+def _at(value: bytes, minutes: float) -> bytes:
+    """The event ``value`` moved ``minutes`` later."""
+    d = json.loads(value)
+    d["event_time"] = (dt.datetime.fromisoformat(d["event_time"]) + dt.timedelta(minutes=minutes)).isoformat()
+    return json.dumps(d).encode()
+
+
+def _plain(alerts: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for a in alerts:
+        d = msgspec.to_builtins(a)
+        d.pop("detected_at")
+        out.append(d)
+    return out
+
+
+def _ad(n: str, minutes: float) -> bytes:
+    payload = {"channel": "w", "guaranteed": n in ("ad2", "ad3")}
+    ad = raw("advertisement.published", payload, "PF-9", "private_fund", 1, n)
+    return _at(ad, minutes)
+
+
+def test_a_push_lands_at_the_same_place_among_the_dependents_events_whatever_its_arrival() -> None:
+    """The fund advertises before and after its manager's fall: the push (applies from the fall
+    plus an hour) lands right before the fund's first event after that, wherever it arrived
+    before then -- the fund's alerts are identical, and the one after it carries the contagion."""
+    bp0 = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    store: dict[str, EntityState] = {}
+
+    def run(bp: BatchProcessor, msgs: list[RawMessage]) -> Any:
+        res = bp.process(msgs, store.get)
+        store.update({k: s for k, (s, _) in res.states.items()})
+        return res
+
+    res = run(bp0, [RawMessage(fund_registered("PF-9", "PFM-1", "f1", 1), "events", 0, 0, None)])
+    run(bp0, [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links])
+    (push,) = run(bp0, [RawMessage(lost_contact("PFM-1", "m1", 1), "events", 1, 0, None)]).links
+    assert push.at == parse_event(lost_contact("PFM-1", "m1", 1)).ts + 3600
+    fund_events = [_ad("ad1", 20), _ad("ad2", 40), _ad("ad3", 80), _ad("ad4", 120)]
+    start = dict(store)
+    outcomes = []
+    for pos in range(3):  # before ad1, ad2 or ad3 (the first event after the push's time)
+        store.clear()
+        store.update({k: decode_state(encode_state(s)) for k, s in start.items()})
+        bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+        bp.rebuild(store.values())
+        msgs = [RawMessage(v, "events", 0, 1 + i, None) for i, v in enumerate(fund_events)]
+        msgs.insert(pos, RawMessage(encode_link(push), LINKS, 0, 1, b"PF-9"))
+        alerts = []
+        for m in msgs:  # one message per batch, as a live worker may take them
+            alerts += run(bp, [m]).alerts
+        outcomes.append(_plain(alerts))
+    assert outcomes[1] == outcomes[0] and outcomes[2] == outcomes[0]
+    order = [(a["rule_id"], a["event_time"][11:16]) for a in outcomes[0]]
+    landed = order.index((CONTAGION_RULE, "02:00"))  # (the fall's event time, UTC)
+    assert order[:landed] and all(t < "11:00" for _, t in order[:landed])  # ad1, ad2: before its time
+    after = [a for a in outcomes[0][landed + 1 :] if a["rule_id"] != "risk.level"]
+    assert after and all(CONTAGION_RULE in a["risk_tags"] for a in after)
+
+
+def test_a_pending_push_lands_after_a_restart() -> None:
+    """A push held in the state is indexed again by :meth:`BatchProcessor.rebuild`: after a
+    restart, the partition's time passing it lands it (the fund has no further event)."""
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    store: dict[str, EntityState] = {}
+
+    def run(bp: BatchProcessor, msgs: list[RawMessage]) -> Any:
+        res = bp.process(msgs, store.get)
+        store.update({k: s for k, (s, _) in res.states.items()})
+        return res
+
+    res = run(bp, [RawMessage(fund_registered("PF-9", "PFM-1", "f1", 1), "events", 0, 0, None)])
+    run(bp, [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links])
+    (push,) = run(bp, [RawMessage(lost_contact("PFM-1", "m1", 1), "events", 1, 0, None)]).links
+    assert run(bp, [RawMessage(encode_link(push), LINKS, 0, 1, b"PF-9")]).alerts == []
+    assert store["PF-9"].pushes == [push]
+    restarted = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    restarted.rebuild([decode_state(encode_state(s)) for s in store.values()])
+    other = _at(quiet_day("ENT-7", "enterprise", "q7", 1), 90)
+    (a,) = run(restarted, [RawMessage(other, "events", 0, 1, None)]).alerts
+    assert (a.rule_id, a.entity_id, a.risk_level) == (CONTAGION_RULE, "PF-9", "orange")
+    assert store["PF-9"].pushes == []
