@@ -387,21 +387,31 @@ def _ad(n: str, minutes: float) -> bytes:
     return _at(ad, minutes)
 
 
+class _Store(dict[str, EntityState]):
+    """A worker's table: ``run`` processes a batch and writes its states back."""
+
+    def run(self, bp: BatchProcessor, msgs: list[RawMessage]) -> Any:
+        res = bp.process(msgs, self.get)
+        self.update({k: s for k, (s, _) in res.states.items()})
+        return res
+
+
+def _fall(store: _Store) -> LinkMessage:
+    """Fund PF-9 (partition 0) links to its manager PFM-1 (partition 1), which falls: its push."""
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    res = store.run(bp, [RawMessage(fund_registered("PF-9", "PFM-1", "f1", 1), "events", 0, 0, None)])
+    store.run(bp, [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links])
+    (push,) = store.run(bp, [RawMessage(lost_contact("PFM-1", "m1", 1), "events", 1, 0, None)]).links
+    return push
+
+
 def test_a_push_lands_at_the_same_place_among_the_dependents_events_whatever_its_arrival() -> None:
     """The fund advertises before and after its manager's fall: the push (applies from the fall
     plus an hour) lands right before the fund's first event after that, wherever it arrived
     before then -- the fund's alerts are identical, and the one after it carries the contagion."""
-    bp0 = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
-    store: dict[str, EntityState] = {}
-
-    def run(bp: BatchProcessor, msgs: list[RawMessage]) -> Any:
-        res = bp.process(msgs, store.get)
-        store.update({k: s for k, (s, _) in res.states.items()})
-        return res
-
-    res = run(bp0, [RawMessage(fund_registered("PF-9", "PFM-1", "f1", 1), "events", 0, 0, None)])
-    run(bp0, [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links])
-    (push,) = run(bp0, [RawMessage(lost_contact("PFM-1", "m1", 1), "events", 1, 0, None)]).links
+    store = _Store()
+    run = store.run
+    push = _fall(store)
     assert push.at == parse_event(lost_contact("PFM-1", "m1", 1)).ts + 3600
     fund_events = [_ad("ad1", 20), _ad("ad2", 40), _ad("ad3", 80), _ad("ad4", 120)]
     start = dict(store)
@@ -428,17 +438,11 @@ def test_a_push_lands_at_the_same_place_among_the_dependents_events_whatever_its
 def test_a_pending_push_lands_after_a_restart() -> None:
     """A push held in the state is indexed again by :meth:`BatchProcessor.rebuild`: after a
     restart, the partition's time passing it lands it (the fund has no further event)."""
+    store = _Store()
+    run = store.run
+    push = _fall(store)
     bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
-    store: dict[str, EntityState] = {}
-
-    def run(bp: BatchProcessor, msgs: list[RawMessage]) -> Any:
-        res = bp.process(msgs, store.get)
-        store.update({k: s for k, (s, _) in res.states.items()})
-        return res
-
-    res = run(bp, [RawMessage(fund_registered("PF-9", "PFM-1", "f1", 1), "events", 0, 0, None)])
-    run(bp, [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links])
-    (push,) = run(bp, [RawMessage(lost_contact("PFM-1", "m1", 1), "events", 1, 0, None)]).links
+    bp.rebuild(store.values())
     assert run(bp, [RawMessage(encode_link(push), LINKS, 0, 1, b"PF-9")]).alerts == []
     assert store["PF-9"].pushes == [push]
     restarted = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
