@@ -44,6 +44,11 @@ class EntityState(msgspec.Struct, kw_only=True):
     # applied to this entity. Flushed with the state, so a message at or below it, read again
     # after a crash or a rebalance, is skipped whatever the dedup window (detectors/pipeline.py).
     offsets: dict[str, int] = msgspec.field(default_factory=dict)
+    #: Contagion pushes received but not yet applied, in the order they apply (``at``, source,
+    #: seq): each waits until the entity's lane passes its ``at``, or an own event later than it
+    #: comes (detectors/pipeline.py), so it lands at the same place among the entity's own events
+    #: however it travelled. Bounded by ``_PENDING_PUSHES`` in the pipeline.
+    pushes: list[LinkMessage] = msgspec.field(default_factory=list)
 
 
 class StepFailed(Exception):

@@ -27,6 +27,7 @@ from detectors import lateness as _lateness
 from detectors.base import MODEL_SCORES
 from detectors.engine import Engine, EntityState, StepFailed, decode_state, encode_state
 from detectors.lateness import LateRecord
+from detectors.risk import contagion as _contagion
 from detectors.risk.contagion import LinkMessage, decode_link, encode_link
 from riskflow.alerts import Alert
 from riskflow.deadletter import dead_letter
@@ -153,8 +154,10 @@ class BatchProcessor:
     ``links_topic``: the name of the internal topic of risk-contagion messages
     (``detectors/risk/contagion.py``). Live, its messages come in among the events
     and the ones a batch produces go out in ``BatchResult.links``. Offline (``None``),
-    the messages a batch produces are delivered in-process right after it, until
-    none are left, so a backtest sees the same contagion alerts.
+    the messages an input message produces are delivered in-process right after it,
+    until none are left. Either way a push waits in its dependent's state until the
+    dependent's partition time passes its ``at`` (:meth:`_apply_link`), so where it lands
+    among the dependent's events depends on event times, not on when it arrived.
     """
 
     def __init__(
@@ -222,6 +225,7 @@ class BatchProcessor:
                 lane.watermark = wm
             if st.due:
                 lane.heap.append((st.due, st.entity_id))
+            lane.heap.extend((p.at, st.entity_id) for p in st.pushes)
         for lane in self.lanes.values():
             heapq.heapify(lane.heap)
 
@@ -306,6 +310,8 @@ class BatchProcessor:
         lane_of = self._lane_of
         touched = undo.touched
         for msg in messages:
+            if links_topic is None and res.links:
+                self._deliver(res, get_state, undo)
             # attributes, not unpacking: live, these are aiokafka records (RawMessage is their shape)
             value, topic, partition, offset, key = msg.value, msg.topic, msg.partition, msg.offset, msg.key
             named = lane_of.get((topic, partition))
@@ -347,6 +353,9 @@ class BatchProcessor:
                 else:
                     due_before = 0.0
                 hist = self._touch(eid, state, undo) if held is None else touched[eid][0]
+                if state is not None and state.pushes and state.pushes[0].at < event.ts:
+                    # contagion that reached this entity before this event's time lands first
+                    self._release(eid, state, event.ts, hist, res, partition, undo)
                 out = engine.process(state, event)
             except Exception as exc:
                 self._restore(eid, undo, states)
@@ -396,12 +405,18 @@ class BatchProcessor:
             heap = lane.heap
             if heap and heap[0][0] < lane.watermark:
                 self._advance(lane, partition, states, get_state, res, undo, msg)
-        if links_topic is None:
-            while res.links:
-                pending, res.links = res.links, []
-                for link in pending:
-                    held = states.get(link.to)
-                    self._link(link, res, get_state, held[1] if held is not None else 0, undo, None, "")
+        if links_topic is None and res.links:
+            self._deliver(res, get_state, undo)
+
+    def _deliver(self, res: BatchResult, get_state: Callable[[str], EntityState | None], undo: _Undo) -> None:
+        """Offline (no links topic): the links the last message made, and those they make, until
+        none are left, before the next message -- so every push reaches its dependent in time."""
+        states = res.states
+        while res.links:
+            pending, res.links = res.links, []
+            for link in pending:
+                held = states.get(link.to)
+                self._link(link, res, get_state, held[1] if held is not None else 0, undo, None, "")
 
     def _ran_ahead(
         self,
@@ -463,10 +478,12 @@ class BatchProcessor:
                     hist = undo.touched[eid][0]
                 else:
                     got = get_state(eid)
-                    if got is None or got.due != due:
+                    if got is None or (got.due != due and not (got.pushes and got.pushes[0].at < wm)):
                         continue
                     st = got
                     hist = self._touch(eid, st, undo)
+                if st.pushes and st.pushes[0].at < wm:
+                    self._release(eid, st, wm, hist, res, partition, undo)
                 if st.due != due:
                     continue  # stale entry: the entity's deadline moved since it was indexed
                 out = self.engine.advance(st, wm)
@@ -515,7 +532,9 @@ class BatchProcessor:
             hist = self._touch(eid, state, undo) if held is None else undo.touched[eid][0]
             if state is None:
                 state = EntityState(entity_id=eid)
-            alerts, links = self._apply_link(state, link)
+            lane = self._lanes.get(state.lane) if state.lane else None
+            wm = lane.watermark if lane is not None else state.lane_watermark
+            alerts, links, waits = self._apply_link(state, link, wm)
         except Exception as exc:
             self._restore(eid, undo, states)
             if msg is not None:
@@ -527,19 +546,68 @@ class BatchProcessor:
         offset = -1
         if msg is not None:
             offset = state.offsets[name] = msg.offset
-        hist.entries.append((_LINK, link, name, offset, 0.0))
+        hist.entries.append((_LINK, link, name, offset, wm))
         hist.obj = state
         res.alerts.extend(alerts)
         res.links.extend(links)
         states[eid] = (state, partition)
+        if waits:
+            if lane is None:  # a lane this processor has not seen since its start: as stored
+                lane = self._lanes[state.lane] = Lane(state.lane_watermark)
+            heapq.heappush(lane.heap, (link.at, eid))
 
-    def _apply_link(self, state: EntityState, link: LinkMessage) -> tuple[list[Alert], list[LinkMessage]]:
+    def _apply_link(
+        self, state: EntityState, link: LinkMessage, wm: float
+    ) -> tuple[list[Alert], list[LinkMessage], bool]:
+        """Apply a links-topic message to its entity, whose lane's watermark is ``wm``; the third
+        value is True when a push was kept pending (see :meth:`_release`).
+
+        A push waits in the state while the entity's own time and its lane's are at or before
+        its ``at``: it then lands, in :meth:`_release`, right before the entity's first own event
+        later than ``at`` or when the lane passes ``at``, whichever comes first -- a place fixed
+        by event times alone, not by when the push arrived. A push arriving after that (its
+        source's partition lagging more than ``contagion_delay_hours`` behind), or for an
+        entity with no events of its own, lands at once."""
         scorer = self.engine.risk
         assert scorer is not None
         try:
             if link.kind == "push":  # contagion feeds the dependent's shown index and level
-                return scorer.on_push(state, link, self.engine.clock), []
-            return [], scorer.on_link(state, link)
+                if state.lane and link.at >= wm and link.at >= state.watermark:
+                    kept, out = _contagion.hold(state.pushes, link, _PENDING_PUSHES, scorer.config)
+                    if out is None:
+                        return [], [], kept
+                    link = out  # the bound: the earliest pending push lands now
+                return scorer.on_push(state, link, self.engine.clock), [], False
+            return [], scorer.on_link(state, link), False
+        except Exception as exc:
+            raise StepFailed("contagion", exc) from exc
+
+    def _release(
+        self, eid: str, st: EntityState, upto: float, hist: _Hist, res: BatchResult, partition: int, undo: _Undo
+    ) -> None:
+        """Land ``st``'s pending pushes due before event time ``upto``, in order. One that raises
+        is dead-lettered and the state put back as it was before it; the others land."""
+        hist.entries.append((_RELEASE, upto, "", 0, 0.0))
+        hist.obj = st
+        res.states[eid] = (st, partition)
+        for push in _contagion.due(st.pushes, upto):
+            try:
+                alerts = self._land(st, push)
+            except Exception as exc:
+                self._restore(eid, undo, res.states)
+                value = encode_link(push)
+                res.dead_letters.append(
+                    _failed(value, "links (pending)", partition, -1, eid.encode(), exc, "contagion link")
+                )
+                continue
+            hist.entries.append((_LAND, push, "", 0, 0.0))
+            res.alerts.extend(alerts)
+
+    def _land(self, st: EntityState, push: LinkMessage) -> list[Alert]:
+        scorer = self.engine.risk
+        assert scorer is not None
+        try:
+            return scorer.on_push(st, push, self.engine.clock)
         except Exception as exc:
             raise StepFailed("contagion", exc) from exc
 
@@ -574,8 +642,12 @@ class BatchProcessor:
             state.lane_watermark = lane_watermark
         elif kind == _ADVANCE:
             self.engine.advance(state, item)
+        elif kind == _RELEASE:
+            _contagion.due(state.pushes, item)
+        elif kind == _LAND:
+            self._land(state, item)
         else:
-            self._apply_link(state, item)
+            self._apply_link(state, item, lane_watermark)
             if offset >= 0:
                 state.offsets[name] = offset
 
@@ -610,9 +682,10 @@ class RollbackFailed(Exception):
 #: scorer, ...; docs/events.md "Rejections (dead letters)"). Not one of the schema's reasons: the message may be valid.
 PROCESSING_ERROR = "processing_error"
 _NEW = b""  # the copy of an entity that had no state
-_EVENT, _ADVANCE, _LINK = 0, 1, 2
-#: (kind, the event / watermark / link, lane name, offset, lane watermark after an event): one
-#: thing applied to an entity
+_EVENT, _ADVANCE, _LINK, _RELEASE, _LAND = 0, 1, 2, 3, 4
+#: (kind, the event / watermark / link / time before which pending pushes came out / a pending push
+#: that landed, lane name, offset, lane watermark after an event or when a link came): one thing
+#: applied to an entity
 _Entry = tuple[int, Any, str, int, float]
 #: Bounds of the histories kept across batches: an entity's copy is encoded again once its
 #: journal holds this many entries (a parsed event is ~0.7 KB in memory), and all are dropped
@@ -621,6 +694,9 @@ _Entry = tuple[int, Any, str, int, float]
 #: it appears in; a worker with more entities active at once encodes at first touch per batch.
 _HIST_ENTRIES = 16
 _HIST_ENTITIES = 2048
+#: Contagion pushes an entity holds pending at most (``EntityState.pushes``): beyond, the earliest
+#: lands at once. Each source's pushes are its level transitions within ``contagion_delay_hours``.
+_PENDING_PUSHES = 16
 
 
 class _Hist:

@@ -318,8 +318,10 @@ def backtest(
     alerts: dict[str, AlertRecord] = {}
     read = 0
     last = started
+    risk = bp.engine.risk
+    window = risk.config.contagion_delay if risk is not None else 0.0
     with _shards(bp, layout, now) as shards:
-        for n, batch_alerts in shards.run(itertools.chain(head, chunks)):
+        for n, batch_alerts in shards.run(itertools.chain(head, chunks), window):
             for a in batch_alerts:
                 if on_alert is not None:
                     on_alert(a)
@@ -514,22 +516,32 @@ class _Shards:
     def __init__(self, layout: _Layout) -> None:
         self.layout = layout
 
-    def run(self, chunks: Iterator[list[bytes]]) -> Iterator[tuple[int, list[Alert]]]:
+    def run(self, chunks: Iterator[list[bytes]], window: float = 0.0) -> Iterator[tuple[int, list[Alert]]]:
         """(lines, alerts) of each batch, the alerts in the order one process emits them.
 
-        The next batch is read while the processes work on one, and handed to them before
+        ``window`` (event-time seconds, 0: none): each batch goes through the processes in
+        stretches spanning less than that, each followed by its rounds of links. With the
+        contagion delay as the window, every push reaches its dependent before the
+        dependent's time passes the push's ``at`` (``detectors/pipeline.py``), as live when
+        the links topic keeps up: contagion lands by event time, whatever the batch size.
+
+        The next stretch is read while the processes work on one, and handed to them before
         the caller takes the alerts of the one before: reading and the caller's handling of
         alerts overlap the processing."""
-        chunk = next(chunks, None)
-        if chunk is not None:
-            self.submit([("events", chunk)] * self.layout.jobs)
-        while chunk is not None:
-            following = next(chunks, None)
-            alerts = self._finish_batch()
+        pieces = _pieces(chunks, window)
+        piece = next(pieces, None)
+        if piece is not None:
+            self.submit([("events", piece[0])] * self.layout.jobs)
+        alerts: list[Alert] = []
+        while piece is not None:
+            following = next(pieces, None)
+            alerts += self._finish_batch()
             if following is not None:
-                self.submit([("events", following)] * self.layout.jobs)
-            yield len(chunk), alerts
-            chunk = following
+                self.submit([("events", following[0])] * self.layout.jobs)
+            if piece[1] >= 0:
+                yield piece[1], alerts
+                alerts = []
+            piece = following
 
     def _finish_batch(self) -> list[Alert]:
         outs = self.collect()
@@ -690,6 +702,32 @@ def _serve(conn: Connection, bp: BatchProcessor, layout: _Layout, now: float, in
             return  # the parent is gone (interrupted, or stopped on another process's failure)
         if request[0] == "finish" or answer[0] != "ok":
             return
+
+
+def _pieces(chunks: Iterable[list[bytes]], window: float) -> Iterator[tuple[list[bytes], int]]:
+    """Each chunk cut into stretches of event time shorter than ``window`` (0: whole): ``(lines,
+    the chunk's length on its last stretch, else -1)``. A line without a readable time stays in
+    the current stretch (it is dead-lettered or placed as any other)."""
+    for chunk in chunks:
+        if window <= 0:
+            yield chunk, len(chunk)
+            continue
+        start = 0
+        end: float | None = None
+        for i, line in enumerate(chunk):
+            try:
+                when = _time.decode(line).event_time
+                ts = when.timestamp() if when is not None and when.tzinfo is not None else None
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ArithmeticError, OverflowError):
+                ts = None
+            if ts is None:
+                continue
+            if end is None:
+                end = ts + window
+            elif ts >= end or ts < end - 2 * window:  # (far back: a late event opens a stretch too)
+                yield chunk[start:i], -1
+                start, end = i, ts + window
+        yield chunk[start:], len(chunk)
 
 
 def _chunks(lines: Iterable[bytes], n: int) -> Iterator[list[bytes]]:

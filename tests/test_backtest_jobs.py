@@ -38,7 +38,8 @@ BATCH = 300  # many batches: links cross batch boundaries too
 
 def _web(managers: int = 6, funds: int = 4) -> list[dict[str, Any]]:
     """Managers that fall (lost contact, then suspended), each with funds registered before and
-    after the fall; odd funds also name the manager as their parent company."""
+    after the fall; odd funds name the next manager as their parent company (another source: a
+    fund's manager that is also its parent hears of each fall through the stronger relation only)."""
     out: list[dict[str, Any]] = []
 
     def ev(day: float, eid: str, kind: str, etype: str, source: str, payload: dict[str, Any]) -> None:
@@ -63,7 +64,7 @@ def _web(managers: int = 6, funds: int = 4) -> list[dict[str, Any]]:
         for f in range(funds):
             fid = f"PF-330100-W{m:02d}{f:02d}"
             day = 2 + m + 9 * f  # funds 2 and 3 register after the fall
-            parent = {"parent_id": mid} if f % 2 else {}
+            parent = {"parent_id": f"PFM-330100-W{(m + 1) % managers:04d}"} if f % 2 else {}
             reg = {"name": fid, "registered_capital": 1e7, "legal_rep": "李强", "address": "杭州", **parent}
             ev(day, fid, "private_fund", "entity.registered", "market_regulation", reg)
             fund = {"fund_id": fid, "manager_id": mid, "fund_type": "securities", "structure": "contractual"}

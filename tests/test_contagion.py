@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 from typing import Any
 
+import msgspec
 import pytest
 
-from detectors.engine import EntityState
+from detectors.engine import EntityState, decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.risk import RiskConfig, RiskScorer
@@ -49,9 +51,25 @@ def quiet_day(entity: str, kind: str, n: str, day: float) -> bytes:
     return raw("opinion.published", {"sentiment": 0.1}, entity, kind, day, n)
 
 
+def tick(history: list[bytes], n: str = "tick") -> bytes:
+    """An event on another entity a day after ``history``: its partition's time then passes every
+    pending push's (pushes land in event time, once the dependent's partition passes their ``at``)."""
+    last = max(parse_event(v).event_time for v in history)
+    d = json.loads(quiet_day("TICK-0", "enterprise", n, 0))
+    d["event_time"] = (last + dt.timedelta(days=1)).isoformat()
+    return json.dumps(d).encode()
+
+
+def ticks(history: list[bytes]) -> list[bytes]:
+    """Two days after ``history``, a day apart: two, as one event far ahead of its partition's
+    time (a gap beyond the allowed skew) does not move it alone."""
+    later = tick(history)
+    return [later, tick([later], "tick2")]
+
+
 def offline(values: list[bytes], **cfg: object):
     bp = build_processor(load_pack(), anomaly=False, risk=RiskConfig(**cfg))  # type: ignore[arg-type]
-    return bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate(values)], {}.get)
+    return bp.process([RawMessage(v, "f", 0, i, None) for i, v in enumerate([*values, *ticks(values)])], {}.get)
 
 
 def contagion(alerts):
@@ -147,20 +165,21 @@ def test_source_falling_back_updates_the_same_alert() -> None:
     history = [fund_registered("PF-9", "PFM-1"), lost_contact("PFM-1")]
     history.append(quiet_day("PFM-1", "private_fund_manager", "q", 27))
     res = offline(history, half_life_days=3)
-    # Offline, the fund's link reaches the manager after the batch: only the latest transition shows.
-    (a,) = contagion(res.alerts)
+    # Offline, the fund's link reaches the manager before the next event: both transitions show.
+    a = contagion(res.alerts)[-1]
     assert a.revision == 2 and a.risk_level == "green"
     assert a.evidence["explanation_en"] == "manager PFM-1 is back at green level"
-    # Announced earlier (its own batch), the fund sees both transitions under one alert id.
+    # The same, one message per batch: the fund sees both transitions under one alert id.
     bp = build_processor(load_pack(), anomaly=False, risk=RiskConfig(half_life_days=3))
     store: dict[str, EntityState] = {}
     got = []
-    for i, v in enumerate(history):
+    for i, v in enumerate([*history, *ticks(history)]):
         r = bp.process([RawMessage(v, "f", 0, i, None)], store.get)
         store.update({k: st for k, (st, _) in r.states.items()})
         got += contagion(r.alerts)
     assert [(x.revision, x.risk_level) for x in got] == [(1, "orange"), (2, "green")]
     assert {x.alert_id for x in got} == {a.alert_id}
+    assert [(x.revision, x.risk_level) for x in contagion(res.alerts)] == [(1, "orange"), (2, "green")]
 
 
 def test_parent_and_related_party_links() -> None:
@@ -181,15 +200,23 @@ def test_parent_and_related_party_links() -> None:
 
 def live(values: list[bytes], order_seed: int, with_states: bool = False) -> Any:
     """The live path: links go out in ``BatchResult.links`` and come back, in a shuffled order,
-    interleaved with the remaining events (per entity, events keep their order)."""
+    interleaved with the remaining events (per entity, events keep their order), each before
+    the partition's time passes the time it applies at (``at``; a link: ``at`` plus the delay,
+    when the push answering it applies) -- in time, as a links topic that keeps up delivers."""
+    delay = RiskConfig().contagion_delay
     bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
     rng = random.Random(order_seed)
     store: dict[str, EntityState] = {}
-    queue = [RawMessage(v, "events", 0, i, None) for i, v in enumerate(values)]
+    queue = [RawMessage(v, "events", 0, i, None) for i, v in enumerate([*values, *ticks(values)])]
     alerts = []
     read = 0  # links read so far: their offsets, in the order they are read (one partition)
     while queue:
         take = rng.randint(1, len(queue))
+        # a batch spans less event time than the delay (as the backtest's windows): the links it
+        # makes can still come back in time
+        times = [parse_event(q.value).ts for q in queue[:take] if q.topic != LINKS]
+        take = next((i for i, q in enumerate(queue[:take]) if q.topic != LINKS
+                     and parse_event(q.value).ts >= times[0] + delay), take) if times else take  # fmt: skip
         batch, queue = queue[:take], queue[take:]
         for i, m in enumerate(batch):
             if m.topic == LINKS:
@@ -198,7 +225,10 @@ def live(values: list[bytes], order_seed: int, with_states: bool = False) -> Any
         store.update({k: s for k, (s, _) in res.states.items()})
         alerts += res.alerts
         for m in res.links:
-            queue.insert(rng.randint(0, len(queue)), RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()))
+            due = m.at + (delay if m.kind == "link" else 0.0)
+            late = (i for i, q in enumerate(queue) if q.topic != LINKS and parse_event(q.value).ts > due)
+            pos = rng.randint(0, next(late, len(queue)))
+            queue.insert(pos, RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()))
     return (alerts, store) if with_states else alerts
 
 
@@ -271,7 +301,8 @@ def test_link_announced_once_per_target() -> None:
     bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
     res = bp.process([RawMessage(fund_registered("PF-9", "PFM-1", f"f{i}", i), "e", 0, i, None) for i in range(3)],
                      {}.get)  # fmt: skip
-    assert res.links == [LinkMessage(kind="link", to="PFM-1", other="PF-9", relation="manager")]
+    at = parse_event(fund_registered("PF-9", "PFM-1")).ts
+    assert res.links == [LinkMessage(kind="link", to="PFM-1", other="PF-9", relation="manager", at=at)]
     assert isinstance(res.states["PF-9"][0].risk, RiskState)
 
 
@@ -305,10 +336,118 @@ def test_a_redelivered_push_adds_nothing() -> None:
         queue += [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links if m.kind == "link"]
     (push,) = pushes
     wire = RawMessage(encode_link(push), LINKS, 0, 0, b"PF-9")
-    first = run([wire])
+    first = run([wire, RawMessage(tick([lost_contact("PFM-1")]), "events", 0, 2, None)])
     (a,) = contagion(first.alerts)
     assert (a.evidence["from"], a.evidence["to"]) == ("green", "orange")
     held = store["PF-9"].risk
     again = run([wire])  # the same record, delivered again
     assert contagion(again.alerts) == []
     assert store["PF-9"].risk == held
+
+
+def test_a_source_linked_twice_keeps_the_stronger_relation_whatever_the_order() -> None:
+    """A fund whose manager is also its parent company hears of the manager's fall through both
+    links, at the same transition: the stronger relation (manager, 0.75 > parent 0.6) counts,
+    whichever push arrives first."""
+    sub = raw("entity.registered", {"name": "F", "registered_capital": 1e6, "legal_rep": "L", "address": "A",
+                                    "parent_id": "PFM-1"}, "PF-9", "private_fund", 0, "r1")  # fmt: skip
+    history = [sub, fund_registered("PF-9", "PFM-1", "f1", 0), lost_contact("PFM-1", "m1", 1)]
+    history.append(quiet_day("PF-9", "private_fund", "q1", 2))
+    off = offline(history)
+    (a,) = contagion(off.alerts)
+    assert a.evidence["relation"] == "manager"
+    want = summary(off.alerts)
+    relations = set()
+    for seed in range(12):
+        alerts = live(history, seed)
+        assert summary(alerts) == want, seed
+        relations |= {x.evidence["relation"] for x in contagion(alerts)}
+    assert relations == {"manager"}
+
+
+def _at(value: bytes, minutes: float) -> bytes:
+    """The event ``value`` moved ``minutes`` later."""
+    d = json.loads(value)
+    d["event_time"] = (dt.datetime.fromisoformat(d["event_time"]) + dt.timedelta(minutes=minutes)).isoformat()
+    return json.dumps(d).encode()
+
+
+def _plain(alerts: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for a in alerts:
+        d = msgspec.to_builtins(a)
+        d.pop("detected_at")
+        out.append(d)
+    return out
+
+
+def _ad(n: str, minutes: float) -> bytes:
+    payload = {"channel": "w", "guaranteed": n in ("ad2", "ad3")}
+    ad = raw("advertisement.published", payload, "PF-9", "private_fund", 1, n)
+    return _at(ad, minutes)
+
+
+class _Store(dict[str, EntityState]):
+    """A worker's table: ``run`` processes a batch and writes its states back."""
+
+    def run(self, bp: BatchProcessor, msgs: list[RawMessage]) -> Any:
+        res = bp.process(msgs, self.get)
+        self.update({k: s for k, (s, _) in res.states.items()})
+        return res
+
+
+def _fall(store: _Store) -> LinkMessage:
+    """Fund PF-9 (partition 0) links to its manager PFM-1 (partition 1), which falls: its push."""
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    res = store.run(bp, [RawMessage(fund_registered("PF-9", "PFM-1", "f1", 1), "events", 0, 0, None)])
+    store.run(bp, [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links])
+    (push,) = store.run(bp, [RawMessage(lost_contact("PFM-1", "m1", 1), "events", 1, 0, None)]).links
+    return push
+
+
+def test_a_push_lands_at_the_same_place_among_the_dependents_events_whatever_its_arrival() -> None:
+    """The fund advertises before and after its manager's fall: the push (applies from the fall
+    plus an hour) lands right before the fund's first event after that, wherever it arrived
+    before then -- the fund's alerts are identical, and the one after it carries the contagion."""
+    store = _Store()
+    run = store.run
+    push = _fall(store)
+    assert push.at == parse_event(lost_contact("PFM-1", "m1", 1)).ts + 3600
+    fund_events = [_ad("ad1", 20), _ad("ad2", 40), _ad("ad3", 80), _ad("ad4", 120)]
+    start = dict(store)
+    outcomes = []
+    for pos in range(3):  # before ad1, ad2 or ad3 (the first event after the push's time)
+        store.clear()
+        store.update({k: decode_state(encode_state(s)) for k, s in start.items()})
+        bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+        bp.rebuild(store.values())
+        msgs = [RawMessage(v, "events", 0, 1 + i, None) for i, v in enumerate(fund_events)]
+        msgs.insert(pos, RawMessage(encode_link(push), LINKS, 0, 1, b"PF-9"))
+        alerts = []
+        for m in msgs:  # one message per batch, as a live worker may take them
+            alerts += run(bp, [m]).alerts
+        outcomes.append(_plain(alerts))
+    assert outcomes[1] == outcomes[0] and outcomes[2] == outcomes[0]
+    order = [(a["rule_id"], a["event_time"][11:16]) for a in outcomes[0]]
+    landed = order.index((CONTAGION_RULE, "02:00"))  # (the fall's event time, UTC)
+    assert order[:landed] and all(t < "11:00" for _, t in order[:landed])  # ad1, ad2: before its time
+    after = [a for a in outcomes[0][landed + 1 :] if a["rule_id"] != "risk.level"]
+    assert after and all(CONTAGION_RULE in a["risk_tags"] for a in after)
+
+
+def test_a_pending_push_lands_after_a_restart() -> None:
+    """A push held in the state is indexed again by :meth:`BatchProcessor.rebuild`: after a
+    restart, the partition's time passing it lands it (the fund has no further event)."""
+    store = _Store()
+    run = store.run
+    push = _fall(store)
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    bp.rebuild(store.values())
+    assert run(bp, [RawMessage(encode_link(push), LINKS, 0, 1, b"PF-9")]).alerts == []
+    assert store["PF-9"].pushes == [push]
+    restarted = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    restarted.rebuild([decode_state(encode_state(s)) for s in store.values()])
+    other = _at(quiet_day("ENT-7", "enterprise", "q7", 1), 90)
+    (a,) = run(restarted, [RawMessage(other, "events", 0, 1, None)]).alerts
+    assert (a.rule_id, a.entity_id, a.risk_level) == (CONTAGION_RULE, "PF-9", "orange")
+    assert store["PF-9"].pushes == []

@@ -22,6 +22,9 @@ def history() -> list[bytes]:
     out += [quiet_day(f"PF-{i}", "private_fund", f"q{i}", 1) for i in range(8)]
     out += [lost_contact("PFM-0", "m0", 2), lost_contact("PFM-1", "m1", 3)]
     out += [quiet_day("PFM-0", "private_fund_manager", "late0", 40)]  # decayed: PFM-0 falls back
+    # Each fund's partition moves past the pushes' time (a push lands in event time: before its
+    # dependent's first own event after it, or when its partition's time passes it).
+    out += [quiet_day(f"PF-{i}", "private_fund", f"z{i}", 5) for i in range(8)]
     return out
 
 

@@ -132,6 +132,11 @@ class RiskConfig:
     max_links: int = 8
     #: Sources whose latest push an entity remembers (those with the smallest id hash are kept).
     max_sources: int = 4
+    #: Event time (hours) between what causes a push and its application at the dependent: the
+    #: push waits in the dependent's state until the dependent's partition time passes it, so
+    #: it lands at the same place among the dependent's own events however late it arrives
+    #: within that time (live: through the links topic; backtest: in windows this long).
+    contagion_delay_hours: float = 1.0
     #: Case disposal per level (yellow and above): route, checklist, deadline, regulation (risk.yaml).
     disposal: dict[str, dict[str, Any]] = field(default_factory=_default_disposal)
 
@@ -140,6 +145,8 @@ class RiskConfig:
             raise ValueError("risk levels need 0 < yellow < orange < red <= 100")
         if self.half_life_days <= 0 or self.episode_quiet_days <= 0:
             raise ValueError("half_life_days and episode_quiet_days must be positive")
+        if not self.contagion_delay_hours > 0:
+            raise ValueError("contagion_delay_hours must be positive")
         for d, w in self.weights.items():
             if not 0 <= w <= 1:
                 raise ValueError(f"weight of {d!r} must be in [0, 1]")
@@ -158,6 +165,10 @@ class RiskConfig:
     @property
     def half_life(self) -> float:
         return self.half_life_days * DAY
+
+    @property
+    def contagion_delay(self) -> float:
+        return self.contagion_delay_hours * 3600.0
 
     @property
     def quiet(self) -> float:

@@ -49,16 +49,14 @@ A push is answered by the dependent's ``risk.contagion`` alert:
   change a push makes; ``risk.level`` alerts (transition counter) come only from
   the entity's own events, so pushes landing at different times do not renumber them.
 
-Timing. Live, a push may arrive before or after the dependent's own events and
-a link may arrive after several transitions of its source; the offline path
-(``BatchProcessor`` without a links topic) delivers them after each batch. What
-does not depend on it: the ids and highest revision of the contagion alerts, and
-once all messages are in, every entity's shown index and level (the contribution
-is a function of event times, the kept push per source is the highest ``seq``,
-and the contagion part has no hysteresis). For a dependent without events of its
-own in between (the usual case) the contagion alerts are identical. When the
-dependent's own events cross a push in flight, the index carried by those events'
-alerts, and its own-event ``risk.level`` transitions, may differ between runs.
+Timing: in event time. A push carries ``at``, the event time of its cause (the source's
+transition, or the link it answers) plus ``contagion_delay_hours``; the dependent holds it
+(``hold``, in ``EntityState.pushes``) and applies it before its first own event later than
+``at`` or once its partition's watermark passes ``at`` (``detectors/pipeline.py``), so its
+place among the dependent's own events depends on event times, not on arrival -- as long as
+it arrives before ``at`` (live: the links topic keeps up within the delay; offline: the
+backtest delivers links within stretches shorter than the delay). One arriving later lands
+at once, as does one for an entity without events of its own.
 
 >>> msg = LinkMessage(kind="push", to="PF-1", other="PFM-1", relation="manager", level="red", index=90.0, seq=2)
 >>> decode_link(encode_link(msg)) == msg
@@ -90,9 +88,12 @@ RELATIONS: dict[str, tuple[str, str]] = {
 class LinkMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A message on the internal links topic, keyed by ``to``.
 
-    ``kind="link"``: entity ``other`` depends on ``to`` through ``relation``.
+    ``kind="link"``: entity ``other`` depends on ``to`` through ``relation``, announced by
+    its event at event time ``at``.
     ``kind="push"``: source ``other`` (of kind ``source_kind``) moved to ``level``
-    with ``index`` at event time ``ts``, its ``seq``-th level transition.
+    with ``index`` at event time ``ts``, its ``seq``-th level transition; the dependent
+    applies it once its own partition's time passes ``at`` (the event time of what caused
+    the push plus ``contagion_delay_hours``; 0: at once, as a message from before).
     """
 
     kind: str
@@ -104,6 +105,7 @@ class LinkMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     index: float = 0.0
     seq: int = 0
     ts: float = 0.0
+    at: float = 0.0
 
 
 _encoder = msgspec.json.Encoder()
@@ -146,7 +148,8 @@ def own_seq(r: RiskState) -> int:
     return r.seq if r.own_seq < 0 else r.own_seq
 
 
-def push_for(r: RiskState, source: str, source_kind: str, entry: str) -> LinkMessage:
+def push_for(r: RiskState, source: str, source_kind: str, entry: str, at: float) -> LinkMessage:
+    """The push of ``r``'s own level to the dependent ``entry``, applied there from event time ``at``."""
     relation, _, dep = entry.partition("|")
     return LinkMessage(
         kind="push",
@@ -158,6 +161,7 @@ def push_for(r: RiskState, source: str, source_kind: str, entry: str) -> LinkMes
         index=r.trans_index,
         seq=own_seq(r),
         ts=r.trans_ts,
+        at=at,
     )
 
 
@@ -241,22 +245,58 @@ def links_from_event(r: RiskState, event: Event, cfg: RiskConfig) -> list[LinkMe
     if len(seen) >= 8 * cfg.max_links or any(seen[i : i + 8] == digest for i in range(0, len(seen), 8)):
         return []
     r.announced = seen + digest
-    out = [LinkMessage(kind="link", to=target, other=me, relation=relation)]
+    out = [LinkMessage(kind="link", to=target, other=me, relation=relation, at=event.ts)]
     if relation == "related_party" and add_dependent(r, relation, target, cfg.max_dependents) and r.hot:
-        out.append(push_for(r, me, event.entity_kind, key))  # affiliates: my risk reaches them too
+        # affiliates: my risk reaches them too
+        out.append(push_for(r, me, event.entity_kind, key, event.ts + cfg.contagion_delay))
     return out
 
 
-def pushes_on_transition(r: RiskState, source: str, source_kind: str) -> list[LinkMessage]:
-    return [push_for(r, source, source_kind, entry) for entry in r.dependents] if r.hot else []
+def pushes_on_transition(r: RiskState, source: str, source_kind: str, cfg: RiskConfig) -> list[LinkMessage]:
+    at = r.trans_ts + cfg.contagion_delay
+    return [push_for(r, source, source_kind, entry, at) for entry in r.dependents] if r.hot else []
 
 
 def on_link(r: RiskState, source: str, source_kind: str, msg: LinkMessage, cfg: RiskConfig) -> list[LinkMessage]:
-    """A dependent announced itself to ``source``: remember it, and tell it the current level if hot."""
+    """A dependent announced itself to ``source``: remember it, and tell it the current level if hot
+    (applied there from the later of the transition and the announcement, plus the delay)."""
     entry = f"{msg.relation}|{msg.other}"
     if add_dependent(r, msg.relation, msg.other, cfg.max_dependents) and r.hot:
-        return [push_for(r, source, source_kind, entry)]
+        return [push_for(r, source, source_kind, entry, max(r.trans_ts, msg.at) + cfg.contagion_delay)]
     return []
+
+
+def hold(pending: list[LinkMessage], msg: LinkMessage, limit: int, cfg: RiskConfig) -> tuple[bool, LinkMessage | None]:
+    """Keep push ``msg`` among a dependent's ``pending`` pushes, in the order they apply
+    (``at``, source, ``seq``). ``(False, None)``: a push of this source at a later ``seq`` is
+    pending, or one at this ``seq`` through a relation at least as strong (a redelivery, or a
+    source linked twice, as a fund's manager that is also its parent: the stronger relation
+    is kept, whichever arrived first). Beyond ``limit`` the earliest pending push comes out, to
+    be applied at once: ``(True, that push)``."""
+    for i, p in enumerate(pending):
+        if p.other != msg.other or p.seq < msg.seq:
+            continue
+        if p.seq > msg.seq or _strength(p, cfg) >= _strength(msg, cfg):
+            return False, None
+        pending[i] = msg
+        return True, None
+    pending.append(msg)
+    pending.sort(key=lambda p: (p.at, p.other, p.seq))
+    return True, (pending.pop(0) if len(pending) > limit else None)
+
+
+def _strength(msg: LinkMessage, cfg: RiskConfig) -> tuple[float, str]:
+    return cfg.contagion_factors.get(msg.relation, 0.5), msg.relation
+
+
+def due(pending: list[LinkMessage], upto: float) -> list[LinkMessage]:
+    """Take out of ``pending`` (ordered) the pushes that apply before event time ``upto``."""
+    n = 0
+    while n < len(pending) and pending[n].at < upto:
+        n += 1
+    out = pending[:n]
+    del pending[:n]
+    return out
 
 
 def contagion_alert(

@@ -324,7 +324,7 @@ class RiskScorer:
             r.trans_index, r.trans_ts = own_idx, ts
             if LEVEL_RANK[own_new] >= LEVEL_RANK[cfg.contagion_from]:
                 r.hot = True
-            links += _contagion.pushes_on_transition(r, event.entity_id, event.entity_kind)
+            links += _contagion.pushes_on_transition(r, event.entity_id, event.entity_kind, cfg)
         if r.raised_by:
             idx, raiser = self.shown(r, own_idx, own_new)
             new = self.shown_level(idx, own_new, raiser)
