@@ -7,8 +7,10 @@ decision in :meth:`AnomalyDetector.process`: it *scores first* and, unless
 entity's baseline, so that a slow fraud cannot teach the baseline that it is
 normal (river's ``anomaly.ThresholdFilter`` does the same).
 
-Every subclass with a ``kind`` is registered in :data:`ANOMALY_KINDS`, so that
-contract tests find every implementation. Scores are in [0, 1]; tail
+Every subclass with a ``kind`` is registered in :data:`ANOMALY_KINDS`, which imports
+every module of ``detectors/anomaly/`` when first read: a new detector is one module,
+found by :func:`detectors.anomaly.anomaly_detectors` (when its class says it is in the
+default set) and by the contract tests. Scores are in [0, 1]; tail
 probabilities map to scores with :func:`tail_score` (``p = 1e-4`` -> 0.5,
 ``p = 1e-8`` -> 1.0), the same scale for every anomaly detector.
 
@@ -21,13 +23,17 @@ probabilities map to scores with :func:`tail_score` (``p = 1e-4`` -> 0.5,
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from detectors.base import Detector, Signal
+from riskflow.registry import Registry
 from riskflow.schema import Event
 
-#: kind name -> class, filled by subclasses that set ``kind``.
-ANOMALY_KINDS: dict[str, type[AnomalyDetector]] = {}
+if TYPE_CHECKING:
+    from riskflow.models import PeerModel
+
+#: kind name -> class, filled by subclasses that set ``kind`` (riskflow/registry.py).
+ANOMALY_KINDS: Registry[AnomalyDetector] = Registry("detectors.anomaly", "anomaly detector")
 
 #: The officer-facing dimension of every anomaly alert.
 DIMENSION = "anomaly"
@@ -103,14 +109,23 @@ class AnomalyDetector(Detector):
     """
 
     kind: ClassVar[str] = ""
+    #: In the set every processor runs (``anomaly_detectors()``); the golden backtest holds it.
+    default: ClassVar[bool] = False
+    #: Scores against a trained model (``riskflow train``), given as the first constructor
+    #: argument; in the set when a model is given or asked for (``anomaly_detectors(peer=True)``).
+    requires_model: ClassVar[bool] = False
     threshold: float = 0.5
     learn_flagged: bool = False
     model_version: str = ""
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if cls.kind:
-            ANOMALY_KINDS[cls.kind] = cls
+        ANOMALY_KINDS.add(cls.kind, cls)
+
+    @classmethod
+    def with_defaults(cls, model: PeerModel | None = None) -> AnomalyDetector:
+        """This detector with its default parameters (and ``model`` if it ``requires_model``)."""
+        return cls(model) if cls.requires_model else cls()  # type: ignore[call-arg]
 
     def params(self) -> dict[str, Any]:
         """Constructor arguments, by name."""

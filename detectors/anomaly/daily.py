@@ -260,6 +260,7 @@ class DailyAnomaly(AnomalyDetector):
     """
 
     kind = "daily"
+    default = True
     id = "anomaly.daily"
     version = "2"
     event_types = _EVENT_TYPES

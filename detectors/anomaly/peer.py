@@ -175,6 +175,7 @@ class PeerGroupDetector(AnomalyDetector):
     """Peer-group anomaly detector over weekly feature vectors (see module doc)."""
 
     kind = "peer"
+    requires_model = True
     id = "anomaly.peer"
     version = "1"
     describe = Describe(

@@ -1,9 +1,10 @@
 """Rules as data: a rule is a :class:`~detectors.base.Detector` built from a YAML mapping.
 
-Each rule kind (``threshold``, ``window``, ...) is a subclass in its own module,
-registered by its ``kind`` name; :func:`build_rule` validates the common fields
-and hands ``params`` to the kind, which validates its own. Every problem is a
-:class:`RuleError` naming the file, the rule id and the field.
+Each rule kind (``threshold``, ``window``, ...) is a subclass in its own module of this
+package, registered by its ``kind`` name in :data:`RULE_KINDS` and found without a list;
+:func:`build_rule` validates the common fields and hands ``params`` to the kind, which
+validates its own. Every problem is a :class:`RuleError` naming the file, the rule id
+and the field.
 
 Stateful kinds keep their per-entity state as plain data (lists, dicts of
 numbers and short strings) so that it travels in ``EntityState.detectors``
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 from detectors.base import Describe, Detector, Signal
 from riskflow.alerts import SEVERITIES
+from riskflow.registry import Registry
 from riskflow.schema import CATALOGUE, ENTITY_KINDS, Event
 
 #: The 冒烟指数 dimensions plus RiskFlow's own two.
@@ -42,7 +44,9 @@ DIMENSIONS = (
 REQUIRED = ("id", "name_zh", "name_en", "kind", "severity", "dimension", "rationale", "source")
 OPTIONAL = ("entity_kinds", "mode", "version", "params")
 
-RULE_KINDS: dict[str, type[Rule]] = {}
+#: kind name -> class: every module of ``detectors/rules/`` is imported on the first read, and
+#: each ``Rule`` subclass with a ``kind`` joins as it is defined (riskflow/registry.py).
+RULE_KINDS: Registry[Rule] = Registry("detectors.rules", "rule kind")
 
 DAY = 86400.0
 CST_OFFSET = 8 * 3600.0  # windows count calendar days in China Standard Time
@@ -237,8 +241,7 @@ class Rule(Detector):
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if cls.kind:
-            RULE_KINDS[cls.kind] = cls
+        RULE_KINDS.add(cls.kind, cls)
 
     def __init__(self, spec: dict[str, Any], where: str = "<rule>", constants: dict[str, float] | None = None) -> None:
         self.spec = spec
@@ -370,7 +373,7 @@ def build_rule(spec: Any, where: str, constants: dict[str, float] | None = None)
     for f in spec:
         if f not in REQUIRED and f not in OPTIONAL:
             raise RuleError(where, rid, f, f"unknown field; allowed: {sorted(REQUIRED + OPTIONAL)}")
-    if spec["kind"] not in RULE_KINDS:
+    if not isinstance(spec["kind"], str) or spec["kind"] not in RULE_KINDS:
         raise RuleError(where, rid, "kind", f"unknown kind; known: {sorted(RULE_KINDS)}")
     if spec["severity"] not in SEVERITIES:
         raise RuleError(where, rid, "severity", f"must be one of {SEVERITIES}")
