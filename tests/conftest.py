@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from riskflow.store import DIALECTS
+
 pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
 
 
@@ -28,3 +30,17 @@ def invalid_examples() -> list[tuple[str, bytes]]:
         elif line.strip():
             out.append((why, line))
     return out
+
+
+@pytest.fixture
+def sqlite_target(tmp_path: Path) -> str:
+    """A new SQLite store file."""
+    return str(tmp_path / "alerts.sqlite3")
+
+
+@pytest.fixture(params=sorted(DIALECTS))
+def store_target(request: pytest.FixtureRequest) -> str:
+    """A new, empty store of each registered dialect, for the store contract (test_store.py,
+    test_cases_store.py). Dialect ``<name>`` needs a fixture ``<name>_target`` (here,
+    tests/pg_fixtures.py): a new dialect is found and runs the contract, or fails it for want of one."""
+    return str(request.getfixturevalue(f"{request.param}_target"))

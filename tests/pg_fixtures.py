@@ -73,3 +73,9 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def postgresql_target(postgres_url: str) -> str:
+    """The store contract's target for the ``postgresql`` dialect (conftest.py ``store_target``)."""
+    return postgres_url

@@ -47,10 +47,9 @@ def rise(aid: str, frm: str, to: str, index: float, entity: str = E1) -> Alert:
     return alert(aid, to, index, entity, rule="risk.level", evidence={"from": frm, "to": to, "index": index})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AlertStore]:
-    target = str(tmp_path / "a.sqlite3") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    s = open_store(target)
+@pytest.fixture
+def store(store_target: str) -> Iterator[AlertStore]:
+    s = open_store(store_target)
     yield s
     s.close()
 

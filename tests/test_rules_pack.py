@@ -20,7 +20,7 @@ import yaml
 
 from detectors.engine import Engine
 from detectors.pipeline import BatchProcessor, RawMessage
-from detectors.rules import PACK_DIR, load_pack
+from detectors.rules import PACK_DIR, RULE_KINDS, load_pack, load_texts
 from detectors.rules.base import DIMENSIONS, OPTIONAL, REQUIRED
 from riskflow.alerts import SEVERITIES
 from riskflow.schema import CATALOGUE, ENTITY_KINDS, Event, InvalidEvent, PrudentialReport, parse_event
@@ -249,8 +249,9 @@ def event(n: int, entity: str, kind: str, day: float, etype: str, payload: dict[
     ).encode()
 
 
-def fired(rule_id: str, hist: Hist) -> list[Any]:
-    rule = RULES[rule_id]
+def fired(rule_id: str, hist: Hist, rule: Any = None) -> list[Any]:
+    """The alerts of ``rule`` (default: the shipped rule ``rule_id``) alone over ``hist``."""
+    rule = rule or RULES[rule_id]
     kind = sorted(rule.entity_kinds)[0] if rule.entity_kinds else "enterprise"
     msgs = []
     for n, (day, etype, payload) in enumerate(sorted(hist, key=lambda h: h[0])):
@@ -330,6 +331,28 @@ def test_rule_fires_on_positive_case(rule_id: str) -> None:
 @pytest.mark.parametrize("rule_id", sorted(CASES))
 def test_rule_silent_on_negative_case(rule_id: str) -> None:
     assert fired(rule_id, CASES[rule_id][1]) == []
+
+
+def _doc_examples() -> dict[str, list[Any]]:
+    """The rules of the worked examples in docs/rules.md, by kind."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "rules.md").read_text(encoding="utf-8")
+    out: dict[str, list[Any]] = {}
+    for i, example in enumerate(re.findall(r"^```yaml\n(.*?)^```", text, re.M | re.S)):
+        for r in load_texts({f"example-{i}.yaml": example}).detectors:
+            out.setdefault(r.kind, []).append(r)
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(RULE_KINDS))
+def test_every_rule_kind_has_a_worked_example_that_fires(kind: str) -> None:
+    """Found through ``RULE_KINDS``: a new kind needs an example in docs/rules.md, one of the
+    shipped pack's rules (so it has a case here), and the example as written fires on it."""
+    examples = _doc_examples().get(kind)
+    assert examples, f"rule kind {kind!r} has no worked example in docs/rules.md"
+    for rule in examples:
+        assert rule.id in CASES, f"{rule.id}: an example is one of the shipped pack's rules, with a case"
+        assert len(fired(rule.id, CASES[rule.id][0], rule)) == 1, rule.id
+        assert fired(rule.id, CASES[rule.id][1], rule) == [], rule.id
 
 
 # -- liquidity ratio: a backward-compatible extension of v1 report.prudential -----------------

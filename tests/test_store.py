@@ -35,11 +35,10 @@ def make_alert(aid: str = "a1", **kw: Any) -> Alert:
     return Alert(**base)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "alerts.sqlite3")
-    return request.getfixturevalue("postgres_url")
+@pytest.fixture
+def target(store_target: str) -> str:
+    """A new store of each registered dialect (conftest.py)."""
+    return store_target
 
 
 @pytest.fixture
@@ -264,10 +263,10 @@ OLD_SCHEMA = (
 
 def _old_store(target: str) -> None:
     """A store as the previous schema left it: two alerts (one snoozed), revisions, audit."""
-    from riskflow.store import Dialect, SQLiteDialect
+    from riskflow.store import SQLiteDialect, dialect_for
 
     scheme = target.split("://", 1)[0] if "://" in target else "sqlite"
-    dialect = Dialect.registry.get(scheme, SQLiteDialect)(target)
+    dialect = (dialect_for(scheme) or SQLiteDialect)(target)
     conn = dialect.connect()
     cur = conn.cursor()
     dialect.begin(cur)

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from riskflow.alerts import Alert
 from riskflow.broker import free_port
+from riskflow.sinks.store import SinkStats, run_sink
 from riskflow.store import AlertStore, open_store
 from riskflow.store.metrics import StoreMetrics
-from riskflow.store.sink import SinkStats, run_sink
 from tests.kafka_fixtures import Stack
 from tests.test_store import make_alert
 

@@ -216,7 +216,7 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.kafka import check_reachable, client_config, require_bootstrap
-    from riskflow.store.sink import run_sink
+    from riskflow.sinks.store import run_sink
 
     require_bootstrap(settings)
     metrics = None

@@ -18,9 +18,9 @@ from riskflow.feed.auth import Tokens
 from riskflow.feed.guard import FeedLimits
 from riskflow.kafka import client_config
 from riskflow.settings import Settings
+from riskflow.sinks.store import run_sink
 from riskflow.store import AlertStore, open_store
 from riskflow.store.metrics import StoreMetrics
-from riskflow.store.sink import run_sink
 
 log = logging.getLogger(__name__)
 

@@ -52,6 +52,7 @@ import msgspec
 
 from detectors.risk.config import RiskConfig
 from riskflow.alerts import Alert
+from riskflow.registry import Registry
 from riskflow.store.cases import CaseStoreMixin
 from riskflow.store.migrations import LATEST, MIGRATIONS, VERSION_TABLE, SchemaTooNew
 from riskflow.textsafe import bounded
@@ -271,23 +272,36 @@ _COLUMNS: Final = (
 )
 
 
+#: name -> class: every module of ``riskflow/store/`` is imported on the first read, and each
+#: :class:`Dialect` subclass with a ``name`` joins as it is defined (riskflow/registry.py).
+DIALECTS: Registry[Dialect] = Registry("riskflow.store", "store dialect")
+
+
+def dialect_for(scheme: str) -> type[Dialect] | None:
+    """The dialect of a URL scheme (``postgres`` -> PostgreSQL), or ``None``.
+
+    >>> dialect_for("postgres").name, dialect_for("mysql")
+    ('postgresql', None)
+    """
+    return next((cls for cls in DIALECTS.values() if scheme in cls.schemes), None)
+
+
 class Dialect:
     """What differs between databases: connecting, parameter style, DDL types.
 
-    Subclasses live one per file (``sqlite.py``, ``postgres.py``) and register by URL scheme.
+    Subclasses live one per file (``sqlite.py``, ``postgres.py``) and register in
+    :data:`DIALECTS` by ``name``, serving the URL ``schemes`` they list.
     """
 
     name: ClassVar[str] = ""
     schemes: ClassVar[tuple[str, ...]] = ()
-    registry: ClassVar[dict[str, type[Dialect]]] = {}
     autoinc_pk: ClassVar[str] = "INTEGER PRIMARY KEY"
     placeholder: ClassVar[str] = "?"
     for_update: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        for s in cls.schemes:
-            Dialect.registry[s] = cls
+        DIALECTS.add(cls.name, cls)
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -1,0 +1,189 @@
+"""One extension mechanism (riskflow/registry.py): a new file in its package is found.
+
+Each test drops a throwaway module into a temporary directory that it adds to the package's
+search path, as if the file had been written into the package, and asks for it only through
+the package's own entry point (``build_rule``, ``anomaly_detectors``, ``open_store``'s
+``dialect_for``, ``SINKS``, the CLI parser). In the compiled build an interpreted rule kind
+cannot subclass the compiled ``Rule`` base; that is why ``detectors.MYPYC_MODULES`` compiles
+every module of ``detectors/rules/`` (this file runs in the pure build).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import detectors
+from riskflow.registry import Registry, import_modules
+
+
+@pytest.fixture
+def drop_module(tmp_path: Path) -> Iterator[Any]:
+    """``drop(package, name, source)``: ``source`` as module ``package.name``, found by a scan of
+    ``package``; everything undone afterwards (path, module, registry entries)."""
+    undo: list[Any] = []
+
+    def drop(package: str, name: str, source: str) -> None:
+        where = tmp_path / package.replace(".", "_")
+        where.mkdir(exist_ok=True)
+        (where / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        pkg = importlib.import_module(package)
+        pkg.__path__.append(str(where))
+        importlib.invalidate_caches()
+        undo.append(lambda: pkg.__path__.remove(str(where)))
+        undo.append(lambda: sys.modules.pop(f"{package}.{name}", None))
+
+    drop.undo = undo  # type: ignore[attr-defined]
+    yield drop
+    for step in reversed(undo):
+        step()
+
+
+def test_a_new_rule_kind_module_is_found(drop_module: Any) -> None:
+    from detectors.rules import RULE_KINDS, build_rule
+
+    RULE_KINDS.load()
+    drop_module(
+        "detectors.rules",
+        "probe_kind",
+        """
+        from detectors.rules.base import Rule
+
+        class ProbeRule(Rule):
+            kind = "probe_kind"
+        """,
+    )
+    drop_module.undo.append(lambda: RULE_KINDS.discard("probe_kind"))
+    assert "probe_kind" not in RULE_KINDS
+    RULE_KINDS.refresh()
+    spec = dict(
+        id="x.probe", name_zh="探针", name_en="Probe", kind="probe_kind", severity="low",
+        dimension="complaints", rationale="r", source="s",
+    )  # fmt: skip
+    assert type(build_rule(spec, "<test>")).__name__ == "ProbeRule"
+    # and the compiled build would compile it, with no list to edit
+    assert "detectors.rules.base" in detectors.MYPYC_MODULES
+    assert all(m.startswith("detectors.rules.") for m in detectors._RULE_MODULES)
+
+
+def test_a_new_default_anomaly_detector_joins_the_default_set(drop_module: Any) -> None:
+    from detectors.anomaly import ANOMALY_KINDS, anomaly_detectors
+
+    ANOMALY_KINDS.load()
+    drop_module(
+        "detectors.anomaly",
+        "probe_detector",
+        """
+        from detectors.anomaly.base import AnomalyDetector
+
+        class ProbeDetector(AnomalyDetector):
+            kind = "probe"
+            default = True
+            id = "anomaly.probe"
+
+            def init_state(self):
+                return None
+
+            def learn_one(self, state, event):
+                return state
+
+            def score_one(self, state, event):
+                return []
+        """,
+    )
+    drop_module.undo.append(lambda: ANOMALY_KINDS.discard("probe"))
+    assert [d.id for d in anomaly_detectors()] == ["anomaly.daily"]
+    ANOMALY_KINDS.refresh()
+    assert [d.id for d in anomaly_detectors()] == ["anomaly.daily", "anomaly.probe"]
+    assert [d.id for d in anomaly_detectors(peer=True)] == ["anomaly.daily", "anomaly.peer", "anomaly.probe"]
+
+
+def test_a_new_store_dialect_module_is_found(drop_module: Any) -> None:
+    from riskflow.store import DIALECTS, dialect_for
+
+    DIALECTS.load()
+    drop_module(
+        "riskflow.store",
+        "probe_db",
+        """
+        from riskflow.store.sqlite import SQLiteDialect
+
+        class ProbeDialect(SQLiteDialect):
+            name = "probe"
+            schemes = ("probe",)
+        """,
+    )
+    drop_module.undo.append(lambda: DIALECTS.discard("probe"))
+    assert dialect_for("probe") is None
+    DIALECTS.refresh()
+    found = dialect_for("probe")
+    assert found is not None and found.__name__ == "ProbeDialect"
+
+
+def test_a_new_sink_module_is_found(drop_module: Any) -> None:
+    from riskflow.sinks.base import SINKS
+
+    SINKS.load()
+    drop_module(
+        "riskflow.sinks",
+        "probe_sink",
+        """
+        from riskflow.sinks.base import Sink
+
+        class ProbeSink(Sink):
+            name = "probe"
+
+            async def handle(self, batch):
+                return True
+        """,
+    )
+    drop_module.undo.append(lambda: SINKS.discard("probe"))
+    assert "probe" not in SINKS
+    SINKS.refresh()
+    assert SINKS["probe"].__name__ == "ProbeSink"
+
+
+def test_a_new_command_module_is_found(drop_module: Any) -> None:
+    from riskflow.cli import build_parser
+
+    drop_module(
+        "riskflow.commands",
+        "probe_cmd",
+        """
+        def register(sub):
+            sub.add_parser("probe-cmd", help="a probe").set_defaults(func=lambda args, settings: 0)
+        """,
+    )
+    assert build_parser().parse_args(["probe-cmd"]).command == "probe-cmd"
+
+
+def test_two_unrelated_classes_under_one_name_are_refused() -> None:
+    reg: Registry[object] = Registry("riskflow.commands", "thing")
+
+    class A:
+        pass
+
+    class B:
+        pass
+
+    class A2(A):  # a variant that does not name itself keeps its parent's entry
+        pass
+
+    reg.add("a", A)
+    reg.add("a", A2)
+    assert reg["a"] is A
+    with pytest.raises(TypeError, match="two things named 'a'"):
+        reg.add("a", B)
+    with pytest.raises(KeyError, match="no thing 'b'; known: a"):
+        reg["b"]
+
+
+def test_private_modules_are_not_imported() -> None:
+    names = [m.__name__ for m in import_modules("detectors.rules")]
+    assert "detectors.rules.base" in names and not any(n.rsplit(".", 1)[1].startswith("_") for n in names)
