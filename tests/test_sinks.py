@@ -23,22 +23,12 @@ from riskflow.store.base import Incoming
 
 
 def _alert(revision: int, level: str) -> Alert:
-    return Alert(
-        alert_id="A-contract-1",
-        entity_id="PF-330100-0001",
-        entity_kind="private_fund",
-        region="330100",
-        rule_id="pf.guaranteed_return",
-        severity="high",
-        title_zh="承诺保本保收益",
-        title_en="Guaranteed-return promise",
-        dimension="marketing",
-        evidence={"guaranteed": True},
-        event_time="2025-04-01T10:00:00+08:00",
-        detected_at="2026-11-27T10:00:00.000+00:00",
-        risk_level=level,
-        revision=revision,
+    fields = dict(alert_id="A-contract-1", entity_id="PF-330100-0001", entity_kind="private_fund", region="330100")
+    fields |= dict(
+        rule_id="pf.guaranteed_return", severity="high", title_zh="承诺保本保收益", title_en="Guaranteed return"
     )
+    fields |= dict(dimension="marketing", event_time="2025-04-01T10:00:00+08:00", detected_at="2026-11-27T10:00:00Z")
+    return Alert(**fields, evidence={"guaranteed": True}, risk_level=level, revision=revision)
 
 
 def _batch() -> list[Incoming]:

@@ -188,26 +188,10 @@ async def run_sink(
     group_id: str,
     *,
     stop: asyncio.Event,
-    on_change: Callable[[list[str]], None] | None = None,
-    session_timeout: float = 10.0,
-    max_batch: int = 1000,
-    retry_delay: float = 1.0,
-    snooze_check_every: float = 30.0,
-    stats: SinkStats | None = None,
-    metrics: StoreMetrics | None = None,
+    **options: Any,
 ) -> SinkStats:
-    """Consume ``topic`` into ``store`` until ``stop`` is set: a :class:`StoreSink` in the shared loop."""
-    sink = StoreSink(
-        store,
-        group_id,
-        stop=stop,
-        on_change=on_change,
-        session_timeout=session_timeout,
-        max_batch=max_batch,
-        retry_delay=retry_delay,
-        snooze_check_every=snooze_check_every,
-        stats=stats,
-        metrics=metrics,
-    )
+    """Consume ``topic`` into ``store`` until ``stop`` is set: a :class:`StoreSink` (``options``:
+    its keyword arguments, e.g. ``on_change``, ``metrics``, ``stats``) in the shared loop."""
+    sink = StoreSink(store, group_id, stop=stop, **options)
     await consume(sink, bootstrap, topic, stop=stop)
     return sink.stats
