@@ -10,7 +10,11 @@ every module of ``detectors/rules/`` (this file runs in the pure build).
 
 from __future__ import annotations
 
+import asyncio
+import datetime as _dt
 import importlib
+import json
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -21,6 +25,7 @@ import pytest
 
 import detectors
 from riskflow.registry import Registry, import_modules
+from riskflow.schema import parse_event
 
 
 @pytest.fixture
@@ -187,3 +192,87 @@ def test_two_unrelated_classes_under_one_name_are_refused() -> None:
 def test_private_modules_are_not_imported() -> None:
     names = [m.__name__ for m in import_modules("detectors.rules")]
     assert "detectors.rules.base" in names and not any(n.rsplit(".", 1)[1].startswith("_") for n in names)
+
+
+def _doc_examples() -> dict[str, str]:
+    """The Python examples of docs/architecture.md "Extending", by the file each names."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n# (\S+\.py)\n(.*?)^```", text, re.M | re.S)
+    return dict(blocks)
+
+
+def _drop_example(drop_module: Any, path: str) -> None:
+    package, name = path.removesuffix(".py").replace("/", ".").rsplit(".", 1)
+    drop_module(package, name, _doc_examples()[path])
+
+
+def test_the_docs_rule_kind_example_is_one_file_that_works(drop_module: Any) -> None:
+    from detectors.rules import RULE_KINDS, load_texts
+
+    RULE_KINDS.load()
+    _drop_example(drop_module, "detectors/rules/keyword.py")
+    drop_module.undo.append(lambda: RULE_KINDS.discard("keyword"))
+    RULE_KINDS.refresh()
+    pack = load_texts({"k.yaml": KEYWORD_PACK})
+    rule = pack.detectors[0]
+    ad = parse_event(_event("advertisement.published", channel="wechat", text="保本保息 guaranteed"))
+    assert rule.process(rule.init_state(), ad)[1][0].evidence == {"words": ["保本"]}
+
+
+def test_the_docs_detector_example_is_one_file_that_works(drop_module: Any) -> None:
+    from detectors.anomaly import ANOMALY_KINDS, anomaly_detectors
+
+    ANOMALY_KINDS.load()
+    _drop_example(drop_module, "detectors/anomaly/silence.py")
+    drop_module.undo.append(lambda: ANOMALY_KINDS.discard("silence"))
+    ANOMALY_KINDS.refresh()
+    det = ANOMALY_KINDS["silence"]()
+    assert "anomaly.silence" not in [d.id for d in anomaly_detectors()]  # default = False
+    state, first = det.process(det.init_state(), parse_event(_event("grid.report", day=0, observation="normal")))
+    _, later = det.process(state, parse_event(_event("grid.report", day=90, observation="normal")))
+    assert first == [] and later[0].evidence == {"silent_days": 90.0}
+
+
+def test_the_docs_sink_example_is_one_file_that_works(drop_module: Any, tmp_path: Path) -> None:
+    from riskflow.sinks.base import SINKS, decode_message
+
+    SINKS.load()
+    _drop_example(drop_module, "riskflow/sinks/jsonl.py")
+    drop_module.undo.append(lambda: SINKS.discard("jsonl"))
+    SINKS.refresh()
+    sink = SINKS["jsonl"].example(tmp_path)
+    junk = decode_message(b"junk", "riskflow.alerts/0@0")
+    assert asyncio.run(sink.handle([junk])) is True
+    assert (tmp_path / "alerts.jsonl").read_bytes() == b""
+
+
+KEYWORD_PACK = """
+version: example
+rules:
+- id: pf.keyword_promise
+  name_zh: 广告含保本字样
+  name_en: Advertisement promises principal
+  kind: keyword
+  severity: high
+  dimension: inducement
+  rationale: r
+  source: s
+  params: {event_type: advertisement.published, field: text, words: [保本, 刚兑]}
+"""
+
+
+def _event(event_type: str, day: float = 0, **payload: Any) -> bytes:
+    at = _dt.datetime(2025, 3, 1, 12, 0, tzinfo=_dt.timezone(_dt.timedelta(hours=8))) + _dt.timedelta(days=day)
+    return json.dumps(
+        {
+            "schema": "riskflow.event/v1",
+            "event_id": f"E-{event_type}-{day}",
+            "event_type": event_type,
+            "entity_id": "PF-330100-0001",
+            "entity_kind": "private_fund",
+            "region": "330100",
+            "event_time": at.isoformat(),
+            "source": "test",
+            "payload": payload,
+        }
+    ).encode()
