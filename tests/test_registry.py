@@ -3,9 +3,7 @@
 Each test drops a throwaway module into a temporary directory that it adds to the package's
 search path, as if the file had been written into the package, and asks for it only through
 the package's own entry point (``build_rule``, ``anomaly_detectors``, ``open_store``'s
-``dialect_for``, ``SINKS``, the CLI parser). In the compiled build an interpreted rule kind
-cannot subclass the compiled ``Rule`` base; that is why ``detectors.MYPYC_MODULES`` compiles
-every module of ``detectors/rules/`` (this file runs in the pure build).
+``dialect_for``, ``SINKS``, the CLI parser).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import datetime as _dt
 import importlib
 import json
 import re
+import runpy
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -75,6 +74,16 @@ def test_a_new_rule_kind_module_is_found(drop_module: Any) -> None:
     # and the compiled build would compile it, with no list to edit
     assert "detectors.rules.base" in detectors.MYPYC_MODULES
     assert all(m.startswith("detectors.rules.") for m in detectors._RULE_MODULES)
+
+
+def test_setup_reads_the_same_compiled_modules_without_importing_the_package() -> None:
+    """setup.py runs detectors/__init__.py alone (at build time, nothing of RiskFlow importable)."""
+    root = Path(__file__).resolve().parents[1]
+    assert runpy.run_path(str(root / "detectors" / "__init__.py"))["MYPYC_MODULES"] == detectors.MYPYC_MODULES
+    rules = sorted(p.stem for p in (root / "detectors" / "rules").glob("*.py") if p.stem != "__init__")
+    assert [m for m in detectors.MYPYC_MODULES if m.startswith("detectors.rules.")] == [
+        f"detectors.rules.{r}" for r in rules
+    ]
 
 
 def test_a_new_default_anomaly_detector_joins_the_default_set(drop_module: Any) -> None:
