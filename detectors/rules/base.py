@@ -373,7 +373,7 @@ def build_rule(spec: Any, where: str, constants: dict[str, float] | None = None)
     for f in spec:
         if f not in REQUIRED and f not in OPTIONAL:
             raise RuleError(where, rid, f, f"unknown field; allowed: {sorted(REQUIRED + OPTIONAL)}")
-    if not isinstance(spec["kind"], str) or spec["kind"] not in RULE_KINDS:
+    if spec["kind"] not in RULE_KINDS:
         raise RuleError(where, rid, "kind", f"unknown kind; known: {sorted(RULE_KINDS)}")
     if spec["severity"] not in SEVERITIES:
         raise RuleError(where, rid, "severity", f"must be one of {SEVERITIES}")
