@@ -31,7 +31,7 @@ from detectors import lateness as _lateness
 from detectors.base import Detector, Signal
 from detectors.entity import EntityState, Outcome, StepFailed, decode_state, encode_state
 from detectors.risk.scorer import RiskScorer
-from riskflow.alerts import Alert, alert_id, utc_now_iso
+from riskflow.alerts import Alert, alert_id, build_alert, utc_now_iso
 from riskflow.schema import Event, Payload
 
 __all__ = ["Engine", "EntityState", "Outcome", "StepFailed", "decode_state", "encode_state"]
@@ -284,12 +284,12 @@ class Engine:
 
     def _alert(self, det: Detector, sig: Signal, event: Event) -> Alert:
         d = det.describe
-        return Alert(
-            alert_id=alert_id(sig.detector_id, event.entity_id, sig.key),
-            entity_id=event.entity_id,
+        return build_alert(
+            sig.detector_id,
+            event.entity_id,
+            sig.key,
             entity_kind=event.entity_kind,
             region=event.region,
-            rule_id=sig.detector_id,
             severity=sig.severity,
             title_zh=d.name_zh,
             title_en=d.name_en,

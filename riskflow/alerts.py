@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 from typing import Any, Final
 
@@ -65,6 +66,50 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=False):
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(self)
+
+
+def build_alert(
+    rule_id: str,
+    entity_id: str,
+    key: str,
+    *,
+    entity_kind: str,
+    region: str,
+    severity: str,
+    title_zh: str,
+    title_en: str,
+    event_time: str,
+    detected_at: str,
+    **fields: Any,
+) -> Alert:
+    """The one place an :class:`Alert` is made: its id from what fired (``rule_id``,
+    ``entity_id`` and the finding's ``key``, see :func:`alert_id`), the remaining
+    fields as given (``dimension``, ``evidence``, ``event_id``, ``revision`` ...).
+
+    >>> a = build_alert("r", "PF-1", "ev-9", entity_kind="private_fund", region="330100",
+    ...                 severity="high", title_zh="t", title_en="t", event_time="", detected_at="")
+    >>> a.alert_id == alert_id("r", "PF-1", "ev-9") and a.rule_id == "r"
+    True
+    """
+    return Alert(
+        alert_id=alert_id(rule_id, entity_id, key),
+        entity_id=entity_id,
+        entity_kind=entity_kind,
+        region=region,
+        rule_id=rule_id,
+        severity=severity,
+        title_zh=title_zh,
+        title_en=title_en,
+        event_time=event_time,
+        detected_at=detected_at,
+        **fields,
+    )
+
+
+@functools.lru_cache(maxsize=4096)  # an episode's bounds recur in each of its revisions
+def iso(ts: float) -> str:
+    """Event-time POSIX seconds as RFC 3339 UTC (deterministic, no wall clock)."""
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat()
 
 
 def decode_alert(data: bytes) -> Alert:

@@ -1,4 +1,5 @@
-"""RiskFlow's Prometheus metrics, one bundle created against an injected registry.
+"""RiskFlow's Prometheus metrics, one bundle created against an injected registry
+(the pattern of every bundle: riskflow/metricskit.py).
 
 Labels come only from small fixed sets (event type, entity kind, region,
 reason, rule, severity, mode, topic); never an entity or investor id. Counting
@@ -29,6 +30,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from riskflow.alerts import Alert
+from riskflow.metricskit import counter, gauge, histogram
 from riskflow.schema import REASONS, REGIONS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -160,35 +162,33 @@ class Metrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
         return cls(
-            events=Counter(
+            events=counter(
+                registry,
                 "riskflow_events_total",
                 "Valid events processed, by event type, entity kind and region.",
-                ["event_type", "entity_kind", "region"],
-                registry=registry,
+                open_labels=("event_type", "entity_kind", "region"),
             ),
-            invalid=_by_reason(
+            invalid=counter(
                 registry,
                 "riskflow_invalid_events_total",
                 "Messages sent to the dead-letter topic, by reason.",
-                (PROCESSING_ERROR,),
+                fixed={"reason": (PROCESSING_ERROR,)},
             ),
-            alerts=Counter(
+            alerts=counter(
+                registry,
                 "riskflow_alerts_total",
                 "Alerts emitted, by rule, severity, region and mode (live or shadow).",
-                ["rule", "severity", "region", "mode"],
-                registry=registry,
+                open_labels=("rule", "severity", "region", "mode"),
             ),
-            batches=Counter("riskflow_batches_total", "Batches processed by the worker.", registry=registry),
-            batch_seconds=Histogram(
+            batches=counter(registry, "riskflow_batches_total", "Batches processed by the worker."),
+            batch_seconds=histogram(
+                registry,
                 "riskflow_batch_processing_seconds",
                 "Wall time to process one batch (parse, detect, emit).",
-                buckets=LATENCY_BUCKETS,
-                registry=registry,
+                LATENCY_BUCKETS,
             ),
-            event_time_lag=Gauge(
-                "riskflow_event_time_lag_seconds",
-                "Wall clock minus the latest event time processed.",
-                registry=registry,
+            event_time_lag=gauge(
+                registry, "riskflow_event_time_lag_seconds", "Wall clock minus the latest event time processed."
             ),
             build=Info("riskflow_build", "RiskFlow version and rule pack version.", registry=registry),
             latency=BulkHistogram(
@@ -198,87 +198,87 @@ class Metrics:
                 E2E_BUCKETS,
                 registry,
             ),
-            evaluation_seconds=Histogram(
+            evaluation_seconds=histogram(
+                registry,
                 "riskflow_detector_evaluation_seconds",
                 "Wall time of one batch in the detectors (parse, dedup, every detector), without I/O.",
-                buckets=LATENCY_BUCKETS,
-                registry=registry,
+                LATENCY_BUCKETS,
             ),
-            consumer_lag=Gauge(
+            consumer_lag=gauge(
+                registry,
                 "riskflow_consumer_lag_messages",
                 "Messages on the input topic behind the last one processed (high watermark minus position), "
                 "summed over this worker's partitions.",
-                ["topic"],
-                registry=registry,
+                open_labels=("topic",),
             ),
             regions=_region_info(registry),
             levels=LevelBoard(registry),
-            model_scored=Counter(
+            model_scored=counter(
+                registry,
                 "riskflow_model_scored_total",
                 "Entity-weeks scored by the peer-group model, by entity kind.",
-                ["entity_kind"],
-                registry=registry,
+                open_labels=("entity_kind",),
             ),
-            model_drift=Gauge(
+            model_drift=gauge(
+                registry,
                 "riskflow_model_score_psi",
                 "Population stability index of recent peer-group scores against the training scores, "
                 "by entity kind (above ~0.25: the model has gone stale; retrain).",
-                ["entity_kind"],
-                registry=registry,
+                open_labels=("entity_kind",),
             ),
             model=Info("riskflow_model", "Version of the loaded peer-group model.", registry=registry),
-            model_reloads=Counter(
+            model_reloads=counter(
+                registry,
                 "riskflow_model_reloads_total",
                 "Peer-group model loads, by reason (loaded; load_failed: missing, unreadable or malformed; "
                 "refused: outside the model directory, or its HMAC does not verify).",
-                ["reason"],
-                registry=registry,
+                open_labels=("reason",),
             ),
-            rule_pack_rejected=_by_reason(
+            rule_pack_rejected=counter(
                 registry,
                 "riskflow_rule_pack_rejected_total",
                 "Messages on the rules control topic that were not a valid rule pack (the running pack stays), "
                 "by reason (malformed, unsupported_schema, invalid_rules).",
-                RULE_PACK_REJECT_REASONS,
+                fixed={"reason": RULE_PACK_REJECT_REASONS},
             ),
-            control_ignored=_by_reason(
+            control_ignored=counter(
                 registry,
                 "riskflow_control_messages_ignored_total",
                 "Messages on the model control topic that were ignored, by reason (too_large, malformed, "
                 "unknown_command, no_model_dir).",
-                CONTROL_IGNORE_REASONS,
+                fixed={"reason": CONTROL_IGNORE_REASONS},
             ),
-            late=Counter(
+            late=counter(
+                registry,
                 "riskflow_late_events_total",
                 "Events beyond the allowed lateness, sent to the late-event ledger, by event type.",
-                ["event_type"],
-                registry=registry,
+                open_labels=("event_type",),
             ),
-            ahead=Counter(
+            ahead=counter(
+                registry,
                 "riskflow_events_ahead_total",
                 "Events that ran more than RISKFLOW_MAX_EVENT_SKEW ahead of their partition's event time "
                 "(processed for their own entity, not moving the partition's time; ledgered with ahead: true), "
                 "by event type.",
-                ["event_type"],
-                registry=registry,
+                open_labels=("event_type",),
             ),
-            state_flushes=_by_reason(
+            state_flushes=counter(
                 registry,
                 "riskflow_state_flushes_total",
                 "Writes of the changed entity states to the changelog, by reason (batch: every batch, "
                 "interval, dirty_limit, rebalance, shutdown; streams/statecache.py).",
-                STATE_FLUSH_REASONS,
+                fixed={"reason": STATE_FLUSH_REASONS},
             ),
-            states_written=Counter(
+            states_written=counter(
+                registry,
                 "riskflow_states_written_total",
                 "Entity states written to the changelog (one per changed entity per flush).",
-                registry=registry,
             ),
-            already_applied=Counter(
+            already_applied=counter(
+                registry,
                 "riskflow_already_applied_total",
                 "Input messages skipped because their entity's state already held them (read again "
                 "after a crash or a rebalance: at or below the offset the state records for their partition).",
-                registry=registry,
             ),
         )
 
@@ -348,17 +348,14 @@ class LevelBoard:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.gauge = Gauge(
+        self.gauge = gauge(
+            registry,
             "riskflow_entities_at_level",
             "Entities at each risk level above green, by region, on this worker (sum over workers).",
-            ["level", "region"],
-            registry=registry,
+            fixed={"level": LEVELS_AT_RISK, "region": REGIONS},
         )
         self._at: dict[str, tuple[str, str, int]] = {}
         self._n: _Tally[tuple[str, str]] = _Tally()
-        for level in LEVELS_AT_RISK:
-            for region in REGIONS:
-                self.gauge.labels(level=level, region=region).set(0)
 
     def update(self, changes: Iterable[tuple[str, str, str, int]]) -> None:
         """(entity id, level, region, partition) of each entity whose state a batch changed."""
@@ -390,22 +387,14 @@ class LevelBoard:
             self.gauge.labels(level=level, region=region).set(0)
 
 
-def _by_reason(registry: CollectorRegistry, name: str, doc: str, reasons: tuple[str, ...]) -> Counter:
-    """A counter labelled by ``reason`` from a fixed set; every reason's series exists from the start at 0."""
-    c = Counter(name, doc, ["reason"], registry=registry)
-    for reason in reasons:
-        c.labels(reason=reason)
-    return c
-
-
 def _region_info(registry: CollectorRegistry) -> Gauge:
     """``riskflow_region_info{region, city, city_zh} 1``: lets dashboards name a region code's city
     (``* on (region) group_left (city) riskflow_region_info``)."""
-    g = Gauge(
+    g = gauge(
+        registry,
         "riskflow_region_info",
         "City of each region code (GB/T 2260) of Zhejiang; always 1.",
-        ["region", "city", "city_zh"],
-        registry=registry,
+        open_labels=("region", "city", "city_zh"),
     )
     for code, (en, zh) in REGIONS.items():
         g.labels(region=code, city=en, city_zh=zh).set(1)

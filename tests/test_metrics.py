@@ -133,3 +133,28 @@ def test_level_board_follows_changes_and_rebuilds() -> None:
     assert reg.get_sample_value("riskflow_entities_at_level", {"level": "orange", "region": "330200"}) == 0
     samples = [s for fam in reg.collect() if fam.name == "riskflow_entities_at_level" for s in fam.samples]
     assert len(samples) == 3 * 11 and {s.labels["level"] for s in samples} == {"yellow", "orange", "red"}
+
+
+def test_every_metrics_bundle_is_built_by_the_one_pattern() -> None:
+    """The worker's, the sink's and the feed's bundles make their metrics through riskflow/metricskit.py
+    (prefix, _total, fixed label sets pre-created), never with prometheus_client's constructors directly."""
+    import inspect
+
+    from prometheus_client import CollectorRegistry
+
+    import riskflow.feed.metrics as feed_metrics
+    import riskflow.metrics as worker_metrics
+    import riskflow.store.metrics as store_metrics
+
+    for module, bundle in (
+        (worker_metrics, worker_metrics.Metrics),
+        (store_metrics, store_metrics.StoreMetrics),
+        (feed_metrics, feed_metrics.FeedMetrics),
+    ):
+        source = inspect.getsource(module)
+        for ctor in ("Counter(", "Gauge(", "Histogram("):
+            assert f" {ctor}" not in source and f"={ctor}" not in source, (module.__name__, ctor)
+        reg = CollectorRegistry()
+        bundle.create(reg)
+        names = [m.name for m in reg.collect()]
+        assert names and all(n.startswith("riskflow_") for n in names), names
