@@ -304,7 +304,7 @@ def backtest(
     A history of a single batch runs in this process. ``progress(text)`` receives a line
     after a batch when ``progress_every`` seconds have passed since the last one.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.defaults()
     pack = pack or pack_from_settings(settings)
     bp = processor_from_settings(settings, pack, links_topic=_LINKS)
     now = time.time() if now is None else now

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -244,12 +244,39 @@ class Settings(BaseSettings):
         description="RISKFLOW_SNOOZE_MAX_DAYS: longest snooze an officer may set (nothing is hidden forever).",
     )
 
+    @classmethod
+    def defaults(cls, **overrides: object) -> Settings:
+        """The shipped defaults with ``overrides``, the environment NOT read: what library code
+        uses when its caller passes no settings (only entry points read the environment).
+
+        >>> import os; os.environ["RISKFLOW_PARTITIONS"] = "7"
+        >>> Settings().partitions, Settings.defaults().partitions, Settings.defaults(partitions=3).partitions
+        (7, 4, 3)
+        >>> del os.environ["RISKFLOW_PARTITIONS"]
+        """
+        return _ShippedDefaults(**overrides)  # type: ignore[arg-type]
+
     def store_target(self) -> str:
         """Where the alert store is: ``store_url`` or the SQLite file in ``data_dir``."""
         return self.store_url or str(self.data_dir / "alerts.sqlite3")
 
     def store_group_id(self) -> str:
         return self.store_group or f"{self.app_id}-alert-store"
+
+
+class _ShippedDefaults(Settings):
+    """:class:`Settings` from its arguments only (no environment, no dotenv file)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def prefixed_topics(prefix: str) -> dict[str, str]:

@@ -119,6 +119,18 @@ def test_same_alerts_whatever_the_batch_size() -> None:
     assert ids[0] == ids[1] == ids[2] and ids[0]
 
 
+def test_the_library_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only entry points read RISKFLOW_* variables: ``backtest`` without settings runs the shipped
+    defaults, whatever the environment says (here a risk config that does not exist and a
+    different partition count)."""
+    events, labels = simulate(entities=20, days=40, seed=3)
+    lines = [encode_event(e) for e in events]
+    want = backtest(lines, labels, now=0.0).summary()
+    monkeypatch.setenv("RISKFLOW_RISK_CONFIG", "/nonexistent/risk.yaml")
+    monkeypatch.setenv("RISKFLOW_PARTITIONS", "1")
+    assert backtest(lines, labels, now=0.0).summary() == want
+
+
 def test_ponzi_funds_are_caught_before_they_fail() -> None:
     events, labels = simulate(entities=300, days=365, seed=21, scenarios={"ponzi_fund": 0.02, "benign_lookalike": 0.02})
     s = backtest([encode_event(e) for e in events], labels).summary()
