@@ -55,12 +55,12 @@ from typing import Any, NamedTuple
 import msgspec
 
 from detectors.engine import EntityState, decode_state, encode_state
+from detectors.factory import pack_from_settings, processor_from_settings
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.risk.contagion import decode_link, encode_link
 from detectors.rules import RulePack
 from riskflow.alerts import SEVERITIES, Alert
 from riskflow.partitioning import partition_for
-from riskflow.processing import pack_from_settings, processor_from_settings
 from riskflow.schema import topic_role
 from riskflow.settings import Settings
 

@@ -13,6 +13,7 @@ import threading
 from typing import NoReturn
 
 from riskflow import __version__, commands
+from riskflow.errors import CommandError
 
 
 class _Version(argparse.Action):
@@ -42,10 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         importlib.import_module(f"riskflow.commands.{info.name}").register(sub)
     return parser
-
-
-class CommandError(Exception):
-    """An error the user can fix: printed as one line (``riskflow <command>: <message>``), exit 2."""
 
 
 class Terminated(BaseException):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from riskflow.feed.app import build_app
 from riskflow.feed.auth import Tokens
-from riskflow.store import open_store
+from riskflow.feed.guard import FeedLimits
+from riskflow.feed.server import feed_runner
+from riskflow.store import AlertStore, open_store
 
 #: a viewer, an officer and an admin
 TOKENS = "v1ewer-token:viewer:audit.office,0fficer-token:officer:li.na,adm1n-token:admin:chief.zhao"
@@ -34,3 +38,25 @@ def serve(target: str, scenario: Scenario, tokens: str = TOKENS) -> None:
 
 async def body(resp: Any) -> Any:
     return json.loads(await resp.text())
+
+
+@asynccontextmanager
+async def serving(
+    store: AlertStore | str, limits: FeedLimits, clock: Callable[[], float] | None = None
+) -> AsyncIterator[tuple[web.Application, str, AlertStore]]:
+    """The feed app over ``store`` (or the store at that target, opened and closed here) on a free
+    loopback port, run by the production runner; yields (app, base URL, store)."""
+    st = open_store(store) if isinstance(store, str) else store
+    kw: dict[str, Any] = {"clock": clock} if clock else {}
+    app = build_app(st, Tokens.parse(TOKENS), poll_interval=0.05, limits=limits, **kw)
+    runner = feed_runner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield app, f"http://{host}:{port}", st
+    finally:
+        await runner.cleanup()
+        if st is not store:
+            st.close()

@@ -27,7 +27,7 @@ from detectors.lateness import LateRecord
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import load_pack
 from riskflow.alerts import Alert
-from riskflow.schema import Event
+from riskflow.schema import Event, encode_event
 
 
 def produce(bootstrap: str, records: Sequence[tuple[str, bytes | None, bytes]]) -> dict[TopicPartition, int]:
@@ -609,3 +609,25 @@ def assert_same_contents(got: dict[str, list[Alert]], want: dict[str, list[Alert
         g = max(got[aid], key=lambda a: a.revision)
         plain_w, plain_g = msgspec.structs.replace(w, detected_at=""), msgspec.structs.replace(g, detected_at="")
         assert plain_g == plain_w, (aid, _field_diff(plain_w, plain_g))
+
+
+def touch_every_entity(events: list[dict[str, Any]]) -> list[bytes]:
+    """One more quiet event per entity, after everything else, so that every
+    entity's state is read back from the table (recovered) and written again:
+    a state lost in recovery then shows in the final changelog."""
+    last = max(e["event_time"] for e in events)
+    end = (dt.datetime.fromisoformat(last) + dt.timedelta(days=1)).isoformat()
+    heads = {e["entity_id"]: e for e in events}
+    return [
+        encode_event(
+            {
+                **{k: h[k] for k in ("schema", "entity_id", "entity_kind", "region")},
+                "event_id": f"touch-{eid}",
+                "event_type": "grid.report",
+                "event_time": end,
+                "source": "grid",
+                "payload": {"observation": "normal"},
+            }
+        )
+        for eid, h in sorted(heads.items())
+    ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from riskflow.store import open_store
-from tests.test_cases_store import alert
+from tests.cases_tools import alert
 
 
 @pytest.fixture

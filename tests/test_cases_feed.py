@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient
 from riskflow.feed.app import KEY_REGISTRY
 from riskflow.feed.explain import Explainer
 from riskflow.store import open_store
+from tests.cases_tools import alert
 from tests.feed_tools import body, serve
-from tests.test_cases_store import alert
 
 VIEWER, OFFICER, ADMIN = ({"Authorization": f"Bearer {t}"} for t in ("v1ewer-token", "0fficer-token", "adm1n-token"))
 RED, YELLOW, GREEN = "PFM-330100-0001", "PFM-330300-0007", "PFM-330100-0009"
@@ -453,7 +453,7 @@ def test_a_case_backlog_is_paged_within_the_stream_limits(tmp_path: Path) -> Non
 
     from riskflow.feed.app import KEY_HUB
     from riskflow.feed.guard import FeedLimits
-    from tests.test_feed_guard import serving
+    from tests.feed_tools import serving
 
     target = str(tmp_path / "many.sqlite3")
     with open_store(target) as s:

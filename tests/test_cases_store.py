@@ -19,28 +19,7 @@ from riskflow.store import (
 )
 from riskflow.store.base import Incoming
 from riskflow.store.cases import TEXT_LIMIT_BYTES
-
-E1, E2 = "PFM-330100-0001", "PFM-330200-0002"
-
-
-def alert(aid: str, level: str, index: float, entity: str = E1, rule: str = "pf.guaranteed_return", **kw: Any) -> Alert:
-    base: dict[str, Any] = dict(
-        alert_id=aid,
-        entity_id=entity,
-        entity_kind="private_fund_manager",
-        region="330100",
-        rule_id=rule,
-        severity="high",
-        title_zh="承诺保本保收益",
-        title_en="Guaranteed-return promise",
-        event_time="2025-04-01T10:00:00+08:00",
-        risk_level=level,
-        risk_index=index,
-        affected_people=12,
-        affected_amount=3.5e6,
-    )
-    base.update(kw)
-    return Alert(**base)
+from tests.cases_tools import E1, E2, alert
 
 
 def rise(aid: str, frm: str, to: str, index: float, entity: str = E1) -> Alert:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from riskflow.store import open_store
-from tests.test_cli_errors import riskflow
-from tests.test_store import make_alert
+from tests.cli_tools import riskflow
+from tests.store_tools import make_alert
 
 
 def ids(r: subprocess.CompletedProcess[str]) -> list[str]:

@@ -4,29 +4,15 @@ traceback. Each case runs ``riskflow`` as a process, as a user would in a termin
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from riskflow.cli import build_parser
-
-
-def riskflow(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RISKFLOW_")}
-    base["RISKFLOW_DATA_DIR"] = str(cwd / ".riskflow")
-    return subprocess.run(
-        [sys.executable, "-m", "riskflow", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.cli_tools import riskflow
 
 
 def one_line_error(r: subprocess.CompletedProcess[str]) -> str:

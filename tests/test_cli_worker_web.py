@@ -8,7 +8,7 @@ from pathlib import Path
 
 from riskflow.broker import free_port
 from tests.kafka_fixtures import Stack
-from tests.test_cli_broker import wait_until
+from tests.procs import wait_until
 
 LISTEN = "0A"
 

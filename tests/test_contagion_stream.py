@@ -13,8 +13,8 @@ from detectors.risk.contagion import CONTAGION_RULE
 from detectors.rules import load_pack
 from riskflow.partitioning import partition_for
 from riskflow.replay import route
+from tests.contagion_events import fund_registered, lost_contact, quiet_day
 from tests.kafka_fixtures import Stack
-from tests.test_contagion import fund_registered, lost_contact, quiet_day
 
 
 def history() -> list[bytes]:

@@ -24,7 +24,7 @@ from detectors.factory import build_processor
 from detectors.rules import MAX_DEPTH, MAX_PACK_BYTES, PACK_DIR, PackError, RuleError, load_pack, load_texts
 from riskflow.metrics import RULE_PACK_REJECT_REASONS, Metrics
 from streams.rules_control import MAX_MESSAGE_BYTES, PushedPack, RuleControl, encode_pack
-from tests.test_rules_control import control, rejected
+from tests.rules_tools import control, rejected
 
 PACK = load_pack()
 GOOD = (PACK_DIR / "conduct.yaml").read_text(encoding="utf-8")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_broker import _pids, _ppid, alive, listening, wait_until
+from tests.procs import _pids, _ppid, alive, listening, wait_until
 
 ALERT_LINE = re.compile(r"^(?:[↑↓↻] revision \d+(?: \([^)]*\))?  )?\d{4}-\d\d-\d\d \d\d:\d\d  (?:LOW |MED |HIGH|CRIT) ")
 COLUMNS = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 from detectors.engine import Engine
 from detectors.risk import RiskConfig, RiskScorer
 from riskflow.alerts import alert_id
-from tests.test_risk import RULES, complaint, run
+from tests.risk_tools import RULES, complaint, run
 
 
 def engine(**cfg: object) -> Engine:

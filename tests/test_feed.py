@@ -21,7 +21,7 @@ from riskflow.feed.openapi import openapi_document
 from riskflow.store import open_store
 from tests.feed_tools import body as _json
 from tests.feed_tools import serve
-from tests.test_store import make_alert
+from tests.store_tools import make_alert
 
 VIEWER, OFFICER, ADMIN = ({"Authorization": f"Bearer {t}"} for t in ("v1ewer-token", "0fficer-token", "adm1n-token"))
 

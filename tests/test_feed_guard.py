@@ -12,46 +12,22 @@ import json
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession, TCPConnector, web
+from aiohttp import ClientSession, TCPConnector
 
-from riskflow.feed.app import KEY_HUB, KEY_REGISTRY, KEY_SLOTS, build_app
-from riskflow.feed.auth import Tokens
+from riskflow.feed.app import KEY_HUB, KEY_REGISTRY, KEY_SLOTS
 from riskflow.feed.guard import SECURITY_HEADERS, FeedLimits
 from riskflow.feed.openapi import openapi_document
-from riskflow.feed.server import feed_runner
-from riskflow.store import AlertStore, open_store
-from tests.test_store import make_alert
+from riskflow.store import open_store
+from tests.feed_tools import serving
+from tests.store_tools import make_alert
 
 TOKENS = "v1ewer-token:viewer:audit.office,0fficer-token:officer:li.na,adm1n-token:admin:chief.zhao"
 VIEWER, OFFICER, ADMIN = ({"Authorization": f"Bearer {t}"} for t in ("v1ewer-token", "0fficer-token", "adm1n-token"))
-
-
-@asynccontextmanager
-async def serving(
-    store: AlertStore | str, limits: FeedLimits, clock: Callable[[], float] | None = None
-) -> AsyncIterator[tuple[web.Application, str, AlertStore]]:
-    """The feed app over ``store`` (or the store at that target, opened and closed here) on a free
-    loopback port, run by the production runner; yields (app, base URL, store)."""
-    st = open_store(store) if isinstance(store, str) else store
-    kw: dict[str, Any] = {"clock": clock} if clock else {}
-    app = build_app(st, Tokens.parse(TOKENS), poll_interval=0.05, limits=limits, **kw)
-    runner = feed_runner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield app, f"http://{host}:{port}", st
-    finally:
-        await runner.cleanup()
-        if st is not store:
-            st.close()
 
 
 def sse_alerts(buf: bytes) -> tuple[list[tuple[int, str]], bytes]:

@@ -35,8 +35,8 @@ from riskflow.commands.train import train
 from riskflow.replay import route
 from riskflow.schema import REGIONS, encode_event
 from riskflow.simulate import simulate
+from tests.browser_tools import _api, _start_feed
 from tests.kafka_fixtures import Stack
-from tests.test_browser_feed import _api, _start_feed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

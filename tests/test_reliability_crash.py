@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
 
 from detectors.factory import build_processor
 from detectors.rules import load_pack
@@ -44,6 +43,7 @@ from tests.reliability_tools import (
     reference_alerts,
     routed_messages,
     scrape,
+    touch_every_entity,
     wait_committed,
     wait_read,
     wait_states,
@@ -51,28 +51,6 @@ from tests.reliability_tools import (
 )
 
 DEDUP = 1000
-
-
-def touch_every_entity(events: list[dict[str, Any]]) -> list[bytes]:
-    """One more quiet event per entity, after everything else, so that every
-    entity's state is read back from the table (recovered) and written again:
-    a state lost in recovery then shows in the final changelog."""
-    last = max(e["event_time"] for e in events)
-    end = (dt.datetime.fromisoformat(last) + dt.timedelta(days=1)).isoformat()
-    heads = {e["entity_id"]: e for e in events}
-    return [
-        encode_event(
-            {
-                **{k: h[k] for k in ("schema", "entity_id", "entity_kind", "region")},
-                "event_id": f"touch-{eid}",
-                "event_type": "grid.report",
-                "event_time": end,
-                "source": "grid",
-                "payload": {"observation": "normal"},
-            }
-        )
-        for eid, h in sorted(heads.items())
-    ]
 
 
 def test_kill_dash_nine_mid_replay_and_after_commit_loses_nothing(stack: Stack, postgres_url: str) -> None:

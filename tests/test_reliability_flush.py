@@ -33,10 +33,10 @@ from tests.reliability_tools import (
     reference_alerts,
     routed_messages,
     scrape,
+    touch_every_entity,
     wait_committed,
     wait_states,
 )
-from tests.test_reliability_crash import touch_every_entity
 
 DEDUP = 1000
 LONG = {"RISKFLOW_STATE_FLUSH_INTERVAL": "3600"}  # no flush by time during the test

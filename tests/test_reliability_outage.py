@@ -28,10 +28,10 @@ from tests.reliability_tools import (
     reference,
     reference_alerts,
     routed_messages,
+    touch_every_entity,
     wait_committed,
     wait_states,
 )
-from tests.test_reliability_crash import touch_every_entity
 
 DEDUP = 1000
 RETRY = re.compile(r"Kafka at \S+ not reachable .*; retrying in (\d+\.\d)s")

@@ -20,10 +20,10 @@ from tests.reliability_tools import (
     reference_alerts,
     routed_messages,
     scrape,
+    touch_every_entity,
     wait_committed,
     wait_states,
 )
-from tests.test_reliability_crash import touch_every_entity
 
 DEDUP = 1000
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 
@@ -19,75 +18,17 @@ from detectors.pipeline import RawMessage
 from detectors.risk import RiskConfig, RiskScorer, load_risk_config
 from detectors.risk import people as kmv
 from detectors.risk.scorer import is_milestone
-from detectors.rules import build_rule, load_pack
+from detectors.rules import load_pack
 from riskflow.alerts import alert_id
-from riskflow.schema import encode_event, parse_event
+from riskflow.schema import encode_event
 from riskflow.simulate import simulate
-
-DAY = 86400.0
-T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
-
-
-def rule(rid: str, event_type: str, field: str, value: object, severity: str, dimension: str, **kw: object):
-    spec = {
-        "id": rid,
-        "name_zh": "测试",
-        "name_en": "Test",
-        "kind": "threshold",
-        "severity": severity,
-        "dimension": dimension,
-        "rationale": "test",
-        "source": "test",
-        "params": {"event_type": event_type, "when": [{"field": field, "op": "==", "value": value}]},
-        **kw,
-    }
-    return build_rule(spec, "<test>")
-
+from tests.risk_tools import DAY, RULES, T0, complaint, ev, rule, run  # noqa: F401  # noqa: F401
 
 #: complaint category -> a rule of a given severity and dimension
-RULES = [
-    rule("t.fraud", "complaint.filed", "category", "fraud", "critical", "complaints"),
-    rule("t.refused", "complaint.filed", "category", "redemption_refused", "high", "complaints"),
-    rule("t.other", "complaint.filed", "category", "other", "medium", "complaints"),
-    rule("t.ad", "advertisement.published", "guaranteed", True, "high", "inducement"),
-    rule("t.shadow", "complaint.filed", "category", "lost_contact", "critical", "complaints", mode="shadow"),
-]
-
-
-def ev(event_type: str, payload: dict, day: float, n: int | str, entity: str = "PF-1", **over: object):
-    import datetime as dt
-
-    t = dt.datetime.fromtimestamp(T0 + day * DAY, dt.UTC).isoformat()
-    d = {
-        "schema": "riskflow.event/v1",
-        "event_id": f"e{n}",
-        "event_type": event_type,
-        "entity_id": entity,
-        "entity_kind": "private_fund",
-        "region": "330100",
-        "event_time": t,
-        "source": "test",
-        "payload": payload,
-        **over,
-    }
-    return parse_event(json.dumps(d).encode())
-
-
-def complaint(category: str, day: float, n: int | str, amount: float | None = None, **kw: object):
-    return ev("complaint.filed", {"channel": "12345", "category": category, "amount_involved": amount}, day, n, **kw)
 
 
 def engine(**cfg: object) -> Engine:
     return Engine(RULES, risk=RiskScorer(RiskConfig(**cfg)), clock=lambda: "wall")  # type: ignore[arg-type]
-
-
-def run(eng: Engine, events, state: EntityState | None = None):
-    alerts = []
-    for e in events:
-        out = eng.process(state, e)
-        state = out.state
-        alerts += out.alerts
-    return state, alerts
 
 
 def test_index_formula_one_signal_per_dimension() -> None:
@@ -349,7 +290,7 @@ def test_alerts_carry_each_dimensions_points_of_the_index() -> None:
 
 def test_dimension_points_add_up_on_a_simulated_history_and_name_contagion() -> None:
     from detectors.risk.state import DIMENSION_CODES
-    from tests.test_contagion import fund_registered, lost_contact, offline
+    from tests.contagion_events import fund_registered, lost_contact, offline
 
     events, _ = simulate(entities=40, days=60, seed=11)
     bp = build_processor(load_pack())

@@ -10,10 +10,10 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from detectors.factory import build_processor
 from detectors.rules import load_pack
 from riskflow.metrics import RULE_PACK_REJECT_REASONS, Metrics
-from streams.rules_control import PACK_SCHEMA, PushedPack, RuleControl, encode_pack
+from streams.rules_control import PACK_SCHEMA, PushedPack, encode_pack
+from tests.rules_tools import control, rejected
 
 PACK = load_pack()
 BROKEN_RULE = """
@@ -28,24 +28,6 @@ rules:
     rationale: A rule without its regulation.
     params: {event_type: grid.report}
 """
-
-
-def control(reg: CollectorRegistry) -> RuleControl:
-    return RuleControl(
-        {"bootstrap_servers": "k:9092"},
-        "riskflow.rules",
-        build_processor(PACK, anomaly=False),
-        lambda p: build_processor(p, anomaly=False).engine,
-        lambda: [],
-        metrics=Metrics.create(reg),
-    )
-
-
-def rejected(reg: CollectorRegistry) -> dict[str, float]:
-    return {
-        r: reg.get_sample_value("riskflow_rule_pack_rejected_total", {"reason": r}) or 0.0
-        for r in RULE_PACK_REJECT_REASONS
-    }
 
 
 def test_every_reason_series_exists_from_the_start() -> None:

@@ -16,7 +16,7 @@ from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import RuleError, load_pack, load_texts
 from riskflow.schema import encode_event, parse_event
 from riskflow.simulate import simulate
-from tests.test_rules_pack import RULES, event
+from tests.pack_tools import RULES, event
 
 GOOD = """
 version: "1"

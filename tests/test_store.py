@@ -3,50 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from riskflow.alerts import Alert
 from riskflow.store import AlertStore, NotFound, TransitionError, open_store
+from tests.store_tools import make_alert
 
 UTC = dt.UTC
-
-
-def make_alert(aid: str = "a1", **kw: Any) -> Alert:
-    base: dict[str, Any] = dict(
-        alert_id=aid,
-        entity_id="PFM-330100-0001",
-        entity_kind="private_fund_manager",
-        region="330100",
-        rule_id="pf.guaranteed_return",
-        severity="high",
-        title_zh="承诺保本保收益",
-        title_en="Guaranteed-return promise",
-        event_time="2025-04-01T10:00:00+08:00",
-        detected_at="2026-11-27T10:00:00.000+00:00",
-        evidence={"guaranteed": True},
-        risk_level="orange",
-        risk_index=65.0,
-    )
-    base.update(kw)
-    return Alert(**base)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "alerts.sqlite3")
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def store(target: str) -> Iterator[AlertStore]:
-    s = open_store(target)
-    yield s
-    s.close()
 
 
 def test_dialect_follows_the_target(store: AlertStore, target: str) -> None:

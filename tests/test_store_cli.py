@@ -16,7 +16,7 @@ import pytest
 from riskflow.cli import main
 from riskflow.store import open_store
 from tests.kafka_fixtures import Stack
-from tests.test_store import make_alert
+from tests.store_tools import make_alert
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """A record the database refuses is ledgered and the rest of its batch stored; every revision is kept.
 
-The same tests against SQLite and a real PostgreSQL server (``target`` from tests/test_store.py).
+The same tests against SQLite and a real PostgreSQL server (the ``target`` fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import pytest
 
 from riskflow.store import AlertStore, open_store
 from riskflow.store.base import Incoming
-from tests.test_store import make_alert, store, target  # noqa: F401  (fixtures)
+from tests.store_tools import make_alert
 
 NUL_ID = "PFM-330100-\x00666"
 
 
-def test_a_nul_in_an_id_is_ledgered_and_the_valid_alerts_of_the_batch_stored(store: AlertStore) -> None:  # noqa: F811
+def test_a_nul_in_an_id_is_ledgered_and_the_valid_alerts_of_the_batch_stored(store: AlertStore) -> None:
     batch = [
         Incoming.of(make_alert("g1"), "riskflow.alerts/0@1"),
         Incoming.of(make_alert("bad", entity_id=NUL_ID), "riskflow.alerts/0@2"),
@@ -44,7 +44,7 @@ def test_a_nul_in_an_id_is_ledgered_and_the_valid_alerts_of_the_batch_stored(sto
     assert len(store.rejects()) == 2 and store.count() == 3, "and is ledgered once"
 
 
-def test_what_the_database_itself_refuses_is_found_record_by_record(store: AlertStore) -> None:  # noqa: F811
+def test_what_the_database_itself_refuses_is_found_record_by_record(store: AlertStore) -> None:
     """No pre-check catches a lone surrogate: the driver refuses it, the batch falls back."""
     odd = make_alert("odd", entity_id="PF-\ud800")
     batch = [
@@ -72,13 +72,13 @@ def test_postgresql_refusing_a_nul_is_a_rejected_record_not_an_outage(
         assert "NUL" in r.error
 
 
-def test_a_revision_beyond_32_bits_is_refused_alike_on_both_databases(store: AlertStore) -> None:  # noqa: F811
+def test_a_revision_beyond_32_bits_is_refused_alike_on_both_databases(store: AlertStore) -> None:
     result = store.write_batch([Incoming.of(make_alert("big", revision=2**40)), Incoming.of(make_alert("g1"))])
     assert result.changed == ["g1"]
     assert [(r.alert_id, r.reason) for r in result.rejects] == [("big", "out_of_range")]
 
 
-def test_a_broken_store_is_raised_for_a_retry_not_taken_for_bad_records(store: AlertStore) -> None:  # noqa: F811
+def test_a_broken_store_is_raised_for_a_retry_not_taken_for_bad_records(store: AlertStore) -> None:
     """A missing table fails every record: that is the store's fault, and nothing is ledgered."""
     with store._tx() as cur:
         store._x(cur, "DROP TABLE rf_revisions")
@@ -105,7 +105,7 @@ def test_postgres_outage_during_a_batch_is_raised_and_the_retry_stores_it(postgr
 
 
 def test_every_revision_of_a_batch_is_kept_in_order_and_redelivery_adds_nothing(
-    store: AlertStore,  # noqa: F811
+    store: AlertStore,
 ) -> None:
     revs = [make_alert("a1", revision=r, risk_index=50.0 + r, risk_level="orange") for r in (3, 1, 5, 2, 4)]
     assert store.upsert_alerts(revs) == ["a1"]

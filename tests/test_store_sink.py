@@ -19,7 +19,7 @@ from riskflow.store import AlertStore, open_store
 from riskflow.store.metrics import StoreMetrics
 from riskflow.store.sink import SinkStats, run_sink
 from tests.kafka_fixtures import Stack
-from tests.test_store import make_alert
+from tests.store_tools import make_alert
 
 
 async def _committed(bootstrap: str, topic: str, group: str) -> int:
