@@ -11,7 +11,7 @@ the live worker does.
 >>> bp = build_processor(load_pack())
 >>> len(bp.engine.detectors) >= 3
 True
->>> from riskflow.settings import Settings
+>>> from riskflow.core.settings import Settings
 >>> bp = processor_from_settings(Settings(lpr_1y=0.031), pack_from_settings(Settings(lpr_1y=0.031)))
 >>> bp.engine.pack_version != "", bp.max_skew
 (True, 604800.0)
@@ -25,9 +25,9 @@ from detectors.lateness import DEFAULT_ALLOWED_LATENESS
 from detectors.pipeline import DEFAULT_MAX_SKEW, BatchProcessor
 from detectors.risk import RiskConfig, RiskScorer, load_risk_config
 from detectors.rules import RulePack, load_pack
-from riskflow.models import PeerModel
-from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS
-from riskflow.settings import Settings
+from riskflow.core.models import PeerModel
+from riskflow.core.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS
+from riskflow.core.settings import Settings
 
 
 def build_processor(

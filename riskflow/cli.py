@@ -13,7 +13,7 @@ import threading
 from typing import NoReturn
 
 from riskflow import __version__, commands
-from riskflow.errors import CommandError
+from riskflow.core.errors import CommandError
 
 
 class _Version(argparse.Action):
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
-    from riskflow.settings import Settings
+    from riskflow.core.settings import Settings
 
     action = getattr(args, "alerts_command", None) or getattr(args, "rules_command", None)
     where = f"riskflow {args.command}" + (f" {action}" if action else "")

@@ -7,7 +7,7 @@ import pytest
 
 from riskflow.store import AlertStore, open_store
 
-pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
+pytest_plugins = ["tests.support.kafka_fixtures", "tests.support.pg_fixtures"]
 
 
 EXAMPLES = Path(__file__).resolve().parent / "data"

@@ -73,8 +73,8 @@ import msgspec
 
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
 from detectors.risk.state import Raise, RiskState
-from riskflow.alerts import Alert, build_alert, iso
-from riskflow.schema import Event
+from riskflow.core.alerts import Alert, build_alert, iso
+from riskflow.core.schema import Event
 
 CONTAGION_RULE = "risk.contagion"
 RELATIONS: dict[str, tuple[str, str]] = {

@@ -25,7 +25,7 @@ wall-clock timers, so replays decide identically.
 
 >>> from detectors.engine import Engine
 >>> from detectors.rules import load_pack
->>> from riskflow.schema import parse_event
+>>> from riskflow.core.schema import parse_event
 >>> eng = Engine(load_pack().detectors, risk=RiskScorer(RiskConfig()))
 >>> raw = (b'{"schema": "riskflow.event/v1", "event_id": "e1", "event_type": "amac.notice",'
 ...        b' "entity_id": "PFM-1", "entity_kind": "private_fund_manager", "region": "330100",'
@@ -47,8 +47,8 @@ from detectors.risk import people as _people
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
 from detectors.risk.contagion import CONTAGION_RULE, LinkMessage
 from detectors.risk.state import DIMENSION_CODES, Raise, RiskState, RuleTrack, dim_code, dim_name, second
-from riskflow.alerts import Alert, alert_id, build_alert, iso
-from riskflow.schema import Event
+from riskflow.core.alerts import Alert, alert_id, build_alert, iso
+from riskflow.core.schema import Event
 
 LEVEL_RULE = "risk.level"
 _LINK_EVENTS = frozenset({"fund.registered", "entity.registered", "flow.transfer"})

@@ -1,4 +1,4 @@
-"""Metrics of the live feed, on an injected registry (the pattern: riskflow/metricskit.py); served by
+"""Metrics of the live feed, on an injected registry (the pattern: riskflow/core/metricskit.py); served by
 the feed at ``/metrics``.
 
 Label sets are fixed: ``route`` is the matched route's pattern (``/api/alerts/{alert_id}``,
@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from riskflow.metricskit import counter, gauge, histogram
-from riskflow.schema import REGIONS
+from riskflow.core.metricskit import counter, gauge, histogram
+from riskflow.core.schema import REGIONS
 
 #: Routes of the feed app (riskflow/feed/app.py build_app); anything else counts as "other".
 ROUTES: frozenset[str] = frozenset(

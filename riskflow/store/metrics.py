@@ -1,4 +1,4 @@
-"""Metrics of the alert sink (store writes), on an injected registry (the pattern: riskflow/metricskit.py).
+"""Metrics of the alert sink (store writes), on an injected registry (the pattern: riskflow/core/metricskit.py).
 
 Per batch, never per alert: one counter increment and one histogram
 observation for each batch the sink writes. Rejects are counted by reason, from
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from riskflow.metricskit import counter, histogram
+from riskflow.core.metricskit import counter, histogram
 from riskflow.store.base import REJECT_REASONS
 
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
