@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -52,19 +53,27 @@ def _labels(fixed: Fixed | None, open_labels: Sequence[str]) -> tuple[list[str],
     return names, combos
 
 
-def _precreate(metric: Counter | Gauge, names: list[str], combos: list[tuple[str, ...]]) -> None:
+def _labelled(
+    kind: type[Counter] | type[Gauge],
+    registry: CollectorRegistry,
+    name: str,
+    doc: str,
+    fixed: Fixed | None,
+    open_labels: Sequence[str],
+) -> Any:
+    _check(name, counter_=kind is Counter)
+    names, combos = _labels(fixed, open_labels)
+    metric = kind(name, doc, names, registry=registry)
     for values in combos:
         metric.labels(**dict(zip(names, values, strict=True)))
+    return metric
 
 
 def counter(
     registry: CollectorRegistry, name: str, doc: str, *, fixed: Fixed | None = None, open_labels: Sequence[str] = ()
 ) -> Counter:
     """A counter; with ``fixed`` labels, each combination's series exists at 0."""
-    _check(name, counter_=True)
-    names, combos = _labels(fixed, open_labels)
-    c = Counter(name, doc, names, registry=registry)
-    _precreate(c, names, combos)
+    c: Counter = _labelled(Counter, registry, name, doc, fixed, open_labels)
     return c
 
 
@@ -72,10 +81,7 @@ def gauge(
     registry: CollectorRegistry, name: str, doc: str, *, fixed: Fixed | None = None, open_labels: Sequence[str] = ()
 ) -> Gauge:
     """A gauge; with ``fixed`` labels, each combination's series exists at 0."""
-    _check(name, counter_=False)
-    names, combos = _labels(fixed, open_labels)
-    g = Gauge(name, doc, names, registry=registry)
-    _precreate(g, names, combos)
+    g: Gauge = _labelled(Gauge, registry, name, doc, fixed, open_labels)
     return g
 
 
