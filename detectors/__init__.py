@@ -1,4 +1,4 @@
-"""Rule and anomaly detectors: pure Python over :class:`riskflow.schema.Event`.
+"""Rule and anomaly detectors: pure Python over :class:`riskflow.core.schema.Event`.
 
 Nothing here imports Kafka, Faust or Prometheus, so the same code runs inside a
 Faust agent, in an offline backtest and in a unit test.
@@ -21,7 +21,7 @@ from pathlib import Path
 #: Every module of ``detectors/rules/`` but its ``__init__``: derived, so that a new rule kind
 #: is compiled without a second edit. That is safe: every rule kind runs on the hot path (per
 #: event) like the kinds measured when this list was chosen; a kind's module is held to what
-#: compiled code needs (no msgspec Struct in it: tests/test_compiled.py checks every module
+#: compiled code needs (no msgspec Struct in it: tests/unit/test_compiled.py checks every module
 #: here), and the compiled CI stage runs the rule tests against the build. Listed by hand, a
 #: forgotten kind would run interpreted, silently slower than its neighbours.
 _RULE_MODULES: tuple[str, ...] = tuple(

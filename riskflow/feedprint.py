@@ -5,11 +5,11 @@ entity's level moves; ``tail`` prints each (id, revision) once, later revisions
 marked (``↑ revision 3 (level orange→red 升级)``), and drops a revision at or below
 one already printed (a re-delivered or superseded record); the terminal sink
 (riskflow/sinks/terminal.py) does the reading. Every line is escaped
-(``riskflow.textsafe.printable``): an alert's text cannot drive the terminal, and
+(``riskflow.core.textsafe.printable``): an alert's text cannot drive the terminal, and
 on a terminal it is cut to the terminal's width. A message that is no alert is
 skipped with one line on stderr.
 
->>> from riskflow.alerts import Alert
+>>> from riskflow.core.alerts import Alert
 >>> t = Tracker()
 >>> a = Alert(alert_id="x", entity_id="PF-1", entity_kind="private_fund", region="330100", rule_id="r",
 ...           severity="high", title_zh="z", title_en="e", dimension="", evidence={}, event_time="",
@@ -35,9 +35,9 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from riskflow.alerts import Alert
-from riskflow.schema import REGIONS
-from riskflow.textsafe import printable
+from riskflow.core.alerts import Alert
+from riskflow.core.schema import REGIONS
+from riskflow.core.textsafe import printable
 
 _SEV = {"low": "LOW ", "medium": "MED ", "high": "HIGH", "critical": "CRIT"}
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from riskflow.store import DIALECTS
+from riskflow.store import DIALECTS, AlertStore, open_store
 
-pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
+pytest_plugins = ["tests.support.kafka_fixtures", "tests.support.pg_fixtures"]
 
 
 EXAMPLES = Path(__file__).resolve().parent / "data"
@@ -39,8 +40,15 @@ def sqlite_target(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=sorted(DIALECTS))
-def store_target(request: pytest.FixtureRequest) -> str:
-    """A new, empty store of each registered dialect, for the store contract (test_store.py,
-    test_cases_store.py). Dialect ``<name>`` needs a fixture ``<name>_target`` (here,
-    tests/pg_fixtures.py): a new dialect is found and runs the contract, or fails it for want of one."""
+def target(request: pytest.FixtureRequest) -> str:
+    """A new, empty store of each registered dialect, for the store contract (unit/test_store.py,
+    unit/test_cases_store.py). Dialect ``<name>`` needs a fixture ``<name>_target`` (here,
+    tests/support/pg_fixtures.py): a new dialect is found and runs the contract, or fails it for want of one."""
     return str(request.getfixturevalue(f"{request.param}_target"))
+
+
+@pytest.fixture
+def store(target: str) -> Iterator[AlertStore]:
+    s = open_store(target)
+    yield s
+    s.close()

@@ -1,7 +1,7 @@
 """Anomaly detectors: streaming per-entity baselines and a peer-group model.
 
 Each detector kind is one module here with a class registered in
-:data:`ANOMALY_KINDS` (see ``base.py``), found without a list (riskflow/registry.py).
+:data:`ANOMALY_KINDS` (see ``base.py``), found without a list (riskflow/core/registry.py).
 :func:`anomaly_detectors` returns the set the worker and every offline run use: the
 kinds whose class sets ``default``, and those that set ``requires_model`` when a model
 is given or asked for. The class names below are exported for convenience only.
@@ -18,7 +18,7 @@ from detectors.anomaly.base import ANOMALY_KINDS, DIMENSION, AnomalyDetector
 from detectors.anomaly.daily import DailyAnomaly
 from detectors.anomaly.peer import PeerGroupDetector
 from detectors.anomaly.univariate import UnivariateAnomaly
-from riskflow.models import PeerModel
+from riskflow.core.models import PeerModel
 
 __all__ = [
     "ANOMALY_KINDS",

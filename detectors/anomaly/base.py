@@ -26,13 +26,13 @@ import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from detectors.base import Detector, Signal
-from riskflow.registry import Registry
-from riskflow.schema import Event
+from riskflow.core.registry import Registry
+from riskflow.core.schema import Event
 
 if TYPE_CHECKING:
-    from riskflow.models import PeerModel
+    from riskflow.core.models import PeerModel
 
-#: kind name -> class, filled by subclasses that set ``kind`` (riskflow/registry.py).
+#: kind name -> class, filled by subclasses that set ``kind`` (riskflow/core/registry.py).
 ANOMALY_KINDS: Registry[AnomalyDetector] = Registry("detectors.anomaly", "anomaly detector")
 
 #: The officer-facing dimension of every anomaly alert.

@@ -9,7 +9,7 @@ that is how a pack pushed on the control topic reaches the workers.
 
 A rule kind is one module here with a :class:`Rule` subclass that sets ``kind``;
 :data:`RULE_KINDS` imports every module of the package when first read, so no list
-names the kinds (riskflow/registry.py).
+names the kinds (riskflow/core/registry.py).
 
 >>> sorted(RULE_KINDS)[:3]
 ['absence', 'change_frequency', 'sequence']

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from detectors.base import Describe, Detector, Signal
-from riskflow.alerts import SEVERITIES
-from riskflow.registry import Registry
-from riskflow.schema import CATALOGUE, ENTITY_KINDS, Event
+from riskflow.core.alerts import SEVERITIES
+from riskflow.core.registry import Registry
+from riskflow.core.schema import CATALOGUE, ENTITY_KINDS, Event
 
 #: The 冒烟指数 dimensions plus RiskFlow's own two.
 DIMENSIONS = (
@@ -45,7 +45,7 @@ REQUIRED = ("id", "name_zh", "name_en", "kind", "severity", "dimension", "ration
 OPTIONAL = ("entity_kinds", "mode", "version", "params")
 
 #: kind name -> class: every module of ``detectors/rules/`` is imported on the first read, and
-#: each ``Rule`` subclass with a ``kind`` joins as it is defined (riskflow/registry.py).
+#: each ``Rule`` subclass with a ``kind`` joins as it is defined (riskflow/core/registry.py).
 RULE_KINDS: Registry[Rule] = Registry("detectors.rules", "rule kind")
 
 DAY = 86400.0

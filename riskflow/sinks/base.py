@@ -22,14 +22,14 @@ from typing import Any, ClassVar
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from riskflow.alerts import decode_alert
-from riskflow.registry import Registry
+from riskflow.core.alerts import decode_alert
+from riskflow.core.registry import Registry
 from riskflow.store.base import Incoming, error_class_name
 
 log = logging.getLogger(__name__)
 
 #: name -> class: every module of ``riskflow/sinks/`` is imported on the first read, and each
-#: :class:`Sink` subclass with a ``name`` joins as it is defined (riskflow/registry.py).
+#: :class:`Sink` subclass with a ``name`` joins as it is defined (riskflow/core/registry.py).
 SINKS: Registry[Sink] = Registry("riskflow.sinks", "alert sink")
 
 
@@ -71,7 +71,7 @@ class Sink:
     @classmethod
     def example(cls, workdir: Path) -> Sink:
         """A sink of this kind that writes only under ``workdir``, for the sink contract
-        (tests/test_sinks.py; river's ``_unit_test_params`` plays the same part)."""
+        (tests/unit/test_sinks.py; river's ``_unit_test_params`` plays the same part)."""
         raise NotImplementedError(f"{cls.__name__}.example: every sink needs one for the sink contract")
 
     async def open(self, topic: str) -> None:
@@ -95,7 +95,7 @@ class Sink:
 
 async def consume(sink: Sink, bootstrap: str | dict[str, Any], topic: str, *, stop: asyncio.Event | None) -> None:
     """Run ``sink`` over ``topic`` until ``stop`` is set (for ever if ``None``); see the module doc.
-    ``bootstrap``: the servers, or the full client config (riskflow.kafka.client_config: SASL/TLS)."""
+    ``bootstrap``: the servers, or the full client config (riskflow.core.kafka.client_config: SASL/TLS)."""
     kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
     group: dict[str, Any] = {}
     if sink.group_id is not None:

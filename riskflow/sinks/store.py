@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from riskflow.core.textsafe import bounded
 from riskflow.sinks.base import Sink, consume, decode_message
 from riskflow.store.base import AlertStore, BatchResult, Incoming
 from riskflow.store.metrics import StoreMetrics
-from riskflow.textsafe import bounded
 
 log = logging.getLogger(__name__)
 

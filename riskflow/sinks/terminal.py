@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from riskflow.alerts import Alert
+from riskflow.core.alerts import Alert
+from riskflow.core.textsafe import bounded
 from riskflow.feedprint import Tracker, render
 from riskflow.sinks.base import Sink
 from riskflow.store.base import Incoming
-from riskflow.textsafe import bounded
 
 
 class TerminalSink(Sink):
