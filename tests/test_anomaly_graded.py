@@ -1,4 +1,4 @@
-"""Unit tests of the graded, onset-reporting novelty score (detectors/anomaly/graded.py) and univariate v3."""
+"""Unit tests of the graded, onset-reporting novelty score (detectors/anomaly/graded.py) and univariate v4."""
 
 from __future__ import annotations
 
@@ -73,10 +73,11 @@ def test_state_stays_bounded() -> None:
     st = g.init_state()
     for x in [float(i % 997) for i in range(5000)]:
         g.step(st, x)
-    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports, ranks = st
+    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports, ranks, moments = st
     assert len(srt) == len(ring) == 50 and srt == sorted(ring) and 0 < len(reports) <= g.report_history
     assert len(pending) == 3 and len(peaks) <= 21 and ranks == []  # no rank weights: no ranks kept
     assert [len(p) for p in seasons] == [24, 168] and all(b == [] for p in seasons for b in p)
+    assert moments == [[0.0, 0.0]] * 24
     g.step(st, 1.0, 24 + 7)  # Tuesday, 7 a.m.
     assert st[9][0][7] == [1.0] and st[9][1][31] == [1.0]
 
@@ -141,7 +142,7 @@ def test_univariate_alerts_once_when_amounts_jump_with_evidence() -> None:
     assert [i for i, _ in fired] == [80]
     sig = fired[0][1]
     assert sig.detector_id == "anomaly.univariate" and 0.5 <= sig.score < 1.0
-    assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/3")
+    assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/4")
 
 
 def test_a_value_usual_on_sundays_is_news_on_a_monday_at_the_same_hour() -> None:
@@ -198,7 +199,7 @@ def test_a_state_saved_before_reports_were_remembered_still_scores() -> None:
     for x in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0]:
         g.step(st, x)
     score, raw = g.step(st, 10.0)
-    assert raw > 0 and score > 0.5 and len(st) == 13 and st[11]
+    assert raw > 0 and score > 0.5 and len(st) == 14 and st[11]
 
 
 def _hourly(days: int, seed: int) -> tuple[list[float], list[int]]:

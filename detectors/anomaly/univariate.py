@@ -43,7 +43,7 @@ class UnivariateAnomaly(AnomalyDetector):
 
     kind = "univariate"
     id = "anomaly.univariate"
-    version = "3"
+    version = "4"
     describe = Describe(
         name_zh="单笔数值异常",
         name_en="Abnormal value (streaming novelty, reported at onset) 单笔数值异常",
@@ -87,14 +87,39 @@ class UnivariateAnomaly(AnomalyDetector):
         return self.core.init_state()
 
     def score_value(self, st: list[Any], x: float) -> tuple[list[Any], float, float]:
-        """Score ``x`` against the state, then learn it. Returns (state, score, raw novelty)."""
+        """Score ``x`` (already on the detector's scale) against the state, then learn it.
+
+        Returns (state, score, raw novelty); ``st`` is left untouched.
+        """
         return self.core.score_value(st, x)
+
+    def step(self, st: list[Any], value: float, how: int | None = None) -> float:
+        """Score a raw ``value`` (hour of the week ``how``), then learn it, updating ``st`` in place.
+
+        What :meth:`process` does with an event's field, without the event: the
+        runner of ``riskflow bench nab`` calls it, so the benchmark scores exactly
+        what the detector scores.
+        """
+        return self.core.step(st, self.scaled(value), how)[0]
+
+    def scaled(self, v: float) -> float:
+        """The value on the detector's scale: ``sign(v) * log(1 + |v|)`` when ``log``, else ``v``.
+
+        Counts, bytes and amounts grow multiplicatively; on a log scale twice the
+        usual is as novel at any level. Monotone and defined for every value
+        (negative ones too), with no look-ahead.
+        """
+        return math.copysign(math.log1p(abs(v)), v) if self.log and math.isfinite(v) else v
+
+    def unscaled(self, y: float) -> float:
+        """Inverse of :meth:`scaled`."""
+        return math.copysign(math.expm1(min(abs(y), 700.0)), y) if self.log else y
 
     def _value(self, event: Event) -> float | None:
         v = getattr(event.payload, self.field, None)
         if isinstance(v, bool) or not isinstance(v, int | float):
             return None
-        return math.log1p(max(float(v), 0.0)) if self.log else float(v)
+        return self.scaled(float(v))
 
     def _step(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
         x = self._value(event)
@@ -109,7 +134,7 @@ class UnivariateAnomaly(AnomalyDetector):
         evidence = {
             "metric": f"{self.event_type}.{self.field}",
             "value": getattr(event.payload, self.field),
-            "nearest_recent": round(math.expm1(near) if self.log else near, 6),
+            "nearest_recent": round(self.unscaled(near), 6),
             "novelty": round(min(raw, 1e9), 4),
             "score": round(score, 4),
             "model_version": self.model_version,
