@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import nab as nab_bench
+from bench.nab import fold_of
 from detectors.anomaly.univariate import UnivariateAnomaly
 from riskflow.cli import main
 from riskflow.commands.bench import probation
@@ -160,3 +162,12 @@ def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
 def test_empty_corpus_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "nab", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+def test_the_folds_split_files_deterministically_and_reject_one_fold(capsys: pytest.CaptureFixture[str]) -> None:
+    names = [f"series_{i}.csv" for i in range(200)]
+    parts = [fold_of(n, 2) for n in names]
+    assert parts == [fold_of(n, 2) for n in names] and set(parts) == {0, 1}
+    assert 60 <= parts.count(0) <= 140  # a hash, not an order: both halves well filled
+    assert nab_bench.main([str(NAB), "--folds", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "bench/nab.py: --folds must be 0 (none) or at least 2"
