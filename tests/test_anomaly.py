@@ -297,7 +297,7 @@ def test_alerts_name_the_model_and_dimension() -> None:
     anomalies = [a for a in res.alerts if a.rule_id == "anomaly.daily"]
     assert anomalies
     for a in anomalies:
-        assert a.dimension == "anomaly" and a.model_version.startswith("daily/2:")
+        assert a.dimension == "anomaly" and a.model_version.startswith("daily/3:")
         assert "经营指标异常" in a.title_zh and a.evidence["model_version"] == a.model_version
 
 
