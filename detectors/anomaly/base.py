@@ -53,9 +53,10 @@ def graded_tail_score(p: float) -> float:
 
     The threshold (0.5 at ``p = 1e-4``) and the severity cut (0.75 at ``p = 1e-6``) stay where
     they are, so a Bonferroni-calibrated flag rate is unchanged; beyond them, where
-    :func:`tail_score` saturates at ``p = 1e-8``, ``1 - 0.25 * exp(-(d - 6) / 2)`` of the
-    ``d = -log10(p)`` decades keeps ranking ever smaller tails (the constant 2 makes the curve
-    meet the straight part with its slope, 1/8 per decade).
+    :func:`tail_score` saturates at ``p = 1e-8``, ``1 - 0.25 * (6 / d) ** 3`` of the
+    ``d = -log10(p)`` decades keeps ranking ever smaller tails, over the hundreds of decades
+    a double holds (the power 3 makes the curve meet the straight part with its slope, 1/8
+    per decade).
 
     >>> graded_tail_score(1e-4), graded_tail_score(1e-6)
     (0.5, 0.75)
@@ -67,7 +68,7 @@ def graded_tail_score(p: float) -> float:
     d = -math.log10(min(p, 1.0))
     if d <= _HIGH_DECADES:
         return max(0.0, d / _TAIL_DECADES)
-    return 1.0 - 0.25 * math.exp(-(d - _HIGH_DECADES) / 2.0)
+    return 1.0 - 0.25 * (_HIGH_DECADES / d) ** 3
 
 
 def normal_tail(z: float) -> float:
