@@ -223,15 +223,16 @@ class GradedNovelty:
         return f_tail(ssb / (k - 1) / (ssw / (n - k)), k - 1, n - k) < self.period_p
 
     def boost(self, st: list[Any], x: float, how: int | None) -> float:
-        """Learn ``x``'s rank among the values of its hour of the day; return the report's boost.
+        """Learn ``x``'s rank among its comparable values; return the report's boost.
 
         ``exp(rank_weight * |p| + run_weight * |m|)``: ``p`` is the rank of ``x``
-        among the last ``daily_history`` values of the same hour of the day, centred
-        (-0.5 lowest, +0.5 highest; 0 with fewer than 5 of them, no hour, or when the
-        stream shows no daily period, see :meth:`daily_period`), and ``m`` the mean of
-        ``p`` over the last ``run_window`` values. A novelty that comes with a value
-        extreme for its hour, or inside a run of such values (hours of raised or
-        lowered traffic each of whose values was seen before), counts more.
+        among the last ``daily_history`` values of the same hour of the day when the
+        stream shows a daily period (:meth:`daily_period`), else among the last
+        ``history`` values; centred (-0.5 lowest, +0.5 highest; 0 with fewer than 5 of
+        them, or while they still hold values older than the last record). ``m`` is the
+        mean of ``p`` over the last ``run_window`` values. A novelty that comes with a
+        value extreme among its peers, or inside a run of such values (hours of raised
+        or lowered traffic each of whose values was seen before), counts more.
         """
         if not (self.rank_weight or self.run_weight):
             return 1.0
