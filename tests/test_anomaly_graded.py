@@ -295,3 +295,18 @@ def test_the_onset_window_and_record_ramp_follow_the_warmup() -> None:
     assert (GradedNovelty(warmup=750).onset_window, GradedNovelty(warmup=750).record_ramp) == (250, 375)
     assert (GradedNovelty().onset_window, GradedNovelty().record_ramp) == (50, 15)
     assert GradedNovelty(warmup=750, onset_window=20, record_ramp=7).params()["onset_window"] == 20
+
+
+def test_univariate_scores_without_touching_the_state_and_processes_in_place() -> None:
+    det = UnivariateAnomaly(warmup=10)
+    rng = random.Random(9)
+    state, flagged = det.init_state(), []
+    for i in range(60):
+        amount = 10_000 * math.exp(rng.gauss(0, 0.2)) if i != 45 else 5_000_000.0
+        before = msgspec.msgpack.encode(state)
+        scored = det.score_one(state, _transfer(i, amount))
+        assert msgspec.msgpack.encode(state) == before  # scoring alone learns nothing
+        new, sigs = det.process(state, _transfer(i, amount))
+        assert new is state and sigs == scored  # the engine's step learns in place, with the same findings
+        flagged += [i for _ in sigs]
+    assert flagged == [45]

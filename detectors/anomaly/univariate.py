@@ -29,6 +29,7 @@ default set the worker runs (``anomaly.daily`` covers flows per day).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -121,14 +122,17 @@ class UnivariateAnomaly(AnomalyDetector):
             return None
         return self.scaled(float(v))
 
-    def _step(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
+    def _step(self, state: Any, event: Event, in_place: bool) -> tuple[Any, list[Signal]]:
+        """Score the event's value, then learn it: in ``state`` itself when ``in_place`` (the
+        engine's call, as ``anomaly.daily`` does; the pipeline keeps its own copy for a
+        rollback), else in a copy, so that :meth:`score_one` leaves ``state`` alone."""
         x = self._value(event)
         if x is None:
             return state, []
-        st = list(state)
+        new = state if in_place and isinstance(state, list) else copy.deepcopy(list(state))
         how = hour_of_week(event)
-        _, near = self.core.raw(st, x, how)
-        new, score, raw = self.core.score_value(st, x, how)
+        _, near = self.core.raw(new, x, how)
+        score, raw = self.core.step(new, x, how)
         if score < self.threshold:
             return new, []
         evidence = {
@@ -146,10 +150,10 @@ class UnivariateAnomaly(AnomalyDetector):
         return state if x is None else self.core.score_value(list(state), x, hour_of_week(event))[0]
 
     def score_one(self, state: Any, event: Event) -> list[Signal]:
-        return self._step(state, event)[1]
+        return self._step(state, event, False)[1]
 
     def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
-        return self._step(state, event)
+        return self._step(state, event, True)
 
 
 def hour_of_week(event: Event) -> int:
