@@ -298,7 +298,7 @@ def test_the_onset_window_and_record_ramp_follow_the_warmup() -> None:
 
 
 def test_univariate_scores_without_touching_the_state_and_processes_in_place() -> None:
-    det = UnivariateAnomaly(warmup=10)
+    det = UnivariateAnomaly(warmup=30)
     rng = random.Random(9)
     state, flagged = det.init_state(), []
     for i in range(60):
