@@ -11,11 +11,12 @@ seasonal baselines. Explicit warm-up
 shift is reported once, at its start, and becomes the new normal as soon as it
 has been seen, instead of an alarm forever; a slow drift never looks novel,
 which is what ``anomaly.daily`` (sums per day against a seasonal baseline) is
-for. ``riskflow bench nab`` runs the same scorer over the Numenta Anomaly
-Benchmark layout, one fresh state per file (docs/anomaly.md).
+for. ``riskflow bench nab`` runs this detector, with its defaults, over the
+Numenta Anomaly Benchmark layout, one fresh state per file, through
+:meth:`UnivariateAnomaly.step` (docs/anomaly.md).
 
 As an event detector it watches one payload field of one event type per
-entity (default: ``flow.transfer`` amounts, on a log scale); it is not in the
+entity (default: ``flow.transfer`` amounts, on a signed log scale); it is not in the
 default set the worker runs (``anomaly.daily`` covers flows per day).
 
 >>> det = UnivariateAnomaly(warmup=5)
