@@ -60,7 +60,7 @@ def graded_tail_score(p: float) -> float:
 
     >>> graded_tail_score(1e-4), graded_tail_score(1e-6)
     (0.5, 0.75)
-    >>> 0.9 < graded_tail_score(1e-8) < graded_tail_score(1e-12) < graded_tail_score(1e-30) < 1.0
+    >>> 0.85 < graded_tail_score(1e-8) < graded_tail_score(1e-12) < graded_tail_score(1e-30) < 1.0
     True
     """
     if p <= 0.0:
