@@ -13,6 +13,7 @@ import threading
 from typing import NoReturn
 
 from riskflow import __version__, commands
+from riskflow.core.errors import CommandError
 
 
 class _Version(argparse.Action):
@@ -44,10 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class CommandError(Exception):
-    """An error the user can fix: printed as one line (``riskflow <command>: <message>``), exit 2."""
-
-
 class Terminated(BaseException):
     """SIGTERM outside a command's own handler: unwinds like Ctrl-C, so ``finally`` blocks
     stop the processes the command started."""
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
-    from riskflow.settings import Settings
+    from riskflow.core.settings import Settings
 
     action = getattr(args, "alerts_command", None) or getattr(args, "rules_command", None)
     where = f"riskflow {args.command}" + (f" {action}" if action else "")

@@ -4,11 +4,11 @@ An alert id comes back with a higher ``revision`` when its episode grows or the
 entity's level moves; ``tail`` prints each (id, revision) once, later revisions
 marked (``↑ revision 3 (level orange→red 升级)``), and drops a revision at or below
 one already printed (a re-delivered or superseded record). Every line is escaped
-(``riskflow.textsafe.printable``): an alert's text cannot drive the terminal, and
+(``riskflow.core.textsafe.printable``): an alert's text cannot drive the terminal, and
 on a terminal it is cut to the terminal's width. A message that is no alert is
 skipped with one line on stderr.
 
->>> from riskflow.alerts import Alert
+>>> from riskflow.core.alerts import Alert
 >>> t = Tracker()
 >>> a = Alert(alert_id="x", entity_id="PF-1", entity_kind="private_fund", region="330100", rule_id="r",
 ...           severity="high", title_zh="z", title_en="e", dimension="", evidence={}, event_time="",
@@ -36,9 +36,9 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer
 
-from riskflow.alerts import Alert, decode_alert
-from riskflow.schema import REGIONS
-from riskflow.textsafe import bounded, printable
+from riskflow.core.alerts import Alert, decode_alert
+from riskflow.core.schema import REGIONS
+from riskflow.core.textsafe import bounded, printable
 
 _SEV = {"low": "LOW ", "medium": "MED ", "high": "HIGH", "critical": "CRIT"}
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
+from riskflow.store import AlertStore, open_store
+
+pytest_plugins = ["tests.support.kafka_fixtures", "tests.support.pg_fixtures"]
 
 
 EXAMPLES = Path(__file__).resolve().parent / "data"
@@ -28,3 +31,17 @@ def invalid_examples() -> list[tuple[str, bytes]]:
         elif line.strip():
             out.append((why, line))
     return out
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "alerts.sqlite3")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(target: str) -> Iterator[AlertStore]:
+    s = open_store(target)
+    yield s
+    s.close()

@@ -19,7 +19,7 @@ from detectors.anomaly.base import ANOMALY_KINDS, DIMENSION, AnomalyDetector
 from detectors.anomaly.daily import DailyAnomaly
 from detectors.anomaly.peer import PeerGroupDetector
 from detectors.anomaly.univariate import UnivariateAnomaly
-from riskflow.models import PeerModel
+from riskflow.core.models import PeerModel
 
 __all__ = [
     "ANOMALY_KINDS",

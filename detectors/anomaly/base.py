@@ -25,7 +25,7 @@ import math
 from typing import Any, ClassVar
 
 from detectors.base import Detector, Signal
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 #: kind name -> class, filled by subclasses that set ``kind``.
 ANOMALY_KINDS: dict[str, type[AnomalyDetector]] = {}

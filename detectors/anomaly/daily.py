@@ -76,7 +76,7 @@ msgpack array of a few hundred bytes): the open day's sums, and per metric a
 :class:`~detectors.anomaly.daily_state.LevelBaseline`. A state stored by an
 earlier release (a dict) is migrated when it is read.
 
->>> from riskflow.schema import parse_event
+>>> from riskflow.core.schema import parse_event
 >>> det = DailyAnomaly()
 >>> def complaint(i, day):
 ...     return parse_event(('{"schema": "riskflow.event/v1", "event_id": "c%d", "event_type": "complaint.filed",'
@@ -116,7 +116,7 @@ from detectors.anomaly.base import (
 )
 from detectors.anomaly.daily_state import RECENT_DAYS, CountBaseline, DailyState, LevelBaseline, restore
 from detectors.base import Describe, Signal
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 _CST = 8 * 3600  # event-time days are China Standard Time calendar days
 _DAY = 86400

@@ -37,7 +37,7 @@ from typing import Any
 from detectors.anomaly.base import DIMENSION, AnomalyDetector, severity_for
 from detectors.anomaly.graded import GradedNovelty
 from detectors.base import Describe, Signal
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 
 class UnivariateAnomaly(AnomalyDetector):

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from detectors.base import Describe, Detector, Signal
-from riskflow.alerts import SEVERITIES
-from riskflow.schema import CATALOGUE, ENTITY_KINDS, Event
+from riskflow.core.alerts import SEVERITIES
+from riskflow.core.schema import CATALOGUE, ENTITY_KINDS, Event
 
 #: The 冒烟指数 dimensions plus RiskFlow's own two.
 DIMENSIONS = (

@@ -23,7 +23,7 @@ import math
 import time
 from pathlib import Path
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 DETECTOR_NAME = "riskflow"
 

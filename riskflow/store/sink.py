@@ -25,10 +25,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from riskflow.alerts import decode_alert
+from riskflow.core.alerts import decode_alert
+from riskflow.core.textsafe import bounded
 from riskflow.store.base import AlertStore, BatchResult, Incoming, error_class_name
 from riskflow.store.metrics import StoreMetrics
-from riskflow.textsafe import bounded
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ async def run_sink(
     """Consume ``topic`` into ``store`` until ``stop`` is set; see the module doc.
     ``metrics``: counted per batch (riskflow/store/metrics.py)."""
     st = stats or SinkStats()
-    # ``bootstrap`` may be the full client config (riskflow.kafka.client_config: SASL/TLS).
+    # ``bootstrap`` may be the full client config (riskflow.core.kafka.client_config: SASL/TLS).
     kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
     consumer = AIOKafkaConsumer(
         topic,
