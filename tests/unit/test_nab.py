@@ -21,7 +21,7 @@ from bench.nab import fold_of
 from detectors.anomaly.univariate import UnivariateAnomaly
 from riskflow.cli import main
 from riskflow.commands.bench import probation
-from riskflow.schema import Event, parse_event
+from riskflow.core.schema import Event, parse_event
 
 NAB = Path(__file__).parents[1] / "data" / "nab"
 
