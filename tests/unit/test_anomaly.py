@@ -297,7 +297,7 @@ def test_alerts_name_the_model_and_dimension() -> None:
     anomalies = [a for a in res.alerts if a.rule_id == "anomaly.daily"]
     assert anomalies
     for a in anomalies:
-        assert a.dimension == "anomaly" and a.model_version.startswith("daily/2:")
+        assert a.dimension == "anomaly" and a.model_version.startswith("daily/3:")
         assert "经营指标异常" in a.title_zh and a.evidence["model_version"] == a.model_version
 
 
@@ -320,3 +320,24 @@ def test_peer_model_is_opt_in() -> None:
     ]
     on = build_processor(load_pack(), peer=True)
     assert [d.id for d in on.engine.detectors if d.id.startswith("anomaly.")] == ["anomaly.daily", "anomaly.peer"]
+
+
+def test_alert_scores_keep_their_order_beyond_the_saturated_tail() -> None:
+    """Two NAV jumps, both far beyond 1e-8: the larger scores higher, neither reaches 1 (main: both 1.0)."""
+    rng = random.Random(11)
+
+    def jump_score(size: float) -> float:
+        nav, events = 1.0, []
+        for d in range(40):
+            nav *= 1 + rng.gauss(0, 0.002)
+            events.append(ev("fund.nav_reported", {"fund_id": "F", "nav": nav, "period_end": "2025-01-01"}, d + 0.5))
+        events += [
+            ev("fund.nav_reported", {"fund_id": "F", "nav": nav * (1 + size), "period_end": "2025-01-01"}, 40.5),
+            complaint(41.5),
+        ]
+        sigs = [s for s in run(DailyAnomaly(), events)[1] if s.evidence["metric"] == "nav_return"]
+        assert len(sigs) == 1 and sigs[0].evidence["p_value"] < 1e-12 and sigs[0].severity == "high"
+        return sigs[0].score
+
+    moderate, huge = jump_score(0.12), jump_score(0.3)
+    assert 0.75 < moderate < huge < 1.0

@@ -1,4 +1,4 @@
-"""Unit tests of the graded, onset-reporting novelty score (detectors/anomaly/graded.py) and univariate v3."""
+"""Unit tests of the graded, onset-reporting novelty score (detectors/anomaly/graded.py) and univariate v4."""
 
 from __future__ import annotations
 
@@ -73,10 +73,11 @@ def test_state_stays_bounded() -> None:
     st = g.init_state()
     for x in [float(i % 997) for i in range(5000)]:
         g.step(st, x)
-    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports, ranks = st
+    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports, ranks, moments = st
     assert len(srt) == len(ring) == 50 and srt == sorted(ring) and 0 < len(reports) <= g.report_history
     assert len(pending) == 3 and len(peaks) <= 21 and ranks == []  # no rank weights: no ranks kept
     assert [len(p) for p in seasons] == [24, 168] and all(b == [] for p in seasons for b in p)
+    assert moments == [[0.0, 0.0]] * 24
     g.step(st, 1.0, 24 + 7)  # Tuesday, 7 a.m.
     assert st[9][0][7] == [1.0] and st[9][1][31] == [1.0]
 
@@ -141,7 +142,7 @@ def test_univariate_alerts_once_when_amounts_jump_with_evidence() -> None:
     assert [i for i, _ in fired] == [80]
     sig = fired[0][1]
     assert sig.detector_id == "anomaly.univariate" and 0.5 <= sig.score < 1.0
-    assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/3")
+    assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/4")
 
 
 def test_a_value_usual_on_sundays_is_news_on_a_monday_at_the_same_hour() -> None:
@@ -198,7 +199,7 @@ def test_a_state_saved_before_reports_were_remembered_still_scores() -> None:
     for x in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0]:
         g.step(st, x)
     score, raw = g.step(st, 10.0)
-    assert raw > 0 and score > 0.5 and len(st) == 13 and st[11]
+    assert raw > 0 and score > 0.5 and len(st) == 14 and st[11]
 
 
 def _hourly(days: int, seed: int) -> tuple[list[float], list[int]]:
@@ -241,3 +242,71 @@ def test_a_run_of_values_high_for_their_hour_builds_the_run_boost() -> None:
     assert math.isclose(boosts[-1], math.exp(3.0 * 0.5), rel_tol=1e-9)
     assert len(st[12]) == 6  # the run is bounded by run_window
     assert GradedNovelty().boost(g.init_state(), 5.0, 3) == 1.0  # no weights: no boost, nothing learned
+
+
+def test_a_daily_rhythm_is_recognised_noise_and_a_level_are_not() -> None:
+    g = GradedNovelty()
+    rhythm, noise = g.init_state(), g.init_state()
+    values, hours = _hourly(20, 6)
+    rng = random.Random(6)
+    for x, h in zip(values, hours, strict=True):
+        g.step(rhythm, x, h)
+        g.step(noise, 50.0 * (1 + 0.05 * rng.gauss(0, 1)), h)
+    assert g.daily_period(rhythm) and not g.daily_period(noise)
+    assert not g.daily_period(g.init_state())
+    # The running sums per hour match the buckets' values (kept incrementally as buckets roll).
+    for same, (s, ss) in zip(rhythm[9][0], rhythm[13], strict=True):
+        assert math.isclose(s, sum(same)) and math.isclose(ss, sum(v * v for v in same))
+
+
+def test_a_state_saved_before_the_hourly_sums_gets_them_from_its_buckets() -> None:
+    g = GradedNovelty(daily_history=10)
+    values, hours = _hourly(15, 7)
+    old, new = g.init_state(), g.init_state()
+    for x, h in zip(values, hours, strict=True):
+        g.step(old, x, h)
+        g.step(new, x, h)
+        del old[13:]  # the layout before the sums
+    assert len(old) == 13
+    g.step(old, 55.0, 3)
+    g.step(new, 55.0, 3)
+    assert all(math.isclose(a, b) for p, q in zip(old[13], new[13], strict=True) for a, b in zip(p, q, strict=True))
+
+
+def test_ranks_wait_for_values_on_the_current_level() -> None:
+    """After a new record (a level shift) the boost is silent: the old level does not make the new one extreme."""
+    g = GradedNovelty(history=100, rank_weight=4.0)
+    st = g.init_state()
+    for _ in range(75):
+        for x in (9.0, 10.0, 11.0, 10.0):
+            g.step(st, x)
+    assert g.boost(copy.deepcopy(st), 100.0, None) == math.exp(4.0 * 0.5)  # beyond its history: rank +0.5
+    for _ in range(12):
+        for x in (29.0, 30.0, 31.0, 30.0):
+            g.step(st, x)
+    assert g.boost(copy.deepcopy(st), 31.0, None) == 1.0  # the history still holds the old level
+    for _ in range(25):
+        for x in (29.0, 30.0, 31.0, 30.0):
+            g.step(st, x)
+    assert g.boost(copy.deepcopy(st), 10.0, None) == math.exp(4.0 * 0.5)  # all on the new level: lowest of it
+
+
+def test_the_onset_window_and_record_ramp_follow_the_warmup() -> None:
+    assert (GradedNovelty(warmup=750).onset_window, GradedNovelty(warmup=750).record_ramp) == (250, 375)
+    assert (GradedNovelty().onset_window, GradedNovelty().record_ramp) == (50, 15)
+    assert GradedNovelty(warmup=750, onset_window=20, record_ramp=7).params()["onset_window"] == 20
+
+
+def test_univariate_scores_without_touching_the_state_and_processes_in_place() -> None:
+    det = UnivariateAnomaly(warmup=30)
+    rng = random.Random(9)
+    state, flagged = det.init_state(), []
+    for i in range(60):
+        amount = 10_000 * math.exp(rng.gauss(0, 0.2)) if i != 45 else 5_000_000.0
+        before = msgspec.msgpack.encode(state)
+        scored = det.score_one(state, _transfer(i, amount))
+        assert msgspec.msgpack.encode(state) == before  # scoring alone learns nothing
+        new, sigs = det.process(state, _transfer(i, amount))
+        assert new is state and sigs == scored  # the engine's step learns in place, with the same findings
+        flagged += [i for _ in sigs]
+    assert flagged == [45]

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from bench import nab as nab_bench
+from bench.nab import fold_of
+from detectors.anomaly.univariate import UnivariateAnomaly
 from riskflow.cli import main
 from riskflow.commands.bench import probation
+from riskflow.core.schema import Event, parse_event
 
 NAB = Path(__file__).parents[1] / "data" / "nab"
 
@@ -77,6 +81,56 @@ def test_layout_scores_and_labels(corpus: Path, tmp_path: Path) -> None:
     assert shift[300] >= 0.5 and max(shift[301:]) < 0.5
 
 
+def test_runner_scores_what_the_product_detector_scores(tmp_path: Path) -> None:
+    """The scores ``bench nab`` writes are those of ``anomaly.univariate`` with its defaults, run on events.
+
+    Each row of a bundled NAB file becomes a ``flow.transfer`` whose amount is the value, at the row's
+    time; the detector (default parameters, NAB's probationary period as warm-up) flags a row exactly
+    when the runner wrote a score from its threshold, with the same score.
+    """
+    out = tmp_path / "results"
+    assert main(["bench", "nab", "--data", str(NAB / "data"), "--out", str(out)]) == 0
+    src = sorted((NAB / "data").glob("*/*.csv"))[0]
+    rows = _read(out / "riskflow" / src.parent.name / f"riskflow_{src.name}")
+    det = UnivariateAnomaly(warmup=probation(len(rows)))
+    assert det.params() == {**UnivariateAnomaly().params(), "warmup": probation(len(rows)), **_derived(det)}
+    state, flagged = det.init_state(), {}
+    for i, r in enumerate(rows):
+        t = _dt.datetime.fromisoformat(r["timestamp"]).replace(tzinfo=_dt.UTC)
+        event = _transfer(i, t, float(r["value"]))
+        state, signals = det.process(state, event)
+        for s in signals:
+            flagged[i] = s.score
+    written = {i: float(r["anomaly_score"]) for i, r in enumerate(rows) if float(r["anomaly_score"]) >= det.threshold}
+    assert len(written) >= 3
+    assert flagged.keys() == written.keys()
+    assert all(abs(flagged[i] - written[i]) < 1e-6 for i in written)
+
+
+def _derived(det: UnivariateAnomaly) -> dict[str, int]:
+    """The parameters the defaults derive from the warm-up."""
+    return {"onset_window": det.core.onset_window, "record_ramp": det.core.record_ramp}
+
+
+def _transfer(i: int, t: _dt.datetime, amount: float) -> Event:
+    return parse_event(
+        json.dumps(
+            {
+                "schema": "riskflow.event/v1",
+                "event_id": f"t{i}",
+                "event_type": "flow.transfer",
+                "entity_id": "PF-1",
+                "entity_kind": "private_fund",
+                "region": "330100",
+                "event_time": t.isoformat(),
+                "source": "bank",
+                "payload": {"direction": "in", "amount": amount},
+            }
+        ).encode(),
+        now=2e9,
+    )
+
+
 def test_known_nab_windows_score_above_their_surroundings(tmp_path: Path) -> None:
     out = tmp_path / "results"
     assert main(["bench", "nab", "--data", str(NAB / "data"), "--out", str(out)]) == 0
@@ -97,9 +151,7 @@ def test_known_nab_windows_score_above_their_surroundings(tmp_path: Path) -> Non
     assert checked == 7
 
 
-def test_bad_history_and_unreadable_files_are_one_line_errors(corpus: Path, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="--history"):
-        main(["bench", "nab", "--data", str(corpus), "--out", str(tmp_path / "o"), "--history", "0"])
+def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad" / "cat" / "x.csv"
     bad.parent.mkdir(parents=True)
     bad.write_text("timestamp,other\n2014-01-01 00:00:00,1\n")
@@ -110,3 +162,12 @@ def test_bad_history_and_unreadable_files_are_one_line_errors(corpus: Path, tmp_
 def test_empty_corpus_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "nab", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+def test_the_folds_split_files_deterministically_and_reject_one_fold(capsys: pytest.CaptureFixture[str]) -> None:
+    names = [f"series_{i}.csv" for i in range(200)]
+    parts = [fold_of(n, 2) for n in names]
+    assert parts == [fold_of(n, 2) for n in names] and set(parts) == {0, 1}
+    assert 60 <= parts.count(0) <= 140  # a hash, not an order: both halves well filled
+    assert nab_bench.main([str(NAB), "--folds", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "bench/nab.py: --folds must be 0 (none) or at least 2"
