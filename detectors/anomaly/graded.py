@@ -35,14 +35,17 @@ Two steps, each chosen because a saturated z-score tail failed NAB's test
   the last ``report_history`` reported raw scores of this stream: a stream
   whose onsets are routinely large (bursty traffic) needs more novelty for the
   same score. The small power keeps the scale mostly absolute.
-* **Boost by the value's rank** (weights ``rank_weight``, ``run_weight``; 0
-  turns it off): a report is multiplied by
-  ``exp(rank_weight * |p| + run_weight * |m|)``, ``p`` the value's centred rank
-  among its comparable recent values, ``m`` its mean over ``run_window``
-  values: hours of raised or lowered traffic made of values each seen before.
-  The comparable values are those of the same hour of the day when the stream
-  shows a daily period (an analysis of variance over the hour-of-day buckets,
-  significant at ``period_p``), else the last ``history`` values.
+* **Boost by a run** (``run_weight`` 2; 0 turns it off): a report is multiplied
+  by ``exp(rank_weight * |p| + run_weight * |m|)``, ``p`` the value's centred
+  rank among the last ``onset_window`` values (the recent stretch the onset is
+  measured against) and ``m`` the mean of ``p`` over the last ``run_window``
+  values, counted only when it is significant: under exchangeable values ``m``
+  has standard deviation ``1 / sqrt(12 * run_window)``, and ``|m|`` must exceed
+  the two-sided normal quantile of ``run_p`` (1e-3, a conventional level) in
+  those units. An onset inside a run of values each seen before but all high (or
+  all low) for the recent stretch (hours of raised tweet volume) counts more; a
+  new level is the recent stretch itself within ``onset_window`` values, so it
+  stops counting as a run. ``rank_weight`` (0) boosts the value's own rank.
 
 The onset window and the record ramp default to a third (at least 50 values)
 and a half of the warm-up: the warm-up is the stretch known to be normal, and
@@ -74,10 +77,11 @@ from __future__ import annotations
 import bisect
 import copy
 import math
+import statistics
 from typing import Any
 
 _N, _LO, _HI, _SORTED, _RING, _PENDING, _PEAKS, _HI_AT, _LO_AT, _SEASONS, _SEASONS_AT = range(11)
-_REPORTS, _RANKS, _MOMENTS = range(11, 14)
+_REPORTS, _RANKS = range(11, 13)
 _SEASON_MIN = 5  # values a bucket needs before it counts
 _PERIODS = (24, 168)  # hours in a day, in a week
 
@@ -102,9 +106,9 @@ class GradedNovelty:
         report_history: int = 100,
         report_weight: float = 0.13,
         rank_weight: float = 0.0,
-        run_weight: float = 0.0,
+        run_weight: float = 2.0,
         run_window: int = 24,
-        period_p: float = 1e-3,
+        run_p: float = 1e-3,
     ) -> None:
         self.history = max(1, int(history))
         self.exclude = max(0, int(exclude))
@@ -124,7 +128,9 @@ class GradedNovelty:
         self.rank_weight = rank_weight
         self.run_weight = run_weight
         self.run_window = max(1, int(run_window))
-        self.period_p = period_p
+        self.run_p = run_p
+        # |m| in units of its standard deviation under exchangeability must pass the two-sided test at run_p.
+        self._run_z = statistics.NormalDist().inv_cdf(1.0 - run_p / 2.0) / math.sqrt(12.0 * self.run_window)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -144,14 +150,14 @@ class GradedNovelty:
             "rank_weight": self.rank_weight,
             "run_weight": self.run_weight,
             "run_window": self.run_window,
-            "period_p": self.period_p,
+            "run_p": self.run_p,
         }
 
     def init_state(self) -> list[Any]:
         """``[n, lo, hi, sorted, arrival order, pending, peaks, n at hi, n at lo, buckets, n last seen per bucket,
-        log raw novelty of recent reports, recent hour-of-day ranks, [sum, sum of squares] per hour of the day]``."""
+        log raw novelty of recent reports, recent ranks]``."""
         buckets: list[list[list[float]]] = [[[] for _ in range(p)] for p in _PERIODS]
-        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS], [], [], _moments(buckets[0])]
+        return [0, 0.0, 0.0, [], [], [], [], 0, 0, buckets, [[-1] * p for p in _PERIODS], [], []]
 
     def _seasonal(self) -> tuple[tuple[int, int, float], ...]:
         """(period in hours, values kept per bucket, weight) of the daily and weekly terms."""
@@ -199,59 +205,30 @@ class GradedNovelty:
         g = math.exp(sum(reports) / len(reports))
         return r * (self.scale / g) ** self.report_weight
 
-    def daily_period(self, st: list[Any]) -> bool:
-        """Whether the hour of the day explains the stream's recent values beyond chance.
+    def boost(self, st: list[Any], x: float) -> float:
+        """Learn ``x``'s rank among the last ``onset_window`` values; return the report's boost.
 
-        A one-way analysis of variance over the hour-of-day buckets (those with at least
-        5 values): the series shows a daily period when the F statistic's upper tail
-        (Paulson's normal approximation) is below ``period_p``. A conventional
-        significance level, not a fitted weight: it only decides whether ranks within
-        an hour mean anything for this stream (sub-hourly traffic with a daily rhythm
-        does; one value a day, or noise around a level, does not).
-        """
-        k, n, total, squares, between = 0, 0, 0.0, 0.0, 0.0
-        for same, (s, ss) in zip(st[_SEASONS][0], st[_MOMENTS], strict=True):
-            m = len(same)
-            if m >= _SEASON_MIN:
-                k, n, total, squares, between = k + 1, n + m, total + s, squares + ss, between + s * s / m
-        if k < 2 or n <= k:
-            return False
-        ssb = max(between - total * total / n, 0.0)
-        ssw = max(squares - between, 0.0)
-        if ssw <= 1e-12 * max(1.0, squares):
-            return ssb > 1e-12 * max(1.0, squares)
-        return f_tail(ssb / (k - 1) / (ssw / (n - k)), k - 1, n - k) < self.period_p
-
-    def boost(self, st: list[Any], x: float, how: int | None) -> float:
-        """Learn ``x``'s rank among its comparable values; return the report's boost.
-
-        ``exp(rank_weight * |p| + run_weight * |m|)``: ``p`` is the rank of ``x``
-        among the last ``daily_history`` values of the same hour of the day when the
-        stream shows a daily period (:meth:`daily_period`), else among the last
-        ``history`` values; centred (-0.5 lowest, +0.5 highest; 0 with fewer than 5 of
-        them, or while they still hold values older than the last record). ``m`` is the
-        mean of ``p`` over the last ``run_window`` values. A novelty that comes with a
-        value extreme among its peers, or inside a run of such values (hours of raised
-        or lowered traffic each of whose values was seen before), counts more.
+        ``exp(rank_weight * |p| + run_weight * |m|)``: ``p`` is the centred rank of
+        ``x`` (-0.5 lowest, +0.5 highest; 0 with fewer than 5 values), ``m`` the mean
+        of ``p`` over the last ``run_window`` values, counted only when significant at
+        ``run_p`` (two-sided, ``m`` having standard deviation ``1 / sqrt(12 *
+        run_window)`` among exchangeable values). A stationary stream's runs are
+        rarely significant; a new level becomes the recent stretch itself.
         """
         if not (self.rank_weight or self.run_weight):
             return 1.0
-        # Ranks count only among values on the current level: a bucket that has seen a value since the
-        # last record (a new level), or a history that holds nothing older than that record.
-        record = max(st[_HI_AT], st[_LO_AT])
-        srt: list[float] = st[_SORTED] if st[_N] - record > len(st[_RING]) else []
-        if how is not None and self.daily_period(st):
-            same = st[_SEASONS][0][how % 24]
-            fresh = len(same) >= _SEASON_MIN and st[_SEASONS_AT][0][how % 24] > record
-            srt = sorted(same) if fresh else []  # in C: cheaper than counting in Python
+        recent = sorted(st[_RING][-self.onset_window :])  # in C: cheaper than counting in Python
         p = 0.0
-        if len(srt) >= _SEASON_MIN:
-            p = (bisect.bisect_left(srt, x) + bisect.bisect_right(srt, x)) / (2 * len(srt)) - 0.5
+        if len(recent) >= _SEASON_MIN:
+            p = (bisect.bisect_left(recent, x) + bisect.bisect_right(recent, x)) / (2 * len(recent)) - 0.5
         ranks = st[_RANKS]
         ranks.append(p)
         if len(ranks) > self.run_window:
             ranks.pop(0)
-        return math.exp(self.rank_weight * abs(p) + self.run_weight * abs(sum(ranks) / len(ranks)))
+        m = abs(sum(ranks) / len(ranks))
+        if m < self._run_z:
+            m = 0.0
+        return math.exp(self.rank_weight * abs(p) + self.run_weight * m)
 
     def score_value(self, st: list[Any], x: float, how: int | None = None) -> tuple[list[Any], float, float]:
         """Score ``x`` first, then learn it. Returns (new state, score in [0, 1), raw novelty).
@@ -272,11 +249,9 @@ class GradedNovelty:
             return 0.0, 0.0
         while len(st) <= _RANKS:  # a state saved by an earlier version: what it lacks starts empty
             st.append([])
-        if len(st) <= _MOMENTS:
-            st.append(_moments(st[_SEASONS][0]))
         n = st[_N]
         r, _ = self.raw(st, x, how)
-        boost = self.boost(st, x, how)
+        boost = self.boost(st, x)
         if not math.isfinite(r):
             r = 1e300
         peaks = st[_PEAKS]
@@ -307,15 +282,8 @@ class GradedNovelty:
             for k, (period, keep, _) in enumerate(self._seasonal()):
                 same = st[_SEASONS][k][how % period]
                 same.append(x)
-                if k == 0:
-                    mom = st[_MOMENTS][how % period]
-                    mom[0] += x
-                    mom[1] += x * x
                 if len(same) > keep:
-                    y = same.pop(0)
-                    if k == 0:
-                        mom[0] -= y
-                        mom[1] -= y * y
+                    same.pop(0)
                 st[_SEASONS_AT][k][how % period] = n
         if n == 0 or x > st[_HI]:
             st[_HI], st[_HI_AT] = x, n
@@ -323,22 +291,3 @@ class GradedNovelty:
             st[_LO], st[_LO_AT] = x, n
         st[_N] = n + 1
         return min(score, 1.0), r
-
-
-def _moments(buckets: list[list[float]]) -> list[list[float]]:
-    """[sum, sum of squares] of each bucket's values."""
-    return [[sum(b), sum(v * v for v in b)] for b in buckets]
-
-
-def f_tail(f: float, d1: int, d2: int) -> float:
-    """P(F >= f) for an F(d1, d2) variable, by Paulson's normal approximation (ample for a test at 1e-3).
-
-    >>> round(f_tail(1.0, 23, 2000), 2), f_tail(10.0, 23, 2000) < 1e-10
-    (0.46, True)
-    """
-    if f <= 0.0:
-        return 1.0
-    a, b = 2.0 / (9.0 * d1), 2.0 / (9.0 * d2)
-    c = f ** (1.0 / 3.0)
-    z = ((1.0 - b) * c - (1.0 - a)) / math.sqrt(a + c * c * b)
-    return 0.5 * math.erfc(z / math.sqrt(2.0))

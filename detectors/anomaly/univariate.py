@@ -45,7 +45,7 @@ class UnivariateAnomaly(AnomalyDetector):
 
     kind = "univariate"
     id = "anomaly.univariate"
-    version = "4"
+    version = "5"
     describe = Describe(
         name_zh="单笔数值异常",
         name_en="Abnormal value (streaming novelty, reported at onset) 单笔数值异常",

@@ -1,4 +1,4 @@
-"""Unit tests of the graded, onset-reporting novelty score (detectors/anomaly/graded.py) and univariate v4."""
+"""Unit tests of the graded, onset-reporting novelty score (detectors/anomaly/graded.py) and univariate v5."""
 
 from __future__ import annotations
 
@@ -73,11 +73,10 @@ def test_state_stays_bounded() -> None:
     st = g.init_state()
     for x in [float(i % 997) for i in range(5000)]:
         g.step(st, x)
-    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports, ranks, moments = st
+    _, _, _, srt, ring, pending, peaks, _, _, seasons, _, reports, ranks = st
     assert len(srt) == len(ring) == 50 and srt == sorted(ring) and 0 < len(reports) <= g.report_history
-    assert len(pending) == 3 and len(peaks) <= 21 and ranks == []  # no rank weights: no ranks kept
+    assert len(pending) == 3 and len(peaks) <= 21 and len(ranks) == g.run_window
     assert [len(p) for p in seasons] == [24, 168] and all(b == [] for p in seasons for b in p)
-    assert moments == [[0.0, 0.0]] * 24
     g.step(st, 1.0, 24 + 7)  # Tuesday, 7 a.m.
     assert st[9][0][7] == [1.0] and st[9][1][31] == [1.0]
 
@@ -142,7 +141,7 @@ def test_univariate_alerts_once_when_amounts_jump_with_evidence() -> None:
     assert [i for i, _ in fired] == [80]
     sig = fired[0][1]
     assert sig.detector_id == "anomaly.univariate" and 0.5 <= sig.score < 1.0
-    assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/4")
+    assert sig.evidence["nearest_recent"] < 20_000 and sig.evidence["model_version"].startswith("univariate/5")
 
 
 def test_a_value_usual_on_sundays_is_news_on_a_monday_at_the_same_hour() -> None:
@@ -199,7 +198,7 @@ def test_a_state_saved_before_reports_were_remembered_still_scores() -> None:
     for x in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0]:
         g.step(st, x)
     score, raw = g.step(st, 10.0)
-    assert raw > 0 and score > 0.5 and len(st) == 14 and st[11]
+    assert raw > 0 and score > 0.5 and len(st) == 13 and st[11]
 
 
 def _hourly(days: int, seed: int) -> tuple[list[float], list[int]]:
@@ -209,86 +208,73 @@ def _hourly(days: int, seed: int) -> tuple[list[float], list[int]]:
     return values, [h for _ in range(days) for h in range(24)]
 
 
-def test_a_novelty_extreme_for_its_hour_is_boosted_one_usual_for_its_hour_is_not() -> None:
-    values, hours = _hourly(30, 4)
-    plain = GradedNovelty(warmup=48, daily_history=30, report_weight=0.0, weekly_weight=0.0)
-    boosted = GradedNovelty(warmup=48, daily_history=30, report_weight=0.0, weekly_weight=0.0, rank_weight=4.0)
-    a, b = plain.init_state(), boosted.init_state()
-    for x, h in zip(values, hours, strict=True):
-        plain.step(a, x, h)
-        boosted.step(b, x, h)
-    # 130 at noon: beyond every noon value seen, the highest rank for its hour.
-    (s_plain, r_plain), (s_boost, r_boost) = (
-        plain.step(copy.deepcopy(a), 130.0, 12),
-        boosted.step(copy.deepcopy(b), 130.0, 12),
-    )
-    assert r_plain == r_boost > 0  # the raw novelty is the same; only the report's weight differs
-    assert s_boost > s_plain > 0
-    eff_plain, eff_boost = s_plain / (1 - s_plain), s_boost / (1 - s_boost)
-    assert math.isclose(eff_boost / eff_plain, math.exp(4.0 * 0.5), rel_tol=1e-9)  # rank +0.5: the full boost
-    # A median noon value moves the rank run by almost nothing.
-    assert boosted.boost(copy.deepcopy(b), sorted(b[9][0][12])[15], 12) < math.exp(4.0 * 0.05)
+def _noise(n: int, seed: int, level: float = 50.0) -> list[float]:
+    rng = random.Random(seed)
+    return [level + rng.gauss(0, 1) for _ in range(n)]
 
 
-def test_a_run_of_values_high_for_their_hour_builds_the_run_boost() -> None:
-    values, hours = _hourly(20, 5)
-    g = GradedNovelty(warmup=48, daily_history=30, run_weight=3.0, run_window=6)
+def test_a_value_extreme_among_the_recent_ones_is_boosted_by_its_rank() -> None:
+    plain = GradedNovelty(warmup=60, report_weight=0.0, run_weight=0.0)
+    ranked = GradedNovelty(warmup=60, report_weight=0.0, run_weight=0.0, rank_weight=4.0)
+    a, b = plain.init_state(), ranked.init_state()
+    for x in _noise(300, 4):
+        plain.step(a, x)
+        ranked.step(b, x)
+    (s_plain, r_plain), (s_rank, r_rank) = plain.step(copy.deepcopy(a), 60.0), ranked.step(copy.deepcopy(b), 60.0)
+    assert r_plain == r_rank > 0  # the raw novelty is the same; only the report's weight differs
+    assert s_rank > s_plain > 0
+    eff_plain, eff_rank = s_plain / (1 - s_plain), s_rank / (1 - s_rank)
+    assert math.isclose(eff_rank / eff_plain, math.exp(4.0 * 0.5), rel_tol=1e-9)  # above all recent: rank +0.5
+    median = sorted(b[4][-ranked.onset_window :])[ranked.onset_window // 2]
+    assert ranked.boost(copy.deepcopy(b), median) < math.exp(4.0 * 0.05)
+
+
+def test_a_run_of_values_high_for_the_recent_stretch_builds_the_run_boost() -> None:
+    g = GradedNovelty(warmup=60, run_window=6)
     st = g.init_state()
-    for x, h in zip(values, hours, strict=True):
-        g.step(st, x, h)
-    quiet = g.boost(copy.deepcopy(st), 100.0, 12)
-    boosts = [g.boost(st, 115.0, 12 + k) for k in range(6)]  # six hours each above every value of its hour
-    assert boosts == sorted(boosts) and boosts[-1] > 3.0 * quiet
-    assert math.isclose(boosts[-1], math.exp(3.0 * 0.5), rel_tol=1e-9)
+    for x in _noise(300, 5):
+        g.step(st, x)
+    top = max(st[4][-g.onset_window :])
+    boosts = [g.boost(st, top) for _ in range(6)]  # six values each at the top of the recent stretch
+    assert boosts[0] == 1.0  # one high value is not a run
+    assert boosts == sorted(boosts) and boosts[-1] > 2.0
     assert len(st[12]) == 6  # the run is bounded by run_window
-    assert GradedNovelty().boost(g.init_state(), 5.0, 3) == 1.0  # no weights: no boost, nothing learned
+    assert GradedNovelty(run_weight=0.0).boost(g.init_state(), 5.0) == 1.0  # no weights: no boost, nothing learned
 
 
-def test_a_daily_rhythm_is_recognised_noise_and_a_level_are_not() -> None:
-    g = GradedNovelty()
-    rhythm, noise = g.init_state(), g.init_state()
-    values, hours = _hourly(20, 6)
-    rng = random.Random(6)
-    for x, h in zip(values, hours, strict=True):
-        g.step(rhythm, x, h)
-        g.step(noise, 50.0 * (1 + 0.05 * rng.gauss(0, 1)), h)
-    assert g.daily_period(rhythm) and not g.daily_period(noise)
-    assert not g.daily_period(g.init_state())
-    # The running sums per hour match the buckets' values (kept incrementally as buckets roll).
-    for same, (s, ss) in zip(rhythm[9][0], rhythm[13], strict=True):
-        assert math.isclose(s, sum(same)) and math.isclose(ss, sum(v * v for v in same))
-
-
-def test_a_state_saved_before_the_hourly_sums_gets_them_from_its_buckets() -> None:
-    g = GradedNovelty(daily_history=10)
-    values, hours = _hourly(15, 7)
-    old, new = g.init_state(), g.init_state()
-    for x, h in zip(values, hours, strict=True):
-        g.step(old, x, h)
-        g.step(new, x, h)
-        del old[13:]  # the layout before the sums
-    assert len(old) == 13
-    g.step(old, 55.0, 3)
-    g.step(new, 55.0, 3)
-    assert all(math.isclose(a, b) for p, q in zip(old[13], new[13], strict=True) for a, b in zip(p, q, strict=True))
-
-
-def test_ranks_wait_for_values_on_the_current_level() -> None:
-    """After a new record (a level shift) the boost is silent: the old level does not make the new one extreme."""
-    g = GradedNovelty(history=100, rank_weight=4.0)
+def test_a_stationary_stream_seldom_makes_a_significant_run() -> None:
+    """Under exchangeable values the run's mean passes its test at about the rate run_p (1e-3)."""
+    g = GradedNovelty(warmup=60)
     st = g.init_state()
-    for _ in range(75):
-        for x in (9.0, 10.0, 11.0, 10.0):
-            g.step(st, x)
-    assert g.boost(copy.deepcopy(st), 100.0, None) == math.exp(4.0 * 0.5)  # beyond its history: rank +0.5
-    for _ in range(12):
-        for x in (29.0, 30.0, 31.0, 30.0):
-            g.step(st, x)
-    assert g.boost(copy.deepcopy(st), 31.0, None) == 1.0  # the history still holds the old level
-    for _ in range(25):
-        for x in (29.0, 30.0, 31.0, 30.0):
-            g.step(st, x)
-    assert g.boost(copy.deepcopy(st), 10.0, None) == math.exp(4.0 * 0.5)  # all on the new level: lowest of it
+    values = _noise(6000, 6)
+    for x in values[:300]:
+        g.step(st, x)
+    boosted = 0
+    for x in values[300:]:
+        boosted += g.boost(copy.deepcopy(st), x) > 1.0
+        g.step(st, x)
+    assert boosted <= 0.005 * 5700
+
+
+def test_after_a_level_shift_the_run_boost_dies_within_the_onset_window() -> None:
+    """The new level becomes the recent stretch itself: its values stop ranking high."""
+    g = GradedNovelty(warmup=60)
+    st = g.init_state()
+    for x in _noise(400, 7):
+        g.step(st, x)
+    shifted = _noise(g.onset_window + g.run_window + 200, 8, level=80.0)
+    early = []
+    for x in shifted[: g.run_window]:
+        early.append(g.boost(copy.deepcopy(st), x))
+        g.step(st, x)
+    assert early[-1] > 2.0  # a run_window after the shift its values still top the recent stretch
+    for x in shifted[g.run_window : g.onset_window + g.run_window]:
+        g.step(st, x)
+    late = []
+    for x in shifted[g.onset_window + g.run_window :]:
+        late.append(g.boost(copy.deepcopy(st), x))
+        g.step(st, x)
+    assert max(late) == 1.0
 
 
 def test_the_onset_window_and_record_ramp_follow_the_warmup() -> None:
