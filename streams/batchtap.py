@@ -146,6 +146,23 @@ def install(app: Any, tap: BatchTap) -> None:
     compat.settle_before_commit(app, settle, settle_before_stop)
 
 
+def idle_flush_due(tap: BatchTap, records: dict[Any, list[Any]]) -> str | None:
+    """Why a flush is due on this turn of the fetch loop *before* the records just fetched
+    are handled (None: not on this turn).
+
+    Checked on every turn, not only after a batch: on an idle stream (no record, or a
+    fetch of empty partitions or of changelogs only) pending states age out all the same.
+    A fetch with input records gets no flush before its batch: its batch's own check
+    (:func:`_run_batch`) flushes right after it. Encoding a flush takes tens of ms (one
+    record per changed entity, ~1,500 a second at 2,000 events/s): before the batch, every
+    event of it waited that long for its alerts (``bench/latency.py``, by hop)."""
+    if not tap.pending or tap.flusher is None:
+        return None
+    if any(recs and tp.topic in tap.topics for tp, recs in records.items()):
+        return None
+    return tap.flusher.due()
+
+
 async def _drain_messages(self: Any, fetcher: Any, tap: BatchTap) -> None:  # pragma: no cover - runs in the worker
     callback = self.callback
     consumer_should_stop, fetcher_should_stop = compat.stop_flags(self, fetcher)
@@ -156,10 +173,8 @@ async def _drain_messages(self: Any, fetcher: Any, tap: BatchTap) -> None:  # pr
         while not (consumer_should_stop() or fetcher_should_stop()):
             records, active = await compat.next_records(self, 1.0)
             await asyncio.sleep(0)
-            if tap.pending and self.flow_active and tap.flusher is not None:
-                # Checked on every turn, not only after a batch: on an idle stream (no record,
-                # or a fetch of empty partitions) pending states age out all the same.
-                reason = tap.flusher.due()
+            if self.flow_active:
+                reason = idle_flush_due(tap, records)
                 if reason is not None:
                     async with tap.lock:
                         await _flush(self, tap, reason, behind=True)
