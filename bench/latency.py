@@ -22,7 +22,9 @@ Headline: ``latency_p99_vs_relay`` = the median over rounds of alert p99 ÷ rela
 line before it, ``latency_p99_vs_raw``, the median of alert p99 ÷ raw p99 (the ratio of
 issue 9, which includes the broker's second hop). Each round also prints both paths by
 hop: event sent → alert sent by the worker (the alert record's Kafka CreateTime) → alert
-received, and record sent → sent on by the relay → received.
+received, and record sent → sent on by the relay → received; and the worker's own account of
+the measured span from its ``/metrics``, scraped just before and just after it (batches,
+their wall time in the pipeline and delivering, state flushes, produced → decided).
 
     python bench/latency.py [--rate 2000] [--seconds 20] [--rounds 3]
 """
@@ -48,6 +50,7 @@ from bench.common import (
     history,
     median,
     percentile,
+    scrape,
     settings_of,
     stack_settings,
 )
@@ -125,11 +128,16 @@ async def _round(
         t0 = time.monotonic()
         measured_from = time.time() + warmup
         end_at = measured_from + seconds
+        port = workers.procs[0].metrics_port
+        seen_at: list[dict[str, float]] = []  # the worker's metrics just before and just after the span
         for i in range(prime, len(records), per_tick):
             ahead = t0 + ((i - prime) / per_tick) * tick - time.monotonic()
             if ahead > 0:
                 await asyncio.sleep(ahead)
+            if not seen_at and time.time() >= measured_from - 0.5:
+                seen_at.append(await asyncio.to_thread(scrape, port))
             if time.time() >= end_at:
+                seen_at.append(await asyncio.to_thread(scrape, port))
                 break
             for rec, eid in zip(records[i : i + per_tick], ids[i : i + per_tick], strict=True):
                 sent[eid] = time.time()
@@ -160,7 +168,28 @@ async def _round(
         [alert_created[e] - sent[e] for e in measured if e in alert_seen],
         [alert_seen[e] - alert_created[e] for e in measured if e in alert_seen],
     )
-    return raw, alerts, len(measured), hops
+    return raw, alerts, len(measured), hops, _inside(seen_at)
+
+
+def _inside(seen_at: list[dict[str, float]]) -> str:
+    """The worker's own account of the measured span (its /metrics, scraped just outside it)."""
+    if len(seen_at) != 2 or not all(seen_at):
+        return "the worker's metrics: not read"
+    d = {k: seen_at[1].get(k, 0.0) - seen_at[0].get(k, 0.0) for k in seen_at[1]}
+    batches = d.get("riskflow_batch_processing_seconds_count", 0.0)
+    decided = d.get("riskflow_processing_latency_seconds_count", 0.0)
+    flushes = d.get("riskflow_state_flushes_total", 0.0)
+
+    def per(key: str, n: float) -> float:
+        return 1000 * d.get(key, 0.0) / n if n else float("nan")
+
+    return (
+        f"the worker over the span: {batches:.0f} batches of {decided / batches if batches else 0:.0f} events, "
+        f"{per('riskflow_batch_processing_seconds_sum', batches):.1f} ms each "
+        f"({per('riskflow_detector_evaluation_seconds_sum', batches):.1f} ms in the pipeline, the rest delivering); "
+        f"{flushes:.0f} state flushes of {d.get('riskflow_states_written_total', 0.0) / flushes if flushes else 0:.0f} "
+        f"states; produced -> decided mean {per('riskflow_processing_latency_seconds_sum', decided):.0f} ms"
+    )
 
 
 def _ms(xs: list[float], q: float) -> str:
@@ -169,7 +198,7 @@ def _ms(xs: list[float], q: float) -> str:
 
 def _worker_path(args: argparse.Namespace, bootstrap: str, lines: list[bytes], r: int) -> tuple[float, float]:
     """One round of the worker path: (alert p99, raw p99), s; prints it by hop."""
-    raw, alerts, n, (to_worker, to_reader) = asyncio.run(
+    raw, alerts, n, (to_worker, to_reader), inside = asyncio.run(
         _round(
             bootstrap,
             lines,
@@ -194,6 +223,7 @@ def _worker_path(args: argparse.Namespace, bootstrap: str, lines: list[bytes], r
         f"alert sent -> received p50 {_ms(to_reader, 0.5)} ms p99 {_ms(to_reader, 0.99)} ms",
         flush=True,
     )
+    print(f"  {inside}", flush=True)
     return a99, r99
 
 
