@@ -123,6 +123,10 @@ class Flusher:
 
         return write()
 
+    def step(self, batch: int = 0) -> None: ...
+
+    def finish(self) -> None: ...
+
     def discard(self) -> None:
         self.discards += 1
 
