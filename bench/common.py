@@ -27,10 +27,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from riskflow.broker import EmbeddedBroker, free_port
-from riskflow.kafka import ensure_topics
+from riskflow.core.kafka import ensure_topics
+from riskflow.core.schema import encode_event
+from riskflow.core.settings import Settings, prefixed_topics
 from riskflow.replay import route
-from riskflow.schema import encode_event
-from riskflow.settings import Settings, prefixed_topics
 from riskflow.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -54,9 +54,9 @@ from bench.common import (
     settings_of,
     stack_settings,
 )
-from riskflow.kafka import ensure_topics
+from riskflow.core.kafka import ensure_topics
+from riskflow.core.settings import Settings
 from riskflow.replay import route
-from riskflow.settings import Settings
 
 ALERTING_MIX = {"ponzi_fund": 0.2, "illegal_fundraising": 0.1}
 

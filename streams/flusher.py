@@ -25,7 +25,7 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 
 from detectors.engine import EntityState, encode_state
-from riskflow.metrics import Metrics
+from riskflow.core.metrics import Metrics
 from streams.emitter import Out, OutputRouter, deliver
 from streams.statecache import StateCache
 
