@@ -6,7 +6,8 @@ hop). This script measures what the broker alone makes of that comparison, with 
 RiskFlow code in the path: at a steady rate (default 2,000 records/s, the latency
 benchmark's), a producer (linger 5 ms, as there) writes small records to topic A; a
 plain reader reads A (one hop); a *relay*, a separate process like the worker, reads A
-and at once sends every record on to topic B (producer linger 0, as the worker's); a
+and at once sends every record on to topic B (producer linger 0 and acks from all
+in-sync replicas, as the worker's Faust producer); a
 second reader reads B (two hops). Every consumer uses the same fetch wait, the worker's
 ``RISKFLOW_FETCH_MAX_WAIT`` unless ``--waits`` lists others (in ms).
 
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 
 if __package__ in (None, ""):
     import _path  # noqa: F401
@@ -43,16 +45,42 @@ _STAMP = struct.Struct(">Qd")  # sequence number, send time (time.time())
 _PAD = b"x" * 180  # ~200-byte records, as the events
 
 
-async def _read(bootstrap: str, topic: str, fetch_ms: int, out: dict[int, float], stop: asyncio.Event) -> None:
+#: The producer of the measured stream, in this script and in bench/latency.py.
+SOURCE_LINGER_MS = 5
+#: The relay's producer, as the worker's (Faust's defaults: linger 0, acks from every in-sync replica).
+RELAY_PRODUCER = {"linger_ms": 0, "acks": "all"}
+
+
+@dataclass
+class Hops:
+    """Latencies of one relay round, seconds, per measured record (in the same order)."""
+
+    one: list[float]  # sent -> read from A (one hop)
+    two: list[float]  # sent -> read from B (two hops, through the relay)
+    to_relay: list[float]  # sent -> the relay sent it on (B's CreateTime, set by the relay's producer)
+    from_relay: list[float]  # the relay sent it on -> read from B
+
+
+async def _read(
+    bootstrap: str,
+    topic: str,
+    fetch_ms: int,
+    out: dict[int, float],
+    stop: asyncio.Event,
+    created: dict[int, float] | None = None,
+) -> None:
     async for now, m in arrivals(bootstrap, [topic], fetch_ms, stop):
         seq, _ = _STAMP.unpack_from(m.value)
-        out.setdefault(seq, now)
+        if seq not in out:
+            out[seq] = now
+            if created is not None:
+                created[seq] = m.timestamp / 1000.0
 
 
 async def _relay(bootstrap: str, src: str, dst: str, fetch_ms: int) -> None:
     """Read ``src`` and send each record on to ``dst`` at once, until stdin closes."""
     c = plain_consumer(bootstrap, [src], fetch_ms)
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, **RELAY_PRODUCER)
     await c.start()
     await p.start()
     loop = asyncio.get_running_loop()
@@ -69,10 +97,12 @@ async def _relay(bootstrap: str, src: str, dst: str, fetch_ms: int) -> None:
         await p.stop()
 
 
-async def _round(bootstrap: str, rate: int, seconds: float, warmup: float, fetch_ms: int) -> tuple[list, list]:
+async def relay_round(bootstrap: str, rate: int, seconds: float, warmup: float, fetch_ms: int) -> Hops:
+    """One round at ``rate`` records/s: the stream on topic A, read there (one hop) and through
+    a relay process (two hops); records sent in the first ``warmup`` s are not measured."""
     tag = uuid.uuid4().hex[:8]
     a, b = f"hop-a-{tag}", f"hop-b-{tag}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=SOURCE_LINGER_MS)
     await producer.start()
     # create both topics before anyone reads them (producing to a missing topic creates it)
     await producer.send_and_wait(a, _STAMP.pack(0, 0.0) + _PAD)
@@ -90,10 +120,11 @@ async def _round(bootstrap: str, rate: int, seconds: float, warmup: float, fetch
     sent: dict[int, float] = {}
     one: dict[int, float] = {}
     two: dict[int, float] = {}
+    relayed: dict[int, float] = {}
     stop = asyncio.Event()
     readers = [
         asyncio.create_task(_read(bootstrap, a, fetch_ms, one, stop)),
-        asyncio.create_task(_read(bootstrap, b, fetch_ms, two, stop)),
+        asyncio.create_task(_read(bootstrap, b, fetch_ms, two, stop, relayed)),
     ]
     try:
         await asyncio.sleep(1.0)  # readers and relay positioned
@@ -126,7 +157,12 @@ async def _round(bootstrap: str, rate: int, seconds: float, warmup: float, fetch
     lost = [s for s in measured if s not in one or s not in two]
     if lost:
         raise RuntimeError(f"{len(lost)} of {len(measured)} records not read on both paths")
-    return [one[s] - sent[s] for s in measured], [two[s] - sent[s] for s in measured]
+    return Hops(
+        [one[s] - sent[s] for s in measured],
+        [two[s] - sent[s] for s in measured],
+        [relayed[s] - sent[s] for s in measured],
+        [two[s] - relayed[s] for s in measured],
+    )
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -151,7 +187,8 @@ def main(argv: list[str] | None = None) -> float:
     with broker(args.bootstrap) as bootstrap:
         for r in range(args.rounds):
             for w in waits:
-                one, two = asyncio.run(_round(bootstrap, args.rate, args.seconds, args.warmup, w))
+                hops = asyncio.run(relay_round(bootstrap, args.rate, args.seconds, args.warmup, w))
+                one, two = hops.one, hops.two
                 o50, o99, t50, t99 = (percentile(x, q) * 1000 for x in (one, two) for q in (0.5, 0.99))
                 ratios[w].append(t99 / o99)
                 print(

@@ -15,8 +15,8 @@ Every batch, its alerts, links, dead letters and late records are
 *delivered* (awaited, ``streams/emitter.py``), and the entity states it changed stay
 *dirty* in process (``streams/statecache.py``: for this worker they are the truth).
 A *flush* (``streams/flusher.py``) writes the dirty states to the changelog — one
-record per changed entity per flush, encoded at once, sent straight to the producer
-and awaited behind the next batches (``streams/batchtap.py``) — and only once that
+record per changed entity per flush, encoded a slice at a time between batches, sent
+straight to the producer and awaited behind the next batches (``streams/batchtap.py``) — and only once that
 write has landed are the offsets of the batches it covers acknowledged for Faust's
 next commit (which flushes the producer first). A flush is due ``RISKFLOW_STATE_FLUSH_INTERVAL``
 seconds after the first state became dirty (0: every batch, as before), once

@@ -22,9 +22,10 @@ not once per batch: processed batches wait, offsets only, in
 policy (after a batch, or on an idle fetch loop), and is always made before
 Faust commits on a rebalance and before the fetch loop is stopped for
 shutdown. A flush due after a batch runs *behind* the batches: the states are
-encoded at once (between batches, so they hold only events whose alerts were
-delivered), and while the broker acknowledges their write the next batches
-run; the offsets the flush covers are acknowledged when its write has landed.
+encoded a slice at a time, after each batch (between batches, so they hold only
+events whose alerts were delivered; ``Flusher.step``), and while the broker
+acknowledges their write the next batches run; the offsets the flush covers are
+acknowledged when its write has landed (its last slice encoded first).
 One write is in flight at a time: the next flush, and the flush before a
 rebalance commit or a shutdown, first waits for it. So the order is: alerts
 delivered → states written → offsets acknowledged; Faust's periodic commit
@@ -76,8 +77,17 @@ class Flusher(Protocol):
         ``riskflow.core.metrics.STATE_FLUSH_REASONS``; also when nothing is left to write), else None."""
 
     def start(self, reason: str) -> Awaitable[None] | None:
-        """Take every changed state as it is now (encoded at once) and return the write of
-        them, which completes once the broker acknowledged them all (None: nothing to write)."""
+        """Take every changed state (encoded now, or a slice now and the rest by :meth:`step`)
+        and return the write of them, which completes once the broker acknowledged them all
+        (None: nothing to write)."""
+
+    def step(self, batch: int = 0) -> None:
+        """Encode the next slice of the write in flight, if any is left (called between batches,
+        ``batch``: the size of the one just handled; a write is encoded a slice at a time, so
+        that it never holds up a batch for long)."""
+
+    def finish(self) -> None:
+        """Encode at once what is left of the write in flight, so that it can land."""
 
     def discard(self) -> None:
         """Forget every changed state unwritten (they are read again from the committed offsets)."""
@@ -146,6 +156,26 @@ def install(app: Any, tap: BatchTap) -> None:
     compat.settle_before_commit(app, settle, settle_before_stop)
 
 
+def idle_flush_due(tap: BatchTap, records: dict[Any, list[Any]]) -> str | None:
+    """Why a flush is due on this turn of the fetch loop *before* the records just fetched
+    are handled (None: not on this turn).
+
+    Checked on every turn, not only after a batch: on an idle stream (no record, or a
+    fetch of empty partitions or of changelogs only) pending states age out all the same.
+    A fetch with input records gets no flush before its batch: its batch's own check
+    (:func:`_run_batch`) flushes right after it. Encoding a flush takes tens of ms (one
+    record per changed entity, ~1,500 a second at 2,000 events/s): before the batch, every
+    event of it waited that long for its alerts (``bench/latency.py``, by hop)."""
+    if not tap.pending or tap.flusher is None or _has_input(tap, records):
+        return None
+    return tap.flusher.due()
+
+
+def _has_input(tap: BatchTap, records: dict[Any, list[Any]]) -> bool:
+    """Whether a fetch holds records of the input topics (a batch for the handler)."""
+    return any(recs and tp.topic in tap.topics for tp, recs in records.items())
+
+
 async def _drain_messages(self: Any, fetcher: Any, tap: BatchTap) -> None:  # pragma: no cover - runs in the worker
     callback = self.callback
     consumer_should_stop, fetcher_should_stop = compat.stop_flags(self, fetcher)
@@ -156,10 +186,10 @@ async def _drain_messages(self: Any, fetcher: Any, tap: BatchTap) -> None:  # pr
         while not (consumer_should_stop() or fetcher_should_stop()):
             records, active = await compat.next_records(self, 1.0)
             await asyncio.sleep(0)
-            if tap.pending and self.flow_active and tap.flusher is not None:
-                # Checked on every turn, not only after a batch: on an idle stream (no record,
-                # or a fetch of empty partitions) pending states age out all the same.
-                reason = tap.flusher.due()
+            if self.flow_active and not _has_input(tap, records):
+                if tap.flusher is not None:
+                    tap.flusher.step()  # between batches: none runs but in this loop
+                reason = idle_flush_due(tap, records)
                 if reason is not None:
                     async with tap.lock:
                         await _flush(self, tap, reason, behind=True)
@@ -300,6 +330,8 @@ async def _run_batch(
                 offsets.extend([r.offset for r in recs])
             tap.pending_generation = generation
             # ... and its offsets are acknowledged once its states are durable.
+            if tap.flusher is not None:
+                tap.flusher.step(len(batch))  # a slice of the write in flight, if one is left
             reason = "batch" if tap.flusher is None else tap.flusher.due()
             if reason is not None:
                 await _flush(self, tap, reason, behind=True)
@@ -347,6 +379,8 @@ async def _landed(self: Any, tap: BatchTap) -> None:
     landing = tap.landing
     if landing is None:
         return
+    if tap.flusher is not None:
+        tap.flusher.finish()  # the rest of its states, if slices are left
     try:
         await asyncio.shield(landing)  # a waiter cancelled (shutdown) does not cancel the write
     except asyncio.CancelledError:

@@ -17,10 +17,11 @@ objects of this worker, in two parts:
   alerts delivered → states written → offsets acknowledged. Dirty states never
   reach the table's bytes before the changelog acknowledged them.
 - **writing**: the states of the flush in flight. A flush *takes* the dirty
-  states (:meth:`StateCache.take`), encodes them at once and writes them while
-  the next batches run (``streams/batchtap.py``); until the write has landed
-  (:meth:`StateCache.written`) they are still what :meth:`StateCache.get`
-  returns, and a batch that changes one makes it dirty again, for the next flush.
+  states (:meth:`StateCache.take`), encodes them (a slice after each batch,
+  ``streams/flusher.py``) and writes them while the next batches run
+  (``streams/batchtap.py``); until the write has landed (:meth:`StateCache.written`)
+  they are still what :meth:`StateCache.get` returns, and a batch that changes one
+  makes it dirty again, for the next flush.
 - **clean**: the states this worker last wrote, so a busy entity is decoded
   once, not once per batch. At most ``capacity`` entries (trimmed back to it
   in bulk once it is an eighth over); the least recently written go first.

@@ -8,7 +8,7 @@ import asyncio
 from collections import namedtuple
 from typing import Any
 
-from streams.batchtap import BatchTap, _flush, _in_sequence, _landed, _run_batch
+from streams.batchtap import BatchTap, _flush, _in_sequence, _landed, _run_batch, idle_flush_due
 
 TP = namedtuple("TP", "topic partition")
 Rec = namedtuple("Rec", "offset")
@@ -123,6 +123,10 @@ class Flusher:
 
         return write()
 
+    def step(self, batch: int = 0) -> None: ...
+
+    def finish(self) -> None: ...
+
     def discard(self) -> None:
         self.discards += 1
 
@@ -163,6 +167,25 @@ def test_offsets_wait_for_the_flush_that_writes_their_states() -> None:
     batch(c, t, range(16, 18))
     assert f.flushes == ["interval"] and c._acked[T0] == list(range(10, 18)) and c._n_acked == 8
     assert t.pending == {}
+
+
+def test_a_due_flush_waits_for_the_batch_just_fetched_not_the_batch_for_it() -> None:
+    """A flush takes tens of ms to encode: due when a fetch brings input records, it runs
+    after their batch (whose alerts then leave first), and the batch's own check makes it;
+    a fetch of no input record (idle, changelogs only) flushes at once."""
+    c, (t, f) = Tapped(committed=10), flushing_tap()
+    changelog = TP("riskflow-entity-state-changelog", 3)
+    assert idle_flush_due(t, {}) is None  # nothing pending: nothing to flush
+    batch(c, t, range(10, 14))
+    f.reason = "interval"
+    assert idle_flush_due(t, {T0: [Rec(14), Rec(15)]}) is None
+    batch(c, t, range(14, 16))  # ... the batch's own check flushes after it
+    assert f.flushes == ["interval"] and c._acked[T0] == list(range(10, 16))
+    f.reason = None
+    batch(c, t, range(16, 18))  # pending, not due
+    f.reason = "interval"
+    assert idle_flush_due(t, {}) == "interval"
+    assert idle_flush_due(t, {changelog: [Rec(3)], T0: []}) == "interval"
 
 
 def test_without_a_flusher_every_batch_is_acknowledged_at_once() -> None:

@@ -30,6 +30,7 @@ from bench import (
     pipeline,
     processor,
     produce,
+    run_all,
     scaleout,
 )
 from riskflow.broker import EmbeddedBroker
@@ -171,6 +172,19 @@ def test_columnar_prototype_matches_the_product_out_of_order() -> None:
     assert same and from_rules > 0, (alerts, from_rules)
 
 
+def test_run_all_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    """The summary repeats each script's headline with the load it ran under, then the
+    issue's figures one per line (those not run say so), then the machine line."""
+    assert run_all.main(["--quick", "--only", "parse,backtest"]) == 0
+    out = capsys.readouterr().out
+    issue = out.partition("== issue 23\n")[2].splitlines()
+    assert [line.partition("=")[0].partition(":")[0] for line in issue[:6]] == [n for n, _ in run_all.ISSUE_RATIOS]
+    assert float(issue[4].partition("backtest_events_per_s=")[2].split()[0]) > 0, out
+    assert "(bench/backtest.py; load " in issue[4], out
+    assert issue[0] == "backtest_jobs2_vs_jobs1: not run (bench/backtest_jobs.py)", out
+    assert issue[6].startswith("machine: ") and " cores, " in issue[6] and "load average" in issue[6], out
+
+
 def test_detector_cost_bench(capsys: pytest.CaptureFixture[str]) -> None:
     detector_cost.main(["--events", "300", "--rounds", "1"])
     assert _headline(capsys, "detectors_cpu_us_per_event") > 0
@@ -188,7 +202,11 @@ def test_kafka_benches(broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str
     scaleout.main(["--events", "400", "--rounds", "1", "--bootstrap", broker.bootstrap, "--timeout", "120"])
     _headline(capsys, "scaleout_ratio")
     latency.main(["--rate", "100", "--seconds", "3", "--warmup", "2", "--rounds", "1", "--bootstrap", broker.bootstrap])
-    assert _headline(capsys, "latency_p99_vs_raw") > 0
+    out = capsys.readouterr().out
+    assert "round 1, relay:" in out and "round 1, worker:" in out, out
+    vs_raw, vs_relay = out.strip().splitlines()[-2:]
+    assert float(vs_raw.partition("latency_p99_vs_raw=")[2]) > 0, out
+    assert float(vs_relay.partition("latency_p99_vs_relay=")[2]) > 0, out
     hop = ["--rate", "100", "--seconds", "2", "--warmup", "1", "--rounds", "1"]
     broker_hop.main([*hop, "--bootstrap", broker.bootstrap])
     assert _headline(capsys, "relay_p99_vs_one_hop") > 0

@@ -22,7 +22,7 @@ from detectors.rules import load_pack
 from riskflow.core.alerts import Alert
 from riskflow.core.metrics import Metrics
 from streams.emitter import OutputRouter, batched, deliver
-from streams.flusher import StateFlusher
+from streams.flusher import SLICE, StateFlusher
 from streams.handler import BatchHandler
 from streams.statecache import StateCache
 
@@ -246,6 +246,74 @@ def test_a_flush_writes_each_dirty_state_once_then_the_tables_bytes() -> None:
     assert flusher.due() == "batch" and flusher.start("batch") is None  # nothing left to write
     assert registry.get_sample_value("riskflow_state_flushes_total", {"reason": "interval"}) == 1
     assert registry.get_sample_value("riskflow_states_written_total") == 2
+
+
+async def turns(n: int = 5) -> None:
+    """A few turns of the event loop: the tasks started meanwhile have run as far as they can."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_a_large_flush_is_encoded_a_slice_at_a_time_between_batches() -> None:
+    """A flush never holds up the stream for all its states at once: ``start`` encodes one
+    slice, each ``step`` (the batch tap's, after a batch) one more, as large as the batch was
+    if it was larger; each slice goes to the producer as it is encoded. A state changed by a batch before its slice
+    was encoded is written as it is then (that batch's alerts are out), and is dirty again."""
+    p = Producer()
+    cache = StateCache(10 * SLICE, interval=60.0, clock=lambda: 0.0)
+    store: dict[bytes, bytes] = {}
+    flusher = StateFlusher(cache, store, router(p), "changelog", None)
+    n = 3 * SLICE + 5
+    for i in range(n):
+        cache.mark(f"E{i}", EntityState(entity_id=f"E{i}", events=1), i % 4)
+
+    async def run() -> None:
+        write = flusher.start("interval")
+        assert write is not None
+        landing = asyncio.ensure_future(write)
+        await turns()
+        assert len(p.sent) == SLICE and store == {}
+        late = cache.get("E0")  # not in the first slice: the slices go from the last taken back
+        assert late is not None and late.events == 1
+        late.events = 2  # a batch between slices changes it ...
+        cache.mark("E0", late, 0)  # ... and makes it dirty again
+        flusher.step()
+        await turns()
+        assert len(p.sent) == 2 * SLICE and not landing.done()
+        flusher.step(SLICE + 5)  # after a batch of that many events: a slice as large
+        await landing
+        assert list(cache.dirty) == ["E0"]  # dirty again, for the next flush
+
+    asyncio.run(run())
+    assert sorted(k for _, k, _, _ in p.sent[:n]) == sorted(f"E{i}".encode() for i in range(n))  # each once
+    assert decode_state(store[b"E0"]).events == 2 and len(store) == n
+
+
+def test_a_flush_whose_states_were_dropped_between_slices_writes_no_more_and_ends_cancelled() -> None:
+    """A failed batch or a rebalance between two slices drops the cache: the rest of the
+    flush is not encoded (the objects may hold a half-done batch), the table's bytes are not
+    written, and the write ends cancelled, so that the batch tap acknowledges none of its
+    offsets and reads them again (``streams/batchtap.py`` ``_landed``)."""
+    p = Producer()
+    cache = StateCache(10 * SLICE)
+    store: dict[bytes, bytes] = {}
+    flusher = StateFlusher(cache, store, router(p), "changelog", None)
+    for i in range(2 * SLICE + 1):
+        cache.mark(f"E{i}", EntityState(entity_id=f"E{i}"), 0)
+
+    async def run() -> None:
+        write = flusher.start("batch")
+        assert write is not None
+        landing = asyncio.ensure_future(write)
+        await turns()
+        flusher.discard()
+        flusher.finish()
+        with pytest.raises(asyncio.CancelledError):
+            await landing
+        assert landing.cancelled()
+
+    asyncio.run(run())
+    assert len(p.sent) == SLICE and store == {}
 
 
 def test_a_state_that_cannot_be_encoded_is_not_written_and_not_kept() -> None:
