@@ -646,7 +646,8 @@ class BatchProcessor:
         the entity again from its snapshot before ``at`` with the push in its event-time place
         (before the first own event or lane time later than ``at``, among landed pushes in
         (``at``, source, seq) order). The alerts whose last revision since then differs get a
-        correction (the next revision, ``evidence.replaced``); new ones go out as they are.
+        correction (the next revision, ``evidence.replaced``), those sent that it no longer gives
+    are withdrawn (``evidence.withdrawn``); new ones go out as they are.
         None: beyond the bound (no snapshot that early, or ``at`` more than
         ``contagion_replace_hours`` behind the entity's time) -- the caller lands it at once."""
         rw = state.rewind
@@ -953,24 +954,34 @@ def _corrections(st: EntityState, before: list[Alert], after: list[Alert], push:
             continue
         if _content(a) == _content(o):
             continue
-        natural = a.revision
-        a.revision = o.revision + shift + 1
-        a.evidence = {
-            **a.evidence,
-            "replaced": {
-                "cause": "contagion",
-                "source": push.other,
-                "relation": push.relation,
-                "at": _lateness.iso(push.at),
-                "note": "corrected: a contagion push that arrived late was re-placed in event time",
-            },
-        }
-        off.pop(aid, None)
-        off[aid] = a.revision - natural
-        while len(off) > _REVISED:
-            del off[next(iter(off))]
-        out.append(a)
+        out.append(_correct(off, a, a.revision, o.revision + shift + 1, a.evidence, push))
+    for aid, o in old.items():
+        if aid not in new:  # sent without the push in place, not with it: withdrawn
+            ev = {"withdrawn": True, "before": o.evidence}
+            out.append(_correct(off, o, o.revision, o.revision + off.get(aid, 0) + 1, ev, push))
     return out
+
+
+def _correct(
+    off: dict[str, int], a: Alert, natural: int, revision: int, evidence: dict[str, Any], push: LinkMessage
+) -> Alert:
+    """``a`` as the correction revision ``revision`` (its history's count: ``natural``)."""
+    a.revision = revision
+    a.evidence = {
+        **evidence,
+        "replaced": {
+            "cause": "contagion",
+            "source": push.other,
+            "relation": push.relation,
+            "at": _lateness.iso(push.at),
+            "note": "corrected: a contagion push that arrived late was re-placed in event time",
+        },
+    }
+    off.pop(a.alert_id, None)
+    off[a.alert_id] = revision - natural
+    while len(off) > _REVISED:
+        del off[next(iter(off))]
+    return a
 
 
 def _late_push(st: EntityState, push: LinkMessage, alerts: list[Alert], cfg: Any) -> LateRecord:
