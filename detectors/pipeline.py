@@ -643,13 +643,13 @@ class BatchProcessor:
 
     def _replace(self, state: EntityState, push: LinkMessage) -> list[Alert] | None:
         """Re-place a push that arrived after the entity's own events passed its ``at``: evaluate
-        the entity again from its snapshot before ``at`` with the push in its event-time place
-        (before the first own event or lane time later than ``at``, among landed pushes in
-        (``at``, source, seq) order). The alerts whose last revision since then differs get a
-        correction (the next revision, ``evidence.replaced``), those sent that it no longer gives
-    are withdrawn (``evidence.withdrawn``); new ones go out as they are.
-        None: beyond the bound (no snapshot that early, or ``at`` more than
-        ``contagion_replace_hours`` behind the entity's time) -- the caller lands it at once."""
+            the entity again from its snapshot before ``at`` with the push in its event-time place
+            (before the first own event or lane time later than ``at``, among landed pushes in
+            (``at``, source, seq) order). The alerts whose last revision since then differs get a
+            correction (the next revision, ``evidence.replaced``), those sent that it no longer gives
+        are withdrawn (``evidence.withdrawn``); new ones go out as they are.
+            None: beyond the bound (no snapshot that early, or ``at`` more than
+            ``contagion_replace_hours`` behind the entity's time) -- the caller lands it at once."""
         rw = state.rewind
         cfg = self.engine.risk.config  # type: ignore[union-attr]
         if rw is None or push.at < state.watermark - cfg.contagion_replace_hours * 3600.0:

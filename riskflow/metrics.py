@@ -46,6 +46,8 @@ DEAD_LETTER_REASONS = (*REASONS, PROCESSING_ERROR)
 CONTROL_IGNORE_REASONS = ("too_large", "malformed", "unknown_command", "no_model_dir")
 #: Why the worker wrote its changed entity states (streams/statecache.py, streams/batchtap.py).
 STATE_FLUSH_REASONS = ("batch", "interval", "dirty_limit", "rebalance", "shutdown")
+#: What became of a contagion push that arrived after its time (detectors.pipeline.CONTAGION_LATE_OUTCOMES).
+CONTAGION_LATE_OUTCOMES = ("replaced", "beyond_bound")
 
 
 class BulkHistogram(Collector):
@@ -152,6 +154,7 @@ class Metrics:
     rule_pack_rejected: Counter
     control_ignored: Counter
     late: Counter
+    contagion_late: Counter
     ahead: Counter
     state_flushes: Counter
     states_written: Counter
@@ -253,6 +256,15 @@ class Metrics:
                 "Events beyond the allowed lateness, sent to the late-event ledger, by event type.",
                 ["event_type"],
                 registry=registry,
+            ),
+            contagion_late=_labelled(
+                registry,
+                "riskflow_contagion_late_total",
+                "Contagion pushes that arrived after their dependent's own events passed their time, by "
+                "outcome (replaced: in their event-time place, with corrections; beyond_bound: landed at "
+                "once, ledgered as riskflow.contagion_push).",
+                "outcome",
+                CONTAGION_LATE_OUTCOMES,
             ),
             ahead=Counter(
                 "riskflow_events_ahead_total",
@@ -392,9 +404,14 @@ class LevelBoard:
 
 def _by_reason(registry: CollectorRegistry, name: str, doc: str, reasons: tuple[str, ...]) -> Counter:
     """A counter labelled by ``reason`` from a fixed set; every reason's series exists from the start at 0."""
-    c = Counter(name, doc, ["reason"], registry=registry)
-    for reason in reasons:
-        c.labels(reason=reason)
+    return _labelled(registry, name, doc, "reason", reasons)
+
+
+def _labelled(registry: CollectorRegistry, name: str, doc: str, label: str, values: tuple[str, ...]) -> Counter:
+    """A counter with one label from a fixed set; every value's series exists from the start at 0."""
+    c = Counter(name, doc, [label], registry=registry)
+    for value in values:
+        c.labels(value)
     return c
 
 

@@ -12,10 +12,11 @@ import msgspec
 from detectors.engine import EntityState, decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.lateness import decode_late, encode_late
-from detectors.pipeline import BEYOND_BOUND, LATE_PUSH, REPLACED, BatchProcessor, RawMessage
+from detectors.pipeline import BEYOND_BOUND, CONTAGION_LATE_OUTCOMES, LATE_PUSH, REPLACED, BatchProcessor, RawMessage
 from detectors.risk import RiskConfig
 from detectors.risk.contagion import CONTAGION_RULE, LinkMessage, encode_link
 from detectors.rules import load_pack
+from riskflow import metrics
 from tests.test_contagion import LINKS, _ad, _at, _fall, _Store, raw
 
 #: The fund's events: two before the push's time (the manager's fall plus an hour), two after it.
@@ -99,7 +100,7 @@ def test_a_late_push_redelivered_changes_nothing() -> None:
 
 def test_a_correction_is_superseded_by_the_next_natural_revision() -> None:
     """A later revision of a corrected alert still supersedes the correction at the sinks."""
-    late, store, results, bp = run(4)
+    _, store, results, bp = run(4)
     corrected = {a.alert_id: a.revision for a in results[-1].alerts if "replaced" in a.evidence}
     ad5 = _at(
         raw("advertisement.published", {"channel": "w", "guaranteed": True}, "PF-9", "private_fund", 1, "ad5"), 150
@@ -113,7 +114,7 @@ def test_beyond_the_bound_a_late_push_lands_at_once_and_is_ledgered() -> None:
     """With fewer steps kept than the fund took since the push's time (or none), the push lands
     at once: counted as beyond the bound and written to the late-event ledger."""
     for cfg in ({"contagion_replace_steps": 0}, {"contagion_replace_hours": 0.5}):
-        late, store, results, _ = run(4, **cfg)
+        *_, results, _ = run(4, **cfg)
         res = results[-1]
         assert res.contagion_late == {BEYOND_BOUND: 1}, cfg
         (rec,) = res.late
@@ -122,3 +123,7 @@ def test_beyond_the_bound_a_late_push_lands_at_once_and_is_ledgered() -> None:
         assert rec.late_by_seconds == 3600.0  # ad4 (12:00) - the push's time (11:00)
         assert [a.alert_id for a in res.alerts] == rec.alerts and res.alerts[0].rule_id == CONTAGION_RULE
         assert not any("replaced" in a.evidence for a in res.alerts)
+
+
+def test_the_outcomes_are_the_metrics_labels() -> None:
+    assert metrics.CONTAGION_LATE_OUTCOMES == CONTAGION_LATE_OUTCOMES
