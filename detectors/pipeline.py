@@ -601,8 +601,9 @@ class BatchProcessor:
                         return [], [], kept, ""
                     link = out  # the bound: the earliest pending push lands now
                 elif state.lane and link.at < state.watermark and state.risk is not None:
-                    if _contagion.seen_push(state.risk, link):
-                        return [], [], False, ""  # a redelivery: already in place
+                    r = state.risk
+                    if _contagion.seen_push(r, link) and not _contagion.outranks(r, link, scorer.config):
+                        return [], [], False, ""  # a redelivery (or a weaker twin): already in place
                     alerts = self._replace(state, link)
                     if alerts is not None:
                         return alerts, [], False, REPLACED
@@ -654,16 +655,22 @@ class BatchProcessor:
         cfg = self.engine.risk.config  # type: ignore[union-attr]
         if rw is None or push.at < state.watermark - cfg.contagion_replace_hours * 3600.0:
             return None
-        if rw.mid and push.at >= rw.mid_t:
+        twin = _contagion.seen_push(state.risk, push)  # type: ignore[arg-type]
+        if rw.mid and push.at >= rw.mid_t and not twin:
             snap, first = rw.mid, rw.mid_at
         elif push.at >= rw.base_t:
             snap, first = rw.base, 0
         else:
             return None
         steps = rw.steps[first:]
+        kept = steps
+        if twin:  # the same transition through a stronger relation takes the weaker one's place
+            kept = [s for s in steps if not (s.msg is not None and s.msg.other == push.other and s.msg.seq == push.seq)]
+            if len(kept) == len(steps):
+                return None  # the weaker one is older than the way back
         key = (push.at, push.other, push.seq)
         pos = 0
-        for pos, s in enumerate(steps):  # noqa: B007 (the position is the result)
+        for pos, s in enumerate(kept):  # noqa: B007 (the position is the result)
             if s.kind == STEP_PUSH:
                 m = s.msg
                 if m is not None and (m.at, m.other, m.seq) > key:
@@ -671,8 +678,8 @@ class BatchProcessor:
             elif s.kind != STEP_LINK and s.ts > push.at:
                 break
         else:
-            pos = len(steps)
-        placed = [*steps[:pos], Step(STEP_PUSH, push.at, msg=push), *steps[pos:]]
+            pos = len(kept)
+        placed = [*kept[:pos], Step(STEP_PUSH, push.at, msg=push), *kept[pos:]]
         _, before = self._replay(state.entity_id, snap, steps)
         after_state, after = self._replay(state.entity_id, snap, placed)
         # The entity's arrival bookkeeping stays; its evaluated part is the re-placed one.

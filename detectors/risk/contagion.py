@@ -170,6 +170,15 @@ def seen_push(r: RiskState, msg: LinkMessage) -> bool:
     return any(old.source == msg.other and old.seq >= msg.seq for old in r.raised_by)
 
 
+def outranks(r: RiskState, msg: LinkMessage, cfg: RiskConfig) -> bool:
+    """True if ``r`` holds this source's push ``msg.seq`` through a weaker relation (a source
+    linked twice, as a fund's manager that is also its parent: the stronger relation counts)."""
+    return any(
+        old.source == msg.other and old.seq == msg.seq and _strength(msg, cfg) > _strength(old, cfg)
+        for old in r.raised_by
+    )
+
+
 def absorb(r: RiskState, msg: LinkMessage, cfg: RiskConfig) -> bool:
     """Keep ``msg`` as its source's latest push unless a later one is kept. True if it is (now) kept."""
     for i, old in enumerate(r.raised_by):
@@ -285,7 +294,7 @@ def hold(pending: list[LinkMessage], msg: LinkMessage, limit: int, cfg: RiskConf
     return True, (pending.pop(0) if len(pending) > limit else None)
 
 
-def _strength(msg: LinkMessage, cfg: RiskConfig) -> tuple[float, str]:
+def _strength(msg: LinkMessage | Raise, cfg: RiskConfig) -> tuple[float, str]:
     return cfg.contagion_factors.get(msg.relation, 0.5), msg.relation
 
 
