@@ -55,8 +55,10 @@ transition, or the link it answers) plus ``contagion_delay_hours``; the dependen
 ``at`` or once its partition's watermark passes ``at`` (``detectors/pipeline.py``), so its
 place among the dependent's own events depends on event times, not on arrival -- as long as
 it arrives before ``at`` (live: the links topic keeps up within the delay; offline: the
-backtest delivers links within stretches shorter than the delay). One arriving later lands
-at once, as does one for an entity without events of its own.
+backtest delivers links within stretches shorter than the delay). One arriving after the
+dependent's own events passed ``at`` is re-placed among them (the pipeline evaluates the
+dependent again from a snapshot, within ``contagion_replace_steps``/``_hours``; beyond, it lands
+at once and is ledgered); one for an entity without events of its own lands at once.
 
 >>> msg = LinkMessage(kind="push", to="PF-1", other="PFM-1", relation="manager", level="red", index=90.0, seq=2)
 >>> decode_link(encode_link(msg)) == msg
