@@ -384,8 +384,6 @@ class BatchProcessor:
             st.offsets[name] = offset
             hist.obj = st
             states[eid] = (st, partition)
-            if st.rewind is not None or (st.risk is not None and st.risk.announced):
-                self._note(st, Step(STEP_EVENT, event.ts, value))
             if out.alerts:
                 if st.revised:
                     _renumber(st, out.alerts)
@@ -409,6 +407,8 @@ class BatchProcessor:
                 lane.ahead = {}  # an event in time ends a run of events ahead
             st.lane_watermark = lane.watermark
             hist.entries.append((_EVENT, (event, value), name, offset, st.lane_watermark))
+            if st.rewind is not None or (st.risk is not None and st.risk.announced):
+                self._note(st, Step(STEP_EVENT, ts, value))
             if not trusted:
                 self._ran_ahead(lane, event, st, partition, states, res, undo, msg)
             heap = lane.heap
@@ -611,7 +611,7 @@ class BatchProcessor:
                     self._note(state, Step(STEP_PUSH, link.at, msg=link))
                     return alerts, [], False, BEYOND_BOUND
                 alerts = scorer.on_push(state, link, self.engine.clock)
-                if state.rewind is not None:
+                if alerts and state.rewind is not None:  # (no alert: a push already held, no change)
                     self._note(state, Step(STEP_PUSH, link.at, msg=link))
                 return alerts, [], False, ""
             links = scorer.on_link(state, link)
@@ -735,7 +735,7 @@ class BatchProcessor:
                 )
                 continue
             hist.entries.append((_LAND, push, "", 0, 0.0))
-            if st.rewind is not None:
+            if alerts and st.rewind is not None:
                 self._note(st, Step(STEP_PUSH, push.at, msg=push))
             if st.revised:
                 _renumber(st, alerts)
@@ -788,8 +788,7 @@ class BatchProcessor:
         elif kind == _RELEASE:
             _contagion.due(state.pushes, item)
         elif kind == _LAND:
-            self._land(state, item)
-            if state.rewind is not None:
+            if self._land(state, item) and state.rewind is not None:
                 self._note(state, Step(STEP_PUSH, item.at, msg=item))
         else:
             self._apply_link(state, item, lane_watermark)
