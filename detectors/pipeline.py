@@ -407,8 +407,8 @@ class BatchProcessor:
                 lane.ahead = {}  # an event in time ends a run of events ahead
             st.lane_watermark = lane.watermark
             hist.entries.append((_EVENT, (event, value), name, offset, st.lane_watermark))
-            if st.rewind is not None or (st.risk is not None and st.risk.announced):
-                self._note(st, Step(STEP_EVENT, ts, value))
+            if st.rewind is not None or (st.risk is not None and (st.risk.announced or st.risk.raised_by)):
+                self._note(st, Step(STEP_EVENT, ts, value))  # a dependent: its way back
             if not trusted:
                 self._ran_ahead(lane, event, st, partition, states, res, undo, msg)
             heap = lane.heap
@@ -779,7 +779,7 @@ class BatchProcessor:
             state.lane = name
             state.offsets[name] = offset
             state.lane_watermark = lane_watermark
-            if state.rewind is not None or (state.risk is not None and state.risk.announced):
+            if state.rewind is not None or (state.risk is not None and (state.risk.announced or state.risk.raised_by)):
                 self._note(state, Step(STEP_EVENT, event.ts, value))
         elif kind == _ADVANCE:
             self.engine.advance(state, item)
