@@ -5,7 +5,6 @@ keeps end as ``riskflow backtest`` gives them, with the corrections marked."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -17,9 +16,8 @@ import msgspec
 
 from riskflow.backtest import backtest
 from riskflow.schema import encode_event
-from riskflow.sim import DEFAULT_START
-from riskflow.sim.emit import format_cst
 from tests.kafka_fixtures import Stack
+from tests.test_determinism import adder
 
 
 def history(managers: int = 2) -> list[dict[str, Any]]:
@@ -28,21 +26,7 @@ def history(managers: int = 2) -> list[dict[str, Any]]:
     manager loses contact at hour 3 (its push applies at hour 4)."""
     out: list[dict[str, Any]] = []
 
-    def ev(hour: float, eid: str, kind: str, etype: str, source: str, payload: dict[str, Any]) -> None:
-        when = DEFAULT_START + dt.timedelta(hours=hour)
-        out.append(
-            {
-                "schema": "riskflow.event/v1",
-                "event_id": f"late-{len(out)}",
-                "event_type": etype,
-                "entity_id": eid,
-                "entity_kind": kind,
-                "region": "330100",
-                "event_time": format_cst(int(when.timestamp())),
-                "source": source,
-                "payload": payload,
-            }
-        )
+    ev = adder(out, "late")
 
     for m in range(managers):
         mid = f"PFM-330100-L{m:04d}"
