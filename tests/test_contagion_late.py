@@ -13,11 +13,11 @@ from detectors.engine import EntityState, decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.lateness import decode_late, encode_late
 from detectors.pipeline import BEYOND_BOUND, CONTAGION_LATE_OUTCOMES, LATE_PUSH, REPLACED, BatchProcessor, RawMessage
-from detectors.risk import RiskConfig
+from detectors.risk import RiskConfig, RiskScorer
 from detectors.risk.contagion import CONTAGION_RULE, LinkMessage, encode_link
 from detectors.rules import load_pack
 from riskflow import metrics
-from tests.test_contagion import LINKS, _ad, _at, _fall, _Store, raw
+from tests.test_contagion import LINKS, _ad, _at, _fall, _plain, _Store, raw
 
 #: The fund's events: two before the push's time (the manager's fall plus an hour), two after it.
 FUND = [_ad("ad1", 20), _ad("ad2", 40), _ad("ad3", 80), _ad("ad4", 120)]
@@ -127,3 +127,35 @@ def test_beyond_the_bound_a_late_push_lands_at_once_and_is_ledgered() -> None:
 
 def test_the_outcomes_are_the_metrics_labels() -> None:
     assert metrics.CONTAGION_LATE_OUTCOMES == CONTAGION_LATE_OUTCOMES
+
+
+class _BoomOnEvent(RiskScorer):
+    """The shipped scorer, raising (after changing the risk state) on an event whose id starts with ``boom``."""
+
+    def apply(self, state: Any, event: Any, hits: Any, make: Any, clock: Any) -> Any:
+        out = super().apply(state, event, hits, make, clock)
+        if event.event_id.startswith("boom"):
+            state.risk.raised += 1e9
+            raise ZeroDivisionError("scorer fault")
+        return out
+
+
+def test_a_failure_after_a_replacement_in_the_batch_keeps_the_replacement() -> None:
+    """The undo journal applies the re-placement again when a later message of the batch fails."""
+    outcomes = []
+    for boom in (False, True):
+        store = _Store()
+        push = _fall(store)
+        bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+        bp.engine.risk = _BoomOnEvent(bp.engine.risk.config)  # type: ignore[union-attr]
+        bp.rebuild(store.values())
+        for i, v in enumerate(FUND):
+            store.run(bp, [RawMessage(v, "events", 0, 1 + i, None)])
+        batch = [RawMessage(encode_link(push), LINKS, 0, 1, b"PF-9")]
+        if boom:
+            batch.append(RawMessage(_ad("boom1", 150), "events", 0, 9, None))
+        res = store.run(bp, batch)
+        assert [d["reason"] for d in res.dead_letters] == (["processing_error"] if boom else [])
+        assert res.contagion_late == {REPLACED: 1}
+        outcomes.append((encode_state(store["PF-9"]), _plain(res.alerts)))
+    assert outcomes[1] == outcomes[0]
