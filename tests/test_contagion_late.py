@@ -13,10 +13,11 @@ from detectors.engine import EntityState, decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.lateness import decode_late, encode_late
 from detectors.pipeline import BEYOND_BOUND, CONTAGION_LATE_OUTCOMES, LATE_PUSH, REPLACED, BatchProcessor, RawMessage
-from detectors.risk import RiskConfig, RiskScorer
+from detectors.risk import RiskConfig
 from detectors.risk.contagion import CONTAGION_RULE, LinkMessage, encode_link
 from detectors.rules import load_pack
 from riskflow import metrics
+from tests.reliability_tools import Boom
 from tests.test_contagion import LINKS, _ad, _at, _fall, _plain, _Store, raw
 
 #: The fund's events: two before the push's time (the manager's fall plus an hour), two after it.
@@ -129,17 +130,6 @@ def test_the_outcomes_are_the_metrics_labels() -> None:
     assert metrics.CONTAGION_LATE_OUTCOMES == CONTAGION_LATE_OUTCOMES
 
 
-class _BoomOnEvent(RiskScorer):
-    """The shipped scorer, raising (after changing the risk state) on an event whose id starts with ``boom``."""
-
-    def apply(self, state: Any, event: Any, hits: Any, make: Any, clock: Any) -> Any:
-        out = super().apply(state, event, hits, make, clock)
-        if event.event_id.startswith("boom"):
-            state.risk.raised += 1e9
-            raise ZeroDivisionError("scorer fault")
-        return out
-
-
 def test_a_failure_after_a_replacement_in_the_batch_keeps_the_replacement() -> None:
     """The undo journal applies the re-placement again when a later message of the batch fails."""
     outcomes = []
@@ -147,13 +137,13 @@ def test_a_failure_after_a_replacement_in_the_batch_keeps_the_replacement() -> N
         store = _Store()
         push = _fall(store)
         bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
-        bp.engine.risk = _BoomOnEvent(bp.engine.risk.config)  # type: ignore[union-attr]
+        bp.engine.detectors = [*bp.engine.detectors, Boom()]  # raises on an event "boom-..."
         bp.rebuild(store.values())
         for i, v in enumerate(FUND):
             store.run(bp, [RawMessage(v, "events", 0, 1 + i, None)])
         batch = [RawMessage(encode_link(push), LINKS, 0, 1, b"PF-9")]
         if boom:
-            batch.append(RawMessage(_ad("boom1", 150), "events", 0, 9, None))
+            batch.append(RawMessage(_ad("boom-1", 150), "events", 0, 9, None))
         res = store.run(bp, batch)
         assert [d["reason"] for d in res.dead_letters] == (["processing_error"] if boom else [])
         assert res.contagion_late == {REPLACED: 1}
