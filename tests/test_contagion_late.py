@@ -17,8 +17,9 @@ from detectors.risk import RiskConfig
 from detectors.risk.contagion import CONTAGION_RULE, LinkMessage, encode_link
 from detectors.rules import load_pack
 from riskflow import metrics
+from riskflow.schema import parse_event
 from tests.reliability_tools import Boom
-from tests.test_contagion import LINKS, _ad, _at, _fall, _plain, _Store, raw
+from tests.test_contagion import LINKS, _ad, _at, _fall, _plain, _Store, fund_registered, lost_contact, raw
 
 #: The fund's events: two before the push's time (the manager's fall plus an hour), two after it.
 FUND = [_ad("ad1", 20), _ad("ad2", 40), _ad("ad3", 80), _ad("ad4", 120)]
@@ -149,3 +150,22 @@ def test_a_failure_after_a_replacement_in_the_batch_keeps_the_replacement() -> N
         assert res.contagion_late == {REPLACED: 1}
         outcomes.append((encode_state(store["PF-9"]), _plain(res.alerts)))
     assert outcomes[1] == outcomes[0]
+
+
+def test_a_link_read_before_an_earlier_fall_gets_the_push_the_backtest_gives() -> None:
+    """A fund registered an hour after its manager's fall, whose link reaches the manager before
+    the fall does (the manager's partition lagging): the fall's push applies from the link plus
+    the delay, as offline (where the link, later in event time, is answered by the push)."""
+    fall = lost_contact("PFM-1", "m1", 1)
+    reg = _at(fund_registered("PF-9", "PFM-1", "f1", 1), 60)
+    off = build_processor(load_pack(), anomaly=False).process(
+        [RawMessage(fall, "i", 0, 0, None), RawMessage(reg, "f", 0, 0, None)], {}.get
+    )
+    (want,) = off.states["PF-9"][0].pushes
+    assert want.at == parse_event(reg).ts + 3600
+    store = _Store()
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    links = store.run(bp, [RawMessage(reg, "f", 0, 0, None)]).links
+    store.run(bp, [RawMessage(encode_link(m), LINKS, 1, i, m.to.encode()) for i, m in enumerate(links)])
+    (push,) = store.run(bp, [RawMessage(fall, "i", 1, 0, None)]).links
+    assert push == want
