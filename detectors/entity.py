@@ -24,8 +24,9 @@ from riskflow.alerts import Alert
 class Step(msgspec.Struct, array_like=True, omit_defaults=True):
     """One thing applied to a dependent entity, kept so that a late contagion push can be
     re-placed among them (:class:`Rewind`). ``kind``: ``STEP_EVENT`` (``raw``: the event as
-    received, ``ts`` its time), ``STEP_ADVANCE`` (its lane's time passed ``ts``), ``STEP_LINK``
-    (a ``link`` message, ``msg``) or ``STEP_PUSH`` (a push that landed, ``msg``; ``ts`` its ``at``)."""
+    received, ``ts`` its time), ``STEP_ADVANCE`` (its lane's time passed ``ts``) or ``STEP_PUSH``
+    (a push that landed, ``msg``; ``ts`` its ``at``). (``STEP_LINK``, a ``link`` message, is
+    replayed if present but no longer recorded: a re-placement keeps the current dependents.)"""
 
     kind: int
     ts: float

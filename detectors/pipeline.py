@@ -614,10 +614,8 @@ class BatchProcessor:
                 if alerts and state.rewind is not None:  # (no alert: a push already held, no change)
                     self._note(state, Step(STEP_PUSH, link.at, msg=link))
                 return alerts, [], False, ""
-            links = scorer.on_link(state, link)
-            if state.rewind is not None:
-                self._note(state, Step(STEP_LINK, link.at, msg=link))
-            return [], links, False, ""
+            # (no step: a re-placement keeps the dependents as they are, see _replace)
+            return [], scorer.on_link(state, link), False, ""
         except Exception as exc:
             raise StepFailed("contagion", exc) from exc
 
@@ -689,6 +687,9 @@ class BatchProcessor:
             state.lane_watermark,
         )
         after_state.pushes, after_state.revised = state.pushes, state.revised
+        # links (on_link) are no steps: the dependents a source knows are those it knows now
+        if state.risk is not None and after_state.risk is not None:
+            after_state.risk.dependents, after_state.risk.linked_at = state.risk.dependents, state.risk.linked_at
         after_state.rewind = rw
         _copy_into(state, after_state)
         rw.steps = [*rw.steps[:first], *placed]
@@ -911,12 +912,15 @@ def _failed(
 
 
 def _snapshot(st: EntityState) -> bytes:
-    """``st`` encoded without its way back (which holds the snapshots)."""
-    rw, st.rewind = st.rewind, None
+    """``st`` encoded without its way back (which holds the snapshots) and without what records
+    arrival (offsets, lane, pending pushes, revision offsets: a re-placement keeps the current
+    ones), so that it depends on the entity's history, not on where and when it was read."""
+    kept = st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised
+    st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised = None, {}, "", 0.0, [], {}
     try:
         return encode_state(st)
     finally:
-        st.rewind = rw
+        st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised = kept
 
 
 def _renumber(st: EntityState, alerts: list[Alert]) -> None:
