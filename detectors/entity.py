@@ -21,6 +21,37 @@ from detectors.risk.state import RiskState
 from riskflow.core.alerts import Alert
 
 
+class Step(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One thing applied to a dependent entity, kept so that a late contagion push can be
+    re-placed among them (:class:`Rewind`). ``kind``: ``STEP_EVENT`` (``raw``: the event as
+    received, ``ts`` its time), ``STEP_ADVANCE`` (its lane's time passed ``ts``) or ``STEP_PUSH``
+    (a push that landed, ``msg``; ``ts`` its ``at``). (``STEP_LINK``, a ``link`` message, is
+    replayed if present but no longer recorded: a re-placement keeps the current dependents.)"""
+
+    kind: int
+    ts: float
+    raw: bytes = b""
+    msg: LinkMessage | None = None
+
+
+STEP_EVENT, STEP_ADVANCE, STEP_LINK, STEP_PUSH = 0, 1, 2, 3
+
+
+class Rewind(msgspec.Struct, array_like=True):
+    """A dependent's way back for late contagion pushes: ``base``, its state encoded (without
+    this record) when its own event time was ``base_t``, and the steps applied since. Once
+    ``limit`` steps follow ``base``, ``mid`` (the state then, at ``mid_t``) is taken; once
+    ``limit`` more follow it, it becomes the base. So between ``limit`` and ``2 x limit`` steps
+    back are kept."""
+
+    base: bytes
+    base_t: float
+    steps: list[Step] = msgspec.field(default_factory=list)
+    mid: bytes = b""
+    mid_t: float = 0.0
+    mid_at: int = 0
+
+
 class EntityState(msgspec.Struct, kw_only=True):
     """Everything RiskFlow remembers about one entity; msgpack-serialisable."""
 
@@ -49,6 +80,11 @@ class EntityState(msgspec.Struct, kw_only=True):
     #: comes (detectors/pipeline.py), so it lands at the same place among the entity's own events
     #: however it travelled. Bounded by ``_PENDING_PUSHES`` in the pipeline.
     pushes: list[LinkMessage] = msgspec.field(default_factory=list)
+    #: A dependent's way back to re-place a push that arrives after its time (pipeline.py)
+    rewind: Rewind | None = None
+    #: alert id -> what its revisions run ahead of their natural count, once a re-placement
+    #: issued a correction of it (that took a revision); bounded in the pipeline
+    revised: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class StepFailed(Exception):

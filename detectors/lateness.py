@@ -148,6 +148,9 @@ def _iso(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat()
 
 
+iso = _iso  # public: the pipeline's ledger record of a late contagion push
+
+
 def window_value(rule: WindowRule, state: dict[str, Any]) -> float | None:
     """The aggregate a window rule's state holds now (None: undefined, e.g. a ratio's tiny base)."""
     if rule.agg == "distinct":

@@ -26,6 +26,7 @@ import msgspec
 from detectors import lateness as _lateness
 from detectors.base import MODEL_SCORES
 from detectors.engine import Engine, EntityState, StepFailed, decode_state, encode_state
+from detectors.entity import STEP_ADVANCE, STEP_EVENT, STEP_LINK, STEP_PUSH, Rewind, Step
 from detectors.lateness import LateRecord
 from detectors.risk import contagion as _contagion
 from detectors.risk.contagion import LinkMessage, decode_link, encode_link
@@ -80,6 +81,10 @@ class BatchResult:
     #: (entity kind, score) of every model score computed (the peer-group model's weeks): the
     #: worker's score and drift metrics (``detectors.base.MODEL_SCORES``)
     model_scores: list[tuple[str, float]] = field(default_factory=list)
+    #: contagion pushes that arrived after their time, by outcome (``CONTAGION_LATE_OUTCOMES``):
+    #: ``replaced`` in their event-time place, or landed at once ``beyond_bound`` (also ledgered
+    #: in ``late``) -- ``riskflow_contagion_late_total{outcome}``
+    contagion_late: dict[str, int] = field(default_factory=dict)
 
 
 #: How far (event-time seconds) an event may lie ahead of its partition's watermark and still
@@ -380,6 +385,8 @@ class BatchProcessor:
             hist.obj = st
             states[eid] = (st, partition)
             if out.alerts:
+                if st.revised:
+                    _renumber(st, out.alerts)
                 alerts.extend(out.alerts)
             if out.links:
                 res.links.extend(out.links)
@@ -399,7 +406,9 @@ class BatchProcessor:
             elif lane.ahead:
                 lane.ahead = {}  # an event in time ends a run of events ahead
             st.lane_watermark = lane.watermark
-            hist.entries.append((_EVENT, event, name, offset, st.lane_watermark))
+            hist.entries.append((_EVENT, (event, value), name, offset, st.lane_watermark))
+            if st.rewind is not None or (st.risk is not None and (st.risk.announced or st.risk.raised_by)):
+                self._note(st, Step(STEP_EVENT, ts, value))  # a dependent: its way back
             if not trusted:
                 self._ran_ahead(lane, event, st, partition, states, res, undo, msg)
             heap = lane.heap
@@ -447,6 +456,10 @@ class BatchProcessor:
             return
         undo.touched[eid][0].entries.append((_ADVANCE, event.ts, "", 0, 0.0))
         states[eid] = (out.state, partition)
+        if st.rewind is not None:
+            self._note(st, Step(STEP_ADVANCE, event.ts))
+        if st.revised:
+            _renumber(st, out.alerts)
         res.alerts.extend(out.alerts)
         if out.links:
             res.links.extend(out.links)
@@ -495,6 +508,10 @@ class BatchProcessor:
                 continue
             hist.entries.append((_ADVANCE, wm, "", 0, 0.0))
             states[eid] = (out.state, partition)
+            if st.rewind is not None:
+                self._note(st, Step(STEP_ADVANCE, wm))
+            if st.revised:
+                _renumber(st, out.alerts)
             res.alerts.extend(out.alerts)
             if out.links:
                 res.links.extend(out.links)
@@ -534,7 +551,7 @@ class BatchProcessor:
                 state = EntityState(entity_id=eid)
             lane = self._lanes.get(state.lane) if state.lane else None
             wm = lane.watermark if lane is not None else state.lane_watermark
-            alerts, links, waits = self._apply_link(state, link, wm)
+            alerts, links, waits, late = self._apply_link(state, link, wm)
         except Exception as exc:
             self._restore(eid, undo, states)
             if msg is not None:
@@ -548,6 +565,10 @@ class BatchProcessor:
             offset = state.offsets[name] = msg.offset
         hist.entries.append((_LINK, link, name, offset, wm))
         hist.obj = state
+        if late:
+            res.contagion_late[late] = res.contagion_late.get(late, 0) + 1
+            if late == BEYOND_BOUND:
+                res.late.append(_late_push(state, link, alerts, self.engine.risk.config))  # type: ignore[union-attr]
         res.alerts.extend(alerts)
         res.links.extend(links)
         states[eid] = (state, partition)
@@ -558,16 +579,18 @@ class BatchProcessor:
 
     def _apply_link(
         self, state: EntityState, link: LinkMessage, wm: float
-    ) -> tuple[list[Alert], list[LinkMessage], bool]:
+    ) -> tuple[list[Alert], list[LinkMessage], bool, str]:
         """Apply a links-topic message to its entity, whose lane's watermark is ``wm``; the third
-        value is True when a push was kept pending (see :meth:`_release`).
+        value is True when a push was kept pending (see :meth:`_release`), the fourth the
+        outcome of a push that came after its time (``CONTAGION_LATE_OUTCOMES``, "": in time).
 
         A push waits in the state while the entity's own time and its lane's are at or before
         its ``at``: it then lands, in :meth:`_release`, right before the entity's first own event
         later than ``at`` or when the lane passes ``at``, whichever comes first -- a place fixed
-        by event times alone, not by when the push arrived. A push arriving after that (its
-        source's partition lagging more than ``contagion_delay_hours`` behind), or for an
-        entity with no events of its own, lands at once."""
+        by event times alone, not by when the push arrived. A push arriving after the entity's
+        own events passed its ``at`` (its source's partition or the links topic lagging more
+        than ``contagion_delay_hours`` behind) is re-placed (:meth:`_replace`). One for an
+        entity with no events of its own lands at once."""
         scorer = self.engine.risk
         assert scorer is not None
         try:
@@ -575,12 +598,124 @@ class BatchProcessor:
                 if state.lane and link.at >= wm and link.at >= state.watermark:
                     kept, out = _contagion.hold(state.pushes, link, _PENDING_PUSHES, scorer.config)
                     if out is None:
-                        return [], [], kept
+                        return [], [], kept, ""
                     link = out  # the bound: the earliest pending push lands now
-                return scorer.on_push(state, link, self.engine.clock), [], False
-            return [], scorer.on_link(state, link), False
+                elif state.lane and link.at < state.watermark and state.risk is not None:
+                    r = state.risk
+                    if _contagion.seen_push(r, link) and not _contagion.outranks(r, link, scorer.config):
+                        return [], [], False, ""  # a redelivery (or a weaker twin): already in place
+                    alerts = self._replace(state, link)
+                    if alerts is not None:
+                        return alerts, [], False, REPLACED
+                    alerts = scorer.on_push(state, link, self.engine.clock)
+                    self._note(state, Step(STEP_PUSH, link.at, msg=link))
+                    return alerts, [], False, BEYOND_BOUND
+                alerts = scorer.on_push(state, link, self.engine.clock)
+                if alerts and state.rewind is not None:  # (no alert: a push already held, no change)
+                    self._note(state, Step(STEP_PUSH, link.at, msg=link))
+                return alerts, [], False, ""
+            # (no step: a re-placement keeps the dependents as they are, see _replace)
+            return [], scorer.on_link(state, link), False, ""
         except Exception as exc:
             raise StepFailed("contagion", exc) from exc
+
+    # -- late pushes: re-placed in event time ----------------------------------------------------
+    def _note(self, st: EntityState, step: Step) -> None:
+        """Keep ``step`` (just applied to ``st``) in ``st``'s way back (:class:`Rewind`); a
+        dependent without one starts it here, from its state now."""
+        scorer = self.engine.risk
+        limit = scorer.config.contagion_replace_steps if scorer is not None else 0
+        rw = st.rewind
+        if rw is None:
+            if limit > 0:
+                st.rewind = Rewind(_snapshot(st), st.watermark)
+            return
+        steps = rw.steps
+        steps.append(step)
+        n = len(steps)
+        if rw.mid and n - rw.mid_at >= limit:  # the mid snapshot becomes the base
+            rw.base, rw.base_t, rw.steps = rw.mid, rw.mid_t, steps[rw.mid_at :]
+            rw.mid, rw.mid_t, rw.mid_at = b"", 0.0, 0
+            n = len(rw.steps)
+        if not rw.mid and n >= limit:
+            rw.mid, rw.mid_t, rw.mid_at = _snapshot(st), st.watermark, n
+
+    def _replace(self, state: EntityState, push: LinkMessage) -> list[Alert] | None:
+        """Re-place a push that arrived after the entity's own events passed its ``at``: evaluate
+            the entity again from its snapshot before ``at`` with the push in its event-time place
+            (before the first own event or lane time later than ``at``, among landed pushes in
+            (``at``, source, seq) order). The alerts whose last revision since then differs get a
+            correction (the next revision, ``evidence.replaced``), those sent that it no longer gives
+        are withdrawn (``evidence.withdrawn``); new ones go out as they are.
+            None: beyond the bound (no snapshot that early, or ``at`` more than
+            ``contagion_replace_hours`` behind the entity's time) -- the caller lands it at once."""
+        rw = state.rewind
+        cfg = self.engine.risk.config  # type: ignore[union-attr]
+        if rw is None or push.at < state.watermark - cfg.contagion_replace_hours * 3600.0:
+            return None
+        twin = _contagion.seen_push(state.risk, push)  # type: ignore[arg-type]
+        if rw.mid and push.at >= rw.mid_t and not twin:
+            snap, first = rw.mid, rw.mid_at
+        elif push.at >= rw.base_t:
+            snap, first = rw.base, 0
+        else:
+            return None
+        steps = rw.steps[first:]
+        kept = steps
+        if twin:  # the same transition through a stronger relation takes the weaker one's place
+            kept = [s for s in steps if not (s.msg is not None and s.msg.other == push.other and s.msg.seq == push.seq)]
+            if len(kept) == len(steps):
+                return None  # the weaker one is older than the way back
+        key = (push.at, push.other, push.seq)
+        pos = 0
+        for pos, s in enumerate(kept):  # noqa: B007 (the position is the result)
+            if s.kind == STEP_PUSH:
+                m = s.msg
+                if m is not None and (m.at, m.other, m.seq) > key:
+                    break
+            elif s.kind != STEP_LINK and s.ts > push.at:
+                break
+        else:
+            pos = len(kept)
+        placed = [*kept[:pos], Step(STEP_PUSH, push.at, msg=push), *kept[pos:]]
+        _, before = self._replay(state.entity_id, snap, steps)
+        after_state, after = self._replay(state.entity_id, snap, placed)
+        # The entity's arrival bookkeeping stays; its evaluated part is the re-placed one.
+        after_state.offsets, after_state.lane, after_state.lane_watermark = (
+            state.offsets,
+            state.lane,
+            state.lane_watermark,
+        )
+        after_state.pushes, after_state.revised = state.pushes, state.revised
+        # links (on_link) are no steps: the dependents a source knows are those it knows now
+        if state.risk is not None and after_state.risk is not None:
+            after_state.risk.dependents, after_state.risk.linked_at = state.risk.dependents, state.risk.linked_at
+        after_state.rewind = rw
+        _copy_into(state, after_state)
+        rw.steps = [*rw.steps[:first], *placed]
+        if first == 0 and rw.mid:  # taken after the push's place, without it: taken again
+            rw.mid, rw.mid_t, rw.mid_at = b"", 0.0, 0
+            if len(rw.steps) >= cfg.contagion_replace_steps:
+                rw.mid, rw.mid_t, rw.mid_at = _snapshot(state), state.watermark, len(rw.steps)
+        return _corrections(state, before, after, push)
+
+    def _replay(self, eid: str, snap: bytes, steps: list[Step]) -> tuple[EntityState, list[Alert]]:
+        """The entity's state and alerts from snapshot ``snap`` through ``steps``."""
+        engine, scorer = self.engine, self.engine.risk
+        assert scorer is not None
+        st = decode_state(snap)
+        alerts: list[Alert] = []
+        for s in steps:
+            if s.kind == STEP_EVENT:
+                event = parse_event(s.raw, max_bytes=self.max_bytes, max_future_seconds=self.max_future_seconds)
+                alerts += engine.process(st, event).alerts
+            elif s.kind == STEP_ADVANCE:
+                alerts += engine.advance(st, s.ts).alerts
+            elif s.msg is not None and s.kind == STEP_PUSH:
+                alerts += scorer.on_push(st, s.msg, engine.clock)
+            elif s.msg is not None:
+                scorer.on_link(st, s.msg)
+        return st, alerts
 
     def _release(
         self, eid: str, st: EntityState, upto: float, hist: _Hist, res: BatchResult, partition: int, undo: _Undo
@@ -601,6 +736,10 @@ class BatchProcessor:
                 )
                 continue
             hist.entries.append((_LAND, push, "", 0, 0.0))
+            if alerts and st.rewind is not None:
+                self._note(st, Step(STEP_PUSH, push.at, msg=push))
+            if st.revised:
+                _renumber(st, alerts)
             res.alerts.extend(alerts)
 
     def _land(self, st: EntityState, push: LinkMessage) -> list[Alert]:
@@ -636,16 +775,22 @@ class BatchProcessor:
         """Apply one journal entry again (the same calls as the first time; outputs dropped)."""
         kind, item, name, offset, lane_watermark = entry
         if kind == _EVENT:
-            self.engine.process(state, item)
+            event, value = item
+            self.engine.process(state, event)
             state.lane = name
             state.offsets[name] = offset
             state.lane_watermark = lane_watermark
+            if state.rewind is not None or (state.risk is not None and (state.risk.announced or state.risk.raised_by)):
+                self._note(state, Step(STEP_EVENT, event.ts, value))
         elif kind == _ADVANCE:
             self.engine.advance(state, item)
+            if state.rewind is not None:
+                self._note(state, Step(STEP_ADVANCE, item))
         elif kind == _RELEASE:
             _contagion.due(state.pushes, item)
         elif kind == _LAND:
-            self._land(state, item)
+            if self._land(state, item) and state.rewind is not None:
+                self._note(state, Step(STEP_PUSH, item.at, msg=item))
         else:
             self._apply_link(state, item, lane_watermark)
             if offset >= 0:
@@ -678,6 +823,13 @@ class RollbackFailed(Exception):
     (e.g. a worker's cached states) cannot be trusted and must be read again from storage."""
 
 
+#: Outcomes of a contagion push that arrived after its time (``riskflow_contagion_late_total``)
+REPLACED, BEYOND_BOUND = "replaced", "beyond_bound"
+CONTAGION_LATE_OUTCOMES = (REPLACED, BEYOND_BOUND)
+#: The event type of a late push's ledger record (a push is no event: a fixed name of its own)
+LATE_PUSH = "riskflow.contagion_push"
+#: Alerts an entity keeps a revision offset for (``EntityState.revised``): beyond, the oldest go
+_REVISED = 64
 #: The dead-letter reason of a message whose processing raised (a bug in a detector, the risk
 #: scorer, ...; docs/events.md "Rejections (dead letters)"). Not one of the schema's reasons: the message may be valid.
 PROCESSING_ERROR = "processing_error"
@@ -757,3 +909,103 @@ def _failed(
     if entity:
         detail = f"{where} of {entity}: {detail}"
     return dead_letter(value, PROCESSING_ERROR, detail, topic, partition, offset, key)
+
+
+def _snapshot(st: EntityState) -> bytes:
+    """``st`` encoded without its way back (which holds the snapshots) and without what records
+    arrival (offsets, lane, pending pushes, revision offsets: a re-placement keeps the current
+    ones), so that it depends on the entity's history, not on where and when it was read."""
+    kept = st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised
+    st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised = None, {}, "", 0.0, [], {}
+    try:
+        return encode_state(st)
+    finally:
+        st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised = kept
+
+
+def _renumber(st: EntityState, alerts: list[Alert]) -> None:
+    """Revisions of alerts a re-placement corrected run ahead of their natural count (the
+    correction took a revision): so their later revisions still supersede it at the sinks."""
+    off = st.revised
+    for a in alerts:
+        n = off.get(a.alert_id)
+        if n:
+            a.revision += n
+
+
+_NOT_COMPARED = frozenset({"detected_at", "revision"})
+
+
+def _content(a: Alert) -> dict[str, Any]:
+    d = msgspec.to_builtins(a)
+    return {k: v for k, v in d.items() if k not in _NOT_COMPARED}
+
+
+def _corrections(st: EntityState, before: list[Alert], after: list[Alert], push: LinkMessage) -> list[Alert]:
+    """What a re-placement sends: per alert id, its last revision with the push in place when it
+    differs from the one sent without it -- a new revision as it is, or a correction (the
+    next revision, its evidence saying why) of one whose contents changed."""
+    old: dict[str, Alert] = {}
+    for a in before:
+        if a.alert_id not in old or a.revision >= old[a.alert_id].revision:
+            old[a.alert_id] = a
+    new: dict[str, Alert] = {}
+    for a in after:
+        if a.alert_id not in new or a.revision >= new[a.alert_id].revision:
+            new[a.alert_id] = a
+    off = st.revised
+    out: list[Alert] = []
+    for aid, a in new.items():
+        o = old.get(aid)
+        shift = off.get(aid, 0)
+        if o is None or a.revision > o.revision:
+            a.revision += shift
+            out.append(a)
+            continue
+        if _content(a) == _content(o):
+            continue
+        out.append(_correct(off, a, a.revision, o.revision + shift + 1, a.evidence, push))
+    for aid, o in old.items():
+        if aid not in new:  # sent without the push in place, not with it: withdrawn
+            ev = {"withdrawn": True, "before": o.evidence}
+            out.append(_correct(off, o, o.revision, o.revision + off.get(aid, 0) + 1, ev, push))
+    return out
+
+
+def _correct(
+    off: dict[str, int], a: Alert, natural: int, revision: int, evidence: dict[str, Any], push: LinkMessage
+) -> Alert:
+    """``a`` as the correction revision ``revision`` (its history's count: ``natural``)."""
+    a.revision = revision
+    a.evidence = {
+        **evidence,
+        "replaced": {
+            "cause": "contagion",
+            "source": push.other,
+            "relation": push.relation,
+            "at": _lateness.iso(push.at),
+            "note": "corrected: a contagion push that arrived late was re-placed in event time",
+        },
+    }
+    off.pop(a.alert_id, None)
+    off[a.alert_id] = revision - natural
+    while len(off) > _REVISED:
+        del off[next(iter(off))]
+    return a
+
+
+def _late_push(st: EntityState, push: LinkMessage, alerts: list[Alert], cfg: Any) -> LateRecord:
+    """The ledger record of a push beyond the re-placement bound: it landed at once."""
+    return LateRecord(
+        event_id=f"push:{push.other}:{push.seq}",
+        entity_id=st.entity_id,
+        entity_kind=st.entity_kind,
+        region=st.region,
+        event_type=LATE_PUSH,
+        event_time=_lateness.iso(push.at),
+        entity_watermark=_lateness.iso(st.watermark),
+        late_by_seconds=round(st.watermark - push.at, 3),
+        allowed_lateness_seconds=cfg.contagion_replace_hours * 3600.0,
+        alerts=[a.alert_id for a in alerts],
+        event=msgspec.Raw(encode_link(push)),
+    )

@@ -74,6 +74,8 @@ def process_batch(
         res.late += one.late
         res.ahead += one.ahead
         res.already_applied += one.already_applied
+        for outcome, n in one.contagion_late.items():
+            res.contagion_late[outcome] = res.contagion_late.get(outcome, 0) + n
         res.model_scores += one.model_scores
     return res
 
@@ -168,6 +170,8 @@ class BatchHandler:
                 metrics.already_applied.inc(res.already_applied)
             if res.late:
                 metrics.count_late(r.event_type for r in res.late)
+            for outcome, n in res.contagion_late.items():
+                metrics.contagion_late.labels(outcome=outcome).inc(n)
             if res.ahead:
                 metrics.count_late((r.event_type for r in res.ahead), metrics.ahead)
             metrics.batches.inc()

@@ -137,6 +137,13 @@ class RiskConfig:
     #: it lands at the same place among the dependent's own events however late it arrives
     #: within that time (live: through the links topic; backtest: in windows this long).
     contagion_delay_hours: float = 1.0
+    #: A push arriving after its time (its source's partition or the links topic lagging more than
+    #: the delay) is re-placed: the dependent is evaluated again from before the push's time with
+    #: the push in its event-time place. Bounds of how far back: the dependent's own steps kept
+    #: (events, landed pushes, timed advances; between this many and twice as many) and hours of
+    #: its event time. Beyond either the push lands at once and is ledgered.
+    contagion_replace_steps: int = 16
+    contagion_replace_hours: float = 72.0
     #: Case disposal per level (yellow and above): route, checklist, deadline, regulation (risk.yaml).
     disposal: dict[str, dict[str, Any]] = field(default_factory=_default_disposal)
 
@@ -147,6 +154,8 @@ class RiskConfig:
             raise ValueError("half_life_days and episode_quiet_days must be positive")
         if not self.contagion_delay_hours > 0:
             raise ValueError("contagion_delay_hours must be positive")
+        if self.contagion_replace_steps < 0 or not self.contagion_replace_hours >= 0:
+            raise ValueError("contagion_replace_steps and contagion_replace_hours must not be negative")
         for d, w in self.weights.items():
             if not 0 <= w <= 1:
                 raise ValueError(f"weight of {d!r} must be in [0, 1]")

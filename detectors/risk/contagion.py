@@ -55,8 +55,10 @@ transition, or the link it answers) plus ``contagion_delay_hours``; the dependen
 ``at`` or once its partition's watermark passes ``at`` (``detectors/pipeline.py``), so its
 place among the dependent's own events depends on event times, not on arrival -- as long as
 it arrives before ``at`` (live: the links topic keeps up within the delay; offline: the
-backtest delivers links within stretches shorter than the delay). One arriving later lands
-at once, as does one for an entity without events of its own.
+backtest delivers links within stretches shorter than the delay). One arriving after the
+dependent's own events passed ``at`` is re-placed among them (the pipeline evaluates the
+dependent again from a snapshot, within ``contagion_replace_steps``/``_hours``; beyond, it lands
+at once and is ledgered); one for an entity without events of its own lands at once.
 
 >>> msg = LinkMessage(kind="push", to="PF-1", other="PFM-1", relation="manager", level="red", index=90.0, seq=2)
 >>> decode_link(encode_link(msg)) == msg
@@ -128,15 +130,21 @@ def _rank_key(entry: str) -> bytes:
     return hashlib.blake2b(entry.encode(), digest_size=8).digest()
 
 
-def add_dependent(r: RiskState, relation: str, entity_id: str, limit: int) -> bool:
-    """Remember a dependent; beyond ``limit`` keep those with the smallest hash (order-independent).
-    True if it is (now) remembered."""
+def add_dependent(r: RiskState, relation: str, entity_id: str, limit: int, at: float = 0.0) -> bool:
+    """Remember a dependent, announced at event time ``at``; beyond ``limit`` keep those with the
+    smallest hash (order-independent). True if it is (now) remembered."""
     entry = f"{relation}|{entity_id}"
     if entry in r.dependents:
         return True
     deps = sorted([*r.dependents, entry], key=_rank_key)[:limit]
     r.dependents = deps
-    return entry in deps
+    if entry not in deps:
+        return False
+    if at:
+        r.linked_at[entry] = at
+    if len(r.linked_at) > len(deps):
+        r.linked_at = {k: v for k, v in r.linked_at.items() if k in deps}
+    return True
 
 
 def own_level(r: RiskState) -> str:
@@ -168,6 +176,15 @@ def push_for(r: RiskState, source: str, source_kind: str, entry: str, at: float)
 def seen_push(r: RiskState, msg: LinkMessage) -> bool:
     """True if ``r`` already holds this source's push ``msg.seq`` or a later one."""
     return any(old.source == msg.other and old.seq >= msg.seq for old in r.raised_by)
+
+
+def outranks(r: RiskState, msg: LinkMessage, cfg: RiskConfig) -> bool:
+    """True if ``r`` holds this source's push ``msg.seq`` through a weaker relation (a source
+    linked twice, as a fund's manager that is also its parent: the stronger relation counts)."""
+    return any(
+        old.source == msg.other and old.seq == msg.seq and _strength(msg, cfg) > _strength(old, cfg)
+        for old in r.raised_by
+    )
 
 
 def absorb(r: RiskState, msg: LinkMessage, cfg: RiskConfig) -> bool:
@@ -246,22 +263,26 @@ def links_from_event(r: RiskState, event: Event, cfg: RiskConfig) -> list[LinkMe
         return []
     r.announced = seen + digest
     out = [LinkMessage(kind="link", to=target, other=me, relation=relation, at=event.ts)]
-    if relation == "related_party" and add_dependent(r, relation, target, cfg.max_dependents) and r.hot:
+    if relation == "related_party" and add_dependent(r, relation, target, cfg.max_dependents, event.ts) and r.hot:
         # affiliates: my risk reaches them too
         out.append(push_for(r, me, event.entity_kind, key, event.ts + cfg.contagion_delay))
     return out
 
 
 def pushes_on_transition(r: RiskState, source: str, source_kind: str, cfg: RiskConfig) -> list[LinkMessage]:
-    at = r.trans_ts + cfg.contagion_delay
-    return [push_for(r, source, source_kind, entry, at) for entry in r.dependents] if r.hot else []
+    """Pushes of a transition to every dependent, applied from the later of the transition and
+    the dependent's link (as when the link is answered), plus the delay."""
+    if not r.hot:
+        return []
+    ts, delay, linked = r.trans_ts, cfg.contagion_delay, r.linked_at
+    return [push_for(r, source, source_kind, e, max(ts, linked.get(e, 0.0)) + delay) for e in r.dependents]
 
 
 def on_link(r: RiskState, source: str, source_kind: str, msg: LinkMessage, cfg: RiskConfig) -> list[LinkMessage]:
     """A dependent announced itself to ``source``: remember it, and tell it the current level if hot
     (applied there from the later of the transition and the announcement, plus the delay)."""
     entry = f"{msg.relation}|{msg.other}"
-    if add_dependent(r, msg.relation, msg.other, cfg.max_dependents) and r.hot:
+    if add_dependent(r, msg.relation, msg.other, cfg.max_dependents, msg.at) and r.hot:
         return [push_for(r, source, source_kind, entry, max(r.trans_ts, msg.at) + cfg.contagion_delay)]
     return []
 
@@ -285,7 +306,7 @@ def hold(pending: list[LinkMessage], msg: LinkMessage, limit: int, cfg: RiskConf
     return True, (pending.pop(0) if len(pending) > limit else None)
 
 
-def _strength(msg: LinkMessage, cfg: RiskConfig) -> tuple[float, str]:
+def _strength(msg: LinkMessage | Raise, cfg: RiskConfig) -> tuple[float, str]:
     return cfg.contagion_factors.get(msg.relation, 0.5), msg.relation
 
 

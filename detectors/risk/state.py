@@ -92,3 +92,7 @@ class RiskState(msgspec.Struct, array_like=True):
     own_level: str = ""
     own_seq: int = -1
     raised_by: list[Raise] = msgspec.field(default_factory=list)  # by source, bounded
+    #: per dependent ("relation|entity id"), the event time of the link that announced it: a
+    #: transition earlier in event time that is processed after the link (the source's partition
+    #: lagging) reaches it from then, as it would had the link come after the transition
+    linked_at: dict[str, float] = msgspec.field(default_factory=dict)

@@ -48,6 +48,8 @@ DEAD_LETTER_REASONS = (*REASONS, PROCESSING_ERROR)
 CONTROL_IGNORE_REASONS = ("too_large", "malformed", "unknown_command", "no_model_dir")
 #: Why the worker wrote its changed entity states (streams/statecache.py, streams/batchtap.py).
 STATE_FLUSH_REASONS = ("batch", "interval", "dirty_limit", "rebalance", "shutdown")
+#: What became of a contagion push that arrived after its time (detectors.pipeline.CONTAGION_LATE_OUTCOMES).
+CONTAGION_LATE_OUTCOMES = ("replaced", "beyond_bound")
 
 
 class BulkHistogram(Collector):
@@ -154,6 +156,7 @@ class Metrics:
     rule_pack_rejected: Counter
     control_ignored: Counter
     late: Counter
+    contagion_late: Counter
     ahead: Counter
     state_flushes: Counter
     states_written: Counter
@@ -253,6 +256,14 @@ class Metrics:
                 "riskflow_late_events_total",
                 "Events beyond the allowed lateness, sent to the late-event ledger, by event type.",
                 open_labels=("event_type",),
+            ),
+            contagion_late=counter(
+                registry,
+                "riskflow_contagion_late_total",
+                "Contagion pushes that arrived after their dependent's own events passed their time, by "
+                "outcome (replaced: in their event-time place, with corrections; beyond_bound: landed at "
+                "once, ledgered as riskflow.contagion_push).",
+                fixed={"outcome": CONTAGION_LATE_OUTCOMES},
             ),
             ahead=counter(
                 registry,

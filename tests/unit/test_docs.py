@@ -102,7 +102,7 @@ def test_every_variable_named_is_a_setting() -> None:
 
 def test_every_rule_example_is_a_valid_pack() -> None:
     """Every example loads, and every registered rule kind has one (a new kind is found
-    through ``RULE_KINDS``; tests/test_rules_pack.py fires each example)."""
+    through ``RULE_KINDS``; tests/unit/test_rules_pack.py fires each example)."""
     from detectors.rules import RULE_KINDS, load_texts
 
     text = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")

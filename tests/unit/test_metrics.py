@@ -18,6 +18,7 @@ ALLOWED_LABELS = {
     "city",
     "city_zh",
     "reason",
+    "outcome",
     "rule",
     "severity",
     "level",
