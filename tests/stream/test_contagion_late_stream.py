@@ -16,7 +16,7 @@ import msgspec
 
 from riskflow.backtest import backtest
 from riskflow.core.schema import encode_event
-from tests.stream.test_determinism import adder
+from tests.support.contagion_events import adder
 from tests.support.kafka_fixtures import Stack
 
 

@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from riskflow.backtest import backtest
 from riskflow.core.schema import encode_event
 from riskflow.sim import DEFAULT_START, simulate
 from riskflow.sim.emit import format_cst
+from tests.support.contagion_events import adder
 from tests.support.kafka_fixtures import Stack
 
 COMPRESS = 120  # 40 simulated days -> 8 hours of event time: 8 s of wall time at --speed 3600
@@ -49,29 +49,6 @@ def _squeezed() -> list[dict[str, Any]]:
         t = dt.datetime.fromisoformat(e["event_time"]).timestamp()
         out.append({**e, "event_time": format_cst(int(t0 + (t - t0) / COMPRESS))})
     return out
-
-
-def adder(out: list[dict[str, Any]], prefix: str) -> Callable[[float, str, str, str, str, dict[str, Any]], None]:
-    """``ev(hour, entity, kind, event type, source, payload)`` appends that event to ``out``,
-    ``hour`` hours after the simulation's start, with the id ``<prefix>-<n>``."""
-
-    def ev(hour: float, eid: str, kind: str, etype: str, source: str, payload: dict[str, Any]) -> None:
-        when = DEFAULT_START + dt.timedelta(hours=hour)
-        out.append(
-            {
-                "schema": "riskflow.event/v1",
-                "event_id": f"{prefix}-{len(out)}",
-                "event_type": etype,
-                "entity_id": eid,
-                "entity_kind": kind,
-                "region": "330100",
-                "event_time": format_cst(int(when.timestamp())),
-                "source": source,
-                "payload": payload,
-            }
-        )
-
-    return ev
 
 
 def web(managers: int = 4, funds: int = 3) -> list[dict[str, Any]]:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
+from typing import Any
 
+import msgspec
+
+from detectors.engine import EntityState
 from detectors.factory import build_processor
-from detectors.pipeline import RawMessage
+from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.risk import RiskConfig
+from detectors.risk.contagion import LinkMessage, encode_link
 from detectors.rules import load_pack
 from riskflow.core.schema import parse_event
+from riskflow.sim import DEFAULT_START
+from riskflow.sim.emit import format_cst
 
 
 def fund_registered(fund: str, manager: str, n: str = "f1", day: float = 0) -> bytes:
@@ -59,3 +67,69 @@ def tick(history: list[bytes], n: str = "tick") -> bytes:
     d = json.loads(quiet_day("TICK-0", "enterprise", n, 0))
     d["event_time"] = (last + dt.timedelta(days=1)).isoformat()
     return json.dumps(d).encode()
+
+
+LINKS = "links"
+
+
+def _at(value: bytes, minutes: float) -> bytes:
+    """The event ``value`` moved ``minutes`` later."""
+    d = json.loads(value)
+    d["event_time"] = (dt.datetime.fromisoformat(d["event_time"]) + dt.timedelta(minutes=minutes)).isoformat()
+    return json.dumps(d).encode()
+
+
+def _plain(alerts: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for a in alerts:
+        d = msgspec.to_builtins(a)
+        d.pop("detected_at")
+        out.append(d)
+    return out
+
+
+def _ad(n: str, minutes: float) -> bytes:
+    payload = {"channel": "w", "guaranteed": n in ("ad2", "ad3")}
+    ad = raw("advertisement.published", payload, "PF-9", "private_fund", 1, n)
+    return _at(ad, minutes)
+
+
+class _Store(dict[str, EntityState]):
+    """A worker's table: ``run`` processes a batch and writes its states back."""
+
+    def run(self, bp: BatchProcessor, msgs: list[RawMessage]) -> Any:
+        res = bp.process(msgs, self.get)
+        self.update({k: s for k, (s, _) in res.states.items()})
+        return res
+
+
+def _fall(store: _Store) -> LinkMessage:
+    """Fund PF-9 (partition 0) links to its manager PFM-1 (partition 1), which falls: its push."""
+    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
+    res = store.run(bp, [RawMessage(fund_registered("PF-9", "PFM-1", "f1", 1), "events", 0, 0, None)])
+    store.run(bp, [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links])
+    (push,) = store.run(bp, [RawMessage(lost_contact("PFM-1", "m1", 1), "events", 1, 0, None)]).links
+    return push
+
+
+def adder(out: list[dict[str, Any]], prefix: str) -> Callable[[float, str, str, str, str, dict[str, Any]], None]:
+    """``ev(hour, entity, kind, event type, source, payload)`` appends that event to ``out``,
+    ``hour`` hours after the simulation's start, with the id ``<prefix>-<n>``."""
+
+    def ev(hour: float, eid: str, kind: str, etype: str, source: str, payload: dict[str, Any]) -> None:
+        when = DEFAULT_START + dt.timedelta(hours=hour)
+        out.append(
+            {
+                "schema": "riskflow.event/v1",
+                "event_id": f"{prefix}-{len(out)}",
+                "event_type": etype,
+                "entity_id": eid,
+                "entity_kind": kind,
+                "region": "330100",
+                "event_time": format_cst(int(when.timestamp())),
+                "source": source,
+                "payload": payload,
+            }
+        )
+
+    return ev

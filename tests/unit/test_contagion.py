@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import random
 from typing import Any
 
-import msgspec
 import pytest
 
 from detectors.engine import EntityState, decode_state, encode_state
@@ -20,6 +17,12 @@ from detectors.rules import load_pack
 from riskflow.core.alerts import alert_id
 from riskflow.core.schema import parse_event
 from tests.support.contagion_events import (
+    LINKS,
+    _ad,
+    _at,
+    _fall,
+    _plain,
+    _Store,
     fund_registered,
     lost_contact,
     offline,
@@ -28,8 +31,6 @@ from tests.support.contagion_events import (
     tick,
     ticks,
 )
-
-LINKS = "links"
 
 
 def contagion(alerts):
@@ -323,46 +324,6 @@ def test_a_source_linked_twice_keeps_the_stronger_relation_whatever_the_order() 
         assert summary(alerts) == want, seed
         relations |= {x.evidence["relation"] for x in contagion(alerts)}
     assert relations == {"manager"}
-
-
-def _at(value: bytes, minutes: float) -> bytes:
-    """The event ``value`` moved ``minutes`` later."""
-    d = json.loads(value)
-    d["event_time"] = (dt.datetime.fromisoformat(d["event_time"]) + dt.timedelta(minutes=minutes)).isoformat()
-    return json.dumps(d).encode()
-
-
-def _plain(alerts: list[Any]) -> list[dict[str, Any]]:
-    out = []
-    for a in alerts:
-        d = msgspec.to_builtins(a)
-        d.pop("detected_at")
-        out.append(d)
-    return out
-
-
-def _ad(n: str, minutes: float) -> bytes:
-    payload = {"channel": "w", "guaranteed": n in ("ad2", "ad3")}
-    ad = raw("advertisement.published", payload, "PF-9", "private_fund", 1, n)
-    return _at(ad, minutes)
-
-
-class _Store(dict[str, EntityState]):
-    """A worker's table: ``run`` processes a batch and writes its states back."""
-
-    def run(self, bp: BatchProcessor, msgs: list[RawMessage]) -> Any:
-        res = bp.process(msgs, self.get)
-        self.update({k: s for k, (s, _) in res.states.items()})
-        return res
-
-
-def _fall(store: _Store) -> LinkMessage:
-    """Fund PF-9 (partition 0) links to its manager PFM-1 (partition 1), which falls: its push."""
-    bp = build_processor(load_pack(), anomaly=False, links_topic=LINKS)
-    res = store.run(bp, [RawMessage(fund_registered("PF-9", "PFM-1", "f1", 1), "events", 0, 0, None)])
-    store.run(bp, [RawMessage(encode_link(m), LINKS, 0, 0, m.to.encode()) for m in res.links])
-    (push,) = store.run(bp, [RawMessage(lost_contact("PFM-1", "m1", 1), "events", 1, 0, None)]).links
-    return push
 
 
 def test_a_push_lands_at_the_same_place_among_the_dependents_events_whatever_its_arrival() -> None:

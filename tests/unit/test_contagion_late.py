@@ -18,8 +18,8 @@ from detectors.risk.contagion import CONTAGION_RULE, LinkMessage, encode_link
 from detectors.rules import load_pack
 from riskflow.core import metrics
 from riskflow.core.schema import parse_event
+from tests.support.contagion_events import LINKS, _ad, _at, _fall, _plain, _Store, fund_registered, lost_contact, raw
 from tests.support.reliability_tools import Boom
-from tests.unit.test_contagion import LINKS, _ad, _at, _fall, _plain, _Store, fund_registered, lost_contact, raw
 
 #: The fund's events: two before the push's time (the manager's fall plus an hour), two after it.
 FUND = [_ad("ad1", 20), _ad("ad2", 40), _ad("ad3", 80), _ad("ad4", 120)]
