@@ -628,7 +628,8 @@ class BatchProcessor:
         rw = st.rewind
         if rw is None:
             if limit > 0:
-                st.rewind = Rewind(_snapshot(st), st.watermark)
+                base = _snapshot(st)
+                st.rewind = Rewind(base, st.watermark) if base is not None else None
             return
         steps = rw.steps
         steps.append(step)
@@ -638,7 +639,11 @@ class BatchProcessor:
             rw.mid, rw.mid_t, rw.mid_at = b"", 0.0, 0
             n = len(rw.steps)
         if not rw.mid and n >= limit:
-            rw.mid, rw.mid_t, rw.mid_at = _snapshot(st), st.watermark, n
+            mid = _snapshot(st)
+            if mid is None:
+                st.rewind = None
+                return
+            rw.mid, rw.mid_t, rw.mid_at = mid, st.watermark, n
 
     def _replace(self, state: EntityState, push: LinkMessage) -> list[Alert] | None:
         """Re-place a push that arrived after the entity's own events passed its ``at``: evaluate
@@ -696,7 +701,9 @@ class BatchProcessor:
         if first == 0 and rw.mid:  # taken after the push's place, without it: taken again
             rw.mid, rw.mid_t, rw.mid_at = b"", 0.0, 0
             if len(rw.steps) >= cfg.contagion_replace_steps:
-                rw.mid, rw.mid_t, rw.mid_at = _snapshot(state), state.watermark, len(rw.steps)
+                mid = _snapshot(state)
+                if mid is not None:  # (else no mid snapshot: the base stays the way back)
+                    rw.mid, rw.mid_t, rw.mid_at = mid, state.watermark, len(rw.steps)
         return _corrections(state, before, after, push)
 
     def _replay(self, eid: str, snap: bytes, steps: list[Step]) -> tuple[EntityState, list[Alert]]:
@@ -911,14 +918,20 @@ def _failed(
     return dead_letter(value, PROCESSING_ERROR, detail, topic, partition, offset, key)
 
 
-def _snapshot(st: EntityState) -> bytes:
+def _snapshot(st: EntityState) -> bytes | None:
     """``st`` encoded without its way back (which holds the snapshots) and without what records
     arrival (offsets, lane, pending pushes, revision offsets: a re-placement keeps the current
-    ones), so that it depends on the entity's history, not on where and when it was read."""
+    ones), so that it depends on the entity's history, not on where and when it was read.
+
+    None when the state cannot be encoded (a detector's bug): the entity then keeps no way back
+    (a late push lands at once, as beyond the bound) and its events go on being processed; the
+    state itself is refused when it is written (streams/flusher.py), as without re-placement."""
     kept = st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised
     st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised = None, {}, "", 0.0, [], {}
     try:
         return encode_state(st)
+    except Exception:
+        return None
     finally:
         st.rewind, st.offsets, st.lane, st.lane_watermark, st.pushes, st.revised = kept
 
