@@ -72,10 +72,10 @@ class Child:
     reader: threading.Thread | None = None
 
     def last_error(self) -> str:
-        """The last line of the child's output that names an error, else its last line."""
-        lines = list(self.tail)
-        marked = [x for x in lines if any(m in x for m in ERROR_MARKS)]
-        return printable((marked or lines or [""])[-1][:300])
+        """The last line of the child's output that names an error ("" if none does: the last
+        line of a killed worker is whatever it was logging, often a box of Faust's start-up table)."""
+        marked = [x for x in self.tail if any(m in x for m in ERROR_MARKS)]
+        return printable(marked[-1][:300]) if marked else ""
 
     def how_it_ended(self) -> str:
         code = self.proc.returncode if self.proc is not None else None
