@@ -149,8 +149,11 @@ class Supervisor:
 
     def say(self, text: str) -> None:
         with self._out_lock:
-            self.out.write(f"riskflow worker: {text}\n".encode())
-            self.out.flush()
+            try:
+                self.out.write(f"riskflow worker: {text}\n".encode())
+                self.out.flush()
+            except (OSError, ValueError):  # nobody reads our output any more; the work goes on
+                pass
 
     def _pump(self, child: Child, stream: IO[bytes]) -> None:
         """Forward a child's output line by line, prefixed with its number, keeping its tail."""
@@ -158,8 +161,11 @@ class Supervisor:
         for raw in iter(stream.readline, b""):
             child.tail.append(raw.decode(errors="replace").rstrip())
             with self._out_lock:
-                self.out.write(prefix + raw)
-                self.out.flush()
+                try:
+                    self.out.write(prefix + raw)
+                    self.out.flush()
+                except (OSError, ValueError):  # our output is gone: keep draining, or the child blocks on its pipe
+                    pass
         stream.close()
 
     def start(self, child: Child) -> None:
