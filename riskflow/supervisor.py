@@ -193,8 +193,10 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stop.set()
 
-    def stop_all(self) -> None:
-        """SIGTERM to every live child, then wait; SIGKILL to any still running after ``stop_timeout``."""
+    def stop_all(self) -> bool:
+        """SIGTERM to every live child, then wait; SIGKILL to any still running after ``stop_timeout``.
+        Returns whether every child stopped by itself."""
+        clean = True
         live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
         for c in live:
             assert c.proc is not None
@@ -210,9 +212,11 @@ class Supervisor:
                 )
                 c.proc.kill()
                 c.proc.wait(10)
+                clean = False
         for c in self.children:
             if c.reader is not None:
                 c.reader.join(5)
+        return clean
 
     def _exited(self, child: Child, now: float) -> None:
         """A child ended on its own: schedule its restart, or give up after too many quick failures."""
@@ -241,20 +245,25 @@ class Supervisor:
             {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if on_main else {}
         )
         try:
-            for c in self.children:
-                self.start(c)
-            while not self._stop.wait(poll):
-                now = time.monotonic()
+            try:
                 for c in self.children:
-                    if c.restart_at is not None:
-                        if now >= c.restart_at:
-                            self.start(c)
-                    elif c.proc is not None and c.proc.poll() is not None:
-                        self._exited(c, now)
+                    self.start(c)
+                while not self._stop.wait(poll):
+                    now = time.monotonic()
+                    for c in self.children:
+                        if c.restart_at is not None:
+                            if now >= c.restart_at:
+                                self.start(c)
+                        elif c.proc is not None and c.proc.poll() is not None:
+                            self._exited(c, now)
+            except BaseException:
+                self.stop_all()
+                raise
             self.say(f"stopping {self.count} worker processes")
-            return 0
+            if self.stop_all():
+                return 0
+            raise CommandError("stopped, but not every worker process stopped by itself (see above)")
         finally:
-            self.stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
