@@ -22,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from riskflow.broker import EmbeddedBroker, free_port
+from riskflow.kafka import ensure_topics
 from riskflow.settings import Settings, prefixed_topics
 
 _ids = itertools.count(1)
@@ -73,6 +74,12 @@ class Stack:
         return Settings(**{k[len("RISKFLOW_") :].lower(): v for k, v in self.env.items()})
 
     def start_worker(self, *args: str, extra_env: dict[str, str] | None = None) -> Worker:
+        """A ``riskflow worker`` process. Before the first, the deployment's topics are created with
+        their configured counts (as a deployment does, docs/operations.md): a test that produces
+        before the worker has created them would otherwise have the broker auto-create the inputs
+        with its own default count (Tansu: 4), which the worker then adopts."""
+        if not self.workers:
+            asyncio.run(ensure_topics(self.settings))
         n = len(self.workers)
         log = self.tmp / f"worker-{n}.log"
         port = free_port()

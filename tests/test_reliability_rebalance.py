@@ -43,17 +43,7 @@ def test_second_worker_mid_stream_shares_partitions_and_state(stack: Stack) -> N
     want_ids, want_states = reference(lines, dedup_window=DEDUP)
     want_alerts = reference_alerts(lines, dedup_window=DEDUP)
 
-    # 4 partitions, as before the default became 12: on 12, some partitions of this 60-entity
-    # history go more than RISKFLOW_MAX_EVENT_SKEW without an event, and a run of events ahead
-    # (detectors/pipeline.py Lane.ahead) is held in memory only, not rebuilt from the table after
-    # the rebalance: those entities' lane_watermark then differs from the uninterrupted run.
-    # A known defect of its own, not what this test is about.
-    stack.env.update(
-        RISKFLOW_DEDUP_WINDOW=str(DEDUP),
-        RISKFLOW_BATCH_SIZE="40",
-        RISKFLOW_MAX_FETCH_BYTES="4096",
-        RISKFLOW_PARTITIONS="4",
-    )
+    stack.env.update(RISKFLOW_DEDUP_WINDOW=str(DEDUP), RISKFLOW_BATCH_SIZE="40", RISKFLOW_MAX_FETCH_BYTES="4096")
     s = stack.settings
     recs = [(r.topic, r.key, r.value) for r in route(lines, s)]
     msgs = routed_messages(recs, s.partitions)
