@@ -78,8 +78,8 @@ class Stack:
         their configured counts (as a deployment does, docs/operations.md): a test that produces
         before the worker has created them would otherwise have the broker auto-create the inputs
         with its own default count (Tansu: 4), which the worker then adopts."""
-        if not self.workers:
-            asyncio.run(ensure_topics(self.settings))
+        if not self.workers:  # on the broker itself: the worker's address may be a proxy that is cut
+            asyncio.run(ensure_topics(self.settings.model_copy(update={"kafka_bootstrap": self.bootstrap})))
         n = len(self.workers)
         log = self.tmp / f"worker-{n}.log"
         port = free_port()
