@@ -2,14 +2,15 @@
 
 Everything is declared in ``pyproject.toml``; this file only adds the mypyc
 extension modules, and only with the switch (see ``build_support/backend.py``).
-The modules are the list ``MYPYC_MODULES`` in ``detectors/__init__.py``, read
-here without importing the package.
+The modules are ``MYPYC_MODULES`` in ``detectors/__init__.py`` (partly derived from the
+files of ``detectors/rules/``), read by running that one file, which imports the standard
+library only, without importing the package.
 """
 
 from __future__ import annotations
 
-import ast
 import os
+import runpy
 from pathlib import Path
 
 from setuptools import setup
@@ -18,13 +19,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def mypyc_modules() -> list[str]:
-    tree = ast.parse((HERE / "detectors" / "__init__.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.AnnAssign | ast.Assign):
-            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
-            if any(isinstance(t, ast.Name) and t.id == "MYPYC_MODULES" for t in targets):
-                return list(ast.literal_eval(node.value))  # type: ignore[arg-type]
-    raise RuntimeError("detectors/__init__.py defines no MYPYC_MODULES")
+    found = runpy.run_path(str(HERE / "detectors" / "__init__.py")).get("MYPYC_MODULES")
+    if not found:
+        raise RuntimeError("detectors/__init__.py defines no MYPYC_MODULES")
+    return list(found)
 
 
 if os.environ.get("RISKFLOW_COMPILE", "") == "1":

@@ -227,7 +227,7 @@ def main() -> None:
             import tempfile
 
             from riskflow.commands.train import train
-            from riskflow.schema import encode_event
+            from riskflow.core.schema import encode_event
 
             hist, _ = simulate(entities=args.entities, days=args.days, seed=seed + 1000, scenarios=mix)
             with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ from detectors.engine import decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import load_pack
-from riskflow.schema import encode_event
+from riskflow.core.schema import encode_event
 from riskflow.simulate import simulate
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from bench.anomaly_auc import _ts, run_alerts
 from detectors.anomaly.peer import PRUDENTIAL, WARMUP_DAYS, PeerGroupDetector, features
-from riskflow.schema import InvalidEvent, encode_event, parse_event
+from riskflow.core.schema import InvalidEvent, encode_event, parse_event
 from riskflow.simulate import simulate
 
 Row = tuple[str, str, float, dict[str, float]]  # entity, kind, week-close time, features

@@ -37,7 +37,7 @@ if __package__ in (None, ""):
 from aiokafka import AIOKafkaProducer
 
 from bench.common import arrivals, broker, headline, median, percentile, plain_consumer
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 _STAMP = struct.Struct(">Qd")  # sequence number, send time (time.time())
 _PAD = b"x" * 180  # ~200-byte records, as the events

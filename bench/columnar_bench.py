@@ -59,9 +59,9 @@ from detectors.factory import build_processor
 from detectors.lateness import DEFAULT_ALLOWED_LATENESS
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import Rule, RulePack, load_pack
-from riskflow.alerts import Alert
-from riskflow.partitioning import partition_for
-from riskflow.schema import Event, parse_event
+from riskflow.core.alerts import Alert
+from riskflow.core.partitioning import partition_for
+from riskflow.core.schema import Event, parse_event
 
 #: What a child run measures ("setup": everything before the part, subtracted from the others).
 PARTS = (

@@ -28,10 +28,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from riskflow.broker import EmbeddedBroker, bind_error, free_port
-from riskflow.kafka import ensure_topics
+from riskflow.core.kafka import ensure_topics
+from riskflow.core.schema import encode_event
+from riskflow.core.settings import Settings, prefixed_topics
 from riskflow.replay import route
-from riskflow.schema import encode_event
-from riskflow.settings import Settings, prefixed_topics
 from riskflow.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]

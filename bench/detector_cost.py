@@ -29,7 +29,7 @@ from bench.common import headline, history
 from detectors.anomaly import anomaly_detectors
 from detectors.base import Detector
 from detectors.rules import load_pack
-from riskflow.schema import Event, parse_event
+from riskflow.core.schema import Event, parse_event
 
 
 def run_kind(work: list[tuple[Detector, list[Event]]]) -> tuple[float, int, str]:

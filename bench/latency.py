@@ -45,7 +45,7 @@ from bench.common import (
     settings_of,
     stack_settings,
 )
-from riskflow.kafka import ensure_topics
+from riskflow.core.kafka import ensure_topics
 from riskflow.replay import route
 
 ALERTING_MIX = {"ponzi_fund": 0.2, "illegal_fundraising": 0.1}

@@ -31,7 +31,7 @@ from detectors.engine import EntityState, decode_state, encode_state
 from detectors.factory import build_processor
 from detectors.pipeline import RawMessage
 from detectors.rules import load_pack
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 from streams.statecache import StateCache
 
 DEFAULT_CACHE: int = Settings.model_fields["state_cache"].default

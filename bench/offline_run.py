@@ -24,7 +24,7 @@ def run(lines: list[bytes], batch: int, *, process: bool = True) -> dict[str, An
     from detectors.factory import build_processor
     from detectors.pipeline import RawMessage
     from detectors.rules import load_pack
-    from riskflow.gctune import tune
+    from riskflow.core.gctune import tune
 
     tune()  # as `riskflow backtest` and bench/processor.py do
     bp = build_processor(load_pack())

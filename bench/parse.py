@@ -1,6 +1,6 @@
 """Parsing + validation of the v1 contract: msgspec vs orjson vs stdlib json, same lines, same run.
 
-``riskflow/schema.py`` decodes with msgspec typed structs (decode and validate
+``riskflow/core/schema.py`` decodes with msgspec typed structs (decode and validate
 in one C pass). The alternatives decode to dicts with ``orjson.loads`` or
 ``json.loads`` and then validate with plain Python checks compiled from the
 very same schema (``msgspec.inspect`` of the v1 structs: required fields,
@@ -29,7 +29,7 @@ import orjson
 from msgspec import inspect as mi
 
 from bench.common import headline, history, median
-from riskflow.schema import CATALOGUE, ENTITY_KINDS, REGIONS, SCHEMA_ID, InvalidEvent, _Envelope, parse_event
+from riskflow.core.schema import CATALOGUE, ENTITY_KINDS, REGIONS, SCHEMA_ID, InvalidEvent, _Envelope, parse_event
 
 Check = Callable[[Any], bool]
 

@@ -29,7 +29,7 @@ from detectors.factory import build_processor
 from detectors.lateness import DEFAULT_ALLOWED_LATENESS
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import load_pack
-from riskflow.gctune import tune
+from riskflow.core.gctune import tune
 
 
 def run_offline(lines: list[bytes], batch: int, bp: BatchProcessor | None = None) -> tuple[float, int]:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> float:
     args = ap.parse_args(argv)
 
     lines = history(args.events)
-    tune()  # as `riskflow backtest` does (riskflow/gctune.py)
+    tune()  # as `riskflow backtest` does (riskflow/core/gctune.py)
     rates, ratios, floors = [], [], []
     for r in range(args.rounds):
         raw_s = run_raw(lines)

@@ -24,7 +24,7 @@ from bench.common import headline, history, median
 from detectors.factory import build_processor
 from detectors.pipeline import RawMessage
 from detectors.rules import RulePack, load_pack
-from riskflow.partitioning import partition_for
+from riskflow.core.partitioning import partition_for
 
 SEED_RULES = {"pf.guaranteed_return", "pf.unqualified_investor", "pf.amac_lost_contact"}
 

@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 #: Where a detector reports the model scores it computed, (entity kind, score), for the
 #: worker's metrics: the batch result's ``model_scores`` while

@@ -2,11 +2,11 @@
 
 The engine owns no I/O. Given an entity's state (or ``None`` for a new
 entity) and a validated event, it drops re-sent events, runs every detector
-that applies, and turns their signals into :class:`riskflow.alerts.Alert`
+that applies, and turns their signals into :class:`riskflow.core.alerts.Alert`
 records with deterministic ids. The caller persists the returned state (a
 changelog-backed table when live, a dict in a backtest) and emits the alerts.
 
->>> from riskflow.schema import parse_event
+>>> from riskflow.core.schema import parse_event
 >>> from detectors.rules import load_pack
 >>> eng = Engine(load_pack().detectors)
 >>> raw = (b'{"schema": "riskflow.event/v1", "event_id": "e1", "event_type": "amac.notice",'
@@ -31,8 +31,8 @@ from detectors import lateness as _lateness
 from detectors.base import Detector, Signal
 from detectors.entity import EntityState, Outcome, StepFailed, decode_state, encode_state
 from detectors.risk.scorer import RiskScorer
-from riskflow.alerts import Alert, alert_id, utc_now_iso
-from riskflow.schema import Event, Payload
+from riskflow.core.alerts import Alert, alert_id, build_alert, utc_now_iso
+from riskflow.core.schema import Event, Payload
 
 __all__ = ["Engine", "EntityState", "Outcome", "StepFailed", "decode_state", "encode_state"]
 
@@ -284,12 +284,12 @@ class Engine:
 
     def _alert(self, det: Detector, sig: Signal, event: Event) -> Alert:
         d = det.describe
-        return Alert(
-            alert_id=alert_id(sig.detector_id, event.entity_id, sig.key),
-            entity_id=event.entity_id,
+        return build_alert(
+            sig.detector_id,
+            event.entity_id,
+            sig.key,
             entity_kind=event.entity_kind,
             region=event.region,
-            rule_id=sig.detector_id,
             severity=sig.severity,
             title_zh=d.name_zh,
             title_en=d.name_en,

@@ -18,7 +18,7 @@ import msgspec
 from detectors import lateness as _lateness
 from detectors.risk.contagion import LinkMessage
 from detectors.risk.state import RiskState
-from riskflow.alerts import Alert
+from riskflow.core.alerts import Alert
 
 
 class EntityState(msgspec.Struct, kw_only=True):

@@ -75,7 +75,7 @@ from detectors.rules.base import day_of, match
 from detectors.rules.surge import SurgeRule
 from detectors.rules.threshold import ThresholdRule
 from detectors.rules.window import WindowRule
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 LATE_SCHEMA = "riskflow.late/v1"
 #: Default allowed lateness: 7 days of event time. Filings pile up over a long public

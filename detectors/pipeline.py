@@ -29,9 +29,9 @@ from detectors.engine import Engine, EntityState, StepFailed, decode_state, enco
 from detectors.lateness import LateRecord
 from detectors.risk import contagion as _contagion
 from detectors.risk.contagion import LinkMessage, decode_link, encode_link
-from riskflow.alerts import Alert
-from riskflow.deadletter import dead_letter
-from riskflow.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, Event, InvalidEvent, parse_event
+from riskflow.core.alerts import Alert
+from riskflow.core.deadletter import dead_letter
+from riskflow.core.schema import DEFAULT_MAX_BYTES, DEFAULT_MAX_FUTURE_SECONDS, Event, InvalidEvent, parse_event
 
 
 class RawMessage(NamedTuple):

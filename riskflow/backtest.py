@@ -4,7 +4,7 @@ The backtest builds its processor with :func:`detectors.factory.build_processor`
 — the one the live worker uses — and feeds it the file in large batches,
 keeping entity state as the same msgpack bytes the worker's changelog-backed
 table holds (decoded before, encoded after each batch). Each event carries the
-topic and partition Kafka would give it (:mod:`riskflow.partitioning`). The
+topic and partition Kafka would give it (:mod:`riskflow.core.partitioning`). The
 same history therefore yields the same alert ids and levels as a live worker.
 With ``jobs=N`` the partitions are shared among N processes, with the output of
 one (:class:`_Shard` says how).
@@ -28,7 +28,7 @@ Measures (defined precisely in docs/backtest.md, "Backtest"):
   counterparty only named in transfers) are reported apart and not scored.
 
 >>> from riskflow.sim import simulate
->>> from riskflow.schema import encode_event
+>>> from riskflow.core.schema import encode_event
 >>> events, labels = simulate(entities=40, days=60, seed=3)
 >>> rep = backtest([encode_event(e) for e in events], labels)
 >>> 0.0 <= rep.summary()["recall"] <= 1.0
@@ -55,14 +55,14 @@ from typing import Any, NamedTuple
 import msgspec
 
 from detectors.engine import EntityState, decode_state, encode_state
+from detectors.factory import pack_from_settings, processor_from_settings
 from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.risk.contagion import decode_link, encode_link
 from detectors.rules import RulePack
-from riskflow.alerts import SEVERITIES, Alert
-from riskflow.partitioning import partition_for
-from riskflow.processing import pack_from_settings, processor_from_settings
-from riskflow.schema import topic_role
-from riskflow.settings import Settings
+from riskflow.core.alerts import SEVERITIES, Alert
+from riskflow.core.partitioning import partition_for
+from riskflow.core.schema import topic_role
+from riskflow.core.settings import Settings
 
 DAY = 86400.0
 #: lead time that counts as an early warning for ``recall_30d_before_failure``
@@ -304,7 +304,7 @@ def backtest(
     A history of a single batch runs in this process. ``progress(text)`` receives a line
     after a batch when ``progress_every`` seconds have passed since the last one.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.defaults()
     pack = pack or pack_from_settings(settings)
     bp = processor_from_settings(settings, pack, links_topic=_LINKS)
     now = time.time() if now is None else now
@@ -682,10 +682,10 @@ def _shards(bp: BatchProcessor, layout: _Layout, now: float) -> _Shards:
 
 def _serve(conn: Connection, bp: BatchProcessor, layout: _Layout, now: float, index: int) -> None:
     """A backtest child: answer requests on ``conn`` until it closes or asks for the totals."""
-    from riskflow.gctune import tune
+    from riskflow.core.gctune import tune
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it closes the pipes
-    tune()  # this process is an entry point of its own (riskflow/gctune.py)
+    tune()  # this process is an entry point of its own (riskflow/core/gctune.py)
     shard = _Shard(bp, layout, now, index)
     while True:
         try:

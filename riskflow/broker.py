@@ -24,7 +24,7 @@ import tempfile
 import time
 from types import TracebackType
 
-from riskflow.textsafe import printable
+from riskflow.core.textsafe import printable
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,19 @@
 """The ``riskflow`` command. Each sub-command lives in ``riskflow/commands/<name>.py``
-and exposes ``register(subparsers)``; new commands are picked up automatically."""
+and exposes ``register(subparsers)``; new commands are picked up automatically
+(``riskflow.core.registry.import_modules``, the one discovery every extension point uses)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import pkgutil
 import signal
 import sys
 import threading
 from typing import NoReturn
 
-from riskflow import __version__, commands
+from riskflow import __version__
+from riskflow.core.errors import CommandError
+from riskflow.core.registry import import_modules
 
 
 class _Version(argparse.Action):
@@ -39,13 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and build, and exit")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error (default: RISKFLOW_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"riskflow.commands.{info.name}").register(sub)
+    for module in import_modules("riskflow.commands"):
+        module.register(sub)
     return parser
-
-
-class CommandError(Exception):
-    """An error the user can fix: printed as one line (``riskflow <command>: <message>``), exit 2."""
 
 
 class Terminated(BaseException):
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
-    from riskflow.settings import Settings
+    from riskflow.core.settings import Settings
 
     action = getattr(args, "alerts_command", None) or getattr(args, "rules_command", None)
     where = f"riskflow {args.command}" + (f" {action}" if action else "")

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from riskflow.broker import BrokerError, EmbeddedBroker, child_setup, free_port, last_line, port_in_use
-from riskflow.cli import CommandError
+from riskflow.core.errors import CommandError
+from riskflow.core.kafka import check_reachable, client_config, ensure_topics
+from riskflow.core.schema import encode_event
+from riskflow.core.settings import Settings
 from riskflow.feed.server import serve_feed
 from riskflow.feedprint import tail_alerts, terminal_width
-from riskflow.kafka import check_reachable, client_config, ensure_topics
 from riskflow.replay import produce, route
-from riskflow.schema import encode_event
-from riskflow.settings import Settings
 from riskflow.sim import DEFAULT_START, simulate
 
 log = logging.getLogger(__name__)

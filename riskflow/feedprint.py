@@ -1,14 +1,15 @@
-"""Read alerts from the alerts topic and print them for people or machines.
+"""Alerts printed for people or machines: the lines of ``riskflow alerts tail`` and the demo.
 
 An alert id comes back with a higher ``revision`` when its episode grows or the
 entity's level moves; ``tail`` prints each (id, revision) once, later revisions
 marked (``↑ revision 3 (level orange→red 升级)``), and drops a revision at or below
-one already printed (a re-delivered or superseded record). Every line is escaped
-(``riskflow.textsafe.printable``): an alert's text cannot drive the terminal, and
+one already printed (a re-delivered or superseded record); the terminal sink
+(riskflow/sinks/terminal.py) does the reading. Every line is escaped
+(``riskflow.core.textsafe.printable``): an alert's text cannot drive the terminal, and
 on a terminal it is cut to the terminal's width. A message that is no alert is
 skipped with one line on stderr.
 
->>> from riskflow.alerts import Alert
+>>> from riskflow.core.alerts import Alert
 >>> t = Tracker()
 >>> a = Alert(alert_id="x", entity_id="PF-1", entity_kind="private_fund", region="330100", rule_id="r",
 ...           severity="high", title_zh="z", title_en="e", dimension="", evidence={}, event_time="",
@@ -34,11 +35,9 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer
-
-from riskflow.alerts import Alert, decode_alert
-from riskflow.schema import REGIONS
-from riskflow.textsafe import bounded, printable
+from riskflow.core.alerts import Alert
+from riskflow.core.schema import REGIONS
+from riskflow.core.textsafe import printable
 
 _SEV = {"low": "LOW ", "medium": "MED ", "high": "HIGH", "critical": "CRIT"}
 
@@ -151,40 +150,14 @@ async def tail_alerts(
     revisions above the one printed before, until ``stop``; returns the ids printed.
     With ``as_json`` each line is the alert's JSON (it has ``revision``) plus ``previous``
     (``{"revision", "risk_level"}`` printed before) on a revision; other lines are cut to
-    ``width`` cells when given."""
-    kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
-    consumer = AIOKafkaConsumer(
-        topic,
-        **kafka,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    seen = Tracker()
-    try:
-        while stop is None or not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=200)
-            for msgs in batches.values():
-                for m in msgs:
-                    try:
-                        a = decode_alert(m.value)
-                    except Exception as e:  # junk on the topic: say so, go on
-                        where = f"{m.topic}/{m.partition}@{m.offset}"
-                        line = f"skipped a message that is not an alert at {where}: {type(e).__name__}: {e}"
-                        print(bounded(line, 300), file=err or sys.stderr, flush=True)
-                        continue
-                    if not keep(a):
-                        continue
-                    fresh, prev = seen.see(a)
-                    if not fresh:
-                        continue
-                    out.write(render(a, m.value, prev, as_json, width) + "\n")
-            out.flush()
-    finally:
-        await consumer.stop()
-    return len(seen.printed)
+    ``width`` cells when given. The terminal sink (riskflow/sinks/terminal.py) in the
+    shared consumer loop."""
+    from riskflow.sinks.base import consume  # the sinks stand on this module's formatting
+    from riskflow.sinks.terminal import TerminalSink
+
+    sink = TerminalSink(as_json=as_json, out=out, err=err, keep=keep, width=width)
+    await consume(sink, bootstrap, topic, stop=stop)
+    return len(sink.tracker.printed)
 
 
 def render(a: Alert, raw: bytes, prev: tuple[int, str] | None, as_json: bool, width: int | None = None) -> str:

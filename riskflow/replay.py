@@ -46,8 +46,8 @@ from typing import IO, Any
 
 import msgspec
 
-from riskflow.schema import SCHEMA_ID, topic_role
-from riskflow.settings import Settings
+from riskflow.core.schema import SCHEMA_ID, topic_role
+from riskflow.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ async def produce(
     """
     from aiokafka import AIOKafkaProducer
 
-    # ``bootstrap``: host:port list, or the full client config (riskflow.kafka.client_config: SASL/TLS)
+    # ``bootstrap``: host:port list, or the full client config (riskflow.core.kafka.client_config: SASL/TLS)
     kafka = bootstrap if isinstance(bootstrap, dict) else {"bootstrap_servers": bootstrap}
     producer = AIOKafkaProducer(**kafka, linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from riskflow.broker import bind_error, child_setup
-from riskflow.cli import CommandError
-from riskflow.settings import Settings
-from riskflow.textsafe import printable
+from riskflow.core.errors import CommandError
+from riskflow.core.settings import Settings
+from riskflow.core.textsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +273,8 @@ def run_supervisor(settings: Settings, count: int, rules: str | None = None) -> 
     partition counts), then supervise ``count`` workers. Returns the exit code."""
     import asyncio
 
-    from riskflow.kafka import require_bootstrap
-    from riskflow.processing import pack_from_settings
+    from detectors.factory import pack_from_settings
+    from riskflow.core.kafka import require_bootstrap
     from riskflow.worker import prepare_topics
 
     require_bootstrap(settings)

@@ -11,13 +11,13 @@ import faust
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics, start_http_server
 
 import detectors
+from detectors.factory import pack_from_settings
 from riskflow import __version__
 from riskflow.broker import bind_error
-from riskflow.cli import CommandError
-from riskflow.kafka import client_config, ensure_topics, require_bootstrap, topic_specs
-from riskflow.metrics import Metrics
-from riskflow.processing import pack_from_settings
-from riskflow.settings import Settings
+from riskflow.core.errors import CommandError
+from riskflow.core.kafka import client_config, ensure_topics, require_bootstrap, topic_specs
+from riskflow.core.metrics import Metrics
+from riskflow.core.settings import Settings
 from streams.tables import changelog_topic
 from streams.topology import build_topology
 

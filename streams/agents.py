@@ -52,7 +52,7 @@ from faust.types import TP
 from detectors.anomaly import PeerGroupDetector
 from detectors.engine import decode_state
 from detectors.pipeline import BatchProcessor
-from riskflow.metrics import Metrics
+from riskflow.core.metrics import Metrics
 from streams import faust_compat
 from streams.batchtap import BatchTap, install
 from streams.emitter import OutputRouter

@@ -1,4 +1,4 @@
-"""The Faust application, configured from :class:`riskflow.settings.Settings`."""
+"""The Faust application, configured from :class:`riskflow.core.settings.Settings`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CollectorRegistry
 
-from riskflow.kafka import faust_credentials
-from riskflow.settings import Settings
+from riskflow.core.kafka import faust_credentials
+from riskflow.core.settings import Settings
 from streams import faust_compat
 
 

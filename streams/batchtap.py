@@ -60,7 +60,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from riskflow.gctune import tune
+from riskflow.core.gctune import tune
 from streams import faust_compat as compat
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Flusher(Protocol):
 
     def due(self) -> str | None:
         """Why the pending offsets may be acknowledged now, after a flush (a reason of
-        ``riskflow.metrics.STATE_FLUSH_REASONS``; also when nothing is left to write), else None."""
+        ``riskflow.core.metrics.STATE_FLUSH_REASONS``; also when nothing is left to write), else None."""
 
     def start(self, reason: str) -> Awaitable[None] | None:
         """Take every changed state as it is now (encoded at once) and return the write of
@@ -104,7 +104,7 @@ class BatchTap:
         self.pending_generation: int | None = None
         # Held by a batch (handler, flush) and by a flush on rebalance or shutdown.
         self.lock = asyncio.Lock()
-        self.tuned = False  # garbage collector tuned for the hot path (riskflow/gctune.py)
+        self.tuned = False  # garbage collector tuned for the hot path (riskflow/core/gctune.py)
         # Per input partition: (consumer generation, offset after the last processed record).
         self.next_offset: dict[Any, tuple[int, int]] = {}
         # Per input partition: (expected offset, first offset fetched) of a jump read again once.
@@ -342,7 +342,7 @@ async def _landed(self: Any, tap: BatchTap) -> None:
     acknowledged in order: Faust commits the first consecutive run of acknowledged
     offsets, and its check for a hole below that run lets a hole of one offset through,
     and any hole while the committed offset is 0 or unknown (Faust's commit rule,
-    exercised by tests/test_faust_compat.py). So everything pending after it is dropped too, and its
+    exercised by tests/stream/test_faust_compat.py). So everything pending after it is dropped too, and its
     partitions are read again from its first offsets."""
     landing = tap.landing
     if landing is None:

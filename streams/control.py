@@ -16,7 +16,7 @@ by one model. Any message is either applied or ignored with one log line and a
 count (``riskflow_control_messages_ignored_total{reason}``, or
 ``riskflow_model_reloads_total{reason}`` for a model that was not loaded): no
 message can stop the control task. The consumer is built from
-``riskflow.kafka.client_config`` (SASL/SCRAM, TLS).
+``riskflow.core.kafka.client_config`` (SASL/SCRAM, TLS).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from detectors.anomaly import PeerGroupDetector
-from riskflow.metrics import Metrics
-from riskflow.models import ModelRefused, PeerModel, load_model
+from riskflow.core.metrics import Metrics
+from riskflow.core.models import ModelRefused, PeerModel, load_model
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def apply_control(
 
 def control_consumer(client: Mapping[str, Any]) -> AIOKafkaConsumer:
     """The group-less consumer of the control topic (not started); ``client``: aiokafka
-    keyword arguments from ``riskflow.kafka.client_config`` (bootstrap, SASL, TLS)."""
+    keyword arguments from ``riskflow.core.kafka.client_config`` (bootstrap, SASL, TLS)."""
     return AIOKafkaConsumer(**client, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=200)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from detectors.lateness import encode_late
 from detectors.pipeline import BatchResult
 from detectors.risk.contagion import encode_link
-from riskflow.deadletter import encode_dead_letter
+from riskflow.core.deadletter import encode_dead_letter
 from streams import faust_compat as compat
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class OutputRouter:
     messages sent, which ``Topic.send`` kept and direct sends feed instead (None: none).
 
     >>> router = OutputRouter(object, alerts="a", shadow_alerts=None, links="l", deadletter="d", late=None)
-    >>> from riskflow.deadletter import dead_letter
+    >>> from riskflow.core.deadletter import dead_letter
     >>> res = BatchResult(dead_letters=[dead_letter(b"{", "malformed_json", "not JSON", "t", 0, 7, None)])
     >>> [topic for topic, *_ in router.records(res)]
     ['d']

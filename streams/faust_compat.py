@@ -7,7 +7,7 @@ batches built per partition). Each function here names the private attribute or 
 uses and what it relies on; nothing else in ``streams/`` (or anywhere in RiskFlow) touches
 a ``_name`` of Faust or aiokafka. An upgrade of either is checked here:
 :data:`CHECKED_VERSIONS` are the releases these functions were read against, and
-``tests/test_faust_compat.py`` fails with a clear message on any other release and
+``tests/stream/test_faust_compat.py`` fails with a clear message on any other release and
 exercises each relied-on behaviour on the installed one.
 
 The two class-level patches (Faust's fetch loop, and the ``fetch_max_wait_ms`` of Faust's
@@ -69,7 +69,7 @@ def install() -> None:
     if _installed:
         return
     for line in unchecked_versions():
-        log.warning("%s: rerun tests/test_faust_compat.py before trusting the worker", line)
+        log.warning("%s: rerun tests/stream/test_faust_compat.py before trusting the worker", line)
 
     consumer_cls = _faust_consumer.Consumer
     # Relies on: Faust's Consumer runs ``_drain_messages(fetcher)`` as its fetch loop (the

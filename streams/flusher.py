@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, MutableMapping
 
 from detectors.engine import EntityState, encode_state
-from riskflow.metrics import Metrics
+from riskflow.core.metrics import Metrics
 from streams.emitter import Out, OutputRouter, deliver
 from streams.statecache import StateCache
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from detectors.engine import EntityState, decode_state
 from detectors.pipeline import PROCESSING_ERROR, BatchProcessor, BatchResult, RollbackFailed
-from riskflow.deadletter import dead_letter
-from riskflow.metrics import Metrics
+from riskflow.core.deadletter import dead_letter
+from riskflow.core.metrics import Metrics
 from streams.emitter import OutputRouter
 from streams.peerdrift import PeerDriftObserver
 from streams.statecache import StateCache

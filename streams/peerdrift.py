@@ -9,8 +9,8 @@ loaded model (a reload control message) restarts the drift index.
 from __future__ import annotations
 
 from detectors.anomaly import PeerGroupDetector
-from riskflow.metrics import Metrics
-from riskflow.models import DriftTracker
+from riskflow.core.metrics import Metrics
+from riskflow.core.models import DriftTracker
 
 
 class PeerDriftObserver:

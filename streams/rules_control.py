@@ -21,7 +21,7 @@ rules without ``allow_empty``) and any pack whose engine cannot be built; no exc
 message's making leaves this module, so a bad push can neither stop a worker nor make it
 crash again on every restart (workers re-read the topic from the start).
 
-The consumer is built from ``riskflow.kafka.client_config`` (the ``client``
+The consumer is built from ``riskflow.core.kafka.client_config`` (the ``client``
 argument), so SASL/SCRAM and TLS settings reach it as they reach the worker's own.
 
 The same hook also rebuilds the processor's event-time lanes (watermarks and
@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from detectors.engine import EntityState
 from detectors.pipeline import BatchProcessor
 from detectors.rules import RuleError, RulePack, load_texts
-from riskflow.metrics import RULE_PACK_REJECT_REASONS, Metrics
+from riskflow.core.metrics import RULE_PACK_REJECT_REASONS, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class RuleControl:
         on_switch: Callable[[RulePack], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        """``client``: aiokafka keyword arguments (``riskflow.kafka.client_config``: bootstrap, SASL, TLS)."""
+        """``client``: aiokafka keyword arguments (``riskflow.core.kafka.client_config``: bootstrap, SASL, TLS)."""
         self.client, self.topic = dict(client), topic
         self.metrics = metrics
         self.processor = processor

@@ -4,7 +4,7 @@ Recovery is made whole here. Faust rebuilds a table by reading each changelog
 partition up to its *end offset*; Tansu reports that as the start of the
 partition's last record batch (docs/operations.md, "Broker notes"), so a restarted worker
 silently lost the states of the last batch written before the crash
-(tests/test_reliability_crash.py caught it: entities resumed with fewer
+(tests/reliability/test_reliability_crash.py caught it: entities resumed with fewer
 events). After Faust's own recovery, :func:`catch_up` reads every assigned
 changelog partition from that reported end until the broker has nothing
 more, and applies what it finds. On a broker with correct end offsets it
@@ -22,8 +22,8 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from riskflow.kafka import client_config
-from riskflow.settings import Settings
+from riskflow.core.kafka import client_config
+from riskflow.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

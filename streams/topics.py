@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import faust
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,13 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from detectors.anomaly import AnomalyDetector
-from detectors.factory import peer_detector
+from detectors.factory import pack_constants, peer_detector, processor_from_settings
 from detectors.pipeline import BatchProcessor
 from detectors.rules import RulePack
 from riskflow import __version__
-from riskflow.kafka import client_config
-from riskflow.metrics import Metrics
-from riskflow.processing import pack_constants, processor_from_settings
-from riskflow.settings import Settings
+from riskflow.core.kafka import client_config
+from riskflow.core.metrics import Metrics
+from riskflow.core.settings import Settings
 from streams import faust_compat
 from streams.agents import wire_agents
 from streams.app import create_app

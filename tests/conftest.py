@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
+from riskflow.store import DIALECTS, AlertStore, open_store
+
+pytest_plugins = ["tests.support.kafka_fixtures", "tests.support.pg_fixtures"]
 
 
 EXAMPLES = Path(__file__).resolve().parent / "data"
@@ -28,3 +31,24 @@ def invalid_examples() -> list[tuple[str, bytes]]:
         elif line.strip():
             out.append((why, line))
     return out
+
+
+@pytest.fixture
+def sqlite_target(tmp_path: Path) -> str:
+    """A new SQLite store file."""
+    return str(tmp_path / "alerts.sqlite3")
+
+
+@pytest.fixture(params=sorted(DIALECTS))
+def target(request: pytest.FixtureRequest) -> str:
+    """A new, empty store of each registered dialect, for the store contract (unit/test_store.py,
+    unit/test_cases_store.py). Dialect ``<name>`` needs a fixture ``<name>_target`` (here,
+    tests/support/pg_fixtures.py): a new dialect is found and runs the contract, or fails it for want of one."""
+    return str(request.getfixturevalue(f"{request.param}_target"))
+
+
+@pytest.fixture
+def store(target: str) -> Iterator[AlertStore]:
+    s = open_store(target)
+    yield s
+    s.close()

@@ -42,7 +42,7 @@ from detectors.base import Signal
 from detectors.rules.base import CST_OFFSET, DAY, Condition, Rule, match
 from detectors.rules.threshold import ThresholdRule
 from detectors.rules.window import WindowRule
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 #: Longest window kept as a ring of day buckets per entity slot (the pack's count windows: 7 and 30).
 MAX_RING_DAYS = 400

@@ -4,7 +4,7 @@
 (provisioned into Grafana by ``provisioning/dashboards/riskflow.yml``). Keeping the
 panels as data here keeps every dashboard on the same datasource, units and
 conventions, and lets the tests list every PromQL expression that Grafana will
-run (tests/test_prometheus_live.py evaluates each one against a real Prometheus).
+run (tests/stream/test_prometheus_live.py evaluates each one against a real Prometheus).
 
 Queries use only Grafana's ``$__rate_interval`` and ``$__range``; regions are
 shown by city name through ``riskflow_region_info`` (``* on (region) group_left (city)``, taken

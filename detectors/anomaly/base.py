@@ -7,10 +7,13 @@ decision in :meth:`AnomalyDetector.process`: it *scores first* and, unless
 entity's baseline, so that a slow fraud cannot teach the baseline that it is
 normal (river's ``anomaly.ThresholdFilter`` does the same).
 
-Every subclass with a ``kind`` is registered in :data:`ANOMALY_KINDS`, so that
-contract tests find every implementation. Scores are in [0, 1]; tail
+Every subclass with a ``kind`` is registered in :data:`ANOMALY_KINDS`, which imports
+every module of ``detectors/anomaly/`` when first read: a new detector is one module,
+found by :func:`detectors.anomaly.anomaly_detectors` (when its class says it is in the
+default set) and by the contract tests. Scores are in [0, 1]; tail
 probabilities map to scores with :func:`tail_score` (``p = 1e-4`` -> 0.5,
-``p = 1e-8`` -> 1.0), the same scale for every anomaly detector.
+``p = 1e-8`` -> 1.0), the same scale for every anomaly detector; :func:`graded_tail_score` is the same up
+to ``p = 1e-6`` and keeps grading smaller tails instead of saturating.
 
 >>> tail_score(1e-4), tail_score(1.0), tail_score(0.0)
 (0.5, 0.0, 1.0)
@@ -21,13 +24,17 @@ probabilities map to scores with :func:`tail_score` (``p = 1e-4`` -> 0.5,
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from detectors.base import Detector, Signal
-from riskflow.schema import Event
+from riskflow.core.registry import Registry
+from riskflow.core.schema import Event
 
-#: kind name -> class, filled by subclasses that set ``kind``.
-ANOMALY_KINDS: dict[str, type[AnomalyDetector]] = {}
+if TYPE_CHECKING:
+    from riskflow.core.models import PeerModel
+
+#: kind name -> class, filled by subclasses that set ``kind`` (riskflow/core/registry.py).
+ANOMALY_KINDS: Registry[AnomalyDetector] = Registry("detectors.anomaly", "anomaly detector")
 
 #: The officer-facing dimension of every anomaly alert.
 DIMENSION = "anomaly"
@@ -42,6 +49,32 @@ def tail_score(p: float) -> float:
     if p <= 0.0:
         return 1.0
     return min(1.0, max(0.0, -math.log10(p) / _TAIL_DECADES))
+
+
+_HIGH_DECADES = 6.0  # p = 1e-6: score 0.75, the cut to severity "high" (severity_for)
+
+
+def graded_tail_score(p: float) -> float:
+    """:func:`tail_score` up to ``p = 1e-6`` (score 0.75), then graded towards 1 without reaching it.
+
+    The threshold (0.5 at ``p = 1e-4``) and the severity cut (0.75 at ``p = 1e-6``) stay where
+    they are, so a Bonferroni-calibrated flag rate is unchanged; beyond them, where
+    :func:`tail_score` saturates at ``p = 1e-8``, ``1 - 0.25 * (6 / d) ** 3`` of the
+    ``d = -log10(p)`` decades keeps ranking ever smaller tails, over the hundreds of decades
+    a double holds (the power 3 makes the curve meet the straight part with its slope, 1/8
+    per decade).
+
+    >>> graded_tail_score(1e-4), graded_tail_score(1e-6)
+    (0.5, 0.75)
+    >>> 0.85 < graded_tail_score(1e-8) < graded_tail_score(1e-12) < graded_tail_score(1e-30) < 1.0
+    True
+    """
+    if p <= 0.0:
+        return 1.0
+    d = -math.log10(min(p, 1.0))
+    if d <= _HIGH_DECADES:
+        return max(0.0, d / _TAIL_DECADES)
+    return 1.0 - 0.25 * (_HIGH_DECADES / d) ** 3
 
 
 def normal_tail(z: float) -> float:
@@ -103,14 +136,23 @@ class AnomalyDetector(Detector):
     """
 
     kind: ClassVar[str] = ""
+    #: In the set every processor runs (``anomaly_detectors()``); the golden backtest holds it.
+    default: ClassVar[bool] = False
+    #: Scores against a trained model (``riskflow train``), given as the first constructor
+    #: argument; in the set when a model is given or asked for (``anomaly_detectors(peer=True)``).
+    requires_model: ClassVar[bool] = False
     threshold: float = 0.5
     learn_flagged: bool = False
     model_version: str = ""
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if cls.kind:
-            ANOMALY_KINDS[cls.kind] = cls
+        ANOMALY_KINDS.add(cls.kind, cls)
+
+    @classmethod
+    def with_defaults(cls, model: PeerModel | None = None) -> AnomalyDetector:
+        """This detector with its default parameters (and ``model`` if it ``requires_model``)."""
+        return cls(model) if cls.requires_model else cls()  # type: ignore[call-arg]
 
     def params(self) -> dict[str, Any]:
         """Constructor arguments, by name."""

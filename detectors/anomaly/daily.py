@@ -53,7 +53,10 @@ on its day and its 7-day window, each level metric), a Bonferroni bound. So the
 threshold 0.5 means: on a day when nothing has changed, an entity raises a
 flag with probability at most 1e-4, i.e. about one false flag per 27 entity-
 years under the model's assumptions (the 7-day windows overlap, so the bound
-is conservative).
+is conservative). Beyond ``p = 1e-6`` (score 0.75, severity ``high``) the score
+is graded towards 1 instead of saturating at ``p = 1e-8``
+(:func:`~detectors.anomaly.base.graded_tail_score`), so that alerts keep their
+order however small their tails; the threshold and the severity cut do not move.
 
 Decision: a metric-day whose score reaches ``threshold`` is flagged; a flagged
 day is not learned (a count day is kept out of the baseline when it is
@@ -73,7 +76,7 @@ msgpack array of a few hundred bytes): the open day's sums, and per metric a
 :class:`~detectors.anomaly.daily_state.LevelBaseline`. A state stored by an
 earlier release (a dict) is migrated when it is read.
 
->>> from riskflow.schema import parse_event
+>>> from riskflow.core.schema import parse_event
 >>> det = DailyAnomaly()
 >>> def complaint(i, day):
 ...     return parse_event(('{"schema": "riskflow.event/v1", "event_id": "c%d", "event_type": "complaint.filed",'
@@ -106,14 +109,14 @@ from typing import Any
 from detectors.anomaly.base import (
     DIMENSION,
     AnomalyDetector,
+    graded_tail_score,
     normal_tail,
     poisson_tail,
     severity_for,
-    tail_score,
 )
 from detectors.anomaly.daily_state import RECENT_DAYS, CountBaseline, DailyState, LevelBaseline, restore
 from detectors.base import Describe, Signal
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 _CST = 8 * 3600  # event-time days are China Standard Time calendar days
 _DAY = 86400
@@ -260,8 +263,9 @@ class DailyAnomaly(AnomalyDetector):
     """
 
     kind = "daily"
+    default = True
     id = "anomaly.daily"
-    version = "2"
+    version = "3"
     event_types = _EVENT_TYPES
     describe = Describe(
         name_zh="经营指标异常波动",
@@ -310,11 +314,11 @@ class DailyAnomaly(AnomalyDetector):
         # Persistence scores depend only on the number of hits in the window: tabulated once, by hits.
         tails = [binomial_tail(k, persist_n, persist_q) for k in range(persist_n + 1)]
         self._persist_p = [bonferroni(p) for p in tails]
-        self._persist_score = [tail_score(p) for p in self._persist_p]
+        self._persist_score = [graded_tail_score(p) for p in self._persist_p]
         self._persist_alarming = [score >= threshold for score in self._persist_score]
         self._persist_mask = (1 << persist_n) - 1
         self._quiet_p = bonferroni(1.0)  # a day that is not a hit
-        self._quiet_score = tail_score(self._quiet_p)
+        self._quiet_score = graded_tail_score(self._quiet_p)
         self._weights_memo: dict[tuple[int, int], tuple[float, ...]] = {}
         self.model_version = f"daily/{self.version}:span={span_days:g},warmup={warmup_days},thr={threshold:g}"
 
@@ -480,7 +484,7 @@ class DailyAnomaly(AnomalyDetector):
             return
         p, horizon, value, expected, disp = self._count_tail(c, x)
         p = bonferroni(p)
-        score = tail_score(p)
+        score = graded_tail_score(p)
         if score < self.threshold or value - expected < self.min_excess:
             return
         st.flagged.append(metric)
@@ -588,7 +592,7 @@ class DailyAnomaly(AnomalyDetector):
             else:
                 hits = -1
                 p = bonferroni(p_day if self._large_enough(metric, raw) else 1.0)
-                score = tail_score(p)
+                score = graded_tail_score(p)
             flagged = score >= self.threshold
             hold = hold or flagged
             if flagged and lv.run == 0:

@@ -3,7 +3,7 @@
 Per entity, the detector keeps a small feature state: the latest prudential
 ratios and decayed (30-day half-life) daily rates of its activity. When an
 event-time week closes (the entity's first event in a later week, CST), the
-week's feature vector is scored by the loaded :class:`riskflow.models.PeerModel`
+week's feature vector is scored by the loaded :class:`riskflow.core.models.PeerModel`
 for the entity's kind. The score is 0.5 at the kind's forest threshold or when
 a feature lies ``z_threshold`` robust units from the peer median (the forest
 cannot see how far beyond the peers' range a value lies), both calibrated in
@@ -32,8 +32,8 @@ from typing import Any
 
 from detectors.anomaly.base import DIMENSION, AnomalyDetector, severity_for
 from detectors.base import MODEL_SCORES, Describe, Signal
-from riskflow.models import PeerModel
-from riskflow.schema import Event
+from riskflow.core.models import PeerModel
+from riskflow.core.schema import Event
 
 _CST = 8 * 3600
 _DAY = 86400
@@ -175,6 +175,7 @@ class PeerGroupDetector(AnomalyDetector):
     """Peer-group anomaly detector over weekly feature vectors (see module doc)."""
 
     kind = "peer"
+    requires_model = True
     id = "anomaly.peer"
     version = "1"
     describe = Describe(

@@ -11,11 +11,12 @@ seasonal baselines. Explicit warm-up
 shift is reported once, at its start, and becomes the new normal as soon as it
 has been seen, instead of an alarm forever; a slow drift never looks novel,
 which is what ``anomaly.daily`` (sums per day against a seasonal baseline) is
-for. ``riskflow bench nab`` runs the same scorer over the Numenta Anomaly
-Benchmark layout, one fresh state per file (docs/anomaly.md).
+for. ``riskflow bench nab`` runs this detector, with its defaults, over the
+Numenta Anomaly Benchmark layout, one fresh state per file, through
+:meth:`UnivariateAnomaly.step` (docs/anomaly.md).
 
 As an event detector it watches one payload field of one event type per
-entity (default: ``flow.transfer`` amounts, on a log scale); it is not in the
+entity (default: ``flow.transfer`` amounts, on a signed log scale); it is not in the
 default set the worker runs (``anomaly.daily`` covers flows per day).
 
 >>> det = UnivariateAnomaly(warmup=5)
@@ -29,13 +30,14 @@ default set the worker runs (``anomaly.daily`` covers flows per day).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 from detectors.anomaly.base import DIMENSION, AnomalyDetector, severity_for
 from detectors.anomaly.graded import GradedNovelty
 from detectors.base import Describe, Signal
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 
 class UnivariateAnomaly(AnomalyDetector):
@@ -43,7 +45,7 @@ class UnivariateAnomaly(AnomalyDetector):
 
     kind = "univariate"
     id = "anomaly.univariate"
-    version = "3"
+    version = "4"
     describe = Describe(
         name_zh="单笔数值异常",
         name_en="Abnormal value (streaming novelty, reported at onset) 单笔数值异常",
@@ -87,29 +89,57 @@ class UnivariateAnomaly(AnomalyDetector):
         return self.core.init_state()
 
     def score_value(self, st: list[Any], x: float) -> tuple[list[Any], float, float]:
-        """Score ``x`` against the state, then learn it. Returns (state, score, raw novelty)."""
+        """Score ``x`` (already on the detector's scale) against the state, then learn it.
+
+        Returns (state, score, raw novelty); ``st`` is left untouched.
+        """
         return self.core.score_value(st, x)
+
+    def step(self, st: list[Any], value: float, how: int | None = None) -> float:
+        """Score a raw ``value`` (hour of the week ``how``), then learn it, updating ``st`` in place.
+
+        What :meth:`process` does with an event's field, without the event: the
+        runner of ``riskflow bench nab`` calls it, so the benchmark scores exactly
+        what the detector scores.
+        """
+        return self.core.step(st, self.scaled(value), how)[0]
+
+    def scaled(self, v: float) -> float:
+        """The value on the detector's scale: ``sign(v) * log(1 + |v|)`` when ``log``, else ``v``.
+
+        Counts, bytes and amounts grow multiplicatively; on a log scale twice the
+        usual is as novel at any level. Monotone and defined for every value
+        (negative ones too), with no look-ahead.
+        """
+        return math.copysign(math.log1p(abs(v)), v) if self.log and math.isfinite(v) else v
+
+    def unscaled(self, y: float) -> float:
+        """Inverse of :meth:`scaled`."""
+        return math.copysign(math.expm1(min(abs(y), 700.0)), y) if self.log else y
 
     def _value(self, event: Event) -> float | None:
         v = getattr(event.payload, self.field, None)
         if isinstance(v, bool) or not isinstance(v, int | float):
             return None
-        return math.log1p(max(float(v), 0.0)) if self.log else float(v)
+        return self.scaled(float(v))
 
-    def _step(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
+    def _step(self, state: Any, event: Event, in_place: bool) -> tuple[Any, list[Signal]]:
+        """Score the event's value, then learn it: in ``state`` itself when ``in_place`` (the
+        engine's call, as ``anomaly.daily`` does; the pipeline keeps its own copy for a
+        rollback), else in a copy, so that :meth:`score_one` leaves ``state`` alone."""
         x = self._value(event)
         if x is None:
             return state, []
-        st = list(state)
+        new = state if in_place and isinstance(state, list) else copy.deepcopy(list(state))
         how = hour_of_week(event)
-        _, near = self.core.raw(st, x, how)
-        new, score, raw = self.core.score_value(st, x, how)
+        _, near = self.core.raw(new, x, how)
+        score, raw = self.core.step(new, x, how)
         if score < self.threshold:
             return new, []
         evidence = {
             "metric": f"{self.event_type}.{self.field}",
             "value": getattr(event.payload, self.field),
-            "nearest_recent": round(math.expm1(near) if self.log else near, 6),
+            "nearest_recent": round(self.unscaled(near), 6),
             "novelty": round(min(raw, 1e9), 4),
             "score": round(score, 4),
             "model_version": self.model_version,
@@ -121,10 +151,10 @@ class UnivariateAnomaly(AnomalyDetector):
         return state if x is None else self.core.score_value(list(state), x, hour_of_week(event))[0]
 
     def score_one(self, state: Any, event: Event) -> list[Signal]:
-        return self._step(state, event)[1]
+        return self._step(state, event, False)[1]
 
     def process(self, state: Any, event: Event) -> tuple[Any, list[Signal]]:
-        return self._step(state, event)
+        return self._step(state, event, True)
 
 
 def hour_of_week(event: Event) -> int:

@@ -73,8 +73,8 @@ import msgspec
 
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
 from detectors.risk.state import Raise, RiskState
-from riskflow.alerts import Alert, alert_id
-from riskflow.schema import Event
+from riskflow.core.alerts import Alert, build_alert, iso
+from riskflow.core.schema import Event
 
 CONTAGION_RULE = "risk.contagion"
 RELATIONS: dict[str, tuple[str, str]] = {
@@ -315,17 +315,15 @@ def contagion_alert(
 ) -> Alert:
     """The dependent's ``risk.contagion`` alert for a push: its level moved ``before`` -> ``after``
     (or not), its shown index is now ``index``."""
-    from detectors.risk.scorer import iso  # the scorer imports this module
-
     factor = cfg.contagion_factors.get(msg.relation, 0.5)
     noun_en, noun_zh = RELATIONS[msg.relation]
     why_en, why_zh = explain(msg.relation, msg.other, msg.level, cfg)
-    a = Alert(
-        alert_id=alert_id(CONTAGION_RULE, msg.to, msg.other),
-        entity_id=msg.to,
+    a = build_alert(
+        CONTAGION_RULE,
+        msg.to,
+        msg.other,
         entity_kind=entity_kind,
         region=region,
-        rule_id=CONTAGION_RULE,
         severity=LEVEL_SEVERITY[after],
         title_zh=f"关联风险传导（{noun_zh}）",
         title_en=f"Linked-entity contagion ({noun_en})",

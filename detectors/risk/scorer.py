@@ -25,7 +25,7 @@ wall-clock timers, so replays decide identically.
 
 >>> from detectors.engine import Engine
 >>> from detectors.rules import load_pack
->>> from riskflow.schema import parse_event
+>>> from riskflow.core.schema import parse_event
 >>> eng = Engine(load_pack().detectors, risk=RiskScorer(RiskConfig()))
 >>> raw = (b'{"schema": "riskflow.event/v1", "event_id": "e1", "event_type": "amac.notice",'
 ...        b' "entity_id": "PFM-1", "entity_kind": "private_fund_manager", "region": "330100",'
@@ -37,8 +37,6 @@ wall-clock timers, so replays decide identically.
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,8 +47,8 @@ from detectors.risk import people as _people
 from detectors.risk.config import LEVEL_NAMES, LEVEL_RANK, LEVEL_SEVERITY, RiskConfig
 from detectors.risk.contagion import CONTAGION_RULE, LinkMessage
 from detectors.risk.state import DIMENSION_CODES, Raise, RiskState, RuleTrack, dim_code, dim_name, second
-from riskflow.alerts import Alert, alert_id
-from riskflow.schema import Event
+from riskflow.core.alerts import Alert, alert_id, build_alert, iso
+from riskflow.core.schema import Event
 
 LEVEL_RULE = "risk.level"
 _LINK_EVENTS = frozenset({"fund.registered", "entity.registered", "flow.transfer"})
@@ -60,12 +58,6 @@ _EXPOSURE_EVENTS = frozenset(
 )
 
 MakeAlert = Callable[[Detector, Signal, Event], Alert]
-
-
-@functools.lru_cache(maxsize=4096)  # an episode's bounds recur in each of its revisions
-def iso(ts: float) -> str:
-    """Event-time POSIX seconds as RFC 3339 UTC (deterministic, no wall clock)."""
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat()
 
 
 def is_milestone(count: int, first: int) -> bool:
@@ -452,12 +444,12 @@ class RiskScorer:
     ) -> Alert:
         zh_old, zh_new = LEVEL_NAMES[old][0], LEVEL_NAMES[new][0]
         up = LEVEL_RANK[new] > LEVEL_RANK[old]
-        a = Alert(
-            alert_id=alert_id(LEVEL_RULE, event.entity_id, f"{r.seq}:{old}>{new}"),
-            entity_id=event.entity_id,
+        a = build_alert(
+            LEVEL_RULE,
+            event.entity_id,
+            f"{r.seq}:{old}>{new}",
             entity_kind=event.entity_kind,
             region=event.region,
-            rule_id=LEVEL_RULE,
             severity=LEVEL_SEVERITY[new],
             title_zh=f"风险等级{'上调' if up else '下调'} {zh_old}→{zh_new}",
             title_en=f"Risk level {'raised' if up else 'lowered'} {old} → {new}",

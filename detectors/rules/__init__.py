@@ -7,6 +7,12 @@ directory; its version is ``<highest declared version>+<hash of the files>``,
 so any edit changes it. :func:`load_texts` loads a pack from in-memory texts:
 that is how a pack pushed on the control topic reaches the workers.
 
+A rule kind is one module here with a :class:`Rule` subclass that sets ``kind``;
+:data:`RULE_KINDS` imports every module of the package when first read, so no list
+names the kinds (riskflow/core/registry.py).
+
+>>> sorted(RULE_KINDS)[:3]
+['absence', 'change_frequency', 'sequence']
 >>> pack = load_pack()
 >>> "pf.amac_lost_contact" in [r.id for r in pack.detectors]
 True
@@ -25,15 +31,6 @@ from typing import Any
 
 import yaml
 
-from detectors.rules import (  # noqa: F401  (each module registers its kind)
-    absence,
-    change_frequency,
-    sequence,
-    series,
-    surge,
-    threshold,
-    window,
-)
 from detectors.rules.base import RULE_KINDS, PackError, Rule, RuleError, build_rule
 
 PACK_DIR = Path(__file__).parent / "pack"

@@ -73,7 +73,7 @@ from typing import Any
 
 from detectors.base import Signal
 from detectors.rules.base import CST_OFFSET, DAY, Rule, day_of, match
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 MAX_OPEN = 256
 MAX_KEPT = 16
@@ -132,7 +132,7 @@ class AbsenceRule(Rule):
         et = self.event_type_param(step, "event_type")
         when = self.conditions(step.get("when"), f"params.{name}.when", et)
         key = self.field_param(step, "key", et) if keyed else ""
-        from riskflow.schema import CATALOGUE
+        from riskflow.core.schema import CATALOGUE
 
         self.expect_payload_fields = set(CATALOGUE[et].__struct_fields__)
         return et, when, key

@@ -1,9 +1,10 @@
 """Rules as data: a rule is a :class:`~detectors.base.Detector` built from a YAML mapping.
 
-Each rule kind (``threshold``, ``window``, ...) is a subclass in its own module,
-registered by its ``kind`` name; :func:`build_rule` validates the common fields
-and hands ``params`` to the kind, which validates its own. Every problem is a
-:class:`RuleError` naming the file, the rule id and the field.
+Each rule kind (``threshold``, ``window``, ...) is a subclass in its own module of this
+package, registered by its ``kind`` name in :data:`RULE_KINDS` and found without a list;
+:func:`build_rule` validates the common fields and hands ``params`` to the kind, which
+validates its own. Every problem is a :class:`RuleError` naming the file, the rule id
+and the field.
 
 Stateful kinds keep their per-entity state as plain data (lists, dicts of
 numbers and short strings) so that it travels in ``EntityState.detectors``
@@ -25,8 +26,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from detectors.base import Describe, Detector, Signal
-from riskflow.alerts import SEVERITIES
-from riskflow.schema import CATALOGUE, ENTITY_KINDS, Event
+from riskflow.core.alerts import SEVERITIES
+from riskflow.core.registry import Registry
+from riskflow.core.schema import CATALOGUE, ENTITY_KINDS, Event
 
 #: The 冒烟指数 dimensions plus RiskFlow's own two.
 DIMENSIONS = (
@@ -42,7 +44,9 @@ DIMENSIONS = (
 REQUIRED = ("id", "name_zh", "name_en", "kind", "severity", "dimension", "rationale", "source")
 OPTIONAL = ("entity_kinds", "mode", "version", "params")
 
-RULE_KINDS: dict[str, type[Rule]] = {}
+#: kind name -> class: every module of ``detectors/rules/`` is imported on the first read, and
+#: each ``Rule`` subclass with a ``kind`` joins as it is defined (riskflow/core/registry.py).
+RULE_KINDS: Registry[Rule] = Registry("detectors.rules", "rule kind")
 
 DAY = 86400.0
 CST_OFFSET = 8 * 3600.0  # windows count calendar days in China Standard Time
@@ -237,8 +241,7 @@ class Rule(Detector):
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if cls.kind:
-            RULE_KINDS[cls.kind] = cls
+        RULE_KINDS.add(cls.kind, cls)
 
     def __init__(self, spec: dict[str, Any], where: str = "<rule>", constants: dict[str, float] | None = None) -> None:
         self.spec = spec

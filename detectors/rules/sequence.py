@@ -39,7 +39,7 @@ from typing import Any
 
 from detectors.base import Signal
 from detectors.rules.base import DAY, Matcher, Rule
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 MAX_OPEN = 8
 MAX_THEN = 32

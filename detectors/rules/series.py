@@ -43,7 +43,7 @@ from typing import Any
 
 from detectors.base import Signal
 from detectors.rules.base import DAY, Rule
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 #: How far behind its newest report the state still places a report exactly: the default
 #: allowed lateness (``detectors.lateness.DEFAULT_ALLOWED_LATENESS``, 7 days).

@@ -24,7 +24,7 @@ from typing import Any
 
 from detectors.base import Signal
 from detectors.rules.base import CST_OFFSET, DAY, Matcher, Rule
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 _DAY_OF, _COUNT = itemgetter(0), itemgetter(1)  # of a day bucket [day, count]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from detectors.base import Signal
 from detectors.rules.base import Matcher, Rule
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 
 class ThresholdRule(Rule):

@@ -40,7 +40,7 @@ from typing import Any
 
 from detectors.base import Signal
 from detectors.rules.base import CST_OFFSET, DAY, Condition, Matcher, Rule
-from riskflow.schema import Event
+from riskflow.core.schema import Event
 
 AGGS = ("count", "sum", "distinct", "ratio")
 _NUM, _DEN = itemgetter(1), itemgetter(2)  # of a day bucket [day, num, den]

@@ -1,6 +1,6 @@
 """``riskflow alerts``: follow the alerts topic, run the store sink, list and act on stored alerts.
 
-Every line printed goes through ``riskflow.textsafe.printable``: ids and titles come
+Every line printed goes through ``riskflow.core.textsafe.printable``: ids and titles come
 from the topic, and a control character in them must not reach the terminal.
 """
 
@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from riskflow.cli import CommandError
-from riskflow.settings import Settings
-from riskflow.textsafe import printable
+from riskflow.core.errors import CommandError
+from riskflow.core.settings import Settings
+from riskflow.core.textsafe import printable
 
 if TYPE_CHECKING:
     from detectors.risk.config import RiskConfig
@@ -38,7 +38,7 @@ def region_code(value: str) -> str:
     >>> region_code("Hangzhou"), region_code("杭州"), region_code("330100"), region_code(" ningbo ")
     ('330100', '330100', '330100', '330200')
     """
-    from riskflow.schema import REGIONS
+    from riskflow.core.schema import REGIONS
 
     v = value.strip()
     for code, (en, zh) in REGIONS.items():
@@ -189,8 +189,8 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def run_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from riskflow.core.kafka import check_reachable, client_config, require_bootstrap
     from riskflow.feedprint import tail_alerts, terminal_width
-    from riskflow.kafka import check_reachable, client_config, require_bootstrap
 
     region = region_code(args.region) if args.region else None
     require_bootstrap(settings)
@@ -215,8 +215,8 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.kafka import check_reachable, client_config, require_bootstrap
-    from riskflow.store.sink import run_sink
+    from riskflow.core.kafka import check_reachable, client_config, require_bootstrap
+    from riskflow.sinks.store import run_sink
 
     require_bootstrap(settings)
     metrics = None
@@ -231,7 +231,7 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
         serve_metrics(settings.metrics_host, args.metrics_port, registry, setting="--metrics-port")
 
     from detectors.risk import load_risk_config
-    from riskflow.cli import CommandError
+    from riskflow.core.errors import CommandError
 
     try:  # the sink opens officers' cases with the configured disposal routes and deadlines
         risk = load_risk_config(settings.risk_config)
@@ -256,7 +256,7 @@ def run_sink_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _fmt_row(d: dict[str, object]) -> str:
-    from riskflow.schema import REGIONS
+    from riskflow.core.schema import REGIONS
 
     en, zh = REGIONS.get(str(d["region"]), (d["region"], ""))
     level = d["risk_level"] or "-"
@@ -268,7 +268,7 @@ def _fmt_row(d: dict[str, object]) -> str:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.schema import ENTITY_KINDS
+    from riskflow.core.schema import ENTITY_KINDS
     from riskflow.store import STATUSES
 
     if args.limit < 1:

@@ -8,7 +8,7 @@ import sys
 
 import msgspec
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _count(option: str, text: str) -> int:
     """A whole number >= 1, or the one-line error of the command (exit 2)."""
-    from riskflow.cli import CommandError
+    from riskflow.core.errors import CommandError
 
     try:
         n = int(text)
@@ -46,9 +46,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     jobs = _count("--jobs", args.jobs) if args.jobs is not None else os.cpu_count() or 1
     from detectors.rules import load_pack
     from riskflow.backtest import BacktestWorkerError, backtest, format_table
-    from riskflow.gctune import tune
+    from riskflow.core.gctune import tune
 
-    tune()  # an entry point: freeze start-up objects, fewer collector passes (riskflow/gctune.py)
+    tune()  # an entry point: freeze start-up objects, fewer collector passes (riskflow/core/gctune.py)
     from riskflow.replay import read_events
 
     labels = []

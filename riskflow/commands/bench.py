@@ -2,15 +2,14 @@
 
 The Numenta Anomaly Benchmark lays its corpus out as ``DIR/<category>/<name>.csv``
 with a ``timestamp,value`` header. Each file gets a fresh
-:class:`~detectors.anomaly.univariate.UnivariateAnomaly` scorer (raw values, no
-log; ``history`` 3000 values; the last 100 values of each hour of the day and
-the last 30 of each hour of the week as seasonal baselines; warm-up = NAB's probationary period, 15 % of the file and
-at most 750 points; onset window = a third of the warm-up; a report damped by the
-file's usual report, as in the product, and boosted when its value is extreme for
-its hour of the day or sits in a run of such values), one pass
-in time order, each value scored before it is learned, no labels, the same
-parameters for every file. The results are written as NAB expects them from a
-detector: ``OUT/<detector>/<category>/<detector>_<name>.csv`` with
+:class:`~detectors.anomaly.univariate.UnivariateAnomaly` with its defaults (the
+product's parameters); the one thing the runner passes is the warm-up, NAB's
+probationary period (15 % of the file, at most 750 points), which NAB hands every
+detector. One pass in time order, each value scored before it is learned, by
+:meth:`~detectors.anomaly.univariate.UnivariateAnomaly.step` (what the detector does
+with an event's field), the hour of the week from each row's timestamp, no labels.
+The results are written as NAB expects them from a detector:
+``OUT/<detector>/<category>/<detector>_<name>.csv`` with
 ``timestamp,value,anomaly_score,label`` (label 0: NAB's scorer adds the truth).
 The command prints the values scored per second (docs/anomaly.md has the scores).
 """
@@ -24,16 +23,9 @@ import math
 import time
 from pathlib import Path
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 DETECTOR_NAME = "riskflow"
-HISTORY = 3000
-DAILY_HISTORY = 100  # values per hour of the day
-WEEKLY_HISTORY = 30  # values per hour of the week
-RANK_WEIGHT = 7.0  # boost of a report whose value is extreme for its hour of the day
-RUN_WEIGHT = 3.0  # ... or that sits in a run of such values
-RUN_WINDOW = 24  # values in that run
-SCALE = 1.5  # the boosts raise novelty ~30-fold at NAB's best threshold; keeps that threshold near 0.5
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     nab.add_argument("--data", required=True, help="corpus: DIR/<category>/<name>.csv with timestamp,value")
     nab.add_argument("--out", required=True, help="results: OUT/<detector>/<category>/<detector>_<name>.csv")
     nab.add_argument("--detector", default=DETECTOR_NAME, help="detector name in the output paths")
-    nab.add_argument("--history", type=int, default=HISTORY, help="values remembered per file")
     nab.set_defaults(func=run_nab)
 
 
@@ -64,30 +55,17 @@ def read_series(src: Path) -> list[tuple[str, str]]:
         raise SystemExit(f"riskflow bench nab: cannot read {src}: {exc}") from None
 
 
-def score_series(values: list[float], hours: list[int | None] | None = None, *, history: int = HISTORY) -> list[float]:
-    """Scores of one file's values, one pass in time order (the runner's core, used by tests and bench/).
+def score_series(values: list[float], hours: list[int | None] | None = None) -> list[float]:
+    """Scores of one file's values by the product detector, one pass in time order (used by tests and bench/).
 
     ``hours``: each value's hour of the week (``weekday * 24 + hour``), None where unknown.
     """
     from detectors.anomaly.univariate import UnivariateAnomaly
 
-    warm = probation(len(values))
-    det = UnivariateAnomaly(
-        history=history,
-        onset_window=max(10, warm // 3),
-        record_ramp=max(1, warm // 2),
-        warmup=warm,
-        daily_history=DAILY_HISTORY,
-        weekly_history=WEEKLY_HISTORY,
-        rank_weight=RANK_WEIGHT,
-        run_weight=RUN_WEIGHT,
-        run_window=RUN_WINDOW,
-        scale=SCALE,
-        log=False,
-    )
+    det = UnivariateAnomaly(warmup=probation(len(values)))
     state = det.init_state()
     hrs = hours if hours is not None else [None] * len(values)
-    return [det.core.step(state, signed_log(x), h)[0] for x, h in zip(values, hrs, strict=True)]
+    return [det.step(state, x, h) for x, h in zip(values, hrs, strict=True)]
 
 
 def hour_of(timestamp: str) -> int | None:
@@ -102,15 +80,6 @@ def hour_of(timestamp: str) -> int | None:
     return t.weekday() * 24 + t.hour
 
 
-def signed_log(x: float) -> float:
-    """``sign(x) * log(1 + |x|)``: monotone, defined for every value, no look-ahead.
-
-    Counts, bytes and volumes grow multiplicatively; on a log scale a burst of
-    twice the usual traffic is as novel at any level.
-    """
-    return math.copysign(math.log1p(abs(x)), x) if math.isfinite(x) else x
-
-
 def parse_value(raw: str) -> float:
     """A CSV cell as a float; NaN (scored 0, not learned) when it is not a number."""
     try:
@@ -119,10 +88,10 @@ def parse_value(raw: str) -> float:
         return math.nan
 
 
-def score_file(src: Path, dst: Path, *, history: int = HISTORY) -> int:
+def score_file(src: Path, dst: Path) -> int:
     """Score one NAB file into ``dst``; returns the number of rows."""
     rows = read_series(src)
-    scores = score_series([parse_value(v) for _, v in rows], [hour_of(t) for t, _ in rows], history=history)
+    scores = score_series([parse_value(v) for _, v in rows], [hour_of(t) for t, _ in rows])
     dst.parent.mkdir(parents=True, exist_ok=True)
     with dst.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -137,13 +106,11 @@ def run_nab(args: argparse.Namespace, settings: Settings) -> int:
     files = sorted(p for p in data.glob("*/*.csv") if p.is_file())
     if not files:
         raise SystemExit(f"riskflow bench nab: no DIR/<category>/<name>.csv under {data}")
-    if args.history < 1:
-        raise SystemExit("riskflow bench nab: --history must be at least 1")
     total, t0 = 0, time.perf_counter()
     for src in files:
         category = src.parent.name
         dst = out / args.detector / category / f"{args.detector}_{src.name}"
-        total += score_file(src, dst, history=args.history)
+        total += score_file(src, dst)
     rate = total / max(time.perf_counter() - t0, 1e-9)
     print(f"scored {len(files)} files, {total} rows, into {out / args.detector} ({rate:,.0f} values/s)")
     return 0

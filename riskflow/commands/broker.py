@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.broker import BrokerError, EmbeddedBroker
-    from riskflow.cli import CommandError
+    from riskflow.core.errors import CommandError
 
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port}: a port is 0..65535")

@@ -3,7 +3,7 @@
 A case is one institution's unit of work (``riskflow/store/cases.py``); the alert sink
 opens it. A refused action (unknown case, an illegal transition, a bad outcome, an
 over-long note) prints one line and exits non-zero, changing nothing. Every printed line
-goes through ``riskflow.textsafe.printable``: ids and notes come from outside.
+goes through ``riskflow.core.textsafe.printable``: ids and notes come from outside.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import json
 import sys
 from typing import Any
 
-from riskflow.settings import Settings
-from riskflow.textsafe import printable
+from riskflow.core.settings import Settings
+from riskflow.core.textsafe import printable
 
 LEVELS = ("red", "orange", "yellow")
 
@@ -78,7 +78,7 @@ def _open(settings: Settings) -> Any:
 
 
 def _line(c: Any, now: str) -> str:
-    from riskflow.schema import REGIONS
+    from riskflow.core.schema import REGIONS
 
     en, zh = REGIONS.get(c.region, (c.region, ""))
     due = ("OVERDUE 逾期 " if c.overdue(now) else "due ") + c.due_at[:16].replace("T", " ")
@@ -193,7 +193,7 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     """Officers' closed cases as labels in the simulator's format (riskflow/store/quality.py)."""
-    from riskflow.cli import CommandError
+    from riskflow.core.errors import CommandError
     from riskflow.store.quality import case_labels
 
     with _open(settings) as store:

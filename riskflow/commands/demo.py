@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import argparse
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from detectors.risk import load_risk_config
-    from riskflow.cli import CommandError
     from riskflow.commands.alerts import open_existing_store, run_until_signal
+    from riskflow.core.errors import CommandError
     from riskflow.feed.server import serve_feed
 
     if args.port is not None and not 0 <= args.port <= 65535:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _time_arg(option: str, text: str | None) -> float | None:
-    from riskflow.cli import CommandError
+    from riskflow.core.errors import CommandError
     from riskflow.replay import parse_time
 
     if text is None:
@@ -42,8 +42,8 @@ def _time_arg(option: str, text: str | None) -> float | None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.cli import CommandError
-    from riskflow.kafka import check_reachable, client_config, require_bootstrap
+    from riskflow.core.errors import CommandError
+    from riskflow.core.kafka import check_reachable, client_config, require_bootstrap
     from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, produce, route
 
     source = EventFile(args.file, args.format)

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import TextIO
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,8 +106,8 @@ def run_push(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
     from detectors.rules import RuleError
-    from riskflow.alerts import utc_now_iso
-    from riskflow.kafka import client_config, ensure_topics
+    from riskflow.core.alerts import utc_now_iso
+    from riskflow.core.kafka import client_config, ensure_topics
     from streams.rules_control import MAX_MESSAGE_BYTES, encode_pack
 
     if not settings.kafka_bootstrap:
@@ -148,9 +148,9 @@ def register_quality(rsub: argparse._SubParsersAction) -> None:
 
 def run_quality(args: argparse.Namespace, settings: Settings) -> int:
     """Rule quality as officers judged it, from the store's cases (riskflow/store/quality.py)."""
+    from riskflow.core.textsafe import printable
     from riskflow.store import open_store
     from riskflow.store.quality import rule_quality
-    from riskflow.textsafe import printable
 
     with open_store(settings.store_target()) as store:
         q = rule_quality(store)

@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskflow.cli import CommandError
+    from riskflow.core.errors import CommandError
     from riskflow.sim import CST, DEFAULT_START, SCENARIOS, generate, parse_mix
     from riskflow.sim.writer import write_events, write_labels
 

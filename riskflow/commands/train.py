@@ -6,7 +6,7 @@ every closed event-time week of an entity past its warm-up is one training
 row of its kind. One IsolationForest per entity kind with at least
 ``--min-rows`` rows; a feature is kept for a kind when at least half of its
 rows have it (missing values become the peer median). The artefact
-(:mod:`riskflow.models`) records the training window, the feature list per
+(:mod:`riskflow.core.models`) records the training window, the feature list per
 kind, library versions, parameters and a content hash in its version; with
 ``RISKFLOW_MODEL_KEY`` set it is also signed (``model.hmac``, HMAC-SHA256), and
 workers that have the key load only artefacts whose signature verifies.
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from riskflow.settings import Settings
+from riskflow.core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def training_rows(
     """Feature rows per entity kind, their entity ids, and the history's first/last event time
     and event count."""
     from detectors.anomaly.peer import WARMUP_DAYS, PeerGroupDetector, features
-    from riskflow.schema import InvalidEvent, parse_event
+    from riskflow.core.schema import InvalidEvent, parse_event
 
     events = []
     for line in lines:
@@ -85,7 +85,7 @@ def fit_kind(
     quantile: float,
     groups: list[str] | None = None,
 ) -> Any:
-    """One :class:`riskflow.models.KindModel` fitted on a kind's rows.
+    """One :class:`riskflow.core.models.KindModel` fitted on a kind's rows.
 
     Thresholds are the ``quantile`` of each training entity's *highest* value over its rows
     (``groups``: the entity of each row; default: one row per entity): an entity is scored
@@ -94,7 +94,7 @@ def fit_kind(
     from sklearn.ensemble import IsolationForest
 
     from detectors.anomaly.peer import FEATURES
-    from riskflow.models import KindModel, avg_path_length, psi_reference
+    from riskflow.core.models import KindModel, avg_path_length, psi_reference
 
     feats = [f for f in FEATURES if sum(1 for r in rows if f in r) >= 0.5 * len(rows)]
     X = np.array([[r.get(f, np.nan) for f in feats] for r in rows], dtype=float)
@@ -164,10 +164,10 @@ def train(
     key: bytes | None = None,
 ) -> Any:
     """Fit and write a peer-group model (signed with ``key`` if given); returns the
-    :class:`riskflow.models.PeerModel`."""
+    :class:`riskflow.core.models.PeerModel`."""
     import sklearn
 
-    from riskflow.models import save_model
+    from riskflow.core.models import save_model
 
     rows, groups, first, last, n_events = training_rows(lines)
     kinds = {}

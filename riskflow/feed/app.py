@@ -32,12 +32,12 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from riskflow.core.schema import ENTITY_KINDS, REGIONS
 from riskflow.feed.auth import Principal, Tokens
 from riskflow.feed.explain import Explainer
 from riskflow.feed.guard import SECURITY_HEADERS, AuthThrottle, FeedLimits, StreamSlots, token_key
 from riskflow.feed.metrics import CaseMetricRow, FeedMetrics
 from riskflow.feed.openapi import openapi_document
-from riskflow.schema import ENTITY_KINDS, REGIONS
 from riskflow.store import (
     ACTIONS,
     STATUSES,

@@ -19,9 +19,9 @@ import msgspec
 from aiohttp import web
 
 from detectors.risk.config import DEFAULT_WEIGHTS, LEVEL_RANK
-from riskflow.alerts import Alert
+from riskflow.core.alerts import Alert
+from riskflow.core.schema import REGIONS
 from riskflow.feed.explain import Explainer
-from riskflow.schema import REGIONS
 from riskflow.store import CASE_ACTIONS, OUTCOMES, AlertStore, Case, CaseError, CaseNotFound, IllegalCaseTransition
 from riskflow.store.base import now_iso
 from riskflow.store.cases import CASE_STATUS_ZH

@@ -49,7 +49,7 @@ SECURITY_HEADERS: Final = {
 
 @dataclass(frozen=True)
 class FeedLimits:
-    """Bounds of the feed; the defaults are those of the settings (riskflow/settings.py)."""
+    """Bounds of the feed; the defaults are those of the settings (riskflow/core/settings.py)."""
 
     streams_per_token: int = 8
     streams_total: int = 200

@@ -1,4 +1,5 @@
-"""Metrics of the live feed, on an injected registry; served by the feed at ``/metrics``.
+"""Metrics of the live feed, on an injected registry (the pattern: riskflow/core/metricskit.py); served by
+the feed at ``/metrics``.
 
 Label sets are fixed: ``route`` is the matched route's pattern (``/api/alerts/{alert_id}``,
 never an id) or ``other``; ``status`` is one of :data:`STATUSES` or ``other``; ``reason`` of
@@ -29,7 +30,8 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from riskflow.schema import REGIONS
+from riskflow.core.metricskit import counter, gauge, histogram
+from riskflow.core.schema import REGIONS
 
 #: Routes of the feed app (riskflow/feed/app.py build_app); anything else counts as "other".
 ROUTES: frozenset[str] = frozenset(
@@ -95,68 +97,57 @@ class FeedMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry, started: str = "") -> FeedMetrics:
-        m = cls(
+        return cls(
             started=started,
-            clients=Gauge("riskflow_feed_clients", "Open live-stream (SSE) connections.", registry=registry),
-            events_sent=Counter(
-                "riskflow_feed_events_sent_total", "Alert rows sent to live-stream clients.", registry=registry
-            ),
-            case_events_sent=Counter(
+            clients=gauge(registry, "riskflow_feed_clients", "Open live-stream (SSE) connections."),
+            events_sent=counter(registry, "riskflow_feed_events_sent_total", "Alert rows sent to live-stream clients."),
+            case_events_sent=counter(
+                registry,
                 "riskflow_feed_case_events_sent_total",
                 "Changed officers' cases sent to live-stream clients.",
-                registry=registry,
             ),
-            requests=Counter(
+            requests=counter(
+                registry,
                 "riskflow_feed_requests_total",
                 "HTTP requests to the feed, by route pattern and status.",
-                ["route", "status"],
-                registry=registry,
+                open_labels=("route", "status"),
             ),
-            streams_refused=Counter(
+            streams_refused=counter(
+                registry,
                 "riskflow_feed_streams_refused_total",
                 "Live streams refused (503) at the per-token or the total limit.",
-                ["reason"],
-                registry=registry,
+                fixed={"reason": STREAM_REFUSALS},
             ),
-            stream_catchups=Counter(
+            stream_catchups=counter(
+                registry,
                 "riskflow_feed_stream_catchups_total",
                 "Times a live stream fell behind the changes and caught up by paging the store.",
-                registry=registry,
             ),
-            auth_failures=Counter(
+            auth_failures=counter(
+                registry,
                 "riskflow_feed_auth_failures_total",
                 "API requests refused for want of a valid token, by reason.",
-                ["reason"],
-                registry=registry,
+                fixed={"reason": AUTH_FAILURES},
             ),
-            cases_open=Gauge(
+            cases_open=gauge(
+                registry,
                 "riskflow_cases_open",
                 "Officers' cases not closed, by level and region (store-wide, read at each scrape).",
-                ["level", "region"],
-                registry=registry,
+                fixed={"level": CASE_LEVELS, "region": (*REGIONS, "other")},
             ),
-            cases_overdue=Gauge(
+            cases_overdue=gauge(
+                registry,
                 "riskflow_cases_overdue",
                 "Officers' cases not closed and past their due date, by level (read at each scrape).",
-                ["level"],
-                registry=registry,
+                fixed={"level": CASE_LEVELS},
             ),
-            case_first_action=Histogram(
+            case_first_action=histogram(
+                registry,
                 "riskflow_case_first_action_seconds",
                 "Time from a case's opening to its first officer action (first actions since the feed started).",
-                buckets=FIRST_ACTION_BUCKETS,
-                registry=registry,
+                FIRST_ACTION_BUCKETS,
             ),
         )
-        for level in CASE_LEVELS:
-            m.cases_overdue.labels(level=level)
-            for region in (*REGIONS, "other"):
-                m.cases_open.labels(level=level, region=region)
-        for reason in STREAM_REFUSALS:  # every series exists from the start, at 0
-            m.streams_refused.labels(reason=reason)
-        for reason in AUTH_FAILURES:
-            m.auth_failures.labels(reason=reason)
-        return m
 
     def request(self, route: str, status: int) -> None:
         code = str(status)

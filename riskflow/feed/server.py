@@ -13,14 +13,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from detectors.risk import load_risk_config
+from riskflow.core.kafka import client_config
+from riskflow.core.settings import Settings
 from riskflow.feed.app import KEY_HUB, build_app
 from riskflow.feed.auth import Tokens
 from riskflow.feed.guard import FeedLimits
-from riskflow.kafka import client_config
-from riskflow.settings import Settings
+from riskflow.sinks.store import run_sink
 from riskflow.store import AlertStore, open_store
 from riskflow.store.metrics import StoreMetrics
-from riskflow.store.sink import run_sink
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,16 @@
-"""The durable alert store (SQLite file by default, PostgreSQL by URL) and its Kafka sink."""
+"""The durable alert store (SQLite file by default, PostgreSQL by URL).
+
+A database is one module here with a :class:`Dialect` subclass (``sqlite.py``,
+``postgres.py``), found without a list through :data:`DIALECTS`. The sink that fills the
+store from the alerts topic is ``riskflow/sinks/store.py``.
+"""
 
 from __future__ import annotations
 
 from detectors.risk.config import RiskConfig
 from riskflow.store.base import (
     ACTIONS,
+    DIALECTS,
     STATUSES,
     AlertRow,
     AlertStore,
@@ -14,6 +20,7 @@ from riskflow.store.base import (
     NotFound,
     Revision,
     TransitionError,
+    dialect_for,
 )
 from riskflow.store.cases import (
     CASE_ACTIONS,
@@ -25,13 +32,13 @@ from riskflow.store.cases import (
     CaseNotFound,
     IllegalCaseTransition,
 )
-from riskflow.store.postgres import PostgresDialect
 from riskflow.store.sqlite import SQLiteDialect
 
 __all__ = [
     "ACTIONS",
     "CASE_ACTIONS",
     "CASE_STATUSES",
+    "DIALECTS",
     "OUTCOMES",
     "STATUSES",
     "AlertRow",
@@ -45,20 +52,21 @@ __all__ = [
     "IllegalCaseTransition",
     "IllegalTransition",
     "NotFound",
-    "PostgresDialect",
     "Revision",
     "SQLiteDialect",
     "TransitionError",
+    "dialect_for",
     "open_store",
 ]
 
 
 def open_store(target: str, risk_config: RiskConfig | None = None) -> AlertStore:
-    """A store for ``target``: ``postgresql://...`` URL, ``sqlite:///path``, a file path or ``:memory:``.
+    """A store for ``target``: a URL of a registered dialect's scheme (``postgresql://...``,
+    ``sqlite:///path``), or a file path or ``:memory:`` (SQLite).
 
     >>> open_store(":memory:").dialect.name
     'sqlite'
     """
     scheme = target.split("://", 1)[0] if "://" in target else ("sqlite" if target.startswith("sqlite:") else "")
-    cls = Dialect.registry.get(scheme, SQLiteDialect)
+    cls = dialect_for(scheme) or SQLiteDialect
     return AlertStore(cls(target), risk_config)

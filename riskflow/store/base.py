@@ -22,7 +22,7 @@ store-rejects ledger (``rf_store_rejects``, read by ``rejects()``). Only a
 failure of the store itself (connection, locks, disk, schema) is raised, for
 the sink to retry; ``Dialect.refusal`` tells the two apart.
 
->>> from riskflow.alerts import Alert
+>>> from riskflow.core.alerts import Alert
 >>> from riskflow.store import open_store
 >>> s = open_store(":memory:")
 >>> a = Alert(alert_id="a1", entity_id="PF-1", entity_kind="private_fund", region="330100",
@@ -51,10 +51,11 @@ from typing import Any, ClassVar, Final, NamedTuple
 import msgspec
 
 from detectors.risk.config import RiskConfig
-from riskflow.alerts import Alert
+from riskflow.core.alerts import Alert
+from riskflow.core.registry import Registry
+from riskflow.core.textsafe import bounded
 from riskflow.store.cases import CaseStoreMixin
 from riskflow.store.migrations import LATEST, MIGRATIONS, VERSION_TABLE, SchemaTooNew
-from riskflow.textsafe import bounded
 
 STATUSES: Final = ("open", "acknowledged", "assigned", "snoozed", "resolved")
 ACTIONS: Final = ("ack", "assign", "resolve", "snooze", "reopen")
@@ -105,7 +106,7 @@ def check_storable(a: Alert) -> None:
     them (and cut text at the NUL in its own functions). A non-finite risk index is
     no index. Titles and evidence are stored JSON-escaped, so any character is kept there.
 
-    >>> from riskflow.alerts import Alert
+    >>> from riskflow.core.alerts import Alert
     >>> check_storable(Alert(alert_id="a", entity_id="PF\\x00", entity_kind="k", region="r", rule_id="x",
     ...                      severity="high", title_zh="", title_en="", event_time=""))
     Traceback (most recent call last):
@@ -138,7 +139,7 @@ class Incoming(NamedTuple):
 class Reject(msgspec.Struct, kw_only=True):
     """One entry of the store-rejects ledger: a record that was not stored, and why.
 
-    Text is escaped (control characters, see ``riskflow.textsafe``) and bounded, so
+    Text is escaped (control characters, see ``riskflow.core.textsafe``) and bounded, so
     that the ledger itself can hold it; ``raw_size`` is the record's full size in bytes.
     ``reject_id`` is a hash of the raw record: a re-delivered record is ledgered once.
     """
@@ -271,23 +272,36 @@ _COLUMNS: Final = (
 )
 
 
+#: name -> class: every module of ``riskflow/store/`` is imported on the first read, and each
+#: :class:`Dialect` subclass with a ``name`` joins as it is defined (riskflow/core/registry.py).
+DIALECTS: Registry[Dialect] = Registry("riskflow.store", "store dialect")
+
+
+def dialect_for(scheme: str) -> type[Dialect] | None:
+    """The dialect of a URL scheme (``postgres`` -> PostgreSQL), or ``None``.
+
+    >>> dialect_for("postgres").name, dialect_for("mysql")
+    ('postgresql', None)
+    """
+    return next((cls for cls in DIALECTS.values() if scheme in cls.schemes), None)
+
+
 class Dialect:
     """What differs between databases: connecting, parameter style, DDL types.
 
-    Subclasses live one per file (``sqlite.py``, ``postgres.py``) and register by URL scheme.
+    Subclasses live one per file (``sqlite.py``, ``postgres.py``) and register in
+    :data:`DIALECTS` by ``name``, serving the URL ``schemes`` they list.
     """
 
     name: ClassVar[str] = ""
     schemes: ClassVar[tuple[str, ...]] = ()
-    registry: ClassVar[dict[str, type[Dialect]]] = {}
     autoinc_pk: ClassVar[str] = "INTEGER PRIMARY KEY"
     placeholder: ClassVar[str] = "?"
     for_update: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        for s in cls.schemes:
-            Dialect.registry[s] = cls
+        DIALECTS.add(cls.name, cls)
 
     def __init__(self, url: str) -> None:
         self.url = url

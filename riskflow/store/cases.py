@@ -20,7 +20,7 @@ case code runs for it. Officers act on a case::
 and every action, the system's included (open, raise), is one row of the case log (who,
 when, from which status to which, the note): the case's diary and audit trail.
 
->>> from riskflow.alerts import Alert
+>>> from riskflow.core.alerts import Alert
 >>> from riskflow.store import open_store
 >>> s = open_store(":memory:")
 >>> a = Alert(alert_id="a1", entity_id="PF-1", entity_kind="private_fund", region="330100",
@@ -49,7 +49,7 @@ from typing import Any, Final
 import msgspec
 
 from detectors.risk.config import CASE_LEVELS, RiskConfig
-from riskflow.alerts import Alert
+from riskflow.core.alerts import Alert
 
 CASE_STATUSES: Final = ("open", "assigned", "closed")
 CASE_STATUS_ZH: Final = {"open": "待处置", "assigned": "处置中", "closed": "已结案"}

@@ -1,0 +1,1 @@
+"""Fixture and helper modules shared by the test groups (no tests here)."""
