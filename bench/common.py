@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from riskflow.broker import EmbeddedBroker, free_port
+from riskflow.broker import EmbeddedBroker, bind_error, free_port
 from riskflow.core.kafka import ensure_topics
 from riskflow.core.schema import encode_event
 from riskflow.core.settings import Settings, prefixed_topics
@@ -258,11 +259,35 @@ def handled(metrics: dict[str, float]) -> int:
     return int(metrics.get("riskflow_events_total", 0) + metrics.get("riskflow_invalid_events_total", 0))
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """A port ``p`` with ``p .. p + count - 1`` all free (``worker --processes`` uses base + i)."""
+    while True:
+        port = free_port(host)
+        if all(bind_error(host, port + i) is None for i in range(1, count)):
+            return port
+
+
 @dataclass
 class WorkerProc:
+    """One ``riskflow worker`` command: a worker, or a supervisor of ``processes`` workers."""
+
     proc: subprocess.Popen[bytes]
     metrics_port: int
     log: Path
+    processes: int = 1
+
+    @property
+    def metrics_ports(self) -> list[int]:
+        return [self.metrics_port + i for i in range(self.processes)]
+
+    def pids(self) -> list[int] | None:
+        """The processes doing the work: the worker, or the supervisor and the children it
+        reported starting (the latest pid of each); None until every child is reported."""
+        if self.processes == 1:
+            return [self.proc.pid]
+        started = re.findall(r"worker process (\d+): pid (\d+)", self.log.read_text(errors="replace"))
+        latest = {int(i): int(pid) for i, pid in started}
+        return [self.proc.pid, *latest.values()] if len(latest) == self.processes else None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -282,10 +307,12 @@ class Workers:
     env: dict[str, str]
     procs: list[WorkerProc] = field(default_factory=list)
 
-    def start(self, count: int = 1) -> Workers:
+    def start(self, count: int = 1, processes: int = 1) -> Workers:
+        """``count`` worker commands, each ``riskflow worker --processes <processes>``."""
         CACHE.mkdir(parents=True, exist_ok=True)
+        extra = ["--processes", str(processes)] if processes > 1 else []
         for _ in range(count):
-            port = free_port()
+            port = free_ports(processes)
             n = len(self.procs)
             tag = self.env["RISKFLOW_APP_ID"]
             log = CACHE / f"{tag}-worker-{n}.log"
@@ -294,9 +321,9 @@ class Workers:
             env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "riskflow", "worker"], env=env, stdout=out, stderr=out, cwd=ROOT
+                    [sys.executable, "-m", "riskflow", "worker", *extra], env=env, stdout=out, stderr=out, cwd=ROOT
                 )
-            self.procs.append(WorkerProc(proc, port, log))
+            self.procs.append(WorkerProc(proc, port, log, processes))
         return self
 
     def total(self) -> int | None:
@@ -305,10 +332,11 @@ class Workers:
         for w in self.procs:
             if w.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {w.proc.returncode}:\n{w.tail()}")
-            m = scrape(w.metrics_port)
-            if not m:
-                return None
-            n += handled(m)
+            for port in w.metrics_ports:
+                m = scrape(port)
+                if not m:
+                    return None
+                n += handled(m)
         return n
 
     def follow(self, expect: int, *, timeout: float = 600.0, quiet: float = 10.0, every: float = 1.0) -> Rate:
@@ -326,8 +354,8 @@ class Workers:
             now = time.monotonic()
             if n is not None:
                 samples.append((now, n))
-                spent = [cpu_seconds(w.proc.pid) for w in self.procs]
-                cpu.append(sum(x for x in spent if x is not None) if None not in spent else math.nan)
+                spent = self.cpu()
+                cpu.append(spent if spent is not None else math.nan)
                 if n != last_n:
                     last_change, last_n = now, n
                 if n >= expect or (n > 0 and now - last_change > quiet):
@@ -336,9 +364,11 @@ class Workers:
         return rate_of(samples, cpu)
 
     def cpu(self) -> float | None:
-        """The workers' CPU seconds so far (``/proc``: costs them nothing), or None if unknown."""
-        spent = [cpu_seconds(w.proc.pid) for w in self.procs]
-        return None if None in spent else sum(x for x in spent if x is not None)
+        """The workers' CPU seconds so far (``/proc``: costs them nothing), or None if unknown.
+        A supervisor's own CPU counts with its children's: it is part of the product."""
+        pids = [w.pids() for w in self.procs]
+        spent = [cpu_seconds(pid) for ps in pids for pid in (ps or [])]
+        return None if None in pids or None in spent else sum(x for x in spent if x is not None)
 
     def follow_outside(
         self, expect: int, *, timeout: float = 600.0, quiet: float = 10.0, poll: float = 0.2, idle: float = 1.0
@@ -351,6 +381,9 @@ class Workers:
         core over ``idle`` s, the span ends at the last busy reading and one scrape counts
         what they handled; short of ``expect`` and still moving within ``quiet`` s, the
         watch goes on (a pause mid-run costs one scrape a second)."""
+        started = time.monotonic() + 60  # a supervisor names its children's pids once it started them
+        while self.cpu() is None and time.monotonic() < started and all(w.proc.poll() is None for w in self.procs):
+            time.sleep(0.1)
         if self.cpu() is None:
             return self.follow(expect, timeout=timeout, quiet=quiet)
         deadline = time.monotonic() + timeout

@@ -15,9 +15,10 @@ from detectors.factory import pack_from_settings
 from riskflow import __version__
 from riskflow.broker import bind_error
 from riskflow.core.errors import CommandError
-from riskflow.core.kafka import ensure_topics, require_bootstrap
+from riskflow.core.kafka import client_config, ensure_topics, require_bootstrap, topic_specs
 from riskflow.core.metrics import Metrics
 from riskflow.core.settings import Settings
+from streams.tables import changelog_topic
 from streams.topology import build_topology
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,71 @@ def serve_metrics(host: str, port: int, registry: CollectorRegistry, setting: st
     log.info("metrics on http://%s:%d/metrics", host, port)
 
 
+async def existing_partitions(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Partition count of each of ``topics`` that exists (a metadata request creates nothing)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**client_config(settings))
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())
+        wanted = [t for t in topics if t in present]
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    return {d["topic"]: len(d["partitions"]) for d in described if d["topic"] in present}
+
+
+def settle_partitions(settings: Settings, counts: dict[str, int]) -> Settings:
+    """The settings with the partition count the deployment already has, given the existing
+    topics' ``counts``: the input topics' count when they exist (a deployment keeps its count
+    whatever RISKFLOW_PARTITIONS says now), else RISKFLOW_PARTITIONS. Refuses with
+    :class:`CommandError` when the inputs disagree among themselves or with the state table's
+    changelog: entities would be recovered into the wrong partition's table, and their state
+    silently start over.
+
+    >>> s = Settings(partitions=12)
+    >>> settle_partitions(s, {s.topic_fund_events: 4}).partitions
+    4
+    """
+    inputs = [settings.topic_institution_events, settings.topic_fund_events, settings.topic_risk_links]
+    found = {t: counts[t] for t in inputs if t in counts}
+    if len(set(found.values())) > 1:
+        listed = ", ".join(f"{t}={n}" for t, n in found.items())
+        raise CommandError(
+            f"the input topics have different partition counts ({listed}); entities are keyed to one "
+            "partition across them: re-create them with one count (RISKFLOW_PARTITIONS)"
+        )
+    count = next(iter(found.values()), settings.partitions)
+    changelog = changelog_topic(settings.app_id)
+    if changelog in counts and counts[changelog] != count:
+        raise CommandError(
+            f"the state changelog {changelog} has {counts[changelog]} partitions but the input topics "
+            f"{'have' if found else 'would be created with'} {count}; the state would be restored into the "
+            f"wrong partitions: use RISKFLOW_PARTITIONS={counts[changelog]} on new topics, or a new "
+            "RISKFLOW_APP_ID (new state, rebuilt from the inputs' retention)"
+        )
+    if count != settings.partitions:
+        log.warning(
+            "the input topics exist with %d partitions: using %d (RISKFLOW_PARTITIONS=%d applies to new topics only)",
+            count,
+            count,
+            settings.partitions,
+        )
+        settings = settings.model_copy(update={"partitions": count})
+    return settings
+
+
+async def prepare_topics(settings: Settings) -> Settings:
+    """Wait for the broker, settle the partition count on the existing topics and create the
+    missing ones with it. Returns the settings to run with."""
+    await ensure_topics(settings, create=False)
+    names = [*topic_specs(settings), changelog_topic(settings.app_id)]
+    settings = settle_partitions(settings, await existing_partitions(settings, names))
+    await ensure_topics(settings)
+    return settings
+
+
 def run_worker(settings: Settings, rules: str | None = None) -> int:
     """Run until stopped (SIGINT/SIGTERM). Returns the process exit code."""
     require_bootstrap(settings)
@@ -123,9 +189,9 @@ def run_worker(settings: Settings, rules: str | None = None) -> int:
             f"cannot serve Faust's web server on {settings.web_host}:{settings.web_port} ({taken.strerror}); "
             "set RISKFLOW_WEB_PORT to a free port (0: off)"
         )
-    # Start-up: ensure_topics waits for the broker, retrying with back-off and a log line
-    # per wait ("Kafka at ... not reachable ...; retrying in 2.0s").
-    asyncio.run(ensure_topics(settings))
+    # Start-up: waits for the broker, retrying with back-off and a log line per wait
+    # ("Kafka at ... not reachable ...; retrying in 2.0s").
+    settings = asyncio.run(prepare_topics(settings))
     quiet_aiokafka_retries()
     topo = build_topology(settings, pack, registry, metrics)
     log.info("rule pack %s: %d rules; detectors: %s", pack.version, len(pack.detectors), detectors.build())

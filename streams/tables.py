@@ -28,9 +28,19 @@ from riskflow.core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+#: The entity-state table's name; Faust names its changelog topic after it (:func:`changelog_topic`).
+STATE_TABLE = "entity-state"
+
+
+def changelog_topic(app_id: str) -> str:
+    """The entity-state changelog topic of app ``app_id``: co-partitioned with the inputs,
+    so a worker's table partition ``p`` holds the entities of its input partition ``p``."""
+    return f"{app_id}-{STATE_TABLE}-changelog"
+
+
 def declare_tables(app: faust.App, settings: Settings) -> faust.Table:
     table: Any = app.Table(
-        "entity-state",
+        STATE_TABLE,
         default=None,
         partitions=settings.partitions,
         key_type=bytes,

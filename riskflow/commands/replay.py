@@ -43,7 +43,7 @@ def _time_arg(option: str, text: str | None) -> float | None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from riskflow.core.errors import CommandError
-    from riskflow.core.kafka import check_reachable, client_config, require_bootstrap
+    from riskflow.core.kafka import check_reachable, client_config, ensure_topics, require_bootstrap
     from riskflow.replay import Checkpoint, EventFile, Progress, parse_speed, produce, route
 
     source = EventFile(args.file, args.format)
@@ -72,6 +72,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await check_reachable(settings)
+        # Missing topics are created with the configured partition counts before anything is
+        # produced: a broker that auto-creates a topic on first write gives it its own default
+        # (Tansu 4, Kafka's num.partitions 1), and the workers then keep that count.
+        await ensure_topics(settings, retries=3)
         records = route(source, settings, start=start, end=end, skip=cp.lines_done)
         n = await produce(
             records,

@@ -143,10 +143,11 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     }
 
 
-async def ensure_topics(settings: Settings, retries: int = 30, delay: float = 1.0) -> None:
+async def ensure_topics(settings: Settings, retries: int = 30, delay: float = 1.0, *, create: bool = True) -> None:
     """Create missing topics with the configured partition counts (idempotent).
 
-    Retries with back-off while the broker is unreachable, logging each wait.
+    Retries with back-off while the broker is unreachable, logging each wait
+    (``create=False``: only that wait, for a caller that looks at the topics first).
     """
     attempt = 0
     while True:
@@ -159,7 +160,7 @@ async def ensure_topics(settings: Settings, retries: int = 30, delay: float = 1.
                 for name, n in topic_specs(settings).items()
                 if name not in existing
             ]
-            if new:
+            if new and create:
                 await admin.create_topics(new)
                 log.info("created topics %s", ", ".join(t.name for t in new))
             return

@@ -113,7 +113,13 @@ class Settings(BaseSettings):
         "once a second entity runs ahead with no event in time between them, so that one producer's "
         "clock cannot fire every other entity's deadlines. Default 7 days.",
     )
-    partitions: int = Field(4, ge=1, description="RISKFLOW_PARTITIONS: partitions of the input topics and tables.")
+    partitions: int = Field(
+        12,
+        ge=1,
+        description="RISKFLOW_PARTITIONS: partitions of the input topics and tables when RiskFlow creates them; "
+        "a worker uses the count existing input topics have. 12 divides evenly among 1, 2, 3, 4, 6 and 12 worker "
+        'processes, so a deployment grows to 12 without re-partitioning (docs/operations.md, "Scaling out").',
+    )
     replication_factor: int = Field(1, ge=1, description="RISKFLOW_REPLICATION_FACTOR: of topics RiskFlow creates.")
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="RISKFLOW_METRICS_PORT: port of the Prometheus /metrics endpoint (0: none)."

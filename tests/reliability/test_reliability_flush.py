@@ -70,7 +70,7 @@ def test_states_flush_per_interval_and_a_kill_before_the_flush_loses_nothing(sta
     ids_a, states_a = reference(msgs[:cut], dedup_window=DEDUP)
     _, want_states = reference(msgs, dedup_window=DEDUP)
     want_alerts = reference_alerts(msgs, dedup_window=DEDUP)
-    tps = [TopicPartition(t, p) for t in (s.topic_institution_events, s.topic_fund_events) for p in range(4)]
+    tps = [TopicPartition(t, p) for t in (s.topic_institution_events, s.topic_fund_events) for p in range(s.partitions)]
 
     # 1. Alerts go out batch by batch; no state is written and no offset committed meanwhile.
     w0 = stack.start_worker(extra_env=LONG)

@@ -200,7 +200,7 @@ def test_kafka_benches(broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str
     pipeline.main(["--events", "400", "--rounds", "1", "--bootstrap", broker.bootstrap, "--timeout", "120"])
     _headline(capsys, "pipeline_vs_raw_ratio")
     scaleout.main(["--events", "400", "--rounds", "1", "--bootstrap", broker.bootstrap, "--timeout", "120"])
-    _headline(capsys, "scaleout_ratio")
+    _headline(capsys, "worker_processes2_vs_1")
     latency.main(["--rate", "100", "--seconds", "3", "--warmup", "2", "--rounds", "1", "--bootstrap", broker.bootstrap])
     out = capsys.readouterr().out
     assert "round 1, relay:" in out and "round 1, worker:" in out, out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import gzip
@@ -77,7 +78,6 @@ def test_progress_line_and_checkpoint(tmp_path: Path) -> None:
 
 
 def read_inputs(stack: Stack, min_count: int) -> list[tuple[str, bytes | None, dict]]:
-    import asyncio
 
     s = stack.settings
 
@@ -170,3 +170,31 @@ def test_route_passes_lines_it_cannot_read_on_to_the_worker_unkeyed() -> None:
     routed = list(route([deep, year0, good], Settings()))
     assert [r.value for r in routed] == [deep, year0, good]
     assert [r.key for r in routed] == [None, b"X", b"B-1"]
+
+
+def test_replay_into_a_fresh_cluster_creates_the_topics_with_the_configured_partitions(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """No worker has run yet: replay creates the input topics itself, with ``RISKFLOW_PARTITIONS``,
+    rather than letting the broker auto-create them on first write with its own default (Tansu 4,
+    Kafka 1), which the workers would then have to keep."""
+    events, _ = simulate(entities=20, days=5, seed=2)
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+    env = dict(os.environ, **stack.env, RISKFLOW_PARTITIONS="6")
+    rp = subprocess.run(
+        [sys.executable, "-m", "riskflow", "replay", str(path)], env=env, capture_output=True, timeout=120
+    )
+    assert rp.returncode == 0, rp.stderr.decode()
+
+    async def counts() -> dict[str, int]:
+        c = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap)
+        await c.start()
+        try:
+            s = stack.settings
+            await c.topics()  # fetches the cluster's metadata
+            return {t: len(c.partitions_for_topic(t) or ()) for t in (s.topic_fund_events, s.topic_institution_events)}
+        finally:
+            await c.stop()
+
+    assert set(asyncio.run(counts()).values()) == {6}

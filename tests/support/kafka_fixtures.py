@@ -20,9 +20,12 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from riskflow.broker import EmbeddedBroker, free_port
+from riskflow.core.kafka import ensure_topics
 from riskflow.core.settings import Settings, prefixed_topics
+from streams.tables import changelog_topic
 
 _ids = itertools.count(1)
 
@@ -32,6 +35,23 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker(log_file=str(log)) as b:
         yield b
+
+
+async def create_topics(settings: Settings) -> None:
+    """The deployment's topics and its state changelog, with the configured partition counts.
+    The changelog too: a test reading it before the worker has started (a consumer's metadata
+    request) would have the broker auto-create it with its default count, which the worker
+    then refuses as a mismatch with the inputs."""
+    await ensure_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        changelog = changelog_topic(settings.app_id)
+        if changelog not in await admin.list_topics():
+            compact = {"cleanup.policy": "compact"}
+            await admin.create_topics([NewTopic(changelog, settings.partitions, 1, topic_configs=compact)])
+    finally:
+        await admin.close()
 
 
 @dataclass
@@ -73,6 +93,12 @@ class Stack:
         return Settings(**{k[len("RISKFLOW_") :].lower(): v for k, v in self.env.items()})
 
     def start_worker(self, *args: str, extra_env: dict[str, str] | None = None) -> Worker:
+        """A ``riskflow worker`` process. Before the first, the deployment's topics are created with
+        their configured counts (as a deployment does, docs/operations.md): a test that produces
+        before the worker has created them would otherwise have the broker auto-create the inputs
+        with its own default count (Tansu: 4), which the worker then adopts."""
+        if not self.workers:  # on the broker itself: the worker's address may be a proxy that is cut
+            asyncio.run(create_topics(self.settings.model_copy(update={"kafka_bootstrap": self.bootstrap})))
         n = len(self.workers)
         log = self.tmp / f"worker-{n}.log"
         port = free_port()

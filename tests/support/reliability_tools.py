@@ -28,6 +28,7 @@ from detectors.pipeline import BatchProcessor, RawMessage
 from detectors.rules import load_pack
 from riskflow.core.alerts import Alert
 from riskflow.core.schema import Event, encode_event
+from streams.tables import changelog_topic
 
 
 def produce(bootstrap: str, records: Sequence[tuple[str, bytes | None, bytes]]) -> dict[TopicPartition, int]:
@@ -153,10 +154,6 @@ def read_all(
         return got
 
     return asyncio.run(go())
-
-
-def changelog_topic(app_id: str) -> str:
-    return f"{app_id}-entity-state-changelog"
 
 
 def changelog_states(bootstrap: str, app_id: str, settle: float = 3.0) -> dict[str, EntityState]:
