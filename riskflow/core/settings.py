@@ -257,7 +257,7 @@ class Settings(BaseSettings):
 
         >>> import os; os.environ["RISKFLOW_PARTITIONS"] = "7"
         >>> Settings().partitions, Settings.defaults().partitions, Settings.defaults(partitions=3).partitions
-        (7, 4, 3)
+        (7, 12, 3)
         >>> del os.environ["RISKFLOW_PARTITIONS"]
         """
         return _ShippedDefaults(**overrides)  # type: ignore[arg-type]
