@@ -288,6 +288,14 @@ def test_board_case_and_report(stack: Stack, browser: webdriver.Chrome) -> None:
         _api(base, f"/api/cases/{case_id}/note", {"note": "现场核查 on-site visit booked"}, OTHER_OFFICER_TOKEN)
         wait.until(lambda d: "zhang.san · note" in d.find_element(By.CSS_SELECTOR, "[data-field=case-log]").text)
         assert browser.find_element(By.CSS_SELECTOR, "#case-view input[name=reason]").get_attribute("value") == "draft"
+        # This officer's own action re-renders the case too: the field it sent is cleared, the
+        # reason being typed stays.
+        act("#case-view textarea[name=note]", "补充材料 asked for the bank statements")
+        act("#case-view button[data-action=note]")
+        wait.until(lambda d: "补充材料" in d.find_element(By.CSS_SELECTOR, "[data-field=case-log]").text)
+        note = "#case-view textarea[name=note]"
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, note).get_attribute("value") == "")
+        assert browser.find_element(By.CSS_SELECTOR, "#case-view input[name=reason]").get_attribute("value") == "draft"
         browser.find_element(By.CSS_SELECTOR, "#case-view input[name=reason]").clear()
         browser.save_screenshot(str(stack.tmp / "board-case.png"))
         Select(browser.find_element(By.CSS_SELECTOR, "#case-view select[name=outcome]")).select_by_value("confirmed")

@@ -157,18 +157,22 @@ function logList(log) {
     `${fmtTime(e.at)} · ${e.actor} · ${e.action} ${CASE_ACTION_ZH[e.action] || ""}`, e.note ? el("div", { class: "sub" }, e.note) : null)));
 }
 
-// live: a re-render for a change from the stream, which keeps what the officer is typing.
-async function renderCase(id, live = false) {
+// live: a re-render of the same case (a change from the stream, or after an action), which keeps
+// what the officer is typing; ``sent``: the fields an action just submitted, cleared. A re-render
+// after an action may land after the officer has begun typing in another field (ticking a step,
+// then typing a reason at once): that text stays too.
+async function renderCase(id, live = false, sent = []) {
   const view = $("#case-view");
   let c;
   try { c = await api(`/api/cases/${encodeURIComponent(id)}`); } catch (e) { view.replaceChildren(el("p", { class: "error" }, e.message)); return; }
   const prev = view.querySelector("form.case-actions");
   const typed = live && prev && view.dataset.caseId === id ? Object.fromEntries(new FormData(prev)) : null;
+  if (typed) for (const k of sent) delete typed[k];
   const err = el("div", { class: "action-error error" });
   const doAct = async (action, body) => {
     try {
       await api(`/api/cases/${encodeURIComponent(id)}/${action}`, { method: "POST", body: JSON.stringify(body) });
-      renderCase(id);
+      renderCase(id, true, Object.keys(body));
     } catch (e) { err.textContent = e.message; }
   };
   const checklist = el("ol", { class: "checklist" }, ...c.checklist.map((s, i) => {
