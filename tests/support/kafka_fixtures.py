@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +30,28 @@ from riskflow.core.settings import Settings, prefixed_topics
 from streams.tables import changelog_topic
 
 _ids = itertools.count(1)
+
+
+def free_port_range(n: int) -> int:
+    """A base port whose ``n`` consecutive ports (``riskflow worker --processes n`` serves process
+    i on base + i) are free now, taken below Linux's ephemeral range (32768-60999): a port in
+    that range that is free now may be a client socket's local port a moment later, which is
+    how a test once found base + 1 taken."""
+    for _ in range(500):
+        base = random.randrange(20000, 32768 - n)
+        socks: list[socket.socket] = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports below 32768")
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +125,8 @@ class Stack:
             asyncio.run(create_topics(self.settings.model_copy(update={"kafka_bootstrap": self.bootstrap})))
         n = len(self.workers)
         log = self.tmp / f"worker-{n}.log"
-        port = free_port()
+        procs = int(args[args.index("--processes") + 1]) if "--processes" in args else 1
+        port = free_port() if procs <= 1 else free_port_range(procs)
         env = dict(os.environ, **self.env, RISKFLOW_METRICS_PORT=str(port), **(extra_env or {}))
         env["RISKFLOW_DATA_DIR"] = str(self.tmp / f"data-{n}")
         with open(log, "ab") as out:
